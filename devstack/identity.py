@@ -66,9 +66,16 @@ class Issuer:
         pem = self.private_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        path.write_text(json.dumps({
-            "issuer": self.issuer, "audience": self.audience, "kid": self.kid, "pem": pem.decode(),
-        }))
+        path.write_text(
+            json.dumps(
+                {
+                    "issuer": self.issuer,
+                    "audience": self.audience,
+                    "kid": self.kid,
+                    "pem": pem.decode(),
+                }
+            )
+        )
         path.chmod(0o600)
 
     @classmethod

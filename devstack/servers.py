@@ -73,8 +73,7 @@ def postgres_bindir() -> Path:
     if found:
         return found[0].parent
     raise ServerError(
-        "PostgreSQL server binaries (initdb) not found: run `make deps` "
-        "(apt-get install -y postgresql) first"
+        "PostgreSQL server binaries (initdb) not found: run `make deps` (apt-get install -y postgresql) first"
     )
 
 
@@ -84,7 +83,7 @@ class PostgresServer:
 
     port: int = field(default_factory=free_port)
     user: str = "motion"
-    password: str = "motion-local"  # noqa: S105 - a throwaway local cluster
+    password: str = "motion-local"
     database: str = "motion"
     base_dir: Path | None = None
     _tmp: str | None = None
@@ -120,11 +119,21 @@ class PostgresServer:
 
     def _pg_ctl_start(self, bindir: Path) -> subprocess.CompletedProcess[str]:
         assert self.base_dir is not None
-        return self._run_as_owner([
-            str(bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.base_dir / "postgres.log"),
-            "-o", f"-p {self.port} -c listen_addresses={LOCALHOST} -k {self.base_dir} -c fsync=off",
-            "-w", "-t", "30", "start",
-        ])
+        return self._run_as_owner(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.base_dir / "postgres.log"),
+                "-o",
+                f"-p {self.port} -c listen_addresses={LOCALHOST} -k {self.base_dir} -c fsync=off",
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ]
+        )
 
     def _init(self, bindir: Path) -> None:
         assert self.base_dir is not None
@@ -135,10 +144,22 @@ class PostgresServer:
         pwfile.write_text(self.password + "\n")
         if os.geteuid() == 0:
             os.chown(pwfile, pg.pw_uid, pg.pw_gid)
-        result = self._run_as_owner([
-            str(bindir / "initdb"), "-D", str(self.data_dir), "-U", self.user, "--pwfile", str(pwfile),
-            "-A", "scram-sha-256", "-E", "UTF8", "--no-sync",
-        ])
+        result = self._run_as_owner(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                self.user,
+                "--pwfile",
+                str(pwfile),
+                "-A",
+                "scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
+        )
         if result.returncode != 0:
             raise ServerError(f"initdb failed: {result.stderr.strip()}")
         pwfile.unlink()
@@ -153,13 +174,18 @@ class PostgresServer:
         env = dict(os.environ, PGPASSWORD=self.password)
         return subprocess.run(
             [str(bindir / "createdb"), "-h", LOCALHOST, "-p", str(self.port), "-U", self.user, self.database],
-            capture_output=True, text=True, check=False, env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
         )
 
     def stop(self, mode: str = "fast") -> None:
         if self.base_dir is None or not self.data_dir.exists():
             return
-        self._run_as_owner([str(postgres_bindir() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"])
+        self._run_as_owner(
+            [str(postgres_bindir() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"]
+        )
 
     def restart(self) -> None:
         self.stop()
@@ -265,9 +291,22 @@ class RedisServer(_ProcessServer):
     def command(self) -> list[str]:
         binary = shutil.which("redis-server")
         if binary is None:
-            raise ServerError("redis-server not found: run `make deps` (apt-get install -y redis-server) first")
-        cmd = [binary, "--bind", LOCALHOST, "--port", str(self.port), "--save", "", "--appendonly", "no",
-               "--dir", str(self.workdir())]
+            raise ServerError(
+                "redis-server not found: run `make deps` (apt-get install -y redis-server) first"
+            )
+        cmd = [
+            binary,
+            "--bind",
+            LOCALHOST,
+            "--port",
+            str(self.port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir()),
+        ]
         if self.password:
             cmd += ["--requirepass", self.password]
         return cmd

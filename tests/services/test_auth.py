@@ -58,8 +58,17 @@ def test_wrong_issuer_audience_key_and_algorithm(verifier: TokenVerifier, issuer
         verifier.verify(hs)
     now = int(time.time())
     bad_projects = jwt.encode(
-        {"sub": "u", "iss": issuer.issuer, "aud": issuer.audience, "iat": now, "exp": now + 60, "projects": "p1"},
-        issuer.private_key, algorithm="RS256", headers={"kid": issuer.kid},
+        {
+            "sub": "u",
+            "iss": issuer.issuer,
+            "aud": issuer.audience,
+            "iat": now,
+            "exp": now + 60,
+            "projects": "p1",
+        },
+        issuer.private_key,
+        algorithm="RS256",
+        headers={"kid": issuer.kid},
     )
     with pytest.raises(AuthError, match="projects"):
         verifier.verify(bad_projects)
