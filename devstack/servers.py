@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 LOCALHOST = "127.0.0.1"
 
@@ -227,7 +228,7 @@ class _ProcessServer(abc.ABC):
             self._tmp = tempfile.mkdtemp(prefix=f"motion-{self.name}-")
         return Path(self._tmp)
 
-    def start(self) -> _ProcessServer:
+    def start(self) -> Self:
         if not port_is_free(self.port):
             raise ServerError(f"{self.name}: port {self.port} on {LOCALHOST} is already taken")
         self.log_path = self.workdir() / f"{self.name}.log"
@@ -271,7 +272,7 @@ class _ProcessServer(abc.ABC):
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
-    def __enter__(self) -> _ProcessServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -15,6 +15,7 @@ import time
 import urllib.request
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 from jwt.algorithms import RSAAlgorithm
@@ -41,11 +42,11 @@ class JwksKeys:
         self._url = jwks_url
         self._min_refresh = min_refresh_seconds
         self._timeout = timeout
-        self._keys: dict[str, object] = {}
+        self._keys: dict[str, Any] = {}
         self._fetched_at = 0.0
         self._lock = threading.Lock()
 
-    def get(self, kid: str) -> object:
+    def get(self, kid: str) -> Any:
         key = self._keys.get(kid)
         if key is not None:
             return key
@@ -120,7 +121,7 @@ class TokenVerifier:
         try:
             claims = jwt.decode(
                 token,
-                key=key,  # type: ignore[arg-type]
+                key=key,
                 algorithms=["RS256"],
                 issuer=self._issuer,
                 audience=self._audience,
