@@ -1,0 +1,44 @@
+# Motion: `make run` starts the backend locally, `make test` runs every check. Both set up what is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck pytest deps plan plan-snapshots smoke bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt $(wildcard app_code/*/requirements.txt) $(wildcard policy/requirements.txt)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	@touch $(STAMP)
+
+deps:
+	@scripts/system-deps.sh
+
+## The main job: the whole backend on this machine (until the local backend lands: the offline plan).
+run: deps $(STAMP)
+	$(BIN)/python -m devstack.plan
+
+## Every check CI runs.
+test: deps $(STAMP) lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+## Each stack's resources as a tree, from the program under mocks.
+plan: $(STAMP)
+	$(BIN)/python -m devstack.plan
+
+plan-snapshots: $(STAMP)
+	$(BIN)/python -m devstack.plan --write
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

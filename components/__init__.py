@@ -1,0 +1,1 @@
+"""Motion's Pulumi components: one ComponentResource per concern."""

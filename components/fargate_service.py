@@ -1,0 +1,376 @@
+"""One HTTP service on ECS Fargate behind the shared ALB: task definition, roles, target group, path rule,
+service with circuit breaker, autoscaling and alarms. The files and chat components build on it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.config import Scaling
+from components.iam import assume_role_policy, policy_document, statement
+
+# The images run as this uid (see app_code/*/Dockerfile); the task definition pins it as well.
+CONTAINER_USER = "10001:10001"
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A Secrets Manager secret (or one JSON key of it) that ECS injects as an environment variable."""
+
+    secret_arn: pulumi.Input[str]
+    json_key: str | None = None
+
+    def value_from(self) -> pulumi.Output[str]:
+        suffix = f":{self.json_key}::" if self.json_key else ""
+        return pulumi.Output.concat(self.secret_arn, suffix)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """Where the service plugs into the shared platform and network."""
+
+    cluster_arn: pulumi.Input[str]
+    cluster_name: pulumi.Input[str]
+    listener_arn: pulumi.Input[str]
+    alb_arn_suffix: pulumi.Input[str]
+    alb_security_group_id: pulumi.Input[str]
+    vpc_id: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    assign_public_ip: bool
+    alarm_topic_arn: pulumi.Input[str]
+    log_retention_days: int
+    region: str
+
+
+@dataclass(frozen=True)
+class FargateServiceArgs:
+    name_prefix: str
+    service: str
+    image: pulumi.Input[str]
+    repository_arn: pulumi.Input[str]
+    port: int
+    health_check_path: str
+    path_patterns: Sequence[str]
+    listener_priority: int
+    scaling: Scaling
+    attachment: Attachment
+    environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    secrets: Mapping[str, SecretRef] = field(default_factory=dict)
+    task_role_statements: Sequence[dict[str, Any]] = ()
+    cpu: int = 256
+    memory: int = 512
+    deregistration_delay_seconds: int = 30
+    stop_timeout_seconds: int = 30
+    requests_per_target: int = 1000
+    command: Sequence[str] = ()
+
+
+class FargateService(pulumi.ComponentResource):
+    security_group: aws.ec2.SecurityGroup
+    task_role: aws.iam.Role
+
+    def __init__(
+        self, name: str, args: FargateServiceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("motion:platform:FargateService", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        att = args.attachment
+        full_name = f"{args.name_prefix}-{args.service}"
+
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs", name=f"/motion/{full_name}", retention_in_days=att.log_retention_days, opts=child
+        )
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
+        self.execution_role = aws.iam.Role(
+            f"{name}-execution",
+            assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", account),
+            opts=child,
+        )
+        execution_statements = [
+            # ECR offers no narrower resource for the registry token.
+            statement(["ecr:GetAuthorizationToken"], ["*"], sid="RegistryToken"),
+            statement(
+                ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                [args.repository_arn],
+                sid="PullImage",
+            ),
+            statement(
+                ["logs:CreateLogStream", "logs:PutLogEvents"],
+                [pulumi.Output.concat(log_group.arn, ":*")],
+                sid="WriteLogs",
+            ),
+        ]
+        secret_arns = sorted({ref.secret_arn for ref in args.secrets.values()}, key=str)
+        if secret_arns:
+            execution_statements.append(
+                statement(["secretsmanager:GetSecretValue"], secret_arns, sid="InjectSecrets")
+            )
+        aws.iam.RolePolicy(
+            f"{name}-execution-policy",
+            role=self.execution_role.id,
+            policy=policy_document(*execution_statements),
+            opts=child,
+        )
+
+        self.task_role = aws.iam.Role(
+            f"{name}-task",
+            assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", account),
+            opts=child,
+        )
+        if args.task_role_statements:
+            aws.iam.RolePolicy(
+                f"{name}-task-policy",
+                role=self.task_role.id,
+                policy=policy_document(*args.task_role_statements),
+                opts=child,
+            )
+
+        container = self._container_definition(args, log_group.name, full_name)
+        task_definition = aws.ecs.TaskDefinition(
+            f"{name}-task-definition",
+            family=full_name,
+            cpu=str(args.cpu),
+            memory=str(args.memory),
+            network_mode="awsvpc",
+            requires_compatibilities=["FARGATE"],
+            runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
+                cpu_architecture="ARM64", operating_system_family="LINUX"
+            ),
+            execution_role_arn=self.execution_role.arn,
+            task_role_arn=self.task_role.arn,
+            container_definitions=container,
+            volumes=[aws.ecs.TaskDefinitionVolumeArgs(name="tmp")],
+            opts=child,
+        )
+
+        self.security_group = aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            vpc_id=att.vpc_id,
+            description=f"{full_name} tasks: from the ALB only",
+            tags={"Name": full_name},
+            opts=child,
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-from-alb",
+            security_group_id=self.security_group.id,
+            ip_protocol="tcp",
+            from_port=args.port,
+            to_port=args.port,
+            referenced_security_group_id=att.alb_security_group_id,
+            description="from the load balancer",
+            opts=child,
+        )
+        # AWS APIs (Secrets Manager, ECR, logs) and the identity provider's JWKS are HTTPS endpoints.
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-to-https",
+            security_group_id=self.security_group.id,
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            cidr_ipv4="0.0.0.0/0",
+            description="HTTPS to AWS APIs and the JWKS",
+            opts=child,
+        )
+
+        self.target_group = aws.lb.TargetGroup(
+            f"{name}-tg",
+            name=full_name[:32],
+            port=args.port,
+            protocol="HTTP",
+            target_type="ip",
+            vpc_id=att.vpc_id,
+            deregistration_delay=args.deregistration_delay_seconds,
+            health_check=aws.lb.TargetGroupHealthCheckArgs(
+                path=args.health_check_path,
+                matcher="200",
+                interval=15,
+                timeout=5,
+                healthy_threshold=2,
+                unhealthy_threshold=3,
+            ),
+            opts=child,
+        )
+        aws.lb.ListenerRule(
+            f"{name}-rule",
+            listener_arn=att.listener_arn,
+            priority=args.listener_priority,
+            conditions=[
+                aws.lb.ListenerRuleConditionArgs(
+                    path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=list(args.path_patterns))
+                )
+            ],
+            actions=[aws.lb.ListenerRuleActionArgs(type="forward", target_group_arn=self.target_group.arn)],
+            opts=child,
+        )
+        autoscaled = args.scaling.max > args.scaling.min
+        self.service = aws.ecs.Service(
+            f"{name}-service",
+            name=full_name,
+            cluster=att.cluster_arn,
+            task_definition=task_definition.arn,
+            desired_count=args.scaling.desired,
+            launch_type="FARGATE",
+            platform_version="LATEST",
+            deployment_minimum_healthy_percent=100,
+            deployment_maximum_percent=200,
+            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
+                enable=True, rollback=True
+            ),
+            availability_zone_rebalancing="ENABLED",
+            health_check_grace_period_seconds=30,
+            enable_ecs_managed_tags=True,
+            propagate_tags="SERVICE",
+            network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
+                subnets=list(att.subnet_ids),
+                security_groups=[self.security_group.id],
+                assign_public_ip=att.assign_public_ip,
+            ),
+            load_balancers=[
+                aws.ecs.ServiceLoadBalancerArgs(
+                    target_group_arn=self.target_group.arn,
+                    container_name=args.service,
+                    container_port=args.port,
+                )
+            ],
+            # Autoscaling owns the running count once the service exists.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCount"] if autoscaled else None),
+        )
+        if autoscaled:
+            self._autoscaling(name, args)
+        self._alarms(name, args, full_name)
+        self.register_outputs(
+            {
+                "service_name": self.service.name,
+                "security_group_id": self.security_group.id,
+                "target_group_arn": self.target_group.arn,
+            }
+        )
+
+    def _container_definition(
+        self, args: FargateServiceArgs, log_group: pulumi.Output[str], full_name: str
+    ) -> pulumi.Output[str]:
+        health_probe = (
+            "import urllib.request,sys;"
+            f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{args.port}{args.health_check_path}',"
+            "timeout=3).status==200 else 1)"
+        )
+        definition: dict[str, Any] = {
+            "name": args.service,
+            "image": args.image,
+            "essential": True,
+            "user": CONTAINER_USER,
+            "readonlyRootFilesystem": True,
+            "privileged": False,
+            "portMappings": [{"containerPort": args.port, "protocol": "tcp"}],
+            "environment": [{"name": k, "value": v} for k, v in sorted(args.environment.items())],
+            "secrets": [
+                {"name": k, "valueFrom": ref.value_from()} for k, ref in sorted(args.secrets.items())
+            ],
+            # The root filesystem is read-only; /tmp is the task's own scratch volume.
+            "mountPoints": [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}],  # noqa: S108
+            "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
+            "stopTimeout": args.stop_timeout_seconds,
+            "healthCheck": {
+                "command": ["CMD", "python", "-c", health_probe],
+                "interval": 15,
+                "timeout": 5,
+                "retries": 3,
+                "startPeriod": 20,
+            },
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": log_group,
+                    "awslogs-region": args.attachment.region,
+                    "awslogs-stream-prefix": full_name,
+                    "mode": "non-blocking",
+                    "max-buffer-size": "4m",
+                },
+            },
+        }
+        if args.command:
+            definition["command"] = list(args.command)
+        return pulumi.Output.json_dumps([definition])
+
+    def _autoscaling(self, name: str, args: FargateServiceArgs) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        target = aws.appautoscaling.Target(
+            f"{name}-scaling-target",
+            service_namespace="ecs",
+            scalable_dimension="ecs:service:DesiredCount",
+            resource_id=pulumi.Output.concat(
+                "service/", args.attachment.cluster_name, "/", self.service.name
+            ),
+            min_capacity=args.scaling.min,
+            max_capacity=args.scaling.max,
+            opts=child,
+        )
+        metrics = {
+            "cpu": aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
+                predefined_metric_type="ECSServiceAverageCPUUtilization"
+            ),
+            "requests": aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
+                predefined_metric_type="ALBRequestCountPerTarget",
+                resource_label=pulumi.Output.concat(
+                    args.attachment.alb_arn_suffix, "/", self.target_group.arn_suffix
+                ),
+            ),
+        }
+        targets = {"cpu": 60.0, "requests": float(args.requests_per_target)}
+        for metric, spec in metrics.items():
+            aws.appautoscaling.Policy(
+                f"{name}-scale-{metric}",
+                policy_type="TargetTrackingScaling",
+                service_namespace=target.service_namespace,
+                scalable_dimension=target.scalable_dimension,
+                resource_id=target.resource_id,
+                target_tracking_scaling_policy_configuration=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
+                    target_value=targets[metric],
+                    predefined_metric_specification=spec,
+                    scale_in_cooldown=120,
+                    scale_out_cooldown=30,
+                ),
+                opts=child,
+            )
+
+    def _alarms(self, name: str, args: FargateServiceArgs, full_name: str) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        topic = [args.attachment.alarm_topic_arn]
+        lb_dims = {
+            "LoadBalancer": args.attachment.alb_arn_suffix,
+            "TargetGroup": self.target_group.arn_suffix,
+        }
+        alarms: list[tuple[str, str, str, str, float, int, Mapping[str, pulumi.Input[str]]]] = [
+            ("target-5xx", "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "Sum", 10, 1, lb_dims),
+            ("unhealthy", "AWS/ApplicationELB", "UnHealthyHostCount", "Maximum", 0, 3, lb_dims),
+            (
+                "cpu",
+                "AWS/ECS",
+                "CPUUtilization",
+                "Average",
+                85,
+                3,
+                {"ClusterName": args.attachment.cluster_name, "ServiceName": self.service.name},
+            ),
+        ]
+        for suffix, namespace, metric, stat, threshold, periods, dims in alarms:
+            aws.cloudwatch.MetricAlarm(
+                f"{name}-{suffix}",
+                name=f"{full_name}-{suffix}",
+                namespace=namespace,
+                metric_name=metric,
+                statistic=stat,
+                dimensions=dict(dims),
+                period=60,
+                evaluation_periods=periods,
+                threshold=threshold,
+                comparison_operator="GreaterThanThreshold",
+                treat_missing_data="notBreaching",
+                alarm_actions=topic,
+                ok_actions=topic,
+                opts=child,
+            )

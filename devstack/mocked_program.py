@@ -1,0 +1,302 @@
+"""Runs the real program under Pulumi mocks (for tests and the offline plan) with the config read from the real `Pulumi.<stack>.yaml`,
+and records every registered resource (type, name, inputs, parent) for tests to query.
+
+Mocks see inputs in camelCase with ints as floats; secrets are unwrapped here and their property paths
+remembered, so tests can assert values and the snapshot can redact them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parents[1]
+ACCOUNT = "123456789012"
+SECRET_SIG = rpc._special_sig_key  # type: ignore[attr-defined]
+SECRET_VALUE = rpc._special_secret_sig  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class RecordedResource:
+    type: str
+    name: str
+    urn: str
+    inputs: dict[str, Any]
+    parent: str | None
+    provider: str | None
+    id: str
+    custom: bool
+    secret_paths: frozenset[str] = frozenset()
+
+    def json(self, key: str) -> Any:
+        """An input that holds a JSON document (IAM policies, container definitions), parsed."""
+        value = self.inputs.get(key)
+        return json.loads(value) if isinstance(value, str) else value
+
+
+@dataclass
+class StackRun:
+    stack: str
+    config: Any
+    resources: list[RecordedResource]
+    outputs: dict[str, Any]
+    by_urn: dict[str, RecordedResource] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_urn = {r.urn: r for r in self.resources}
+
+    def of_type(self, type_: str) -> list[RecordedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str, name_contains: str = "") -> RecordedResource:
+        found = [r for r in self.of_type(type_) if name_contains in r.name]
+        assert len(found) == 1, (
+            f"expected one {type_} named *{name_contains}*, found {[r.name for r in found]}"
+        )
+        return found[0]
+
+    def parent_of(self, resource: RecordedResource) -> RecordedResource | None:
+        return self.by_urn.get(resource.parent or "")
+
+    def ancestors(self, resource: RecordedResource) -> Iterator[RecordedResource]:
+        parent = self.parent_of(resource)
+        while parent is not None:
+            yield parent
+            parent = self.parent_of(parent)
+
+    def component_of(self, resource: RecordedResource) -> RecordedResource | None:
+        return next((a for a in self.ancestors(resource) if a.type.startswith("motion:")), None)
+
+    def by_id(self, id_: str) -> RecordedResource | None:
+        return next((r for r in self.resources if r.id == id_), None)
+
+
+def _unwrap(value: Any, path: str, secrets: set[str]) -> Any:
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == SECRET_VALUE:
+            secrets.add(path)
+            return _unwrap(value.get("value"), path, secrets)
+        return {k: _unwrap(v, f"{path}.{k}" if path else k, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
+    return value
+
+
+# --- what the mocked cloud computes ---------------------------------------------------------------
+
+
+def _service(type_: str) -> str:
+    module = type_.split(":")[1].split("/")[0]
+    return {
+        "lb": "elasticloadbalancing",
+        "cloudwatch": "logs",
+        "vpc": "ec2",
+        "appautoscaling": "application-autoscaling",
+        "sesv2": "ses",
+        "apigatewayv2": "apigateway",
+        "rds": "rds",
+        "elasticache": "elasticache",
+    }.get(module, module)
+
+
+def computed_outputs(type_: str, name: str, inputs: Mapping[str, Any], region: str) -> dict[str, Any]:
+    """Plausible values for the outputs a provider computes, derived from the resource's name."""
+    arn = f"arn:aws:{_service(type_)}:{region}:{ACCOUNT}:{name}"
+    out: dict[str, Any] = {"arn": arn}
+    if type_ == "aws:s3/bucket:Bucket":
+        bucket = inputs.get("bucket") or f"{inputs.get('bucketPrefix', name + '-')}0123abcd"
+        out.update(
+            bucket=bucket,
+            arn=f"arn:aws:s3:::{bucket}",
+            bucketRegionalDomainName=f"{bucket}.s3.{region}.amazonaws.com",
+        )
+    elif type_ == "aws:lb/loadBalancer:LoadBalancer":
+        out.update(
+            dnsName=f"{name}-123456.{region}.elb.amazonaws.com",
+            arnSuffix=f"app/{name}/0123456789abcdef",
+            zoneId="Z35SXDOTRQ7X7K",
+        )
+    elif type_ == "aws:lb/targetGroup:TargetGroup":
+        out.update(arnSuffix=f"targetgroup/{name}/0123456789abcdef")
+    elif type_ == "aws:sqs/queue:Queue":
+        queue = inputs.get("name") or name
+        out.update(
+            url=f"https://sqs.{region}.amazonaws.com/{ACCOUNT}/{queue}",
+            arn=f"arn:aws:sqs:{region}:{ACCOUNT}:{queue}",
+        )
+    elif type_ == "aws:dynamodb/table:Table":
+        table = inputs.get("name") or name
+        out.update(arn=f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{table}")
+    elif type_ == "aws:ecr/repository:Repository":
+        repo = inputs.get("name") or name
+        out.update(
+            repositoryUrl=f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{repo}",
+            arn=f"arn:aws:ecr:{region}:{ACCOUNT}:repository/{repo}",
+        )
+    elif type_ == "docker:index/image:Image":
+        out.update(
+            repoDigest=f"{inputs.get('imageName', name).split(':')[0]}@sha256:{'ab' * 32}",
+            imageName=inputs.get("imageName", name),
+        )
+    elif type_ == "aws:rds/instance:Instance":
+        out.update(
+            address=f"{name}.cluster.{region}.rds.amazonaws.com",
+            port=5432,
+            masterUserSecrets=[
+                {
+                    "secretArn": f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:rds!{name}-AbCdEf",
+                    "secretStatus": "active",
+                    "kmsKeyId": "",
+                }
+            ],
+        )
+    elif type_ == "aws:elasticache/replicationGroup:ReplicationGroup":
+        out.update(primaryEndpointAddress=f"master.{name}.cache.amazonaws.com", port=6379)
+    elif type_ == "aws:lambda/function:Function":
+        out.update(invokeArn=f"arn:aws:apigateway:{region}:lambda:path/functions/{arn}/invocations")
+    elif type_ == "aws:apigatewayv2/api:Api":
+        out.update(apiEndpoint=f"https://{name}.execute-api.{region}.amazonaws.com", executionArn=arn)
+    elif type_ == "aws:secretsmanager/secret:Secret":
+        out.update(arn=f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:{name}-AbCdEf")
+    elif type_ == "aws:sesv2/emailIdentity:EmailIdentity":
+        out.update(dkimSigningAttributes={"tokens": [f"dkim{i}token" for i in range(3)], "status": "PENDING"})
+    elif type_ == "aws:kms/key:Key":
+        out.update(keyId=f"{name}-key-id", arn=f"arn:aws:kms:{region}:{ACCOUNT}:key/{name}")
+    return out
+
+
+def _call(token: str, args: Mapping[str, Any], region: str) -> dict[str, Any]:
+    if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+        return {"names": [f"{region}{s}" for s in "abcdef"], "zoneIds": [f"use1-az{i}" for i in range(1, 7)]}
+    if token == "aws:index/getRegion:getRegion":
+        return {"region": region, "name": region, "id": region, "endpoint": f"ec2.{region}.amazonaws.com"}
+    if token == "aws:index/getCallerIdentity:getCallerIdentity":
+        return {
+            "accountId": ACCOUNT,
+            "arn": f"arn:aws:iam::{ACCOUNT}:user/ci",
+            "userId": "AIDA",
+            "id": ACCOUNT,
+        }
+    if token == "aws:index/getPartition:getPartition":
+        return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
+    if token == "aws:elb/getServiceAccount:getServiceAccount":
+        return {"arn": "arn:aws:iam::127311923021:root", "id": "127311923021"}
+    return {}
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def __init__(self, region: str) -> None:
+        self.region = region
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        outputs = {**args.inputs, **computed_outputs(args.typ, args.name, args.inputs, self.region)}
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return _call(args.token, args.args, self.region), []
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: _Mocks) -> None:
+        super().__init__(mocks)
+        self.recorded: list[RecordedResource] = []
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            secrets: set[str] = set()
+            inputs = _unwrap(rpc.deserialize_properties(request.object), "", secrets)
+            self.recorded.append(
+                RecordedResource(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    inputs=inputs,
+                    parent=request.parent or None,
+                    provider=request.provider or None,
+                    id=response.id or "",
+                    custom=bool(request.custom),
+                    secret_paths=frozenset(secrets),
+                )
+            )
+        return response
+
+
+def stack_config_values(stack: str) -> dict[str, str]:
+    """The stack's config exactly as `Pulumi.<stack>.yaml` holds it (fully qualified keys)."""
+    document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    return {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in document["config"].items()
+    }
+
+
+def run_program(stack: str, config: Mapping[str, str], program: Callable[[], Any] | None = None) -> StackRun:
+    """Run the program once under mocks with this config; raises what the program raises."""
+    from components.config import load_stack_config
+    from components.program import build
+
+    region = str(config.get("aws:region", "us-east-1"))
+    mocks = _Mocks(region)
+    monitor = _RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project="motion", stack=stack, preview=False, monitor=monitor)
+    set_all_config(dict(config))
+    pulumi.runtime.settings.SETTINGS.rpc_manager.clear()  # type: ignore[attr-defined]
+    result: dict[str, Any] = {}
+
+    def body() -> None:
+        if program is not None:
+            program()
+            return
+        cfg = load_stack_config()
+        made = build(cfg)
+        result["config"] = cfg
+        result["outputs"] = made.outputs
+
+    try:
+        _sync_await(pulumi.runtime.stack.run_pulumi_func(body))  # type: ignore[attr-defined]
+    except Exception as err:
+        raise ProgramFailed(err, list(monitor.recorded)) from err
+    outputs = {k: _resolve(v) for k, v in result.get("outputs", {}).items()}
+    return StackRun(
+        stack=stack, config=result.get("config"), resources=list(monitor.recorded), outputs=outputs
+    )
+
+
+class ProgramFailed(Exception):
+    """The program raised; carries what it had registered by then (bad config must register nothing)."""
+
+    def __init__(self, error: Exception, registered: list[RecordedResource]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.registered = registered
+
+
+def _resolve(value: Any) -> Any:
+    if isinstance(value, pulumi.Output):
+        return _sync_await(value.future())
+    return value
+
+
+@functools.cache
+def run_stack(stack: str) -> StackRun:
+    """Both stacks from their real config files; cached, since the program is deterministic."""
+    return run_program(stack, stack_config_values(stack))
+
+
+def run_with(stack: str, **overrides: str) -> StackRun:
+    """A stack's real config with some `motion:*` keys overridden (for bad-config cases)."""
+    config = stack_config_values(stack)
+    config.update({f"motion:{k}" if ":" not in k else k: v for k, v in overrides.items()})
+    return run_program(stack, config)

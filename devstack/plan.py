@@ -1,0 +1,122 @@
+"""The offline plan: each stack's resource graph from the program under mocks, rendered as a stable,
+readable tree (component tree, type, name, inputs, secrets redacted).
+
+    python -m devstack.plan                 print both stacks
+    python -m devstack.plan --write         refresh the committed snapshots in snapshots/
+    python -m devstack.plan --check         exit 1 if a snapshot is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from devstack.mocked_program import ROOT, RecordedResource, StackRun, run_stack
+
+STACKS = ("dev", "production")
+SNAPSHOT_DIR = ROOT / "snapshots"
+REFRESH_COMMAND = "make plan-snapshots"
+REDACTED = "[secret]"
+# Inputs that say nothing a reviewer can act on.
+SKIPPED_INPUTS = frozenset({"__defaults", "version"})
+
+
+def snapshot_path(stack: str) -> Path:
+    return SNAPSHOT_DIR / f"{stack}.plan.txt"
+
+
+def _flatten(value: Any, path: str, secrets: frozenset[str], out: list[tuple[str, str]]) -> None:
+    if path in secrets:
+        out.append((path, REDACTED))
+        return
+    if isinstance(value, str) and value[:1] in "[{":
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)  # policies and container definitions read better as structure
+    if isinstance(value, dict):
+        if not value:
+            out.append((path, "{}"))
+        for key in sorted(value):
+            _flatten(value[key], f"{path}.{key}" if path else key, secrets, out)
+    elif isinstance(value, list):
+        if not value:
+            out.append((path, "[]"))
+        for index, item in enumerate(value):
+            _flatten(item, f"{path}[{index}]", secrets, out)
+    else:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # mocks deliver every number as a float
+        out.append((path, json.dumps(value)))
+
+
+def _secret_paths(resource: RecordedResource) -> frozenset[str]:
+    return resource.secret_paths
+
+
+def render(run: StackRun) -> str:
+    children: dict[str | None, list[RecordedResource]] = defaultdict(list)
+    for resource in run.resources:
+        parent = resource.parent if resource.parent in run.by_urn else None
+        children[parent].append(resource)
+    lines = [
+        f"# stack: {run.stack} ({len([r for r in run.resources if r.custom])} resources)",
+        f"# refresh with: {REFRESH_COMMAND}",
+        "",
+    ]
+
+    def walk(parent: str | None, depth: int) -> None:
+        for resource in sorted(children[parent], key=lambda r: (r.custom, r.type, r.name)):
+            indent = "  " * depth
+            lines.append(f"{indent}{resource.type} {resource.name}")
+            flat: list[tuple[str, str]] = []
+            inputs = {k: v for k, v in resource.inputs.items() if k not in SKIPPED_INPUTS}
+            _flatten(inputs, "", _secret_paths(resource), flat)
+            for path, value in flat:
+                if path:
+                    lines.append(f"{indent}    {path} = {value}")
+            walk(resource.urn, depth + 1)
+
+    walk(None, 0)
+    lines.append("")
+    lines.append("# outputs")
+    for key in sorted(run.outputs):
+        lines.append(f"{key} = {json.dumps(run.outputs[key], sort_keys=True, default=str)}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="refresh the committed snapshots")
+    mode.add_argument("--check", action="store_true", help="fail if a committed snapshot is stale")
+    parser.add_argument("stacks", nargs="*", default=list(STACKS))
+    args = parser.parse_args(argv)
+    stale = []
+    for stack in args.stacks:
+        text = render(run_stack(stack))
+        path = snapshot_path(stack)
+        if args.write:
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path.relative_to(ROOT)}")
+        elif args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(stack)
+        else:
+            sys.stdout.write(text)
+    if stale:
+        print(
+            f"stale plan snapshot(s): {', '.join(stale)}; refresh with `{REFRESH_COMMAND}`", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
