@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -130,6 +131,7 @@ class FrontendConfig:
     git_repository: str
     root_directory: str
     production_branch: str
+    targets: tuple[str, ...]
     domains: tuple[str, ...]
     extra_cors_origins: tuple[str, ...]
 
@@ -305,6 +307,13 @@ KEYS: tuple[Key, ...] = (
     _k("frontendGitRepository", "string", REQUIRED, "Git repository of the frontend app", "owner/name"),
     _k("frontendRootDirectory", "string", "frontend", "Directory of the Vite app in that repository"),
     _k("frontendProductionBranch", "string", "main", "Branch Vercel deploys to production"),
+    _k(
+        "frontendTargets",
+        "array",
+        ["preview", "development"],
+        "Vercel environments this stack's variables apply to",
+        "a list of production | preview | development",
+    ),
     _k(
         "frontendDomains",
         "array",
@@ -503,6 +512,7 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
         g("frontendGitRepository"),
         g("frontendRootDirectory"),
         g("frontendProductionBranch"),
+        g("frontendTargets"),
         g("frontendDomains"),
         g("extraCorsOrigins"),
     )
@@ -602,6 +612,8 @@ def _validate_frontend(r: _Reader, frontend: FrontendConfig) -> None:
         f"{frontend.root_directory!r}",
     )
     r.check("frontendProductionBranch", bool(frontend.production_branch.strip()), "must not be empty")
+    bad_targets = [t for t in frontend.targets if t not in ("production", "preview", "development")]
+    r.check("frontendTargets", bool(frontend.targets) and not bad_targets, f"{list(frontend.targets)}")
     bad_domains = [d for d in frontend.domains if not _DOMAIN.match(d)]
     r.check("frontendDomains", not bad_domains, f"{bad_domains} are not DNS names")
     bad_origins = [o for o in frontend.extra_cors_origins if not _ORIGIN.match(o)]
@@ -663,4 +675,10 @@ def load_stack_config() -> StackConfig:
     namespace = f"{PROJECT}:"
     raw = {key[len(namespace) :]: value for key, value in everything.items() if key.startswith(namespace)}
     region = pulumi.Config("aws").get("region") or ""
-    return load_config(pulumi.get_stack(), raw, region)
+    config = load_config(pulumi.get_stack(), raw, region)
+    if not (everything.get("vercel:apiToken") or os.environ.get("VERCEL_API_TOKEN")):
+        raise ConfigError(
+            f"Invalid configuration for stack '{config.stack}' (1 problem(s)):\n  - vercel:apiToken: is required "
+            "(set it with `pulumi config set --secret vercel:apiToken <token>`, or export VERCEL_API_TOKEN)"
+        )
+    return config

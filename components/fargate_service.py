@@ -104,7 +104,8 @@ class FargateService(pulumi.ComponentResource):
                 sid="WriteLogs",
             ),
         ]
-        secret_arns = sorted({ref.secret_arn for ref in args.secrets.values()}, key=str)
+        # The same secret may back several variables (e.g. two JSON keys); grant it once.
+        secret_arns = list(dict.fromkeys(ref.secret_arn for ref in args.secrets.values()))
         if secret_arns:
             execution_statements.append(
                 statement(["secretsmanager:GetSecretValue"], secret_arns, sid="InjectSecrets")

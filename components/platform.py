@@ -28,6 +28,7 @@ class PlatformArgs:
     access_logs: bool
     log_retention_days: int
     alarm_email: str
+    versioned_logs: bool
 
 
 class Platform(pulumi.ComponentResource):
@@ -103,7 +104,7 @@ class Platform(pulumi.ComponentResource):
         access_logs = None
         depends: list[pulumi.Resource] = []
         if args.access_logs:
-            logs_bucket = self._access_log_bucket(name, prefix, args.log_retention_days)
+            logs_bucket = self._access_log_bucket(name, prefix, args.log_retention_days, args.versioned_logs)
             access_logs = aws.lb.LoadBalancerAccessLogsArgs(
                 bucket=logs_bucket.name, prefix="alb", enabled=True
             )
@@ -183,7 +184,9 @@ class Platform(pulumi.ComponentResource):
             }
         )
 
-    def _access_log_bucket(self, name: str, prefix: str, retention_days: int) -> PrivateBucket:
+    def _access_log_bucket(
+        self, name: str, prefix: str, retention_days: int, versioned: bool
+    ) -> PrivateBucket:
         # ALB log delivery writes as the region's ELB account and supports SSE-S3 only, not SSE-KMS.
         elb_account = aws.elb.get_service_account_output(opts=pulumi.InvokeOptions(parent=self))
         account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
@@ -191,6 +194,8 @@ class Platform(pulumi.ComponentResource):
             f"{name}-alb-logs",
             PrivateBucketArgs(
                 bucket_prefix=f"{prefix}-alb-logs-",
+                versioning=versioned,
+                force_destroy=not versioned,
                 lifecycle_rules=(
                     aws.s3.BucketLifecycleConfigurationRuleArgs(
                         id="expire-access-logs",

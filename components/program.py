@@ -7,8 +7,16 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+import pulumiverse_vercel as vercel
 
+from components.chat import FACTS as CHAT_FACTS
+from components.chat import Chat, ChatArgs
 from components.config import StackConfig
+from components.fargate_service import Attachment
+from components.files import ROUTES as FILES_ROUTES
+from components.files import Files, FilesArgs
+from components.frontend import Frontend, FrontendArgs
+from components.mailing import Mailing, MailingArgs
 from components.network import Network, NetworkArgs
 from components.platform import Platform, PlatformArgs
 
@@ -20,6 +28,10 @@ class Stack:
     config: StackConfig
     network: Network
     platform: Platform
+    mailing: Mailing
+    files: Files
+    chat: Chat
+    frontend: Frontend
     outputs: dict[str, pulumi.Input[object]]
 
 
@@ -55,8 +67,95 @@ def build(config: StackConfig) -> Stack:
             access_logs=config.alb_access_logs,
             log_retention_days=config.log_retention_days,
             alarm_email=config.alarm_email,
+            versioned_logs=config.data_protection,
         ),
         opts=with_aws,
+    )
+
+    mailing = Mailing(
+        "mailing",
+        MailingArgs(
+            name_prefix=config.name_prefix,
+            mail=config.mail,
+            auth=config.auth,
+            cors_origins=config.frontend.origins,
+            data_protection=config.data_protection,
+            log_retention_days=config.log_retention_days,
+            alarm_topic_arn=platform.alarm_topic_arn,
+        ),
+        opts=with_aws,
+    )
+
+    # Without NAT (dev) tasks sit in public subnets with public IPs for egress; the security groups
+    # still admit traffic from the load balancer only.
+    private = config.network.nat_strategy != "none"
+    attachment = Attachment(
+        cluster_arn=platform.cluster_arn,
+        cluster_name=platform.cluster_name,
+        listener_arn=platform.listener_arn,
+        alb_arn_suffix=platform.alb_arn_suffix,
+        alb_security_group_id=platform.alb_security_group_id,
+        vpc_id=network.vpc_id,
+        subnet_ids=network.private_subnet_ids if private else network.public_subnet_ids,
+        assign_public_ip=not private,
+        alarm_topic_arn=platform.alarm_topic_arn,
+        log_retention_days=config.log_retention_days,
+        region=config.region,
+    )
+    files = Files(
+        "files",
+        FilesArgs(
+            name_prefix=config.name_prefix,
+            files=config.files,
+            database=config.database,
+            auth=config.auth,
+            upload=config.upload,
+            download=config.download,
+            cors_origins=config.frontend.origins,
+            isolated_subnet_ids=network.isolated_subnet_ids,
+            attachment=attachment,
+            kms_encryption=config.s3_kms_encryption,
+            versioning=config.data_protection,
+        ),
+        opts=with_aws,
+    )
+
+    chat = Chat(
+        "chat",
+        ChatArgs(
+            name_prefix=config.name_prefix,
+            cache=config.cache,
+            auth=config.auth,
+            scaling=config.chat,
+            cors_origins=config.frontend.origins,
+            isolated_subnet_ids=network.isolated_subnet_ids,
+            attachment=attachment,
+            data_protection=config.data_protection,
+        ),
+        opts=with_aws,
+    )
+
+    files_url = pulumi.Output.concat(platform.base_url, FILES_ROUTES.API_PREFIX)
+    chat_url = pulumi.Output.concat(platform.ws_base_url, CHAT_FACTS.WS_PATH)
+    vercel_provider = vercel.Provider(
+        "vercel",
+        api_token=pulumi.Config("vercel").get_secret("apiToken"),
+        team=config.frontend.vercel_team_id or None,
+    )
+    frontend = Frontend(
+        "frontend",
+        FrontendArgs(
+            frontend=config.frontend,
+            public_variables={
+                "VITE_API_BASE_URL": platform.base_url,
+                "VITE_FILES_SERVICE_URL": files_url,
+                "VITE_CHAT_WS_URL": chat_url,
+                "VITE_MAIL_API_URL": mailing.api_url,
+                "VITE_CLERK_PUBLISHABLE_KEY": config.auth.clerk_publishable_key,
+                "VITE_MOTION_STACK": config.stack,
+            },
+        ),
+        opts=pulumi.ResourceOptions(providers={"vercel": vercel_provider}),
     )
 
     outputs: dict[str, pulumi.Input[object]] = {
@@ -65,7 +164,28 @@ def build(config: StackConfig) -> Stack:
         "baseUrl": platform.base_url,
         "albDnsName": platform.alb.dns_name,
         "clusterName": platform.cluster_name,
+        "mailApiUrl": mailing.api_url,
+        "mailQueueUrl": mailing.queue.url,
+        "mailDeadLetterQueueUrl": mailing.dead_letters.url,
+        "mailMessagesTable": mailing.table.name,
+        "sesDkimRecords": mailing.dkim_records,
+        "filesServiceUrl": files_url,
+        "filesBucket": files.bucket_name,
+        "filesDatabaseAddress": files.database.address,
+        "chatWebSocketUrl": chat_url,
+        "chatMessagesTable": chat.table.name,
+        "frontendProjectId": frontend.project_id,
+        "frontendProjectName": frontend.project.name,
     }
     for key, value in outputs.items():
         pulumi.export(key, value)
-    return Stack(config=config, network=network, platform=platform, outputs=outputs)
+    return Stack(
+        config=config,
+        network=network,
+        platform=platform,
+        mailing=mailing,
+        files=files,
+        chat=chat,
+        frontend=frontend,
+        outputs=outputs,
+    )

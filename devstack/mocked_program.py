@@ -142,6 +142,7 @@ def computed_outputs(type_: str, name: str, inputs: Mapping[str, Any], region: s
         repo = inputs.get("name") or name
         out.update(
             repositoryUrl=f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{repo}",
+            registryId=ACCOUNT,
             arn=f"arn:aws:ecr:{region}:{ACCOUNT}:repository/{repo}",
         )
     elif type_ == "docker:index/image:Image":
@@ -151,6 +152,7 @@ def computed_outputs(type_: str, name: str, inputs: Mapping[str, Any], region: s
         )
     elif type_ == "aws:rds/instance:Instance":
         out.update(
+            identifier=inputs.get("identifier") or f"{inputs.get('identifierPrefix', name + '-')}0123abcd",
             address=f"{name}.cluster.{region}.rds.amazonaws.com",
             port=5432,
             masterUserSecrets=[
@@ -164,13 +166,18 @@ def computed_outputs(type_: str, name: str, inputs: Mapping[str, Any], region: s
     elif type_ == "aws:elasticache/replicationGroup:ReplicationGroup":
         out.update(primaryEndpointAddress=f"master.{name}.cache.amazonaws.com", port=6379)
     elif type_ == "aws:lambda/function:Function":
-        out.update(invokeArn=f"arn:aws:apigateway:{region}:lambda:path/functions/{arn}/invocations")
+        arn = f"arn:aws:lambda:{region}:{ACCOUNT}:function:{inputs.get('name') or name}"
+        out.update(arn=arn, invokeArn=f"arn:aws:apigateway:{region}:lambda:path/functions/{arn}/invocations")
     elif type_ == "aws:apigatewayv2/api:Api":
         out.update(apiEndpoint=f"https://{name}.execute-api.{region}.amazonaws.com", executionArn=arn)
     elif type_ == "aws:secretsmanager/secret:Secret":
         out.update(arn=f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:{name}-AbCdEf")
     elif type_ == "aws:sesv2/emailIdentity:EmailIdentity":
         out.update(dkimSigningAttributes={"tokens": [f"dkim{i}token" for i in range(3)], "status": "PENDING"})
+    elif type_ == "aws:cloudwatch/logGroup:LogGroup":
+        out.update(arn=f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{inputs.get('name') or name}")
+    elif type_ == "vercel:index/project:Project":
+        out.update(id=f"prj_{name}")
     elif type_ == "aws:kms/key:Key":
         out.update(keyId=f"{name}-key-id", arn=f"arn:aws:kms:{region}:{ACCOUNT}:key/{name}")
     return out
@@ -190,6 +197,16 @@ def _call(token: str, args: Mapping[str, Any], region: str) -> dict[str, Any]:
         }
     if token == "aws:index/getPartition:getPartition":
         return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
+    if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+        return {
+            "userName": "AWS",
+            "password": "mock-ecr-password",
+            "authorizationToken": "bW9jaw==",
+            "proxyEndpoint": f"https://{ACCOUNT}.dkr.ecr.{region}.amazonaws.com",
+            "id": region,
+        }
+    if token == "aws:secretsmanager/getRandomPassword:getRandomPassword":
+        return {"randomPassword": "mock-random-password-0123456789abcdef", "id": "random"}
     if token == "aws:elb/getServiceAccount:getServiceAccount":
         return {"arn": "arn:aws:iam::127311923021:root", "id": "127311923021"}
     return {}
@@ -251,7 +268,9 @@ def run_program(stack: str, config: Mapping[str, str], program: Callable[[], Any
     mocks = _Mocks(region)
     monitor = _RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="motion", stack=stack, preview=False, monitor=monitor)
-    set_all_config(dict(config))
+    # The one secret every stack needs; `pulumi config set --secret` puts it in the real stack file.
+    config = {"vercel:apiToken": "mock-vercel-token", **config}
+    set_all_config(dict(config), secret_keys=["vercel:apiToken"])
     pulumi.runtime.settings.SETTINGS.rpc_manager.clear()  # type: ignore[attr-defined]
     result: dict[str, Any] = {}
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+import pulumi
 
 from devstack.mocked_program import ROOT, RecordedResource, StackRun, run_stack
 
@@ -37,6 +40,9 @@ def _flatten(value: Any, path: str, secrets: frozenset[str], out: list[tuple[str
     if isinstance(value, str) and value[:1] in "[{":
         with contextlib.suppress(ValueError):
             value = json.loads(value)  # policies and container definitions read better as structure
+    if isinstance(value, pulumi.Archive | pulumi.Asset):
+        out.append((path, describe_asset(value)))
+        return
     if isinstance(value, dict):
         if not value:
             out.append((path, "{}"))
@@ -51,6 +57,25 @@ def _flatten(value: Any, path: str, secrets: frozenset[str], out: list[tuple[str
         if isinstance(value, float) and value.is_integer():
             value = int(value)  # mocks deliver every number as a float
         out.append((path, json.dumps(value)))
+
+
+def describe_asset(value: pulumi.Archive | pulumi.Asset) -> str:
+    """Assets by content hash, so a code change shows up in the snapshot without the code itself."""
+    digest = hashlib.sha256()
+    if isinstance(value, pulumi.AssetArchive):
+        for name in sorted(value.assets):
+            asset = value.assets[name]
+            digest.update(name.encode() + b"\0")
+            if isinstance(asset, pulumi.FileAsset):
+                digest.update(Path(asset.path).read_bytes())
+            elif isinstance(asset, pulumi.StringAsset):
+                digest.update(asset.text.encode())
+        return f"archive({len(value.assets)} files, sha256:{digest.hexdigest()[:16]})"
+    if isinstance(value, pulumi.FileAsset):
+        digest.update(Path(value.path).read_bytes())
+    elif isinstance(value, pulumi.StringAsset):
+        digest.update(value.text.encode())
+    return f"{type(value).__name__}(sha256:{digest.hexdigest()[:16]})"
 
 
 def _secret_paths(resource: RecordedResource) -> frozenset[str]:

@@ -117,3 +117,9 @@ def test_missing_required_keys_are_all_named_at_once() -> None:
 def test_region_is_required() -> None:
     with pytest.raises(ConfigError, match="aws:region: is required"):
         load_config("dev", raw("dev"), "")
+
+
+def test_pulumi_yaml_is_generated_from_the_key_table() -> None:
+    from devstack.pulumi_yaml import render
+
+    assert (ROOT / "Pulumi.yaml").read_text() == render(), "run `python -m devstack.pulumi_yaml`"

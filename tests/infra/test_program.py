@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from harness import StackRun
 
-COMPONENT_TYPES = {"motion:network:Network", "motion:platform:Platform"}
+COMPONENT_TYPES = {
+    "motion:network:Network",
+    "motion:platform:Platform",
+    "motion:mailing:Mailing",
+    "motion:frontend:Frontend",
+    "motion:files:Files",
+    "motion:chat:Chat",
+}
 
 
 def test_every_cloud_resource_belongs_to_a_component(stack: StackRun) -> None:
@@ -35,3 +42,22 @@ def test_one_provider_with_default_tags_used_by_every_aws_resource(stack: StackR
     for resource in stack.resources:
         if resource.custom and resource.type.startswith("aws:"):
             assert resource.provider is not None and resource.provider.startswith(provider.urn), resource.name
+
+
+def test_outputs_a_person_needs_after_pulumi_up(stack: StackRun) -> None:
+    needed = {
+        "baseUrl",
+        "filesServiceUrl",
+        "chatWebSocketUrl",
+        "mailApiUrl",
+        "filesBucket",
+        "mailQueueUrl",
+        "mailDeadLetterQueueUrl",
+        "mailMessagesTable",
+        "chatMessagesTable",
+        "sesDkimRecords",
+        "frontendProjectName",
+        "frontendProjectId",
+    }
+    assert needed <= set(stack.outputs)
+    assert all(value not in (None, "", []) for value in stack.outputs.values())

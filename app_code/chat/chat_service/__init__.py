@@ -1,0 +1,51 @@
+"""Motion's real-time chat service (WebSocket, Redis pub/sub fan-out, DynamoDB history).
+
+This module holds only the constants the infrastructure needs (the Pulumi component imports it
+to configure the ALB and the task), so importing it pulls in none of the service's dependencies.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Port the container listens on unless PORT says otherwise.
+DEFAULT_PORT: Final = 8080
+
+#: The WebSocket endpoint and the ALB health check, both on the one port.
+WS_PATH: Final = "/chat/ws"
+HEALTH_CHECK_PATH: Final = "/chat/healthz"
+
+#: Listener rule path patterns that route to this service.
+ALB_PATH_PATTERNS: Final[list[str]] = ["/chat/*"]
+
+#: The server pings every connection this often, so a healthy connection is never silent for longer.
+PING_INTERVAL_SECONDS: Final = 25
+
+#: The ALB closes connections silent for its idle timeout; it has to exceed the ping interval with room
+#: for a slow pong (the ALB default of 60 s does).
+ALB_IDLE_TIMEOUT_SECONDS: Final = 60
+
+#: On SIGTERM the service closes every socket with 1012 and finishes pending writes within this time;
+#: the task's stopTimeout must be longer, and the target group's deregistration delay need not be
+#: (clients reconnect to another task as soon as they get 1012).
+SHUTDOWN_GRACE_SECONDS: Final = 10
+ALB_DEREGISTRATION_DELAY_SECONDS: Final = 15
+
+#: The image's non-root user (see the Dockerfile).
+CONTAINER_USER: Final = "10001:10001"
+
+#: DynamoDB actions the task role needs on the messages table.
+TABLE_ACTIONS: Final[list[str]] = ["dynamodb:BatchWriteItem", "dynamodb:Query"]
+
+__all__ = [
+    "ALB_DEREGISTRATION_DELAY_SECONDS",
+    "ALB_IDLE_TIMEOUT_SECONDS",
+    "ALB_PATH_PATTERNS",
+    "CONTAINER_USER",
+    "DEFAULT_PORT",
+    "HEALTH_CHECK_PATH",
+    "PING_INTERVAL_SECONDS",
+    "SHUTDOWN_GRACE_SECONDS",
+    "TABLE_ACTIONS",
+    "WS_PATH",
+]

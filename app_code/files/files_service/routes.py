@@ -1,0 +1,77 @@
+"""The HTTP surface of the files service, as plain data.
+
+The Pulumi component imports this module (stdlib only, on purpose) to build the ALB listener
+rules and the IAM policies of the two ECS services from the same facts the code serves.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+ServiceRole = Literal["upload", "download"]
+
+API_PREFIX = "/files/v1"
+HEALTH_CHECK_PATH = "/files/healthz"
+OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
+# Every object the service creates lives under this prefix; IAM grants are scoped to it.
+OBJECT_KEY_PREFIX = "uploads/"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    role: ServiceRole
+    method: str
+    path: str
+    operation: str
+
+
+# The download URL route is first because routes are matched in order and it is the hot path.
+ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec("download", "GET", f"{API_PREFIX}/files/{{file_id}}/download", "download_file"),
+    RouteSpec("download", "POST", f"{API_PREFIX}/files/{{file_id}}/download", "download_file_post"),
+    RouteSpec("download", "GET", f"{API_PREFIX}/files/{{file_id}}", "get_file"),
+    RouteSpec("download", "GET", f"{API_PREFIX}/projects/{{project_id}}/files", "list_project_files"),
+    RouteSpec("download", "GET", f"{API_PREFIX}/files/{{file_id}}/shares", "list_shares"),
+    RouteSpec("download", "PUT", f"{API_PREFIX}/files/{{file_id}}/shares/{{user_id}}", "share_file"),
+    RouteSpec("download", "DELETE", f"{API_PREFIX}/files/{{file_id}}/shares/{{user_id}}", "revoke_share"),
+    RouteSpec("upload", "POST", f"{API_PREFIX}/uploads", "request_upload"),
+    RouteSpec("upload", "POST", f"{API_PREFIX}/uploads/{{file_id}}/complete", "complete_upload"),
+    RouteSpec("upload", "DELETE", f"{API_PREFIX}/uploads/{{file_id}}", "delete_file"),
+)
+
+# ALB path-pattern conditions (case-sensitive; `*` matches any characters, `/` included). The two
+# sets are disjoint, so rule priorities do not matter. The health check path is not routed: each
+# target group checks its own targets directly. The OpenAPI document describes the whole API.
+ALB_PATH_PATTERNS: dict[ServiceRole, tuple[str, ...]] = {
+    "upload": (f"{API_PREFIX}/uploads", f"{API_PREFIX}/uploads/*"),
+    "download": (f"{API_PREFIX}/files/*", f"{API_PREFIX}/projects/*", OPENAPI_PATH),
+}
+
+# What each role's task role needs on the bucket. Object actions apply to
+# arn:aws:s3:::<bucket>/uploads/*; bucket actions to arn:aws:s3:::<bucket> with the condition
+# StringLike s3:prefix = uploads/*.
+# - upload signs the pre-signed POST (PutObject), checks the upload with HEAD (which IAM
+#   authorizes as GetObject) and deletes files. ListBucket is what makes S3 answer a HEAD of a
+#   missing object with 404 rather than 403, so "not uploaded yet" is told apart from "forbidden".
+# - download only signs pre-signed GETs.
+S3_OBJECT_ACTIONS: dict[ServiceRole, tuple[str, ...]] = {
+    "upload": ("s3:PutObject", "s3:GetObject", "s3:DeleteObject"),
+    "download": ("s3:GetObject",),
+}
+S3_BUCKET_ACTIONS: dict[ServiceRole, tuple[str, ...]] = {
+    "upload": ("s3:ListBucket",),
+    "download": (),
+}
+
+
+def routes_for(role: str) -> tuple[RouteSpec, ...]:
+    """The routes a process with FILES_ROLE=`role` serves (`all` serves both sets)."""
+    return tuple(r for r in ROUTES if role == "all" or r.role == role)
+
+
+def alb_pattern_matches(pattern: str, path: str) -> bool:
+    """ALB path-pattern semantics: `*` is any run of characters and `?` exactly one, case-sensitively."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, path) is not None

@@ -1,0 +1,180 @@
+"""The mail API Lambda, behind an API Gateway HTTP API (payload format 2.0) with a JWT authorizer.
+
+The authorizer has already verified the token; this function trusts the claims it passes on
+(`requestContext.authorizer.jwt.claims`): `sub` is the caller, and `email`, when the token carries
+it, is the caller's address. The address is used as Reply-To and to find the mail the caller
+received, so the identity provider's token template must only put a verified address there.
+
+- `POST /mail/messages` `{"recipients": [...], "subject": "...", "body": "..."}`: validate, assign a
+  message id, publish the event to SQS, answer 202 `{"id": ...}`. The mailer stores and sends it.
+- `GET /mail/messages?limit=20&cursor=...`: the caller's sent and received messages, newest first,
+  and `next_cursor` (null on the last page).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+from mailer.logs import get_logger, log
+from mailer.message import MAX_USER_ID_CHARS, MailMessage
+from mailer.settings import Settings
+from mailer.store import MessageStore
+from mailer.validation import (
+    Problem,
+    ValidationError,
+    encode_cursor,
+    normalize_address,
+    parse_list_query,
+    parse_send_request,
+)
+
+SEND_ROUTE = "POST /mail/messages"
+LIST_ROUTE = "GET /mail/messages"
+ROUTES = (SEND_ROUTE, LIST_ROUTE)
+
+
+def response(status: int, document: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"content-type": "application/json", **(headers or {})},
+        "body": json.dumps(document, separators=(",", ":"), ensure_ascii=False),
+        "isBase64Encoded": False,
+    }
+
+
+def _route(event: dict[str, Any]) -> str:
+    route = event.get("routeKey")
+    if isinstance(route, str) and route != "$default":
+        return route
+    # A `$default` route still tells us the method and path.
+    http = (event.get("requestContext") or {}).get("http") or {}
+    return f"{http.get('method', '')} {event.get('rawPath', '')}"
+
+
+def _claims(event: dict[str, Any]) -> dict[str, Any] | None:
+    context = event.get("requestContext")
+    authorizer = context.get("authorizer") if isinstance(context, dict) else None
+    jwt = authorizer.get("jwt") if isinstance(authorizer, dict) else None
+    claims = jwt.get("claims") if isinstance(jwt, dict) else None
+    return claims if isinstance(claims, dict) else None
+
+
+def _body(event: dict[str, Any]) -> str | None:
+    body = event.get("body")
+    if body is None or not event.get("isBase64Encoded"):
+        return body if isinstance(body, str) else None
+    import base64
+    import binascii
+
+    try:
+        return base64.b64decode(body, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValidationError([Problem("", "body is not valid base64-encoded UTF-8")]) from None
+
+
+class MailApi:
+    def __init__(
+        self, settings: Settings, store: MessageStore, sqs: Any, logger: logging.Logger | None = None
+    ) -> None:
+        if settings.mail_queue_url is None:
+            raise ValueError("the mail API needs MAIL_QUEUE_URL")
+        self._settings = settings
+        self._queue_url = settings.mail_queue_url
+        self._store = store
+        self._sqs = sqs
+        self._log = logger or get_logger(settings.log_level)
+
+    def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        route = _route(event)
+        if route not in ROUTES:
+            return response(404, {"message": "Not Found"})
+        claims = _claims(event) or {}
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub.strip() or len(sub) > MAX_USER_ID_CHARS:
+            # Only reachable if the route was deployed without the authorizer (or the identity
+            # provider issues ids the mailer would refuse): refuse, never guess.
+            return response(401, {"message": "Unauthorized"})
+        raw_email = claims.get("email")
+        email = normalize_address(raw_email) if isinstance(raw_email, str) else None
+        request_id = getattr(context, "aws_request_id", None)
+        try:
+            if route == SEND_ROUTE:
+                return self._send(event, sub, email, request_id)
+            return self._list(event, sub, email, request_id)
+        except ValidationError as err:
+            return response(
+                400, {"message": "invalid request", "problems": [p.as_dict() for p in err.problems]}
+            )
+
+    def _send(
+        self, event: dict[str, Any], sub: str, email: str | None, request_id: str | None
+    ) -> dict[str, Any]:
+        request = parse_send_request(_body(event), self._settings.max_recipients)
+        message = MailMessage.accept(request, sender_id=sub, sender_email=email)
+        fields: dict[str, Any] = {
+            "message_id": message.message_id,
+            "sender_id": sub,
+            "aws_request_id": request_id,
+        }
+        try:
+            self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=message.to_event())
+        except Exception:
+            log(self._log, logging.ERROR, "publishing failed", exc_info=True, **fields)
+            return response(503, {"message": "the message could not be queued; try again"})
+        log(self._log, logging.INFO, "queued", recipients=len(message.recipients), **fields)
+        return response(202, {"id": message.message_id, "status": "queued", "created_at": message.created_at})
+
+    def _list(
+        self, event: dict[str, Any], sub: str, email: str | None, request_id: str | None
+    ) -> dict[str, Any]:
+        query = parse_list_query(event.get("queryStringParameters"))
+        try:
+            page = self._store.list_mailbox(sub, email, query.limit, query.before)
+        except Exception:
+            log(
+                self._log,
+                logging.ERROR,
+                "listing failed",
+                exc_info=True,
+                user_id=sub,
+                aws_request_id=request_id,
+            )
+            return response(503, {"message": "messages are unavailable right now; try again"})
+        return response(
+            200,
+            {
+                "messages": page.messages,
+                "next_cursor": encode_cursor(page.next_before) if page.next_before else None,
+            },
+        )
+
+
+_lock = threading.Lock()
+_api: MailApi | None = None
+
+
+def _default_api() -> MailApi:
+    global _api
+    with _lock:
+        if _api is None:
+            from mailer import aws
+
+            settings = Settings.from_env("api")
+            _api = MailApi(
+                settings, MessageStore(aws.client("dynamodb"), settings.messages_table), aws.client("sqs")
+            )
+        return _api
+
+
+def reset() -> None:
+    """Forget the API built from the environment (tests and local runs change the environment)."""
+    global _api
+    with _lock:
+        _api = None
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _default_api().handle(event, context)

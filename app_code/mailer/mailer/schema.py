@@ -1,0 +1,46 @@
+"""The messages table, as plain data in the shape boto3's `create_table` takes.
+
+The local backend (`devstack.mail_resources`) and the Pulumi component both build the table from
+`TABLE`, so the two cannot drift. The key design (all keys are strings):
+
+| item | `pk` | `sk` | holds |
+|---|---|---|---|
+| message | `MSG#<message id>` | `MESSAGE` | content + delivery state (`send_state`, ...) |
+| sender's mailbox entry | `USER#<sender's user id>` | `<created_at>#<message id>` | content, `folder` = `sent` |
+| recipient's mailbox entry | `ADDR#<recipient address>` | `<created_at>#<message id>` | content, `folder` = `received` |
+
+Listing a user's mail is one or two `Query`s (their `USER#` partition and, when the token carries
+their e-mail address, their `ADDR#` partition) read newest first; `created_at` is a fixed-width
+UTC timestamp, so the sort key orders by time and the message id breaks ties. No index is needed:
+mailbox entries carry the content, so a page is one read per partition and no write fans out.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+PARTITION_KEY: Final = "pk"
+SORT_KEY: Final = "sk"
+
+TABLE: Final[dict[str, Any]] = {
+    "KeySchema": [
+        {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
+        {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
+    ],
+    "AttributeDefinitions": [
+        {"AttributeName": PARTITION_KEY, "AttributeType": "S"},
+        {"AttributeName": SORT_KEY, "AttributeType": "S"},
+    ],
+    "GlobalSecondaryIndexes": [],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+
+
+def create_table_kwargs(table_name: str) -> dict[str, Any]:
+    """Arguments for `dynamodb.create_table`; DynamoDB rejects an empty index list, so it is left out."""
+    kwargs: dict[str, Any] = {"TableName": table_name}
+    for key, value in TABLE.items():
+        if value == []:
+            continue
+        kwargs[key] = [dict(entry) for entry in value] if isinstance(value, list) else value
+    return kwargs

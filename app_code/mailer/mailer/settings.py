@@ -1,0 +1,85 @@
+"""The environment contract of both mailer Lambdas (see docs/service-settings.md, "Mailer").
+
+Settings are read once per process and validated up front, so a misconfigured function fails on
+its first invocation with a message naming the variable instead of half-working.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["api", "worker"]
+
+# SES v2 SendEmail accepts at most 50 destinations per message, and we send one e-mail per message
+# (that is what makes "one message id, one e-mail" checkable), so the cap cannot go higher.
+SES_MAX_DESTINATIONS = 50
+DEFAULT_MAX_RECIPIENTS = 50
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+_SENDER = re.compile(r"(?:[^<>\r\n]*<[^<>\s]+@[^<>\s]+>|[^<>\s]+@[^<>\s]+)")
+
+
+class SettingsError(ValueError):
+    """A required variable is missing or a value is invalid; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    messages_table: str
+    mail_queue_url: str | None = None
+    sender_address: str | None = None
+    ses_configuration_set: str | None = None
+    max_recipients: int = DEFAULT_MAX_RECIPIENTS
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, role: Role, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def required(name: str) -> str:
+            value = get(name)
+            if value is None:
+                raise SettingsError(f"{name} must be set for the mail {role}")
+            return value
+
+        table = required("MESSAGES_TABLE")
+        queue_url = required("MAIL_QUEUE_URL") if role == "api" else get("MAIL_QUEUE_URL")
+        sender = required("SENDER_ADDRESS") if role == "worker" else get("SENDER_ADDRESS")
+        if sender is not None and not _SENDER.fullmatch(sender):
+            raise SettingsError(
+                f"SENDER_ADDRESS must be 'name@domain' or 'Display Name <name@domain>', got {sender!r}"
+            )
+
+        raw_max = get("MAX_RECIPIENTS")
+        max_recipients = DEFAULT_MAX_RECIPIENTS
+        if raw_max is not None:
+            try:
+                max_recipients = int(raw_max)
+            except ValueError:
+                raise SettingsError(f"MAX_RECIPIENTS must be an integer, got {raw_max!r}") from None
+            if not 1 <= max_recipients <= SES_MAX_DESTINATIONS:
+                raise SettingsError(
+                    f"MAX_RECIPIENTS must be between 1 and {SES_MAX_DESTINATIONS} "
+                    f"(SES destinations per e-mail), got {max_recipients}"
+                )
+
+        log_level = (get("LOG_LEVEL") or "INFO").upper()
+        if log_level not in LOG_LEVELS:
+            raise SettingsError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+
+        return cls(
+            messages_table=table,
+            mail_queue_url=queue_url,
+            sender_address=sender,
+            ses_configuration_set=get("SES_CONFIGURATION_SET"),
+            max_recipients=max_recipients,
+            log_level=log_level,
+        )

@@ -1,0 +1,314 @@
+"""The messages table (layout in `mailer.schema`): storing messages, the send claim, mailboxes.
+
+Delivery state lives on the message item and moves only through conditional writes:
+
+    pending --claim--> sending --SES accepted--> sent
+       ^                  |
+       +---SES refused----+ (SES answered with an error: nothing was sent, retrying is safe)
+                          |
+                          +---outcome unknown--> unknown (never sent again automatically)
+
+A claim carries a lease that outlives the invocation holding it (the Lambda's remaining time plus
+a margin). Finding `sending` with a live lease means another invocation is on it right now: retry
+later. Finding it with an expired lease means the holder died between claiming and recording the
+result, possibly after SES accepted the e-mail; sending again could deliver it twice, so the
+message becomes `unknown` and its record goes to the dead-letter queue for an operator (SES event
+logs, tagged with the message id, tell whether it went out). At-least-once delivery from SQS thus
+never becomes two e-mails; the price is that a crash at the worst moment needs a human decision.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from mailer.message import MailMessage
+from mailer.schema import PARTITION_KEY, SORT_KEY
+
+MESSAGE_SORT_KEY = "MESSAGE"
+PENDING, SENDING, SENT, UNKNOWN = "pending", "sending", "sent", "unknown"
+
+_BATCH_WRITE_LIMIT = 25  # items per BatchWriteItem call
+ClaimOutcome = Literal["claimed", "already_sent", "in_flight", "stale", "unknown"]
+
+_NAMES = {
+    "#pk": PARTITION_KEY,
+    "#sk": SORT_KEY,
+    "#state": "send_state",
+    "#claim": "claim_id",
+    "#lease": "lease_until",
+    "#attempts": "attempts",
+    "#error": "last_error",
+}
+
+
+def message_key(message_id: str) -> dict[str, Any]:
+    return {PARTITION_KEY: {"S": f"MSG#{message_id}"}, SORT_KEY: {"S": MESSAGE_SORT_KEY}}
+
+
+def user_partition(user_id: str) -> str:
+    return f"USER#{user_id}"
+
+
+def address_partition(address: str) -> str:
+    return f"ADDR#{address}"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    outcome: ClaimOutcome
+    claim_id: str | None = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    messages: list[dict[str, Any]]
+    next_before: str | None
+
+
+def _names(*keys: str) -> dict[str, str]:
+    return {key: _NAMES[key] for key in keys}
+
+
+def _content(message: MailMessage) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "message_id": {"S": message.message_id},
+        "sender_id": {"S": message.sender_id},
+        "recipients": {"L": [{"S": r} for r in message.recipients]},
+        "subject": {"S": message.subject},
+        "body": {"S": message.body},
+        "created_at": {"S": message.created_at},
+    }
+    if message.sender_email is not None:
+        item["sender_email"] = {"S": message.sender_email}
+    return item
+
+
+def _entry(item: dict[str, Any], folders: Iterable[str]) -> dict[str, Any]:
+    sender_email = item.get("sender_email")
+    return {
+        "id": item["message_id"]["S"],
+        "folders": sorted(folders),
+        "from": {"user_id": item["sender_id"]["S"], "email": sender_email["S"] if sender_email else None},
+        "to": [value["S"] for value in item["recipients"]["L"]],
+        "subject": item["subject"]["S"],
+        "body": item["body"]["S"],
+        "created_at": item["created_at"]["S"],
+    }
+
+
+class MessageStore:
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self._db = dynamodb
+        self._table = table
+
+    def save(self, message: MailMessage) -> bool:
+        """Store the message and every participant's mailbox entry; False if it was stored before.
+
+        The message item is written first and only if absent, so a redelivery never resets its
+        delivery state. Mailbox entries follow as plain puts: they are fully determined by the
+        event, so rewriting them changes nothing, and a redelivery completes whatever a crash
+        left half-written. Once a send was claimed they are known to be complete (the claim
+        comes after them), so a duplicate of a claimed message costs one conditional write.
+        (Not a transaction: that would cost twice the write capacity for an atomicity the
+        redelivery already gives us.)
+        """
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={**message_key(message.message_id), **_content(message), "send_state": {"S": PENDING}},
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames=_names("#pk"),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            created = True
+        except self._db.exceptions.ConditionalCheckFailedException as err:
+            created = False
+            state = (err.response.get("Item") or {}).get("send_state", {}).get("S")
+            if state is not None and state != PENDING:
+                return False
+        self._write_mailboxes(message)
+        return created
+
+    def _write_mailboxes(self, message: MailMessage) -> None:
+        content = _content(message)
+        sort_key = {"S": message.mailbox_sort_key}
+        items = [
+            {
+                PARTITION_KEY: {"S": user_partition(message.sender_id)},
+                SORT_KEY: sort_key,
+                "folder": {"S": "sent"},
+            }
+        ]
+        items += [
+            {PARTITION_KEY: {"S": address_partition(r)}, SORT_KEY: sort_key, "folder": {"S": "received"}}
+            for r in message.recipients
+        ]
+        requests = [{"PutRequest": {"Item": {**item, **content}}} for item in items]
+        for start in range(0, len(requests), _BATCH_WRITE_LIMIT):
+            pending = {self._table: requests[start : start + _BATCH_WRITE_LIMIT]}
+            # Unprocessed items are DynamoDB asking us to slow down: back off, then give up and let
+            # SQS redeliver the record rather than hold the whole batch.
+            for delay in (0.05, 0.1, 0.2, 0.4, None):
+                unprocessed = self._db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if not unprocessed:
+                    break
+                if delay is None:
+                    raise RuntimeError(
+                        f"DynamoDB left {len(unprocessed[self._table])} mailbox entries unwritten"
+                    )
+                pending = unprocessed
+                time.sleep(delay)
+
+    def claim(self, message_id: str, lease_until_ms: int, now_ms: int) -> Claim:
+        """Take the right to send this message, or say why not (see the module docstring)."""
+        claim_id = os.urandom(8).hex()
+        try:
+            result = self._db.update_item(
+                TableName=self._table,
+                Key=message_key(message_id),
+                UpdateExpression=(
+                    "SET #state = :sending, #claim = :claim, #lease = :lease, "
+                    "#attempts = if_not_exists(#attempts, :zero) + :one"
+                ),
+                ConditionExpression="#state = :pending",
+                ExpressionAttributeNames=_names("#state", "#claim", "#lease", "#attempts"),
+                ExpressionAttributeValues={
+                    ":sending": {"S": SENDING},
+                    ":pending": {"S": PENDING},
+                    ":claim": {"S": claim_id},
+                    ":lease": {"N": str(lease_until_ms)},
+                    ":zero": {"N": "0"},
+                    ":one": {"N": "1"},
+                },
+                ReturnValues="UPDATED_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except self._db.exceptions.ConditionalCheckFailedException as err:
+            current = err.response.get("Item") or self.get_message_item(message_id)
+            if current is None:
+                raise RuntimeError(f"message {message_id} vanished between save and claim") from None
+            return self._why_not(current, now_ms)
+        attempts = int(result["Attributes"]["attempts"]["N"])
+        return Claim("claimed", claim_id=claim_id, attempts=attempts)
+
+    @staticmethod
+    def _why_not(item: dict[str, Any], now_ms: int) -> Claim:
+        state = item.get("send_state", {}).get("S")
+        holder = item.get("claim_id", {}).get("S")
+        if state == SENT:
+            return Claim("already_sent", claim_id=holder)
+        if state == UNKNOWN:
+            return Claim("unknown", claim_id=holder)
+        if state == SENDING and int(item.get("lease_until", {}).get("N", "0")) <= now_ms:
+            return Claim("stale", claim_id=holder)
+        # A live lease, or `pending` again because the holder released it a moment ago: either
+        # way the next delivery decides, after the visibility timeout.
+        return Claim("in_flight", claim_id=holder)
+
+    def mark_sent(self, message_id: str, claim_id: str, ses_message_id: str, sent_at: str) -> None:
+        # Conditioned on our claim only: if a late duplicate already declared the outcome unknown,
+        # we know better now, and `sent` must win so that nobody ever sends it again.
+        self._db.update_item(
+            TableName=self._table,
+            Key=message_key(message_id),
+            UpdateExpression="SET #state = :sent, ses_message_id = :ses, sent_at = :at REMOVE #lease",
+            ConditionExpression="#claim = :claim",
+            ExpressionAttributeNames=_names("#state", "#claim", "#lease"),
+            ExpressionAttributeValues={
+                ":sent": {"S": SENT},
+                ":ses": {"S": ses_message_id},
+                ":at": {"S": sent_at},
+                ":claim": {"S": claim_id},
+            },
+        )
+
+    def release(self, message_id: str, claim_id: str, reason: str) -> bool:
+        """Give the claim back after SES refused the e-mail, so a later delivery may try again."""
+        return self._transition(message_id, claim_id, PENDING, reason, remove_lease=True)
+
+    def mark_unknown(self, message_id: str, claim_id: str, reason: str) -> bool:
+        return self._transition(message_id, claim_id, UNKNOWN, reason, remove_lease=False)
+
+    def _transition(
+        self, message_id: str, claim_id: str, state: str, reason: str, remove_lease: bool
+    ) -> bool:
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=message_key(message_id),
+                UpdateExpression="SET #state = :state, #error = :error"
+                + (" REMOVE #lease" if remove_lease else ""),
+                ConditionExpression="#state = :sending AND #claim = :claim",
+                ExpressionAttributeNames=_names(
+                    "#state", "#claim", "#error", *(("#lease",) if remove_lease else ())
+                ),
+                ExpressionAttributeValues={
+                    ":state": {"S": state},
+                    ":error": {"S": reason[:1000]},
+                    ":sending": {"S": SENDING},
+                    ":claim": {"S": claim_id},
+                },
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def get_message_item(self, message_id: str) -> dict[str, Any] | None:
+        result = self._db.get_item(TableName=self._table, Key=message_key(message_id), ConsistentRead=True)
+        item: dict[str, Any] | None = result.get("Item")
+        return item
+
+    def list_mailbox(self, user_id: str, email: str | None, limit: int, before: str | None) -> Page:
+        """The user's sent and received messages, newest first, `limit` at a time.
+
+        Sort keys order all partitions on one time line, so "older than the last one shown" is a
+        cursor valid across both. Each partition is read for `limit + 1` entries: if the merge
+        holds more than `limit`, there is a next page, and otherwise both partitions are done.
+        A message sent to oneself sits in both partitions under the same sort key and is shown
+        once, in both folders.
+        """
+        partitions = [user_partition(user_id)]
+        if email is not None:
+            partitions.append(address_partition(email))
+        merged: dict[str, tuple[str, dict[str, Any], set[str]]] = {}
+        for partition in partitions:
+            for item in self._query(partition, before, limit + 1):
+                message_id = item["message_id"]["S"]
+                entry = merged.setdefault(message_id, (item[SORT_KEY]["S"], item, set()))
+                entry[2].add(item["folder"]["S"])
+        ordered = sorted(merged.values(), key=lambda entry: entry[0], reverse=True)
+        page = ordered[:limit]
+        next_before = page[-1][0] if len(ordered) > limit else None
+        return Page(messages=[_entry(item, folders) for _, item, folders in page], next_before=next_before)
+
+    def _query(self, partition: str, before: str | None, want: int) -> list[dict[str, Any]]:
+        condition = "#pk = :pk" + (" AND #sk < :before" if before is not None else "")
+        values: dict[str, Any] = {":pk": {"S": partition}}
+        if before is not None:
+            values[":before"] = {"S": before}
+        items: list[dict[str, Any]] = []
+        start: dict[str, Any] | None = None
+        # A query page stops at 1 MB, possibly before `want` items: keep reading until we have
+        # enough or the partition is exhausted, or "no next page" would be a lie.
+        while len(items) < want:
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "KeyConditionExpression": condition,
+                "ExpressionAttributeNames": _names("#pk", "#sk") if before is not None else _names("#pk"),
+                "ExpressionAttributeValues": values,
+                "ScanIndexForward": False,
+                "Limit": want - len(items),
+            }
+            if start is not None:
+                kwargs["ExclusiveStartKey"] = start
+            result = self._db.query(**kwargs)
+            items.extend(result.get("Items", []))
+            start = result.get("LastEvaluatedKey")
+            if start is None:
+                break
+        return items

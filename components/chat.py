@@ -1,0 +1,218 @@
+"""Chat: the WebSocket service on ECS Fargate behind the shared ALB, DynamoDB history, and Redis pub/sub
+(ElastiCache, TLS + AUTH) so a message sent on one task reaches members connected to any other."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.app_facts import load_app_module
+from components.config import AuthConfig, CacheConfig, Scaling
+from components.container_image import ContainerImage, ContainerImageArgs
+from components.dynamo import table_args
+from components.fargate_service import Attachment, FargateService, FargateServiceArgs, SecretRef
+from components.iam import statement
+
+FACTS = load_app_module("chat/chat_service/__init__.py")
+REDIS_PORT = 6379
+LISTENER_PRIORITY = 200
+# Each WebSocket upgrade is one ALB request; a task comfortably holds this many new sockets a minute.
+UPGRADES_PER_TARGET = 500
+
+
+@dataclass(frozen=True)
+class ChatArgs:
+    name_prefix: str
+    cache: CacheConfig
+    auth: AuthConfig
+    scaling: Scaling
+    cors_origins: Sequence[str]
+    isolated_subnet_ids: Sequence[pulumi.Input[str]]
+    attachment: Attachment
+    data_protection: bool
+
+
+class Chat(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ChatArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("motion:chat:Chat", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        prefix = f"{args.name_prefix}-chat"
+        att = args.attachment
+
+        self.table = aws.dynamodb.Table(
+            f"{name}-messages",
+            **table_args(f"{prefix}-messages", "chat/chat_service/schema.py", args.data_protection),
+            opts=child,
+        )
+        self.image = ContainerImage(
+            f"{name}-image",
+            ContainerImageArgs(
+                repository_name=prefix,
+                dockerfile="chat/Dockerfile",
+                sources=("common/motion_common", "chat"),
+                force_delete=not args.data_protection,
+            ),
+            opts=child,
+        )
+
+        self.auth_token = aws.secretsmanager.Secret(
+            f"{name}-redis-auth",
+            name_prefix=f"{prefix}-redis-auth-",
+            description=f"{prefix} Redis AUTH token",
+            recovery_window_in_days=7 if args.data_protection else 0,
+            opts=child,
+        )
+        # Generated once by Secrets Manager; later runs would draw a new value, so both the stored
+        # secret and the cache keep the first one (rotate deliberately, not on every `pulumi up`).
+        generated = aws.secretsmanager.get_random_password_output(
+            password_length=64, exclude_punctuation=True, opts=pulumi.InvokeOptions(parent=self)
+        )
+        token: pulumi.Output[str] = pulumi.Output.secret(generated.random_password.apply(str))
+        aws.secretsmanager.SecretVersion(
+            f"{name}-redis-auth-value",
+            secret_id=self.auth_token.id,
+            secret_string=token,
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["secretString"]),
+        )
+
+        self.redis_security_group = aws.ec2.SecurityGroup(
+            f"{name}-redis-sg",
+            vpc_id=att.vpc_id,
+            description=f"{prefix} Redis: chat tasks only",
+            tags={"Name": f"{prefix}-redis"},
+            opts=child,
+        )
+        subnets = aws.elasticache.SubnetGroup(
+            f"{name}-redis-subnets",
+            subnet_ids=list(args.isolated_subnet_ids),
+            description=f"{prefix} isolated subnets",
+            opts=child,
+        )
+        slow_log = aws.cloudwatch.LogGroup(
+            f"{name}-redis-slow-log",
+            name=f"/motion/{prefix}/redis-slow-log",
+            retention_in_days=att.log_retention_days,
+            opts=child,
+        )
+        failover = args.cache.replicas > 0
+        self.redis = aws.elasticache.ReplicationGroup(
+            f"{name}-redis",
+            replication_group_id=f"{prefix}"[:40],
+            description=f"{prefix} pub/sub fan-out",
+            engine="redis",
+            engine_version="7.1",
+            node_type=args.cache.node_type,
+            num_cache_clusters=1 + args.cache.replicas,
+            automatic_failover_enabled=failover,
+            multi_az_enabled=failover,
+            port=REDIS_PORT,
+            subnet_group_name=subnets.name,
+            security_group_ids=[self.redis_security_group.id],
+            at_rest_encryption_enabled=True,
+            transit_encryption_enabled=True,
+            auth_token=token,
+            auto_minor_version_upgrade=True,
+            snapshot_retention_limit=7 if args.data_protection else 0,
+            log_delivery_configurations=[
+                aws.elasticache.ReplicationGroupLogDeliveryConfigurationArgs(
+                    destination=slow_log.name,
+                    destination_type="cloudwatch-logs",
+                    log_format="json",
+                    log_type="slow-log",
+                )
+            ],
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["authToken"]),
+        )
+
+        self.service = FargateService(
+            f"{name}-service",
+            FargateServiceArgs(
+                name_prefix=args.name_prefix,
+                service="chat",
+                image=self.image.image_ref,
+                repository_arn=self.image.repository_arn,
+                port=FACTS.DEFAULT_PORT,
+                health_check_path=FACTS.HEALTH_CHECK_PATH,
+                path_patterns=list(FACTS.ALB_PATH_PATTERNS),
+                listener_priority=LISTENER_PRIORITY,
+                scaling=args.scaling,
+                attachment=att,
+                environment={
+                    "PORT": str(FACTS.DEFAULT_PORT),
+                    "CHAT_TABLE": self.table.name,
+                    "AWS_REGION": att.region,
+                    "REDIS_HOST": self.redis.primary_endpoint_address,
+                    "REDIS_PORT": str(REDIS_PORT),
+                    "REDIS_TLS": "true",
+                    "AUTH_ISSUER": args.auth.issuer,
+                    "AUTH_JWKS_URL": args.auth.jwks_url,
+                    "AUTH_AUDIENCE": args.auth.audience,
+                    "CORS_ORIGINS": ",".join(args.cors_origins),
+                    "LOG_LEVEL": "INFO",
+                },
+                secrets={"REDIS_AUTH_TOKEN": SecretRef(self.auth_token.arn)},
+                task_role_statements=[
+                    statement(list(FACTS.TABLE_ACTIONS), [self.table.arn], sid="ChatHistory")
+                ],
+                cpu=512,
+                memory=1024,
+                # Sockets get close code 1012 on SIGTERM and reconnect elsewhere; give that time to finish.
+                deregistration_delay_seconds=FACTS.ALB_DEREGISTRATION_DELAY_SECONDS,
+                stop_timeout_seconds=FACTS.SHUTDOWN_GRACE_SECONDS + 20,
+                requests_per_target=UPGRADES_PER_TARGET,
+            ),
+            opts=child,
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-redis-from-chat",
+            security_group_id=self.redis_security_group.id,
+            ip_protocol="tcp",
+            from_port=REDIS_PORT,
+            to_port=REDIS_PORT,
+            referenced_security_group_id=self.service.security_group.id,
+            description="from chat tasks",
+            opts=child,
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-chat-to-redis",
+            security_group_id=self.service.security_group.id,
+            ip_protocol="tcp",
+            from_port=REDIS_PORT,
+            to_port=REDIS_PORT,
+            referenced_security_group_id=self.redis_security_group.id,
+            description="to Redis",
+            opts=child,
+        )
+        self._alarms(name, prefix, att)
+        self.register_outputs(
+            {"table": self.table.name, "redis_endpoint": self.redis.primary_endpoint_address}
+        )
+
+    def _alarms(self, name: str, prefix: str, att: Attachment) -> None:
+        redis_dims = {"ReplicationGroupId": self.redis.id}
+        table_dims = {"TableName": self.table.name}
+        for suffix, namespace, metric, stat, threshold, dims in (
+            ("redis-memory", "AWS/ElastiCache", "DatabaseMemoryUsagePercentage", "Maximum", 80.0, redis_dims),
+            ("redis-evictions", "AWS/ElastiCache", "Evictions", "Sum", 0.0, redis_dims),
+            ("table-write-throttles", "AWS/DynamoDB", "WriteThrottleEvents", "Sum", 0.0, table_dims),
+            ("table-read-throttles", "AWS/DynamoDB", "ReadThrottleEvents", "Sum", 0.0, table_dims),
+        ):
+            aws.cloudwatch.MetricAlarm(
+                f"{name}-{suffix}",
+                name=f"{prefix}-{suffix}",
+                namespace=namespace,
+                metric_name=metric,
+                statistic=stat,
+                dimensions=dims,
+                period=300,
+                evaluation_periods=1,
+                threshold=threshold,
+                comparison_operator="GreaterThanThreshold",
+                treat_missing_data="notBreaching",
+                alarm_actions=[att.alarm_topic_arn],
+                ok_actions=[att.alarm_topic_arn],
+                opts=pulumi.ResourceOptions(parent=self),
+            )

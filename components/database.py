@@ -1,0 +1,143 @@
+"""RDS PostgreSQL in the isolated subnets: password managed by RDS in Secrets Manager, TLS enforced,
+reachable only from the security groups admitted explicitly."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.config import DatabaseConfig
+
+PORT = 5432
+# Not a default admin name ("postgres", "admin", ...), which scanners try first.
+MASTER_USERNAME = "motion_owner"
+DB_NAME = "motion_files"
+
+
+@dataclass(frozen=True)
+class DatabaseArgs:
+    name_prefix: str
+    config: DatabaseConfig
+    vpc_id: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    alarm_topic_arn: pulumi.Input[str]
+
+
+class Database(pulumi.ComponentResource):
+    def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("motion:files:Database", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        cfg = args.config
+        self.security_group = aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            vpc_id=args.vpc_id,
+            description=f"{args.name_prefix} PostgreSQL: admitted services only",
+            tags={"Name": f"{args.name_prefix}-db"},
+            opts=child,
+        )
+        subnets = aws.rds.SubnetGroup(
+            f"{name}-subnets",
+            subnet_ids=list(args.subnet_ids),
+            description=f"{args.name_prefix} isolated subnets",
+            opts=child,
+        )
+        parameters = aws.rds.ParameterGroup(
+            f"{name}-params",
+            family=f"postgres{cfg.engine_version}",
+            description=f"{args.name_prefix}: TLS only, slow statements logged",
+            parameters=[
+                aws.rds.ParameterGroupParameterArgs(name="rds.force_ssl", value="1"),
+                aws.rds.ParameterGroupParameterArgs(name="log_min_duration_statement", value="500"),
+                aws.rds.ParameterGroupParameterArgs(name="log_connections", value="1"),
+            ],
+            opts=child,
+        )
+        protected = cfg.deletion_protection
+        self.instance = aws.rds.Instance(
+            f"{name}-instance",
+            identifier_prefix=f"{args.name_prefix}-",
+            engine="postgres",
+            engine_version=cfg.engine_version,
+            instance_class=cfg.instance_class,
+            allocated_storage=cfg.allocated_storage_gb,
+            max_allocated_storage=cfg.max_allocated_storage_gb or None,
+            storage_type="gp3",
+            storage_encrypted=True,
+            db_name=DB_NAME,
+            username=MASTER_USERNAME,
+            manage_master_user_password=True,
+            multi_az=cfg.multi_az,
+            db_subnet_group_name=subnets.name,
+            vpc_security_group_ids=[self.security_group.id],
+            parameter_group_name=parameters.name,
+            publicly_accessible=False,
+            deletion_protection=protected,
+            backup_retention_period=cfg.backup_retention_days,
+            copy_tags_to_snapshot=True,
+            skip_final_snapshot=not protected,
+            final_snapshot_identifier=f"{args.name_prefix}-final" if protected else None,
+            performance_insights_enabled=cfg.performance_insights,
+            performance_insights_retention_period=7 if cfg.performance_insights else None,
+            enabled_cloudwatch_logs_exports=["postgresql", "upgrade"],
+            auto_minor_version_upgrade=True,
+            allow_major_version_upgrade=False,
+            ca_cert_identifier="rds-ca-rsa2048-g1",
+            opts=child,
+        )
+        self.address = self.instance.address
+        self.db_name = DB_NAME
+        self.master_secret_arn: pulumi.Output[str] = self.instance.master_user_secrets.apply(
+            lambda secrets: str(secrets[0].secret_arn)
+        )
+        self._alarms(name, args)
+        self.register_outputs({"address": self.address, "master_secret_arn": self.master_secret_arn})
+
+    def admit(self, name: str, client: aws.ec2.SecurityGroup) -> None:
+        """Let one service's tasks reach PostgreSQL, and nothing else."""
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-to-db",
+            security_group_id=self.security_group.id,
+            ip_protocol="tcp",
+            from_port=PORT,
+            to_port=PORT,
+            referenced_security_group_id=client.id,
+            description=f"from {name}",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-db-egress",
+            security_group_id=client.id,
+            ip_protocol="tcp",
+            from_port=PORT,
+            to_port=PORT,
+            referenced_security_group_id=self.security_group.id,
+            description="to PostgreSQL",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _alarms(self, name: str, args: DatabaseArgs) -> None:
+        dims = {"DBInstanceIdentifier": self.instance.identifier}
+        free_floor = args.config.allocated_storage_gb * 1024**3 * 0.1
+        for suffix, metric, stat, threshold, operator in (
+            ("cpu", "CPUUtilization", "Average", 80.0, "GreaterThanThreshold"),
+            ("free-storage", "FreeStorageSpace", "Minimum", free_floor, "LessThanThreshold"),
+        ):
+            aws.cloudwatch.MetricAlarm(
+                f"{name}-{suffix}",
+                name=f"{args.name_prefix}-db-{suffix}",
+                namespace="AWS/RDS",
+                metric_name=metric,
+                statistic=stat,
+                dimensions=dims,
+                period=300,
+                evaluation_periods=2,
+                threshold=threshold,
+                comparison_operator=operator,
+                treat_missing_data="breaching" if metric == "FreeStorageSpace" else "notBreaching",
+                alarm_actions=[args.alarm_topic_arn],
+                ok_actions=[args.alarm_topic_arn],
+                opts=pulumi.ResourceOptions(parent=self),
+            )

@@ -1,0 +1,44 @@
+"""DynamoDB tables built from the services' own schema modules (plain data in boto3 `create_table`
+shape), so the local backend and the cloud create identical tables from one source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi_aws as aws
+
+from components.app_facts import load_app_module
+
+
+def table_args(name: str, schema_module: str, data_protection: bool) -> dict[str, Any]:
+    """Keyword arguments for `aws.dynamodb.Table`: on-demand, KMS-encrypted, PITR and deletion
+    protection when the stack protects its data."""
+    schema: dict[str, Any] = load_app_module(schema_module).TABLE
+    keys = {k["KeyType"]: k["AttributeName"] for k in schema["KeySchema"]}
+    indexes = [
+        aws.dynamodb.TableGlobalSecondaryIndexArgs(
+            name=index["IndexName"],
+            hash_key=next(k["AttributeName"] for k in index["KeySchema"] if k["KeyType"] == "HASH"),
+            range_key=next((k["AttributeName"] for k in index["KeySchema"] if k["KeyType"] == "RANGE"), None),
+            projection_type=index["Projection"]["ProjectionType"],
+            non_key_attributes=index["Projection"].get("NonKeyAttributes"),
+        )
+        for index in schema.get("GlobalSecondaryIndexes", [])
+    ]
+    return {
+        "name": name,
+        "billing_mode": "PAY_PER_REQUEST",
+        "hash_key": keys["HASH"],
+        "range_key": keys.get("RANGE"),
+        "attributes": [
+            aws.dynamodb.TableAttributeArgs(name=a["AttributeName"], type=a["AttributeType"])
+            for a in schema["AttributeDefinitions"]
+        ],
+        "global_secondary_indexes": indexes or None,
+        "server_side_encryption": aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
+        "point_in_time_recovery": aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=data_protection),
+        "deletion_protection_enabled": data_protection,
+        "ttl": aws.dynamodb.TableTtlArgs(attribute_name=schema["TimeToLiveAttribute"], enabled=True)
+        if schema.get("TimeToLiveAttribute")
+        else None,
+    }

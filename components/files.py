@@ -1,0 +1,181 @@
+"""Files: private S3 bucket for the bytes, RDS PostgreSQL for metadata and permissions, and the Upload and
+Download services (one image, two ECS services) that hand out short-lived pre-signed URLs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.app_facts import load_app_module
+from components.buckets import PrivateBucket, PrivateBucketArgs
+from components.config import AuthConfig, DatabaseConfig, FilesConfig, Scaling
+from components.container_image import ContainerImage, ContainerImageArgs
+from components.database import Database, DatabaseArgs
+from components.fargate_service import Attachment, FargateService, FargateServiceArgs, SecretRef
+from components.iam import statement
+
+ROUTES = load_app_module("files/files_service/routes.py")
+SETTINGS_PORT = 8080
+# Objects the pre-signed POST created but the client never completed carry this tag until completion.
+PENDING_TAG = ("upload-state", "pending")
+LISTENER_PRIORITY = {"upload": 100, "download": 110}
+
+
+@dataclass(frozen=True)
+class FilesArgs:
+    name_prefix: str
+    files: FilesConfig
+    database: DatabaseConfig
+    auth: AuthConfig
+    upload: Scaling
+    download: Scaling
+    cors_origins: Sequence[str]
+    isolated_subnet_ids: Sequence[pulumi.Input[str]]
+    attachment: Attachment
+    kms_encryption: bool
+    versioning: bool
+
+
+class Files(pulumi.ComponentResource):
+    def __init__(self, name: str, args: FilesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("motion:files:Files", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        prefix = f"{args.name_prefix}-files"
+
+        key = None
+        if args.kms_encryption:
+            key = aws.kms.Key(
+                f"{name}-key",
+                description=f"{prefix} objects",
+                enable_key_rotation=True,
+                deletion_window_in_days=30,
+                opts=child,
+            )
+            aws.kms.Alias(f"{name}-key-alias", name=f"alias/{prefix}", target_key_id=key.key_id, opts=child)
+        self.bucket = PrivateBucket(
+            f"{name}-bucket",
+            PrivateBucketArgs(
+                bucket_prefix=f"{prefix}-",
+                kms_key_arn=key.arn if key else None,
+                versioning=args.versioning,
+                force_destroy=not args.versioning,
+                lifecycle_rules=(
+                    aws.s3.BucketLifecycleConfigurationRuleArgs(
+                        id="expire-never-completed-uploads",
+                        status="Enabled",
+                        filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(
+                            tag=aws.s3.BucketLifecycleConfigurationRuleFilterTagArgs(
+                                key=PENDING_TAG[0], value=PENDING_TAG[1]
+                            )
+                        ),
+                        expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=2),
+                    ),
+                ),
+                cors_rules=(
+                    aws.s3.BucketCorsConfigurationCorsRuleArgs(
+                        # Browsers POST the pre-signed form and GET the pre-signed URL straight from S3.
+                        allowed_methods=["GET", "HEAD", "POST"],
+                        allowed_origins=list(args.cors_origins),
+                        allowed_headers=["*"],
+                        expose_headers=["ETag"],
+                        max_age_seconds=3000,
+                    ),
+                ),
+            ),
+            opts=child,
+        )
+
+        self.image = ContainerImage(
+            f"{name}-image",
+            ContainerImageArgs(
+                repository_name=prefix,
+                dockerfile="files/Dockerfile",
+                sources=("common/motion_common", "files"),
+                force_delete=not args.versioning,
+            ),
+            opts=child,
+        )
+
+        self.database = Database(
+            f"{name}-db",
+            DatabaseArgs(
+                name_prefix=prefix,
+                config=args.database,
+                vpc_id=args.attachment.vpc_id,
+                subnet_ids=args.isolated_subnet_ids,
+                alarm_topic_arn=args.attachment.alarm_topic_arn,
+            ),
+            opts=child,
+        )
+        secret = self.database.master_secret_arn
+        environment: dict[str, pulumi.Input[str]] = {
+            "FILES_BUCKET": self.bucket.name,
+            "AWS_REGION": args.attachment.region,
+            "DATABASE_HOST": self.database.address,
+            "DATABASE_PORT": "5432",
+            "DATABASE_NAME": self.database.db_name,
+            "DATABASE_SSLMODE": "require",
+            "AUTH_ISSUER": args.auth.issuer,
+            "AUTH_JWKS_URL": args.auth.jwks_url,
+            "AUTH_AUDIENCE": args.auth.audience,
+            "CORS_ORIGINS": ",".join(args.cors_origins),
+            "MAX_UPLOAD_BYTES": str(args.files.max_upload_bytes),
+            "ALLOWED_CONTENT_TYPES": ",".join(args.files.allowed_content_types),
+            "PRESIGN_TTL_SECONDS": str(args.files.presign_ttl_seconds),
+            "LOG_LEVEL": "INFO",
+        }
+        self.services: dict[str, FargateService] = {}
+        for role, scaling in (("upload", args.upload), ("download", args.download)):
+            self.services[role] = FargateService(
+                f"{name}-{role}",
+                FargateServiceArgs(
+                    name_prefix=args.name_prefix,
+                    service=role,
+                    image=self.image.image_ref,
+                    repository_arn=self.image.repository_arn,
+                    port=SETTINGS_PORT,
+                    health_check_path=ROUTES.HEALTH_CHECK_PATH,
+                    path_patterns=list(ROUTES.ALB_PATH_PATTERNS[role]),
+                    listener_priority=LISTENER_PRIORITY[role],
+                    scaling=scaling,
+                    attachment=args.attachment,
+                    environment={**environment, "FILES_ROLE": role, "PORT": str(SETTINGS_PORT)},
+                    secrets={
+                        "DATABASE_USER": SecretRef(secret, "username"),
+                        "DATABASE_PASSWORD": SecretRef(secret, "password"),
+                    },
+                    task_role_statements=self._bucket_statements(role, key),
+                ),
+                opts=child,
+            )
+            self.database.admit(f"{name}-{role}", self.services[role].security_group)
+
+        self.bucket_name = self.bucket.name
+        self.register_outputs(
+            {
+                "bucket": self.bucket.name,
+                "database_address": self.database.address,
+                "repository_url": self.image.repository.repository_url,
+            }
+        )
+
+    def _bucket_statements(self, role: str, key: aws.kms.Key | None) -> list[dict[str, object]]:
+        objects = pulumi.Output.concat(self.bucket.arn, "/", ROUTES.OBJECT_KEY_PREFIX, "*")
+        statements = [statement(list(ROUTES.S3_OBJECT_ACTIONS[role]), [objects], sid="UploadObjects")]
+        if ROUTES.S3_BUCKET_ACTIONS[role]:
+            statements.append(
+                statement(
+                    list(ROUTES.S3_BUCKET_ACTIONS[role]),
+                    [self.bucket.arn],
+                    sid="ListUploadPrefix",
+                    condition={"StringLike": {"s3:prefix": [f"{ROUTES.OBJECT_KEY_PREFIX}*"]}},
+                )
+            )
+        if key is not None:
+            # SSE-KMS: writers need data keys, readers need to decrypt them.
+            actions = ["kms:GenerateDataKey", "kms:Decrypt"] if role == "upload" else ["kms:Decrypt"]
+            statements.append(statement(actions, [key.arn], sid="ObjectKey"))
+        return statements

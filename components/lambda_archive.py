@@ -1,0 +1,66 @@
+"""The mailer's Lambda archive: which files go in, and a byte-for-byte reproducible zip of them.
+
+The Pulumi component ships exactly `mailer_files(root)` (one file list, one truth), so a test can
+show that the archive only changes when the code does. The zip is deterministic (sorted entries,
+fixed timestamps and permissions), so its hash is a stable `source_code_hash`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import sys
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MAILER_ROOT = REPO_ROOT / "app_code" / "mailer"
+COMMON_ROOT = REPO_ROOT / "app_code" / "common"
+PACKAGES = ("mailer",)
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
+
+
+def mailer_files(root: Path = MAILER_ROOT) -> list[Path]:
+    """The archive's files, relative to `root` and sorted: the packages' Python sources only.
+
+    An allow-list, not "everything under root": caches, editor files or a stray virtualenv in the
+    working tree must never reach production or change the hash.
+    """
+    files: set[Path] = set()
+    for package in PACKAGES:
+        base = root / package
+        if not (base / "__init__.py").is_file():
+            raise FileNotFoundError(f"{base} is not a Python package")
+        for path in base.rglob("*.py"):
+            relative = path.relative_to(root)
+            if "__pycache__" in relative.parts or any(part.startswith(".") for part in relative.parts):
+                continue
+            files.add(relative)
+    return sorted(files, key=lambda p: p.as_posix())
+
+
+def build_zip(root: Path = MAILER_ROOT, files: Iterable[Path] | None = None) -> bytes:
+    """A deterministic zip of `files` (default: `mailer_files(root)`), paths relative to `root`."""
+    entries = sorted(mailer_files(root) if files is None else files, key=lambda p: p.as_posix())
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for relative in entries:
+            info = zipfile.ZipInfo(relative.as_posix(), date_time=_FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (0o100644 & 0xFFFF) << 16  # regular file, rw-r--r--
+            info.create_system = 3  # Unix, so the permission bits above are honoured
+            archive.writestr(info, (root / relative).read_bytes(), compresslevel=9)
+    return buffer.getvalue()
+
+
+def source_code_hash(archive: bytes) -> str:
+    """Base64 SHA-256, the form Lambda reports as CodeSha256."""
+    return base64.b64encode(hashlib.sha256(archive).digest()).decode()
+
+
+def ensure_importable(root: Path = MAILER_ROOT) -> None:
+    """Let a devstack command import code from `root` (default: the mailer archive root, as Lambda does)."""
+    if str(root) not in sys.path:
+        sys.path.append(str(root))

@@ -1,0 +1,247 @@
+"""A stand-in for the mail API's API Gateway HTTP API and JWT authorizer, on 127.0.0.1.
+
+It does what the cloud does in front of `mailer.api.handler`, so the handler runs unchanged:
+- only configured routes exist (others: 404 `{"message":"Not Found"}`, before any auth);
+- the bearer token is verified like the JWT authorizer does (signature from the JWKS URL, issuer,
+  audience, expiry); on failure: 401 `{"message":"Unauthorized"}` and the handler is not called;
+- the request becomes a payload format 2.0 event, with the token's claims in
+  `requestContext.authorizer.jwt.claims` (as strings, the way API Gateway passes them);
+- the handler's response (statusCode/headers/body/isBase64Encoded, or a bare JSON value) becomes
+  the HTTP response; an exception becomes a 500 `{"message":"Internal Server Error"}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import jwt
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from components.lambda_archive import COMMON_ROOT, ensure_importable
+from devstack.servers import LOCALHOST, ServerError, free_port, wait_until
+from devstack.sqs_poller import LambdaContext
+
+if TYPE_CHECKING:
+    from motion_common.auth import TokenVerifier
+
+Handler = Callable[[dict[str, Any], Any], Any]
+MAIL_ROUTES = ("POST /mail/messages", "GET /mail/messages")
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
+_log = logging.getLogger("devstack.apigw")
+
+
+def gateway_claims(claims: dict[str, Any]) -> dict[str, str]:
+    """Claims the way an HTTP API JWT authorizer hands them over: every value a string.
+
+    Lists become "[a b c]", numbers and booleans their JSON text, objects their JSON.
+    """
+    converted: dict[str, str] = {}
+    for name, value in claims.items():
+        if isinstance(value, str):
+            converted[name] = value
+        elif isinstance(value, list):
+            converted[name] = "[" + " ".join(v if isinstance(v, str) else json.dumps(v) for v in value) + "]"
+        else:
+            converted[name] = json.dumps(value)
+    return converted
+
+
+def _scopes(claims: dict[str, Any]) -> list[str] | None:
+    scope = claims.get("scope") or claims.get("scp")
+    if isinstance(scope, str):
+        return scope.split() or None
+    if isinstance(scope, list):
+        return [str(s) for s in scope] or None
+    return None
+
+
+async def build_event(request: Request, route_key: str, claims: dict[str, Any]) -> dict[str, Any]:
+    """The payload format 2.0 event API Gateway would send for this request."""
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        # API Gateway joins repeated headers with commas and moves cookies to their own list.
+        if name == "cookie":
+            continue
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    query: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        query[name] = f"{query[name]},{value}" if name in query else value
+    now = time.time()
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": request.url.path,
+        "rawQueryString": request.url.query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": request.url.hostname or LOCALHOST,
+            "domainPrefix": (request.url.hostname or LOCALHOST).split(".")[0],
+            "http": {
+                "method": request.method,
+                "path": request.url.path,
+                "protocol": f"HTTP/{request.scope.get('http_version', '1.1')}",
+                "sourceIp": request.client.host if request.client else LOCALHOST,
+                "userAgent": request.headers.get("user-agent", ""),
+            },
+            "requestId": uuid.uuid4().hex,
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+            "authorizer": {"jwt": {"claims": gateway_claims(claims), "scopes": _scopes(claims)}},
+        },
+        "isBase64Encoded": False,
+    }
+    if request.cookies:
+        event["cookies"] = [f"{k}={v}" for k, v in request.cookies.items()]
+    if query:
+        event["queryStringParameters"] = query
+    raw = await request.body()
+    if raw:
+        try:
+            event["body"] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            event["body"] = base64.b64encode(raw).decode()
+            event["isBase64Encoded"] = True
+    return event
+
+
+def to_response(result: Any) -> Response:
+    """Turn the handler's return value into HTTP, as API Gateway does for payload 2.0."""
+    if not (isinstance(result, dict) and "statusCode" in result):
+        # A bare value means 200 with that value as JSON.
+        return JSONResponse(result, status_code=200)
+    body = result.get("body") or ""
+    content = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
+    response = Response(content=content, status_code=int(result["statusCode"]))
+    for name, value in (result.get("headers") or {}).items():
+        response.headers[name] = str(value)
+    for cookie in result.get("cookies") or []:
+        response.headers.append("set-cookie", cookie)
+    return response
+
+
+def _unauthorized(reason: str) -> JSONResponse:
+    description = reason.replace('"', "'")
+    return JSONResponse(
+        {"message": "Unauthorized"},
+        status_code=401,
+        headers={"www-authenticate": f'Bearer error="invalid_token", error_description="{description}"'},
+    )
+
+
+def make_app(
+    handler: Handler,
+    verifier: TokenVerifier,
+    *,
+    routes: Iterable[str] = MAIL_ROUTES,
+    function_name: str = "mail-api",
+    function_timeout: float = 30.0,
+) -> Starlette:
+    """An ASGI app that authorizes and forwards `routes` ("METHOD /path") to `handler`."""
+    ensure_importable(COMMON_ROOT)
+    from motion_common.auth import AuthError
+
+    route_keys = frozenset(routes)
+
+    async def endpoint(request: Request) -> Response:
+        route_key = f"{request.method} {request.url.path}"
+        if route_key not in route_keys:
+            return JSONResponse({"message": "Not Found"}, status_code=404)
+        authorization = request.headers.get("authorization")
+        try:
+            verifier.verify_header(authorization)
+        except AuthError as err:
+            return _unauthorized(str(err))
+        assert authorization is not None  # verify_header refuses a missing header
+        token = authorization.partition(" ")[2].strip()
+        # Verified just above; this only reads the claims out for the event.
+        claims = jwt.decode(token, options={"verify_signature": False})
+        event = await build_event(request, route_key, claims)
+        context = LambdaContext(function_name=function_name, timeout_seconds=function_timeout)
+        try:
+            result = await run_in_threadpool(handler, event, context)
+        except Exception:
+            _log.exception("handler raised")
+            return JSONResponse({"message": "Internal Server Error"}, status_code=500)
+        return to_response(result)
+
+    return Starlette(routes=[Route("/{path:path}", endpoint, methods=_METHODS)])
+
+
+class LocalHttpApi:
+    """Serves an app with uvicorn on 127.0.0.1 in a background thread (tests, `make run`)."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
+        config = uvicorn.Config(app, host=LOCALHOST, port=self.port, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="local-http-api", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOCALHOST}:{self.port}"
+
+    def start(self) -> LocalHttpApi:
+        self._thread.start()
+        try:
+            wait_until(lambda: bool(self._server.started), 10, f"local HTTP API on port {self.port}")
+        except ServerError:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> LocalHttpApi:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="Serve mailer.api.handler behind a local JWT-authorizing gateway."
+    )
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8083")))
+    parser.add_argument("--issuer", default=os.environ.get("AUTH_ISSUER"), help="default: $AUTH_ISSUER")
+    parser.add_argument("--jwks-url", default=os.environ.get("AUTH_JWKS_URL"), help="default: $AUTH_JWKS_URL")
+    parser.add_argument("--audience", default=os.environ.get("AUTH_AUDIENCE") or None)
+    args = parser.parse_args(argv)
+    if not args.issuer or not args.jwks_url:
+        parser.error("--issuer and --jwks-url (or AUTH_ISSUER and AUTH_JWKS_URL) are required")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+
+    ensure_importable(COMMON_ROOT)
+    ensure_importable()
+    from mailer import api
+    from motion_common.auth import TokenVerifier
+
+    verifier = TokenVerifier(jwks_url=args.jwks_url, issuer=args.issuer, audience=args.audience)
+    app = make_app(api.handler, verifier)
+    uvicorn.run(app, host=LOCALHOST, port=args.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""The mailing service's AWS resources in the local AWS API: queue + DLQ, messages table, SES identity.
+
+The cloud gets the same resources from the Pulumi component; the table definition is shared
+(`mailer.schema.TABLE`), and the queue attributes mirror the component's defaults.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+from components.lambda_archive import ensure_importable
+
+DEFAULT_SENDER = "Motion <no-reply@mail.motion.local>"
+DEFAULT_MAX_RECEIVE_COUNT = 5
+_ADDRESS_IN_SENDER = re.compile(r"<([^<>\s]+@[^<>\s]+)>\s*$|^([^<>\s]+@[^<>\s]+)$")
+
+
+@dataclass(frozen=True)
+class MailResources:
+    queue_url: str
+    queue_arn: str
+    dlq_url: str
+    dlq_arn: str
+    table_name: str
+    sender_address: str
+    ses_identity: str
+    max_receive_count: int
+    visibility_timeout: int
+
+    def api_env(self) -> dict[str, str]:
+        """The mail API function's environment (the contract in docs/service-settings.md)."""
+        return {"MESSAGES_TABLE": self.table_name, "MAIL_QUEUE_URL": self.queue_url}
+
+    def worker_env(self) -> dict[str, str]:
+        """The mailer function's environment."""
+        return {"MESSAGES_TABLE": self.table_name, "SENDER_ADDRESS": self.sender_address}
+
+    def env(self) -> dict[str, str]:
+        """Both functions' variables, for one local process that runs the API and the poller."""
+        return {**self.api_env(), **self.worker_env()}
+
+
+def sender_domain(sender_address: str) -> str:
+    match = _ADDRESS_IN_SENDER.search(sender_address.strip())
+    if match is None:
+        raise ValueError(f"not a sender address: {sender_address!r}")
+    return (match.group(1) or match.group(2)).rpartition("@")[2].lower()
+
+
+def create_mail_resources(
+    prefix: str = "motion-mail",
+    *,
+    max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT,
+    visibility_timeout: int = 180,
+    sender_address: str = DEFAULT_SENDER,
+    session: Any = None,
+) -> MailResources:
+    """Create (or find, when they exist) the resources, named after `prefix`.
+
+    The AWS endpoint comes from the session or the environment (AWS_ENDPOINT_URL), so this works
+    against any moto server. The whole sender domain is verified, as the cloud's SES identity is.
+    """
+    ensure_importable()
+    from mailer.schema import create_table_kwargs
+
+    session = session or boto3.session.Session()
+    sqs = session.client("sqs")
+    dynamodb = session.client("dynamodb")
+    sesv2 = session.client("sesv2")
+
+    dlq_url = sqs.create_queue(
+        QueueName=f"{prefix}-dlq",
+        Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)},
+    )["QueueUrl"]
+    dlq_arn = _queue_arn(sqs, dlq_url)
+    queue_url = sqs.create_queue(
+        QueueName=f"{prefix}-queue",
+        Attributes={
+            "VisibilityTimeout": str(visibility_timeout),
+            "ReceiveMessageWaitTimeSeconds": "20",
+            "MessageRetentionPeriod": str(4 * 24 * 3600),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
+            ),
+        },
+    )["QueueUrl"]
+
+    table = f"{prefix}-messages"
+    with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
+        dynamodb.create_table(**create_table_kwargs(table))
+    dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+
+    domain = sender_domain(sender_address)
+    with contextlib.suppress(sesv2.exceptions.AlreadyExistsException):
+        sesv2.create_email_identity(EmailIdentity=domain)
+
+    return MailResources(
+        queue_url=queue_url,
+        queue_arn=_queue_arn(sqs, queue_url),
+        dlq_url=dlq_url,
+        dlq_arn=dlq_arn,
+        table_name=table,
+        sender_address=sender_address,
+        ses_identity=domain,
+        max_receive_count=max_receive_count,
+        visibility_timeout=visibility_timeout,
+    )
+
+
+def _queue_arn(sqs: Any, queue_url: str) -> str:
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
+    return str(attributes["QueueArn"])

@@ -1,0 +1,146 @@
+"""Mailing under mocks: queue/DLQ wiring, event source mapping, least-privilege IAM, logs, alarms."""
+
+from __future__ import annotations
+
+import json
+
+from harness import StackRun
+
+from components.mailing import RUNTIME
+
+QUEUE = "aws:sqs/queue:Queue"
+FUNCTION = "aws:lambda/function:Function"
+
+
+def test_queue_redrives_to_a_dead_letter_queue(stack: StackRun) -> None:
+    queue = stack.one(QUEUE, "queue").inputs
+    dlq = stack.one(QUEUE, "dlq")
+    assert queue["sqsManagedSseEnabled"] is True and dlq.inputs["sqsManagedSseEnabled"] is True
+    assert queue["receiveWaitTimeSeconds"] == 20
+    redrive = json.loads(queue["redrivePolicy"])
+    assert redrive == {
+        "deadLetterTargetArn": f"arn:aws:sqs:us-east-1:123456789012:{dlq.inputs['name']}",
+        "maxReceiveCount": 5,
+    }
+    assert dlq.inputs["messageRetentionSeconds"] == 14 * 24 * 3600
+    allow = json.loads(
+        stack.one("aws:sqs/redriveAllowPolicy:RedriveAllowPolicy").inputs["redriveAllowPolicy"]
+    )
+    assert allow["redrivePermission"] == "byQueue" and allow["sourceQueueArns"] == [
+        f"arn:aws:sqs:us-east-1:123456789012:{queue['name']}"
+    ]
+
+
+def test_visibility_timeout_is_six_times_the_mailer_timeout(stack: StackRun) -> None:
+    mailer = stack.one(FUNCTION, "mailing-mailer").inputs
+    assert stack.one(QUEUE, "queue").inputs["visibilityTimeoutSeconds"] >= 6 * mailer["timeout"]
+
+
+def test_functions_are_current_arm64_python_from_one_archive(stack: StackRun) -> None:
+    functions = {f.inputs["handler"]: f.inputs for f in stack.of_type(FUNCTION)}
+    assert set(functions) == {"mailer.worker.handler", "mailer.api.handler"}
+    for inputs in functions.values():
+        assert inputs["runtime"] == RUNTIME == "python3.13"
+        assert inputs["architectures"] == ["arm64"]
+        assert inputs["loggingConfig"]["logFormat"] == "JSON"
+
+
+def test_event_source_mapping_reports_partial_failures_and_caps_concurrency(stack: StackRun) -> None:
+    esm = stack.one("aws:lambda/eventSourceMapping:EventSourceMapping").inputs
+    assert esm["functionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert esm["batchSize"] == 10 and esm["maximumBatchingWindowInSeconds"] == 1
+    assert esm["scalingConfig"]["maximumConcurrency"] == stack.config.mail.max_concurrency
+    assert esm["eventSourceArn"].endswith(":motion-" + stack.stack + "-mail-events")
+
+
+def test_each_function_has_its_own_least_privilege_role(stack: StackRun) -> None:
+    policies = {
+        p.name: p.json("policy")
+        for p in stack.of_type("aws:iam/rolePolicy:RolePolicy")
+        if "mailing" in p.name
+    }
+    roles = {p.inputs["role"] for p in stack.of_type("aws:iam/rolePolicy:RolePolicy") if "mailing" in p.name}
+    assert len(roles) == 2
+    actions = {name: {a for s in doc["Statement"] for a in s["Action"]} for name, doc in policies.items()}
+    assert actions["mailing-mailer-policy"] >= {"sqs:ReceiveMessage", "sqs:DeleteMessage", "ses:SendEmail"}
+    assert "sqs:SendMessage" not in actions["mailing-mailer-policy"]
+    # Exactly the calls mailer.store makes: conditional put, batch mailbox writes, state updates, reads.
+    assert {a for a in actions["mailing-mailer-policy"] if a.startswith("dynamodb:")} == {
+        "dynamodb:PutItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:GetItem",
+    }
+    assert actions["mailing-mail-api-policy"] >= {"sqs:SendMessage", "dynamodb:Query"}
+    assert not {a for a in actions["mailing-mail-api-policy"] if a.startswith("ses:")}
+    for doc in policies.values():
+        for stmt in doc["Statement"]:
+            assert "*" not in stmt["Resource"] and all(":" in a and "*" not in a for a in stmt["Action"])
+            for resource in stmt["Resource"]:
+                assert (
+                    f"motion-{stack.stack}" in resource or "mail." in resource or "/aws/lambda/" in resource
+                )
+
+
+def test_log_groups_with_retention_exist_before_functions(stack: StackRun) -> None:
+    groups = {g.inputs["name"]: g.inputs for g in stack.of_type("aws:cloudwatch/logGroup:LogGroup")}
+    for function in stack.of_type(FUNCTION):
+        group = groups[f"/aws/lambda/{function.inputs['name']}"]
+        assert group["retentionInDays"] == stack.config.log_retention_days
+        assert function.inputs["loggingConfig"]["logGroup"] == group["name"]
+
+
+def test_messages_table_encrypted_on_demand_and_protected_in_production(
+    dev: StackRun, production: StackRun
+) -> None:
+    for run, protected in ((dev, False), (production, True)):
+        table = run.one("aws:dynamodb/table:Table", "mailing").inputs
+        assert table["billingMode"] == "PAY_PER_REQUEST"
+        assert table["serverSideEncryption"]["enabled"] is True
+        assert table["pointInTimeRecovery"]["enabled"] is protected
+        assert table["deletionProtectionEnabled"] is protected
+
+
+def test_ses_identity_with_dkim_and_configuration_set(stack: StackRun) -> None:
+    identity = stack.one("aws:sesv2/emailIdentity:EmailIdentity").inputs
+    assert identity["emailIdentity"] == stack.config.mail.sender_domain
+    assert identity["dkimSigningAttributes"]["nextSigningKeyLength"] == "RSA_2048_BIT"
+    assert identity["configurationSetName"] == f"motion-{stack.stack}-mail"
+    records = stack.outputs["sesDkimRecords"]
+    assert len(records) == 3 and all(r["type"] == "CNAME" and "._domainkey." in r["name"] for r in records)
+
+
+def test_mail_api_checks_clerk_jwt_throttles_and_logs(stack: StackRun) -> None:
+    authorizer = stack.one("aws:apigatewayv2/authorizer:Authorizer").inputs
+    assert authorizer["authorizerType"] == "JWT"
+    assert authorizer["jwtConfiguration"] == {
+        "issuer": stack.config.auth.issuer,
+        "audiences": [stack.config.auth.audience],
+    }
+    routes = stack.of_type("aws:apigatewayv2/route:Route")
+    assert sorted(r.inputs["routeKey"] for r in routes) == ["GET /mail/messages", "POST /mail/messages"]
+    assert all(r.inputs["authorizationType"] == "JWT" for r in routes)
+    stage = stack.one("aws:apigatewayv2/stage:Stage").inputs
+    assert stage["defaultRouteSettings"]["throttlingRateLimit"] == stack.config.mail.api_throttle_rate
+    assert "destinationArn" in stage["accessLogSettings"]
+    api = stack.one("aws:apigatewayv2/api:Api").inputs
+    assert api["corsConfiguration"]["allowOrigins"] == list(stack.config.frontend.origins)
+    permission = stack.one("aws:lambda/permission:Permission").inputs
+    assert permission["principal"] == "apigateway.amazonaws.com" and permission["sourceArn"].endswith(
+        "/mail/messages"
+    )
+
+
+def test_alarms_on_dead_letters_errors_and_age(stack: StackRun) -> None:
+    alarms = {
+        a.inputs["metricName"] + "/" + a.name
+        for a in stack.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+        if a.name.startswith("mailing")
+    }
+    assert {
+        "ApproximateNumberOfMessagesVisible/mailing-dead-letters",
+        "ApproximateAgeOfOldestMessage/mailing-oldest-message",
+        "Errors/mailing-mailer-errors",
+    } <= alarms
+    dlq_alarm = stack.one("aws:cloudwatch/metricAlarm:MetricAlarm", "dead-letters").inputs
+    assert dlq_alarm["threshold"] == 0 and dlq_alarm["comparisonOperator"] == "GreaterThanThreshold"

