@@ -16,9 +16,19 @@ $(STAMP): requirements.txt requirements-dev.txt $(wildcard app_code/*/requiremen
 deps:
 	@scripts/system-deps.sh
 
-## The main job: the whole backend on this machine (until the local backend lands: the offline plan).
+## The main job: Motion's whole backend on this machine (Ctrl-C stops it). PORT_BASE moves its ports.
 run: deps $(STAMP)
-	$(BIN)/python -m devstack.plan
+	$(BIN)/python -m devstack.run $(if $(PORT_BASE),--port-base $(PORT_BASE))
+
+## Drive the running backend (`make run` in another terminal) through every flow.
+smoke: $(STAMP)
+	$(BIN)/python -m devstack.smoke
+
+## Benchmarks: print figures (not tests).
+bench: deps $(STAMP)
+	$(BIN)/python bench/mailer_bench.py
+	$(BIN)/python bench/files_bench.py
+	$(BIN)/python bench/chat_bench.py
 
 ## Every check CI runs.
 test: deps $(STAMP) lint typecheck pytest

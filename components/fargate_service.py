@@ -122,8 +122,9 @@ class FargateService(pulumi.ComponentResource):
             assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", account),
             opts=child,
         )
+        task_policy = None
         if args.task_role_statements:
-            aws.iam.RolePolicy(
+            task_policy = aws.iam.RolePolicy(
                 f"{name}-task-policy",
                 role=self.task_role.id,
                 policy=policy_document(*args.task_role_statements),
@@ -237,8 +238,13 @@ class FargateService(pulumi.ComponentResource):
                     container_port=args.port,
                 )
             ],
-            # Autoscaling owns the running count once the service exists.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCount"] if autoscaled else None),
+            # Autoscaling owns the running count once the service exists. New tasks start only once
+            # their role's permissions are in place (new code may need new actions).
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                ignore_changes=["desiredCount"] if autoscaled else None,
+                depends_on=[task_policy] if task_policy is not None else None,
+            ),
         )
         if autoscaled:
             self._autoscaling(name, args)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import botocore.exceptions
 
 from components.lambda_archive import ensure_importable
 
@@ -32,6 +33,7 @@ class MailResources:
     ses_identity: str
     max_receive_count: int
     visibility_timeout: int
+    configuration_set: str
 
     def api_env(self) -> dict[str, str]:
         """The mail API function's environment (the contract in docs/service-settings.md)."""
@@ -39,7 +41,11 @@ class MailResources:
 
     def worker_env(self) -> dict[str, str]:
         """The mailer function's environment."""
-        return {"MESSAGES_TABLE": self.table_name, "SENDER_ADDRESS": self.sender_address}
+        return {
+            "MESSAGES_TABLE": self.table_name,
+            "SENDER_ADDRESS": self.sender_address,
+            "SES_CONFIGURATION_SET": self.configuration_set,
+        }
 
     def env(self) -> dict[str, str]:
         """Both functions' variables, for one local process that runs the API and the poller."""
@@ -75,12 +81,12 @@ def create_mail_resources(
     sesv2 = session.client("sesv2")
 
     dlq_url = sqs.create_queue(
-        QueueName=f"{prefix}-dlq",
+        QueueName=f"{prefix}-dead-letters",
         Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)},
     )["QueueUrl"]
     dlq_arn = _queue_arn(sqs, dlq_url)
     queue_url = sqs.create_queue(
-        QueueName=f"{prefix}-queue",
+        QueueName=f"{prefix}-events",
         Attributes={
             "VisibilityTimeout": str(visibility_timeout),
             "ReceiveMessageWaitTimeSeconds": "20",
@@ -100,6 +106,14 @@ def create_mail_resources(
     with contextlib.suppress(sesv2.exceptions.AlreadyExistsException):
         sesv2.create_email_identity(EmailIdentity=domain)
 
+    # Named like the cloud's (the stack's mail prefix); the worker sends every e-mail through it.
+    try:
+        sesv2.create_configuration_set(ConfigurationSetName=prefix)
+    except botocore.exceptions.ClientError as err:
+        # SES answers AlreadyExistsException; the local API names it ConfigurationSetAlreadyExistsException.
+        if "AlreadyExists" not in err.response.get("Error", {}).get("Code", ""):
+            raise
+
     return MailResources(
         queue_url=queue_url,
         queue_arn=_queue_arn(sqs, queue_url),
@@ -110,6 +124,7 @@ def create_mail_resources(
         ses_identity=domain,
         max_receive_count=max_receive_count,
         visibility_timeout=visibility_timeout,
+        configuration_set=prefix,
     )
 
 

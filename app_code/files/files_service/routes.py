@@ -17,6 +17,11 @@ HEALTH_CHECK_PATH = "/files/healthz"
 OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
 # Every object the service creates lives under this prefix; IAM grants are scoped to it.
 OBJECT_KEY_PREFIX = "uploads/"
+# The tag (key, value) every uploaded object carries from its pre-signed POST until its completion
+# removes it. The bucket's lifecycle rule (components/files.py PENDING_TAG, kept equal by
+# tests/services/files/test_files_routes.py) expires objects carrying it, as a safety net for
+# uploads that are never completed.
+PENDING_TAG: tuple[str, str] = ("upload-state", "pending")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +60,19 @@ ALB_PATH_PATTERNS: dict[ServiceRole, tuple[str, ...]] = {
 # - upload signs the pre-signed POST (PutObject), checks the upload with HEAD (which IAM
 #   authorizes as GetObject) and deletes files. ListBucket is what makes S3 answer a HEAD of a
 #   missing object with 404 rather than 403, so "not uploaded yet" is told apart from "forbidden".
+#   The POST form carries the PENDING_TAG tagging, and S3 authorizes a POST or PUT that sets tags
+#   against PutObjectTagging as well as PutObject (without it every upload is refused with 403);
+#   completion removes the tag with DeleteObjectTagging, so the lifecycle rule never expires a
+#   completed file.
 # - download only signs pre-signed GETs.
 S3_OBJECT_ACTIONS: dict[ServiceRole, tuple[str, ...]] = {
-    "upload": ("s3:PutObject", "s3:GetObject", "s3:DeleteObject"),
+    "upload": (
+        "s3:PutObject",
+        "s3:PutObjectTagging",
+        "s3:GetObject",
+        "s3:DeleteObject",
+        "s3:DeleteObjectTagging",
+    ),
     "download": ("s3:GetObject",),
 }
 S3_BUCKET_ACTIONS: dict[ServiceRole, tuple[str, ...]] = {

@@ -205,5 +205,9 @@ def test_resources_can_be_created_again(aws_env: dict[str, str], aws_clients: Cl
     )["Attributes"]["RedrivePolicy"]
     assert json.loads(redrive) == {"deadLetterTargetArn": first.dlq_arn, "maxReceiveCount": 3}
     assert first.api_env() == {"MESSAGES_TABLE": first.table_name, "MAIL_QUEUE_URL": first.queue_url}
-    assert first.worker_env() == {"MESSAGES_TABLE": first.table_name, "SENDER_ADDRESS": first.sender_address}
+    assert first.worker_env() == {
+        "MESSAGES_TABLE": first.table_name,
+        "SENDER_ADDRESS": first.sender_address,
+        "SES_CONFIGURATION_SET": first.configuration_set,
+    }
     assert first.ses_identity == "mail.motion.local"

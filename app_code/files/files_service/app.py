@@ -1,0 +1,151 @@
+"""The Starlette application: routes for the configured role, error rendering, start-up and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import orjson
+from motion_common.auth import TokenVerifier
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from files_service.api import ApiError, FilesApi, JSONResponse, error_response
+from files_service.cleanup import sweep_forever
+from files_service.db import Database, DatabaseUnavailable
+from files_service.openapi import build_openapi
+from files_service.routes import HEALTH_CHECK_PATH, OPENAPI_PATH, routes_for
+from files_service.settings import Settings
+from files_service.signer import S3Signer, botocore_credentials
+from files_service.storage import ObjectStore, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+# Refreshing task-role credentials may block on the credentials endpoint, so it happens here, in a
+# worker thread, well before the signer (on the event loop) would have to refresh them itself.
+CREDENTIALS_REFRESH_SECONDS = 60.0
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+
+def create_app(settings: Settings) -> Starlette:
+    api = FilesApi(settings)
+    openapi_body = orjson.dumps(build_openapi(settings))
+
+    async def openapi(request: Request) -> Response:
+        return Response(openapi_body, media_type="application/json")
+
+    async def health(request: Request) -> Response:
+        try:
+            async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+                await api.db.ping()
+        except (DatabaseUnavailable, TimeoutError):
+            return JSONResponse({"status": "database unavailable", "role": settings.role}, status_code=503)
+        return JSONResponse({"status": "ok", "role": settings.role})
+
+    routes = [
+        Route(spec.path, getattr(api, spec.operation), methods=[spec.method])
+        for spec in routes_for(settings.role)
+    ]
+    routes += [
+        Route(HEALTH_CHECK_PATH, health, methods=["GET"]),
+        Route(OPENAPI_PATH, openapi, methods=["GET"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        credentials, refresh = await asyncio.to_thread(botocore_credentials)
+        signer = S3Signer(settings.bucket, settings.region, credentials, settings.s3_endpoint_url)
+        storage = None
+        if settings.role in ("upload", "all"):
+            storage = await asyncio.to_thread(
+                ObjectStore, settings.bucket, settings.region, settings.s3_endpoint_url
+            )
+        verifier = TokenVerifier(settings.auth_jwks_url, settings.auth_issuer, settings.auth_audience)
+        db = await Database.connect(settings.database, application_name=f"files-{settings.role}")
+        api.start(db, signer, storage, verifier)
+        background = [asyncio.create_task(_refresh_credentials(refresh))]
+        if storage is not None:
+            background.append(asyncio.create_task(sweep_forever(db, storage)))
+        log.info("files service (%s) ready", settings.role)
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await db.close()
+
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "PUT", "DELETE"],
+                allow_headers=["authorization", "content-type"],
+                max_age=600,
+            )
+        )
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            DatabaseUnavailable: _unavailable,
+            StorageUnavailable: _unavailable,
+            Exception: _internal_error,
+        },
+    )
+
+
+async def _refresh_credentials(refresh: Callable[[], None]) -> None:
+    while True:
+        await asyncio.sleep(CREDENTIALS_REFRESH_SECONDS)
+        try:
+            await asyncio.to_thread(refresh)
+        except Exception:
+            log.exception("refreshing AWS credentials failed; will retry")
+
+
+def _handler(
+    fn: Callable[[Request, Exception], Response],
+) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handle(request: Request, exc: Exception) -> Response:
+        return fn(request, exc)
+
+    return handle
+
+
+@_handler
+def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.message, exc.headers)
+
+
+@_handler
+def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+
+@_handler
+def _unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return error_response(
+        503, "a backing service is temporarily unavailable; retry shortly", {"Retry-After": "1"}
+    )
+
+
+@_handler
+def _internal_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal error")

@@ -1,0 +1,200 @@
+"""Settings from environment variables (the contract is in docs/service-settings.md).
+
+Everything is parsed and checked once at start-up, and every problem names its variable, so a
+misconfigured task fails fast with a message an operator can act on instead of failing later on a
+request.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, cast
+
+Role = Literal["upload", "download", "all"]
+ROLES: tuple[Role, ...] = ("upload", "download", "all")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+DEFAULT_PORT = 8080
+DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+# A pre-signed POST cannot accept more than 5 GiB in one request.
+MAX_POST_UPLOAD_BYTES = 5 * 1024**3
+DEFAULT_PRESIGN_TTL_SECONDS = 300
+MAX_PRESIGN_TTL_SECONDS = 900
+DEFAULT_ALLOWED_CONTENT_TYPES = (
+    "application/pdf",
+    "application/zip",
+    "application/msword",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.ms-excel",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "text/plain",
+    "text/csv",
+    "text/markdown",
+)
+
+# type/subtype tokens (RFC 6838 restricted names), or "type/*" to allow a whole family.
+CONTENT_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/(?:[a-z0-9][a-z0-9!#$&^_.+-]{0,126}|\*)$")
+# S3 bucket naming rules; dots are refused because they break TLS for virtual-hosted URLs.
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z0-9]+)+-\d$")
+
+
+class SettingsError(ValueError):
+    """One or more environment variables are missing or invalid; the message names each."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    host: str
+    port: int
+    name: str
+    user: str
+    password: str
+    sslmode: str
+
+    def __repr__(self) -> str:
+        # Keep the password out of logs and tracebacks.
+        return (
+            f"DatabaseSettings(host={self.host!r}, port={self.port}, name={self.name!r}, "
+            f"user={self.user!r}, sslmode={self.sslmode!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    role: Role
+    host: str
+    port: int
+    bucket: str
+    region: str
+    s3_endpoint_url: str | None
+    database: DatabaseSettings
+    auth_issuer: str
+    auth_jwks_url: str
+    auth_audience: str | None
+    cors_origins: tuple[str, ...]
+    max_upload_bytes: int
+    allowed_content_types: tuple[str, ...]
+    presign_ttl_seconds: int
+    log_level: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        return _Parser(os.environ if env is None else env).parse()
+
+
+class _Parser:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str:
+        return self.env.get(name, "").strip()
+
+    def required(self, name: str) -> str:
+        value = self.raw(name)
+        if not value:
+            self.problems.append(f"{name} is required")
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        value = self.raw(name)
+        if not value:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            self.problems.append(f"{name} must be an integer, got {value!r}")
+            return default
+        if not low <= number <= high:
+            self.problems.append(f"{name} must be between {low} and {high}, got {number}")
+            return default
+        return number
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...], *, upper: bool = False) -> str:
+        value = self.raw(name) or default
+        value = value.upper() if upper else value.lower()
+        if value not in choices:
+            self.problems.append(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+            return default
+        return value
+
+    def url(self, name: str, *, required: bool) -> str:
+        value = self.required(name) if required else self.raw(name)
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            self.problems.append(f"{name} must be an http(s) URL, got {value!r}")
+        return value
+
+    def parse(self) -> Settings:
+        role = cast(Role, self.choice("FILES_ROLE", "all", ROLES))
+        port = self.integer("PORT", DEFAULT_PORT, 1, 65535)
+        bucket = self.required("FILES_BUCKET")
+        if bucket and not BUCKET_RE.match(bucket):
+            self.problems.append(f"FILES_BUCKET is not a valid S3 bucket name without dots: {bucket!r}")
+        region = self.required("AWS_REGION")
+        if region and not REGION_RE.match(region):
+            self.problems.append(f"AWS_REGION is not an AWS region name: {region!r}")
+        endpoint = self.url("AWS_ENDPOINT_URL", required=False).rstrip("/") or None
+        database = DatabaseSettings(
+            host=self.required("DATABASE_HOST"),
+            port=self.integer("DATABASE_PORT", 5432, 1, 65535),
+            name=self.required("DATABASE_NAME"),
+            user=self.required("DATABASE_USER"),
+            password=self.required("DATABASE_PASSWORD"),
+            sslmode=self.choice("DATABASE_SSLMODE", "require", SSL_MODES),
+        )
+        issuer = self.required("AUTH_ISSUER")
+        jwks_url = self.url("AUTH_JWKS_URL", required=True)
+        audience = self.raw("AUTH_AUDIENCE") or None
+        origins = tuple(o.strip().rstrip("/") for o in self.raw("CORS_ORIGINS").split(",") if o.strip())
+        for origin in origins:
+            if origin != "*" and not re.match(r"^https?://[^\s/]+$", origin):
+                self.problems.append(
+                    f"CORS_ORIGINS entries must be origins like https://app.example, got {origin!r}"
+                )
+        max_upload = self.integer("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, 1, MAX_POST_UPLOAD_BYTES)
+        allowed = self.content_types()
+        ttl = self.integer("PRESIGN_TTL_SECONDS", DEFAULT_PRESIGN_TTL_SECONDS, 1, MAX_PRESIGN_TTL_SECONDS)
+        log_level = self.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True)
+        host = self.raw("HOST") or "0.0.0.0"
+        if self.problems:
+            raise SettingsError("invalid files service settings: " + "; ".join(self.problems))
+        return Settings(
+            role=role,
+            host=host,
+            port=port,
+            bucket=bucket,
+            region=region,
+            s3_endpoint_url=endpoint,
+            database=database,
+            auth_issuer=issuer,
+            auth_jwks_url=jwks_url,
+            auth_audience=audience,
+            cors_origins=origins,
+            max_upload_bytes=max_upload,
+            allowed_content_types=allowed,
+            presign_ttl_seconds=ttl,
+            log_level=log_level,
+        )
+
+    def content_types(self) -> tuple[str, ...]:
+        value = self.raw("ALLOWED_CONTENT_TYPES")
+        if not value:
+            return DEFAULT_ALLOWED_CONTENT_TYPES
+        types = tuple(dict.fromkeys(t.strip().lower() for t in value.split(",") if t.strip()))
+        bad = [t for t in types if not CONTENT_TYPE_RE.match(t)]
+        if bad:
+            self.problems.append(f"ALLOWED_CONTENT_TYPES has invalid media types: {', '.join(bad)}")
+        if not types:
+            self.problems.append("ALLOWED_CONTENT_TYPES must list at least one media type")
+        return types

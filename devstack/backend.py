@@ -1,0 +1,425 @@
+"""The whole Motion backend on one machine, on 127.0.0.1 only: a local AWS API with the cloud's
+resources, PostgreSQL, Redis, the Upload and Download services, the mail API behind a JWT-checking
+gateway plus the SQS poller that feeds the mailer handler, and two chat instances sharing Redis.
+
+Each service runs the same entry point its cloud deployment runs and gets its settings through the
+same environment variables (`service_environments` is checked against the task definitions and
+Lambda environments by tests/e2e/test_contract.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from components.app_facts import APP_CODE, load_app_module
+from devstack.identity import Issuer, JwksServer
+from devstack.mail_resources import MailResources, create_mail_resources
+from devstack.servers import (
+    LOCALHOST,
+    MotoServer,
+    PostgresServer,
+    RedisServer,
+    ServerError,
+    port_is_free,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+STATE_FILE = REPO / ".devstack" / "state.json"
+STACK = "local"
+PREFIX = f"motion-{STACK}"
+SENDER = "Motion <no-reply@mail.motion.local>"
+DEMO_PROJECT = "demo-project"
+DEMO_USERS = ("demo-alice", "demo-bob")
+# The services' fixed ports, so a frontend's .env.local keeps working across runs.
+SERVICE_PORTS = {
+    "aws": 0,
+    "jwks": 1,
+    "upload": 2,
+    "download": 3,
+    "mail-api": 4,
+    "chat-a": 5,
+    "chat-b": 6,
+}
+DEFAULT_PORT_BASE = 8700
+CHAT_SCHEMA = load_app_module("chat/chat_service/schema.py")
+FILES_ROUTES = load_app_module("files/files_service/routes.py")
+FILES_DATABASE = "motion_files"
+MAIL_VISIBILITY_TIMEOUT = 6 * 30  # as in the cloud: 6x the mailer's timeout
+MAIL_MAX_RECEIVE_COUNT = 5
+
+
+def free_port_base() -> int:
+    """A run of free ports for the services, away from a developer's `make run` (tests, benchmarks)."""
+    for _ in range(200):
+        base = random.randrange(20_000, 40_000)  # noqa: S311 - not security relevant
+        if all(port_is_free(base + offset) for offset in SERVICE_PORTS.values()):
+            return base
+    raise BackendError("no run of free ports found")
+
+
+class BackendError(RuntimeError):
+    """The backend could not start; the message says what and what to do."""
+
+
+@dataclass
+class State:
+    """What `make run` prints and `make smoke` / `devstack.mint` read: URLs and the signing key."""
+
+    urls: dict[str, str]
+    aws_endpoint: str
+    bucket: str
+    mail_table: str
+    mail_queue_url: str
+    mail_dlq_url: str
+    chat_table: str
+    issuer_file: str
+    demo_project: str = DEMO_PROJECT
+
+    def save(self, path: Path = STATE_FILE) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path = STATE_FILE) -> State:
+        if not path.exists():
+            raise BackendError(f"no running backend ({path} is missing): start one with `make run`")
+        return cls(**json.loads(path.read_text()))
+
+    def issuer(self) -> Issuer:
+        return Issuer.load(Path(self.issuer_file))
+
+
+@dataclass
+class Backend:
+    port_base: int = DEFAULT_PORT_BASE
+    log_dir: Path | None = None
+    state_file: Path | None = STATE_FILE
+    quiet: bool = True
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    aws_resources: dict[str, Any] = field(default_factory=dict)
+    _tmp: Path | None = None
+    moto: MotoServer | None = None
+    postgres: PostgresServer | None = None
+    redis: RedisServer | None = None
+    jwks: JwksServer | None = None
+    state: State | None = None
+
+    def port(self, name: str) -> int:
+        return self.port_base + SERVICE_PORTS[name]
+
+    def url(self, name: str) -> str:
+        return f"http://{LOCALHOST}:{self.port(name)}"
+
+    def check_ports(self) -> None:
+        taken = [f"{self.port(n)} ({n})" for n in SERVICE_PORTS if not port_is_free(self.port(n))]
+        if taken:
+            raise BackendError(
+                f"port(s) already in use on {LOCALHOST}: {', '.join(taken)}. Stop what holds them "
+                f"(another `make run`?) or choose other ports: make run PORT_BASE=<n> (now {self.port_base})"
+            )
+
+    def start(self, timeout: float = 90.0) -> State:
+        started = time.monotonic()
+        self.check_ports()
+        self._tmp = tmp = Path(tempfile.mkdtemp(prefix="motion-local-"))
+        self.log_dir = self.log_dir or tmp / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.moto = MotoServer(port=self.port("aws")).start()
+            self.postgres = PostgresServer(database=FILES_DATABASE).start()
+            self.redis = RedisServer(password=secrets.token_urlsafe(24)).start()
+            self.issuer = Issuer()
+            issuer_file = tmp / "issuer.json"
+            self.issuer.save(issuer_file)
+            self.jwks = JwksServer(self.issuer, port=self.port("jwks")).start()
+            aws = self.aws_resources = self._create_aws_resources()
+            envs = self.service_environments(aws)
+            self._spawn("upload", ["-m", "files_service"], envs["upload"])
+            self._spawn("download", ["-m", "files_service"], envs["download"])
+            # The adapter plays API Gateway's JWT authorizer and the poller the event source mapping;
+            # their own settings are arguments, so the environment is exactly the Lambda's.
+            self._spawn(
+                "mail-api",
+                [
+                    "-m",
+                    "devstack.apigw",
+                    "--port",
+                    str(self.port("mail-api")),
+                    "--issuer",
+                    self.issuer.issuer,
+                    "--jwks-url",
+                    self.jwks.url,
+                    "--audience",
+                    self.issuer.audience,
+                ],
+                envs["mail-api"],
+            )
+            self._spawn(
+                "mail-poller",
+                [
+                    "-m",
+                    "devstack.sqs_poller",
+                    "--queue-url",
+                    aws["mail"].queue_url,
+                    "--batch-size",
+                    "10",
+                    "--function-timeout",
+                    "30",
+                ],
+                envs["mailer"],
+            )
+            self._spawn("chat-a", ["-m", "chat_service"], envs["chat-a"])
+            self._spawn("chat-b", ["-m", "chat_service"], envs["chat-b"])
+            self._wait_healthy(deadline=started + timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.state = State(
+            urls={
+                "files-upload": self.url("upload") + FILES_ROUTES.API_PREFIX,
+                "files-download": self.url("download") + FILES_ROUTES.API_PREFIX,
+                "mail-api": self.url("mail-api"),
+                "chat-a": f"ws://{LOCALHOST}:{self.port('chat-a')}/chat/ws",
+                "chat-b": f"ws://{LOCALHOST}:{self.port('chat-b')}/chat/ws",
+                "jwks": self.jwks.url,
+                "aws": self.moto.endpoint,
+            },
+            aws_endpoint=self.moto.endpoint,
+            bucket=aws["bucket"],
+            mail_table=aws["mail"].table_name,
+            mail_queue_url=aws["mail"].queue_url,
+            mail_dlq_url=aws["mail"].dlq_url,
+            chat_table=aws["chat_table"],
+            issuer_file=str(issuer_file),
+        )
+        if self.state_file is not None:
+            self.state.save(self.state_file)
+        return self.state
+
+    # --- cloud resources in the local AWS API ------------------------------------------------------
+
+    def _create_aws_resources(self) -> dict[str, Any]:
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        )
+        moto, _, _, _ = self._running()
+        endpoint = moto.endpoint
+        old = os.environ.get("AWS_ENDPOINT_URL")
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+        try:
+            mail: MailResources = create_mail_resources(
+                f"{PREFIX}-mail",
+                max_receive_count=MAIL_MAX_RECEIVE_COUNT,
+                visibility_timeout=MAIL_VISIBILITY_TIMEOUT,
+                sender_address=SENDER,
+                session=session,
+            )
+        finally:
+            if old is None:
+                os.environ.pop("AWS_ENDPOINT_URL", None)
+            else:
+                os.environ["AWS_ENDPOINT_URL"] = old
+        s3 = session.client("s3", endpoint_url=endpoint)
+        bucket = f"{PREFIX}-files"
+        s3.create_bucket(Bucket=bucket)
+        s3.put_public_access_block(
+            Bucket=bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+        s3.put_bucket_encryption(
+            Bucket=bucket,
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+        )
+        s3.put_bucket_cors(
+            Bucket=bucket,
+            CORSConfiguration={
+                "CORSRules": [
+                    {
+                        "AllowedMethods": ["GET", "HEAD", "POST"],
+                        "AllowedOrigins": ["http://localhost:5173"],
+                        "AllowedHeaders": ["*"],
+                        "ExposeHeaders": ["ETag"],
+                        "MaxAgeSeconds": 3000,
+                    }
+                ]
+            },
+        )
+        dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+        chat_table = f"{PREFIX}-chat-messages"
+        dynamodb.create_table(**CHAT_SCHEMA.create_table_kwargs(chat_table))
+        return {"mail": mail, "bucket": bucket, "chat_table": chat_table}
+
+    # --- services ----------------------------------------------------------------------------------
+
+    def _running(self) -> tuple[MotoServer, PostgresServer, RedisServer, JwksServer]:
+        if self.moto is None or self.postgres is None or self.redis is None or self.jwks is None:
+            raise BackendError("the backend's servers are not running")
+        return self.moto, self.postgres, self.redis, self.jwks
+
+    def service_environments(self, aws: dict[str, Any]) -> dict[str, dict[str, str]]:
+        """Each service's environment: the variables its cloud deployment sets, pointed at local servers."""
+        mail: MailResources = aws["mail"]
+        _, postgres, redis, jwks = self._running()
+        auth = {
+            "AUTH_ISSUER": self.issuer.issuer,
+            "AUTH_JWKS_URL": jwks.url,
+            "AUTH_AUDIENCE": self.issuer.audience,
+        }
+        cors = {"CORS_ORIGINS": "http://localhost:5173"}
+        files = {
+            **auth,
+            **cors,
+            "FILES_BUCKET": aws["bucket"],
+            "AWS_REGION": "us-east-1",
+            "DATABASE_HOST": LOCALHOST,
+            "DATABASE_PORT": str(postgres.port),
+            "DATABASE_NAME": FILES_DATABASE,
+            "DATABASE_USER": postgres.user,
+            "DATABASE_PASSWORD": postgres.password,
+            "DATABASE_SSLMODE": "disable",
+            "MAX_UPLOAD_BYTES": str(100 * 1024 * 1024),
+            "ALLOWED_CONTENT_TYPES": "application/pdf,image/png,image/jpeg,text/plain,text/csv",
+            "PRESIGN_TTL_SECONDS": "300",
+            "LOG_LEVEL": "INFO",
+        }
+        chat = {
+            **auth,
+            **cors,
+            "CHAT_TABLE": aws["chat_table"],
+            "AWS_REGION": "us-east-1",
+            "REDIS_HOST": LOCALHOST,
+            "REDIS_PORT": str(redis.port),
+            "REDIS_TLS": "false",
+            "REDIS_AUTH_TOKEN": redis.password or "",
+            "LOG_LEVEL": "INFO",
+        }
+        return {
+            "upload": {**files, "FILES_ROLE": "upload", "PORT": str(self.port("upload"))},
+            "download": {**files, "FILES_ROLE": "download", "PORT": str(self.port("download"))},
+            "mail-api": {**mail.api_env(), "MAX_RECIPIENTS": "50", "LOG_LEVEL": "INFO"},
+            "mailer": {**mail.worker_env(), "LOG_LEVEL": "INFO"},
+            "chat-a": {**chat, "PORT": str(self.port("chat-a"))},
+            "chat-b": {**chat, "PORT": str(self.port("chat-b"))},
+        }
+
+    def _spawn(self, name: str, args: list[str], service_env: dict[str, str]) -> None:
+        assert self.log_dir is not None
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PULUMI_"))}
+        env.update(self._running()[0].env())
+        env.update(service_env)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [
+                str(REPO),
+                str(APP_CODE / "common"),
+                str(APP_CODE / "files"),
+                str(APP_CODE / "chat"),
+                str(APP_CODE / "mailer"),
+            ]
+        )
+        env["PYTHONUNBUFFERED"] = "1"
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
+
+    def _wait_healthy(self, deadline: float) -> None:
+        checks = {
+            "upload": f"{self.url('upload')}{FILES_ROUTES.HEALTH_CHECK_PATH}",
+            "download": f"{self.url('download')}{FILES_ROUTES.HEALTH_CHECK_PATH}",
+            "chat-a": f"{self.url('chat-a')}/chat/healthz",
+            "chat-b": f"{self.url('chat-b')}/chat/healthz",
+            "mail-api": f"{self.url('mail-api')}/mail/messages",
+        }
+        pending = dict(checks)
+        while pending:
+            for name, proc in self.processes.items():
+                if proc.poll() is not None:
+                    raise BackendError(f"{name} exited with code {proc.returncode}:\n{self.log_tail(name)}")
+            for name, url in list(pending.items()):
+                if _answers(url):
+                    del pending[name]
+            if time.monotonic() > deadline:
+                raise BackendError(
+                    f"not healthy in time: {', '.join(pending)}\n"
+                    + "\n".join(self.log_tail(n) for n in pending)
+                )
+            time.sleep(0.1)
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        assert self.log_dir is not None
+        path = self.log_dir / f"{name}.log"
+        text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+        return f"--- {name} ---\n" + "\n".join(text)
+
+    def stop(self) -> None:
+        """Stop every process and server and remove the temporary data; safe to call twice."""
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.processes.clear()
+        if self.jwks is not None:
+            self.jwks.stop()
+            self.jwks = None
+        for server in (self.redis, self.postgres, self.moto):
+            if server is not None:
+                with contextlib.suppress(OSError, ServerError):
+                    server.cleanup()
+        self.redis = self.postgres = self.moto = None
+        if self.state_file is not None and self.state_file.exists():
+            self.state_file.unlink()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> Backend:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _answers(url: str) -> bool:
+    """Any HTTP answer (even 401/404) means the server is up; the files/chat checks expect 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return bool(resp.status == 200)
+    except urllib.error.HTTPError as err:
+        return "/mail/" in url and err.code in (401, 404)
+    except OSError:
+        return False

@@ -1,0 +1,97 @@
+"""End to end: the whole local backend (`make run`) started for real, driven like the frontend does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from devstack import smoke
+from devstack.backend import REPO, Backend, BackendError, State, free_port_base
+from devstack.servers import LOCALHOST, port_is_free
+
+
+def test_smoke_flows_pass_against_the_running_backend(backend: Backend) -> None:
+    assert backend.state is not None
+    lines: list[str] = []
+    assert smoke.run(backend.state, lines.append), "\n".join(lines)
+    assert [line.split()[0] for line in lines[:-1]] == ["ok"] * 6
+    assert lines[-1] == "smoke: all steps passed"
+
+
+def test_state_file_lets_other_commands_find_the_backend(backend: Backend) -> None:
+    assert backend.state_file is not None
+    loaded = State.load(backend.state_file)
+    assert loaded == backend.state
+    token = loaded.issuer().mint("someone", ["p"])
+    assert token.count(".") == 2
+
+
+def test_a_failed_step_is_reported_and_fails_the_run(backend: Backend) -> None:
+    assert backend.state is not None
+    broken = State(
+        **{**backend.state.__dict__, "urls": {**backend.state.urls, "mail-api": "http://127.0.0.1:9"}}
+    )
+    lines: list[str] = []
+    assert smoke.run(broken, lines.append) is False
+    assert any(line.startswith("FAIL  send a mail") for line in lines)
+    assert lines[-1] == "smoke: FAILED"
+
+
+def test_a_taken_port_is_reported_clearly_and_nothing_is_left_running(tmp_path: Path) -> None:
+    base = free_port_base()
+    with socket.socket() as blocker:
+        blocker.bind((LOCALHOST, base + 3))
+        blocker.listen()
+        backend = Backend(port_base=base, state_file=tmp_path / "state.json")
+        with pytest.raises(
+            BackendError, match=rf"port\(s\) already in use on 127.0.0.1: {base + 3} \(download\)"
+        ):
+            backend.start()
+    assert backend.processes == {} and not (tmp_path / "state.json").exists()
+
+
+def test_make_run_prints_ready_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    base = free_port_base()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devstack.run", "--port-base", str(base)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "ready" in line:
+            break
+    output = "".join(lines)
+    assert any("ready" in line for line in lines), output
+    # The ready line, then the URLs and a demo token.
+    rest = [proc.stdout.readline() for _ in range(12)]
+    assert any("files-upload" in line and f":{base + 2}/" in line for line in rest), rest
+    assert any(line.strip().startswith("eyJ") for line in rest), rest
+    logs = next(line.split()[-1] for line in rest if line.strip().startswith("logs"))
+    proc.send_signal(signal.SIGINT)
+    tail = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, tail
+    assert "stopped; temporary data removed" in tail
+    assert not Path(logs).exists(), "the run's temporary data must be removed"
+    assert all(port_is_free(base + offset) for offset in range(7))
+    # A second run starts clean on the same ports.
+    again = Backend(port_base=base, state_file=tmp_path / "state.json")
+    with again:
+        assert again.state is not None

@@ -1,0 +1,137 @@
+"""The environment contract: what each service reads equals what its cloud deployment sets (ECS task
+definition environment + secrets, Lambda environment) in both stacks, and what `make run` sets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+from harness import StackRun, run_stack
+
+from devstack.backend import Backend
+
+# Read by a service but deliberately not set by the cloud: optional knobs with defaults, and
+# AWS_ENDPOINT_URL (local API only). Anything else a service reads must be set.
+OPTIONAL = {
+    "files": {"HOST", "AWS_ENDPOINT_URL"},
+    "chat": {
+        "HOST",
+        "AWS_ENDPOINT_URL",
+        "AWS_DEFAULT_REGION",
+        "CHAT_PERSIST",
+        "MAX_MESSAGE_BYTES",
+        "SEND_RATE_PER_SECOND",
+        "SEND_RATE_BURST",
+        "CHAT_MAX_BUFFERED_BYTES",
+        "CHAT_PING_INTERVAL_SECONDS",
+        "CHAT_SHUTDOWN_GRACE_SECONDS",
+    },
+    "mail-api": {"SENDER_ADDRESS", "SES_CONFIGURATION_SET"},
+    "mailer": {"MAIL_QUEUE_URL", "MAX_RECIPIENTS"},
+}
+
+
+class Recording(Mapping[str, str]):
+    """An environment that remembers every name the settings parser asks for."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = dict(values)
+        self.asked: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        self.asked.add(key)
+        return self._values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return self._values.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.asked.add(key)
+        return key in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def reads(parse: Callable[[Mapping[str, str]], object], values: Mapping[str, str]) -> set[str]:
+    env = Recording(values)
+    parse(env)  # must succeed: the deployed values are valid settings
+    return env.asked
+
+
+def parsers() -> dict[str, Callable[[Mapping[str, str]], object]]:
+    from chat_service.settings import Settings as ChatSettings
+    from files_service.settings import Settings as FilesSettings
+    from mailer.settings import Settings as MailSettings
+
+    return {
+        "files": FilesSettings.from_env,
+        "chat": ChatSettings.from_env,
+        "mail-api": lambda env: MailSettings.from_env("api", env),
+        "mailer": lambda env: MailSettings.from_env("worker", env),
+    }
+
+
+def container_env(run: StackRun, name: str) -> dict[str, str]:
+    (container,) = run.one("aws:ecs/taskDefinition:TaskDefinition", name).json("containerDefinitions")
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    # A secret's value arrives at start-up; any valid-looking value stands in for it here.
+    env.update({s["name"]: "from-secrets-manager" for s in container["secrets"]})
+    return env
+
+
+def cloud_envs(run: StackRun) -> dict[str, list[dict[str, str]]]:
+    lambdas = {
+        f.inputs["handler"]: f.inputs["environment"]["variables"]
+        for f in run.of_type("aws:lambda/function:Function")
+    }
+    return {
+        "files": [container_env(run, "files-upload"), container_env(run, "files-download")],
+        "chat": [container_env(run, "chat-service")],
+        "mail-api": [lambdas["mailer.api.handler"]],
+        "mailer": [lambdas["mailer.worker.handler"]],
+    }
+
+
+def local_envs(backend: Backend) -> dict[str, list[dict[str, str]]]:
+    assert backend.state is not None
+    envs = backend.service_environments(backend.aws_resources)
+    return {
+        "files": [envs["upload"], envs["download"]],
+        "chat": [envs["chat-a"], envs["chat-b"]],
+        "mail-api": [envs["mail-api"]],
+        "mailer": [envs["mailer"]],
+    }
+
+
+@pytest.mark.parametrize("stack", ["dev", "production"])
+@pytest.mark.parametrize("service", sorted(OPTIONAL))
+def test_cloud_sets_exactly_what_the_service_reads(stack: str, service: str) -> None:
+    for env in cloud_envs(run_stack(stack))[service]:
+        read = reads(parsers()[service], {**env, "AWS_REGION": env.get("AWS_REGION", "us-east-1")})
+        assert set(env) <= read, f"set but never read: {set(env) - read}"
+        assert read - set(env) <= OPTIONAL[service] | {"AWS_REGION"}, (
+            f"read but not set: {read - set(env) - OPTIONAL[service]}"
+        )
+
+
+@pytest.mark.parametrize("service", sorted(OPTIONAL))
+def test_make_run_sets_the_same_names_as_the_cloud(backend: Backend, service: str) -> None:
+    cloud = {name for env in cloud_envs(run_stack("dev"))[service] for name in env}
+    for env in local_envs(backend)[service]:
+        assert set(env) == cloud, f"local only: {set(env) - cloud}; cloud only: {cloud - set(env)}"
+        reads(parsers()[service], env)
+
+
+def test_each_files_role_is_told_its_role(backend: Backend) -> None:
+    dev = run_stack("dev")
+    assert container_env(dev, "files-upload")["FILES_ROLE"] == "upload"
+    assert container_env(dev, "files-download")["FILES_ROLE"] == "download"
+    local = local_envs(backend)["files"]
+    assert [env["FILES_ROLE"] for env in local] == ["upload", "download"]

@@ -1,0 +1,292 @@
+"""Limits and failures: Redis restarts, SIGTERM, slow consumers, rate limits, origins, dead peers, bad
+settings. Each test starts its own instances (and Redis where it restarts it)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from devstack.identity import Issuer
+from devstack.servers import LOCALHOST, RedisServer
+from tests.services.chat.chat_client import ChatClient
+from tests.services.chat.conftest import PYTHONPATH, ChatInstance, wait_for
+from tests.services.chat.test_chat import quiet, run
+
+MakeInstance = Callable[..., ChatInstance]
+
+
+def _redis_state(instance: ChatInstance) -> str:
+    status, body = instance.health()
+    assert status == 200, body  # stays healthy for the ALB while Redis is down
+    return str(body["redis"])
+
+
+def test_redis_restart_mid_conversation(
+    make_redis: Callable[..., RedisServer], make_instance: MakeInstance, issuer: Issuer, project: str
+) -> None:
+    redis = make_redis(password="chat-redis-auth")
+    a, b = make_instance(redis), make_instance(redis)
+
+    async def scenario() -> None:
+        alice = await ChatClient.open(a.ws_url, issuer.mint("alice", [project]))
+        ann = await ChatClient.open(a.ws_url, issuer.mint("ann", [project]))
+        bob = await ChatClient.open(b.ws_url, issuer.mint("bob", [project]))
+        for client in (alice, ann, bob):
+            await client.join(project)
+        await alice.say(project, "one")
+        await bob.wait_messages(project, 1)
+
+        await asyncio.to_thread(redis.stop)
+        await asyncio.to_thread(wait_for, lambda: _redis_state(a) == _redis_state(b) == "down")
+
+        # Sends and history keep working; members on the same instance still get messages live.
+        during_a = (await alice.say(project, "during, from A"))["id"]
+        during_b = (await bob.say(project, "during, from B"))["id"]
+        assert [m["text"] for m in await ann.wait_messages(project, 2)] == ["one", "during, from A"]
+        history = await bob.call("history", project=project)
+        assert [m["id"] for m in history["messages"]][:2] == [during_b, during_a]
+        # A project joined during the outage is served too (and caught up later).
+        late = await ChatClient.open(b.ws_url, issuer.mint("late", [project]))
+        assert (await late.join(project))["live"] is False
+
+        await asyncio.to_thread(redis.start)
+        await asyncio.to_thread(wait_for, lambda: _redis_state(a) == _redis_state(b) == "up", 20)
+
+        # What the other instance sent during the outage arrives once Redis is back, exactly once.
+        assert [m["text"] for m in await bob.wait_messages(project, 3)] == [
+            "one",
+            "during, from B",
+            "during, from A",
+        ]
+        assert [m["text"] for m in await alice.wait_messages(project, 3)] == [
+            "one",
+            "during, from A",
+            "during, from B",
+        ]
+        after = (await alice.say(project, "after"))["id"]
+        for client in (alice, ann, bob):
+            messages = await client.wait_messages(project, 4)
+            assert messages[-1]["id"] == after
+        # The late joiner gets what the catch-up delivers to all members, and what follows.
+        assert [m["text"] for m in await late.wait_messages(project, 2)] == ["during, from A", "after"]
+        await quiet(0.5)
+        for client, expected in ((alice, 4), (bob, 4), (ann, 4), (late, 2)):
+            ids = [m["id"] for m in client.messages(project)]
+            assert len(ids) == len(set(ids)) == expected, ids
+        for client in (alice, ann, bob, late):
+            await client.close()
+
+    run(scenario(), timeout=60)
+
+
+def test_sigterm_closes_sockets_with_1012_and_exits(
+    redis_server: RedisServer, make_instance: MakeInstance, issuer: Issuer, project: str
+) -> None:
+    instance = make_instance(redis_server)
+
+    async def scenario() -> None:
+        clients = [await ChatClient.open(instance.ws_url, issuer.mint(f"u{i}", [project])) for i in range(3)]
+        for client in clients:
+            await client.join(project)
+        await clients[0].say(project, "last words")
+        instance.signal(signal.SIGTERM)
+        for client in clients:
+            code, reason = await client.wait_closed()
+            assert code == 1012 and reason is not None and "restart" in reason
+        # The message acked before the signal reached everyone before the close.
+        for client in clients:
+            assert [m["text"] for m in client.messages(project)] == ["last words"]
+
+    run(scenario())
+    assert instance.wait(15) == 0
+
+
+def test_slow_consumer_is_disconnected_instead_of_buffered(
+    redis_server: RedisServer, make_instance: MakeInstance, issuer: Issuer, project: str
+) -> None:
+    instance = make_instance(
+        redis_server,
+        CHAT_PERSIST="false",  # the storage side is irrelevant here and would only slow the flood down
+        CHAT_MAX_BUFFERED_BYTES="65536",
+        MAX_MESSAGE_BYTES="16384",
+        SEND_RATE_PER_SECOND="10000",
+        SEND_RATE_BURST="10000",
+    )
+    text = "z" * 16000
+
+    async def scenario() -> None:
+        sender = await ChatClient.open(instance.ws_url, issuer.mint("sender", [project]))
+        reader = await ChatClient.open(instance.ws_url, issuer.mint("reader", [project]))
+        await sender.join(project)
+        await reader.join(project)
+
+        # A client that stops reading: a tiny receive window, and no reads after joining.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((LOCALHOST, instance.port))
+        slow = await connect(
+            instance.ws_url,
+            sock=sock,
+            additional_headers={"Authorization": f"Bearer {issuer.mint('slow', [project])}"},
+            max_queue=1,
+            max_size=None,
+        )
+        assert '"hello"' in str(await slow.recv())
+        await slow.send(f'{{"type":"join","project":"{project}"}}')
+        assert '"joined"' in str(await slow.recv())
+
+        sent = 0
+        while instance.health()[1]["slow_consumers"] == 0:
+            assert sent < 2000, "the slow consumer was never disconnected"
+            for _ in range(20):
+                await sender.send_json({"type": "send", "project": project, "text": text})
+            sent += 20
+            await sender.wait_messages(project, sent, within=20)
+
+        # It gets what was already queued, then the close frame with the slow-consumer code.
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await slow.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
+
+        # Everyone else kept up, and is still connected.
+        assert len(await reader.wait_messages(project, sent, within=20)) == sent
+        assert (await reader.call("ping"))["type"] == "pong"
+        await sender.close()
+        await reader.close()
+
+    run(scenario(), timeout=60)
+
+
+def test_send_rate_limit_and_flood_protection(
+    redis_server: RedisServer, make_instance: MakeInstance, issuer: Issuer, project: str
+) -> None:
+    instance = make_instance(redis_server, SEND_RATE_PER_SECOND="2", SEND_RATE_BURST="3")
+
+    async def scenario() -> None:
+        client = await ChatClient.open(instance.ws_url, issuer.mint("chatty", [project]))
+        assert client.events[0]["limits"]["send_rate_burst"] == 3
+        await client.join(project)
+        for i in range(6):
+            await client.send_json({"type": "send", "project": project, "text": f"m{i}", "ref": i})
+        replies = [await client.reply(i) for i in range(6)]
+        assert [r["type"] for r in replies] == ["ack"] * 3 + ["error"] * 3
+        assert {r["code"] for r in replies[3:]} == {"rate_limited"}
+        wait_ms = replies[3]["retry_after_ms"]
+        assert 0 < wait_ms <= 500
+        await asyncio.sleep(wait_ms / 1000)
+        await client.say(project, "patient")
+
+        # History queries run at most two at a time per connection; the others are refused, not queued.
+        for i in range(6):
+            await client.send_json({"type": "history", "project": project, "ref": f"h{i}"})
+        replies = [await client.reply(f"h{i}") for i in range(6)]
+        kinds = [r["type"] for r in replies]
+        assert kinds[:2] == ["history", "history"] and "error" in kinds
+        assert {r["code"] for r in replies if r["type"] == "error"} == {"rate_limited"}
+
+        # Any kind of frame counts against a looser budget; a flood closes the connection.
+        for _ in range(400):
+            await client.send_json({"type": "ping"})
+        code, reason = await client.wait_closed()
+        assert code == 4429 and reason is not None and "rate limit" in reason
+        pongs = [e for e in client.events if e["type"] == "pong"]
+        assert 150 <= len(pongs) < 400
+
+    run(scenario())
+
+
+def test_origins_outside_cors_origins_are_refused(
+    redis_server: RedisServer, make_instance: MakeInstance, issuer: Issuer, project: str
+) -> None:
+    instance = make_instance(redis_server, CORS_ORIGINS="https://app.example")
+    token = issuer.mint("web", [project])
+
+    async def scenario() -> None:
+        with pytest.raises(InvalidStatus) as err:
+            await ChatClient.open(instance.ws_url, token, origin="https://evil.example")
+        assert err.value.response.status_code == 403
+        allowed = await ChatClient.open(instance.ws_url, token, origin="https://app.example")
+        await allowed.close()
+        # Non-browser clients send no Origin at all.
+        await (await ChatClient.open(instance.ws_url, token)).close()
+
+    run(scenario())
+
+
+def test_silent_peers_are_dropped_and_expired_tokens_closed(
+    redis_server: RedisServer, make_instance: MakeInstance, issuer: Issuer, project: str
+) -> None:
+    instance = make_instance(redis_server, CHAT_PING_INTERVAL_SECONDS="0.3")
+
+    async def scenario() -> None:
+        # A peer that completes the handshake and then never answers a ping.
+        reader, writer = await asyncio.open_connection(LOCALHOST, instance.port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        token = issuer.mint("ghost", [project])
+        writer.write(
+            (
+                f"GET /chat/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
+            ).encode()
+        )
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        lively = await ChatClient.open(instance.ws_url, issuer.mint("lively", [project]))
+        # Within the token verifier's 5 s leeway, so it connects; our sweep then closes it.
+        stale = await ChatClient.open(instance.ws_url, issuer.mint("stale", [project], ttl_seconds=-4))
+        code, reason = await stale.wait_closed(within=5)
+        assert code == 4401 and reason is not None and "expired" in reason
+        await asyncio.to_thread(wait_for, lambda: instance.health()[1]["connections"] == 1, 5)
+        # The one left is the client that answers pings.
+        assert (await lively.call("ping"))["type"] == "pong"
+        writer.close()
+        await lively.close()
+
+    run(scenario())
+
+
+def test_bad_settings_fail_start_up_naming_the_variables(chat_env: dict[str, str]) -> None:
+    env = {**chat_env, "PYTHONPATH": PYTHONPATH, "MAX_MESSAGE_BYTES": "lots", "REDIS_TLS": "perhaps"}
+    env.pop("REDIS_HOST", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "chat_service"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    for variable in ("REDIS_HOST", "MAX_MESSAGE_BYTES", "REDIS_TLS"):
+        assert variable in result.stderr
+
+
+def test_storage_failure_is_reported_and_nothing_is_delivered(
+    redis_server: RedisServer, make_instance: MakeInstance, issuer: Issuer, project: str
+) -> None:
+    instance = make_instance(redis_server, CHAT_TABLE="chat-no-such-table")
+
+    async def scenario() -> None:
+        sender = await ChatClient.open(instance.ws_url, issuer.mint("sender", [project]))
+        member = await ChatClient.open(instance.ws_url, issuer.mint("member", [project]))
+        await sender.join(project)
+        await member.join(project)
+        reply = await sender.call("send", project=project, text="lost?")
+        assert reply["type"] == "error" and reply["code"] == "persist_failed"
+        history = await member.call("history", project=project)
+        assert history["type"] == "error" and history["code"] == "unavailable"
+        await quiet()
+        assert sender.messages(project) == [] and member.messages(project) == []
+        assert (await member.call("ping"))["type"] == "pong"
+
+    run(scenario())
