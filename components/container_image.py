@@ -13,7 +13,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
-APP_CODE = Path(__file__).resolve().parents[1] / "app_code"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+APP_CODE = PROJECT_ROOT / "app_code"
 IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".venv", "tests"}
 
 
@@ -36,6 +37,10 @@ def content_tag(context: Path, sources: Sequence[str]) -> str:
     for relative in build_inputs(context, sources):
         digest.update(relative.as_posix().encode() + b"\0" + (context / relative).read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def _project_relative(path: Path) -> str:
+    return path.relative_to(PROJECT_ROOT).as_posix()
 
 
 @dataclass(frozen=True)
@@ -104,9 +109,11 @@ class ContainerImage(pulumi.ComponentResource):
         self.image = docker.Image(
             f"{name}-image",
             image_name=pulumi.Output.concat(self.repository.repository_url, ":", tag),
+            # Relative to the project directory (where Pulumi runs the program), so plans do not
+            # depend on where the repository is checked out.
             build=docker.DockerBuildArgs(
-                context=str(args.context),
-                dockerfile=str(args.context / args.dockerfile),
+                context=_project_relative(args.context),
+                dockerfile=_project_relative(args.context / args.dockerfile),
                 platform="linux/arm64",
             ),
             registry=docker.RegistryArgs(
