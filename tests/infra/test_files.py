@@ -118,7 +118,11 @@ def test_repository_scans_immutable_with_lifecycle_and_image_by_digest(stack: St
     )
     assert stack.one("aws:ecr/lifecyclePolicy:LifecyclePolicy", "files").inputs["repository"] == repo["name"]
     image = stack.one("docker:index/image:Image", "files").inputs
-    assert image["build"] == {"context": "app_code", "dockerfile": "app_code/files/Dockerfile", "platform": "linux/arm64"}
+    assert image["build"] == {
+        "context": "app_code",
+        "dockerfile": "app_code/files/Dockerfile",
+        "platform": "linux/arm64",
+    }
     for role in ("upload", "download"):
         (container,) = stack.one(TD, f"files-{role}").json("containerDefinitions")
         assert "@sha256:" in container["image"]
