@@ -8,8 +8,9 @@ Phases (each can be skipped):
    for recipients on the other instance ("cross") and on the sender's ("local"), plus the CPU of
    each process. Persistence is off (CHAT_PERSIST=false), so this is the fan-out path.
 2. persistence: the same shape with CHAT_PERSIST=true against the local DynamoDB stand-in (moto),
-   at a lower rate; reports the sender's ack latency and the CPU per send. moto is a Python web
-   server on the same two cores, so its figures say little about DynamoDB itself.
+   at lower rates; reports the sender's ack latency, the server CPU per send and how many messages
+   each BatchWriteItem carried. moto is a Python web server on the same two cores, so the latencies
+   say little about DynamoDB itself; the CPU per send (boto3's share) does carry over.
 3. idle memory: 5,000 connections (each authenticated and joined to a project), RSS growth of the
    two instances divided by the connection count.
 4. socket layers (`--compare-layers`): the same load against a minimal single-process fan-out server
@@ -598,6 +599,15 @@ def fan_out_phase(args: argparse.Namespace, persist: bool, rates: list[float]) -
                 )
                 row["server_us_per_delivery"] = server_cpu / deliveries * 1e6 if deliveries else float("nan")
                 row["server_us_per_send"] = server_cpu / sends * 1e6 if sends else float("nan")
+                batches = sum(
+                    c1["persist_batches"] - c0["persist_batches"]
+                    for c0, c1 in zip(counters0, counters1, strict=True)
+                )
+                if batches:
+                    persisted = sum(
+                        c1["persisted"] - c0["persisted"] for c0, c1 in zip(counters0, counters1, strict=True)
+                    )
+                    row["items_per_batch"] = persisted / batches
                 rows.append(row)
                 print_row("persist" if persist else "fan-out", row)
         finally:
@@ -699,6 +709,7 @@ def print_row(phase: str, row: dict[str, Any]) -> None:
         f"ack p50 {row['ack_p50_ms']:.2f} ms p99 {row['ack_p99_ms']:.2f} ms; errors {row['errors']}; "
         f"CPU: {cpu}, clients {row['client_cpu_pct']:.0f}% (others on the machine ~{row['other_tenants_cpu_pct']:.0f}%); "
         f"server {row['server_us_per_delivery']:.1f} us/delivery, {row['server_us_per_send']:.0f} us/send"
+        + (f"; {row['items_per_batch']:.1f} messages per BatchWriteItem" if "items_per_batch" in row else "")
     )
 
 
@@ -709,7 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rates", default="1000,2000,3000", help="sends per second (x10 deliveries), comma-separated"
     )
-    parser.add_argument("--persist-rate", type=float, default=500.0)
+    parser.add_argument("--persist-rates", default="500,1500", help="sends per second with persistence on")
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--group", type=int, default=10)
     parser.add_argument("--idle-connections", type=int, default=5000)
@@ -736,7 +747,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_fanout:
         results["fan_out"] = fan_out_phase(args, persist=False, rates=rates)
     if not args.skip_persist:
-        results["persist"] = fan_out_phase(args, persist=True, rates=[args.persist_rate])
+        persist_rates = [float(r) for r in args.persist_rates.split(",") if r]
+        results["persist"] = fan_out_phase(args, persist=True, rates=persist_rates)
     if not args.skip_idle:
         results["idle"] = idle_phase(args)
     if args.json:

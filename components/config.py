@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 PROJECT = "motion"
@@ -49,6 +50,8 @@ LOG_RETENTION_DAYS = (
     3653,
 )
 
+# Recipients per message: SES accepts at most 50 per e-mail.
+MAIL_MAX_RECIPIENTS = 50
 REQUIRED: Any = None  # a Key default meaning "no default: the stack must set it"
 
 NatStrategy = Literal["none", "single", "per_az"]
@@ -115,6 +118,11 @@ class MailConfig:
     mailer_timeout_seconds: int
     api_throttle_rate: int
     api_throttle_burst: int
+
+    @property
+    def sender_address(self) -> str:
+        """`From` of every e-mail: the display name and a no-reply address at the verified domain."""
+        return f"{self.sender_name} <no-reply@{self.sender_domain}>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -663,6 +671,28 @@ def _validate_high_availability(r: _Reader, config: StackConfig) -> None:
     for key, ok, problem in _HA_REQUIREMENTS:
         if not ok(config):
             r.fail(key, problem)
+
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+def read_stack_file(stack: str) -> dict[str, str]:
+    """`Pulumi.<stack>.yaml`'s config exactly as the file holds it (fully qualified keys, string values)."""
+    import yaml  # tools only (tests, local backend); the deployed program gets config from the engine
+
+    document = yaml.safe_load((PROJECT_DIR / f"Pulumi.{stack}.yaml").read_text())
+    return {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in document["config"].items()
+    }
+
+
+def load_stack_file(stack: str) -> StackConfig:
+    """A stack's validated config from its file, for tools that mirror the stack (e.g. `make run`)."""
+    raw = read_stack_file(stack)
+    namespace = f"{PROJECT}:"
+    values = {key[len(namespace) :]: value for key, value in raw.items() if key.startswith(namespace)}
+    return load_config(stack, values, raw.get("aws:region", ""))
 
 
 def load_stack_config() -> StackConfig:

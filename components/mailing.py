@@ -10,7 +10,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from components.config import AuthConfig, MailConfig
+from components.config import MAIL_MAX_RECIPIENTS, AuthConfig, MailConfig
 from components.dynamo import table_args
 from components.iam import assume_role_policy, policy_document, statement
 from components.lambda_archive import MAILER_ROOT, mailer_files
@@ -18,7 +18,6 @@ from components.lambda_archive import MAILER_ROOT, mailer_files
 RUNTIME = "python3.13"
 MAILER_SCHEMA = "mailer/mailer/schema.py"
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
-MAX_RECIPIENTS = 50
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ class Mailing(pulumi.ComponentResource):
         )
 
         code = lambda_code(args.code_root)
-        sender = f"{mail.sender_name} <no-reply@{mail.sender_domain}>"
+        sender = mail.sender_address
         self.mailer = self._function(
             name,
             "mailer",
@@ -165,7 +164,7 @@ class Mailing(pulumi.ComponentResource):
             {
                 "MESSAGES_TABLE": self.table.name,
                 "MAIL_QUEUE_URL": self.queue.url,
-                "MAX_RECIPIENTS": str(MAX_RECIPIENTS),
+                "MAX_RECIPIENTS": str(MAIL_MAX_RECIPIENTS),
                 "LOG_LEVEL": "INFO",
             },
             [

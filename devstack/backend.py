@@ -10,6 +10,7 @@ Lambda environments by tests/e2e/test_contract.py).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
@@ -28,6 +29,7 @@ from typing import Any
 import boto3
 
 from components.app_facts import APP_CODE, load_app_module
+from components.config import MAIL_MAX_RECIPIENTS, StackConfig, load_stack_file
 from devstack.identity import Issuer, JwksServer
 from devstack.mail_resources import MailResources, create_mail_resources
 from devstack.servers import (
@@ -41,9 +43,9 @@ from devstack.servers import (
 
 REPO = Path(__file__).resolve().parents[1]
 STATE_FILE = REPO / ".devstack" / "state.json"
-STACK = "local"
-PREFIX = f"motion-{STACK}"
-SENDER = "Motion <no-reply@mail.motion.local>"
+# The local backend mirrors the dev stack: the same resource names and the same settings, read from
+# Pulumi.dev.yaml through the same loader the program uses.
+STACK = "dev"
 DEMO_PROJECT = "demo-project"
 DEMO_USERS = ("demo-alice", "demo-bob")
 # The services' fixed ports, so a frontend's .env.local keeps working across runs.
@@ -60,8 +62,6 @@ DEFAULT_PORT_BASE = 8700
 CHAT_SCHEMA = load_app_module("chat/chat_service/schema.py")
 FILES_ROUTES = load_app_module("files/files_service/routes.py")
 FILES_DATABASE = "motion_files"
-MAIL_VISIBILITY_TIMEOUT = 6 * 30  # as in the cloud: 6x the mailer's timeout
-MAIL_MAX_RECEIVE_COUNT = 5
 
 
 def free_port_base() -> int:
@@ -125,6 +125,10 @@ class Backend:
 
     def url(self, name: str) -> str:
         return f"http://{LOCALHOST}:{self.port(name)}"
+
+    @functools.cached_property
+    def config(self) -> StackConfig:
+        return load_stack_file(STACK)
 
     def check_ports(self) -> None:
         taken = [f"{self.port(n)} ({n})" for n in SERVICE_PORTS if not port_is_free(self.port(n))]
@@ -216,18 +220,19 @@ class Backend:
 
     def _create_aws_resources(self) -> dict[str, Any]:
         session = boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=self.config.region
         )
         moto, _, _, _ = self._running()
+        cfg = self.config
         endpoint = moto.endpoint
         old = os.environ.get("AWS_ENDPOINT_URL")
         os.environ["AWS_ENDPOINT_URL"] = endpoint
         try:
             mail: MailResources = create_mail_resources(
-                f"{PREFIX}-mail",
-                max_receive_count=MAIL_MAX_RECEIVE_COUNT,
-                visibility_timeout=MAIL_VISIBILITY_TIMEOUT,
-                sender_address=SENDER,
+                f"{cfg.name_prefix}-mail",
+                max_receive_count=cfg.mail.max_receive_count,
+                visibility_timeout=6 * cfg.mail.mailer_timeout_seconds,  # as components/mailing.py sets it
+                sender_address=cfg.mail.sender_address,
                 session=session,
             )
         finally:
@@ -236,7 +241,8 @@ class Backend:
             else:
                 os.environ["AWS_ENDPOINT_URL"] = old
         s3 = session.client("s3", endpoint_url=endpoint)
-        bucket = f"{PREFIX}-files"
+        # The cloud bucket gets a generated suffix; the local one a fixed one.
+        bucket = f"{cfg.name_prefix}-files-local"
         s3.create_bucket(Bucket=bucket)
         s3.put_public_access_block(
             Bucket=bucket,
@@ -259,7 +265,7 @@ class Backend:
                 "CORSRules": [
                     {
                         "AllowedMethods": ["GET", "HEAD", "POST"],
-                        "AllowedOrigins": ["http://localhost:5173"],
+                        "AllowedOrigins": list(cfg.frontend.origins),
                         "AllowedHeaders": ["*"],
                         "ExposeHeaders": ["ETag"],
                         "MaxAgeSeconds": 3000,
@@ -268,7 +274,7 @@ class Backend:
             },
         )
         dynamodb = session.client("dynamodb", endpoint_url=endpoint)
-        chat_table = f"{PREFIX}-chat-messages"
+        chat_table = f"{cfg.name_prefix}-chat-messages"
         dynamodb.create_table(**CHAT_SCHEMA.create_table_kwargs(chat_table))
         return {"mail": mail, "bucket": bucket, "chat_table": chat_table}
 
@@ -288,28 +294,29 @@ class Backend:
             "AUTH_JWKS_URL": jwks.url,
             "AUTH_AUDIENCE": self.issuer.audience,
         }
-        cors = {"CORS_ORIGINS": "http://localhost:5173"}
+        cfg = self.config
+        cors = {"CORS_ORIGINS": ",".join(cfg.frontend.origins)}
         files = {
             **auth,
             **cors,
             "FILES_BUCKET": aws["bucket"],
-            "AWS_REGION": "us-east-1",
+            "AWS_REGION": cfg.region,
             "DATABASE_HOST": LOCALHOST,
             "DATABASE_PORT": str(postgres.port),
             "DATABASE_NAME": FILES_DATABASE,
             "DATABASE_USER": postgres.user,
             "DATABASE_PASSWORD": postgres.password,
             "DATABASE_SSLMODE": "disable",
-            "MAX_UPLOAD_BYTES": str(100 * 1024 * 1024),
-            "ALLOWED_CONTENT_TYPES": "application/pdf,image/png,image/jpeg,text/plain,text/csv",
-            "PRESIGN_TTL_SECONDS": "300",
+            "MAX_UPLOAD_BYTES": str(cfg.files.max_upload_bytes),
+            "ALLOWED_CONTENT_TYPES": ",".join(cfg.files.allowed_content_types),
+            "PRESIGN_TTL_SECONDS": str(cfg.files.presign_ttl_seconds),
             "LOG_LEVEL": "INFO",
         }
         chat = {
             **auth,
             **cors,
             "CHAT_TABLE": aws["chat_table"],
-            "AWS_REGION": "us-east-1",
+            "AWS_REGION": cfg.region,
             "REDIS_HOST": LOCALHOST,
             "REDIS_PORT": str(redis.port),
             "REDIS_TLS": "false",
@@ -319,7 +326,7 @@ class Backend:
         return {
             "upload": {**files, "FILES_ROLE": "upload", "PORT": str(self.port("upload"))},
             "download": {**files, "FILES_ROLE": "download", "PORT": str(self.port("download"))},
-            "mail-api": {**mail.api_env(), "MAX_RECIPIENTS": "50", "LOG_LEVEL": "INFO"},
+            "mail-api": {**mail.api_env(), "MAX_RECIPIENTS": str(MAIL_MAX_RECIPIENTS), "LOG_LEVEL": "INFO"},
             "mailer": {**mail.worker_env(), "LOG_LEVEL": "INFO"},
             "chat-a": {**chat, "PORT": str(self.port("chat-a"))},
             "chat-b": {**chat, "PORT": str(self.port("chat-b"))},

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from devstack.backend import BackendError, State
+from devstack.backend import STATE_FILE, BackendError, State
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,12 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("user")
     parser.add_argument("projects", nargs="*")
     parser.add_argument("--email", help="the token's email claim (the mail API's inbox)")
+    parser.add_argument("--state", type=Path, default=STATE_FILE, help="the running backend's state file")
     parser.add_argument(
         "--ttl", type=int, default=3600, help="seconds the token is valid (default %(default)s)"
     )
     args = parser.parse_args(argv)
     try:
-        issuer = State.load().issuer()
+        issuer = State.load(args.state).issuer()
     except BackendError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

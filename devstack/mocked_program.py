@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.config import set_all_config
@@ -252,11 +251,9 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
 
 def stack_config_values(stack: str) -> dict[str, str]:
     """The stack's config exactly as `Pulumi.<stack>.yaml` holds it (fully qualified keys)."""
-    document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
-    return {
-        key: value if isinstance(value, str) else json.dumps(value)
-        for key, value in document["config"].items()
-    }
+    from components.config import read_stack_file
+
+    return read_stack_file(stack)
 
 
 def run_program(stack: str, config: Mapping[str, str], program: Callable[[], Any] | None = None) -> StackRun:

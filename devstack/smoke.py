@@ -7,6 +7,7 @@ different chat instances, and read the history. Exit code 0 only if every step p
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import sys
@@ -16,12 +17,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 from websockets.sync.client import ClientConnection, connect
 
-from devstack.backend import DEMO_PROJECT, BackendError, State
+from devstack.backend import DEMO_PROJECT, STATE_FILE, BackendError, State
 from devstack.identity import Issuer
 
 
@@ -221,9 +223,14 @@ def run(state: State, out: Callable[[str], None] = print) -> bool:
     return passed
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--state", type=Path, default=STATE_FILE, help="the running backend's state file")
+    args = parser.parse_args(argv)
     try:
-        state = State.load()
+        state = State.load(args.state)
     except BackendError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from motion_common.auth import TokenVerifier
 
 from devstack import smoke
 from devstack.backend import REPO, Backend, BackendError, State, free_port_base
@@ -23,6 +24,40 @@ def test_smoke_flows_pass_against_the_running_backend(backend: Backend) -> None:
     assert smoke.run(backend.state, lines.append), "\n".join(lines)
     assert [line.split()[0] for line in lines[:-1]] == ["ok"] * 6
     assert lines[-1] == "smoke: all steps passed"
+
+
+def test_smoke_and_mint_commands(backend: Backend) -> None:
+    assert backend.state_file is not None
+    state = ["--state", str(backend.state_file)]
+    done = subprocess.run(
+        [sys.executable, "-m", "devstack.smoke", *state],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("\nok    ") + done.stdout.startswith("ok    ") == 6
+    minted = subprocess.run(
+        [sys.executable, "-m", "devstack.mint", "carol", "p1", "p2", *state],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert minted.returncode == 0, minted.stderr
+    loaded = State.load(backend.state_file)
+    verifier = TokenVerifier(loaded.urls["jwks"], loaded.issuer().issuer, loaded.issuer().audience)
+    identity = verifier.verify(minted.stdout.strip())
+    assert identity.user_id == "carol" and identity.projects == frozenset({"p1", "p2"})
+    missing = subprocess.run(
+        [sys.executable, "-m", "devstack.smoke", "--state", "/nonexistent/state.json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 2 and "start one with `make run`" in missing.stderr
 
 
 def test_state_file_lets_other_commands_find_the_backend(backend: Backend) -> None:

@@ -135,3 +135,33 @@ def test_each_files_role_is_told_its_role(backend: Backend) -> None:
     assert container_env(dev, "files-download")["FILES_ROLE"] == "download"
     local = local_envs(backend)["files"]
     assert [env["FILES_ROLE"] for env in local] == ["upload", "download"]
+
+
+# Values that differ locally on purpose: the Clerk stand-in, local servers and their credentials,
+# ports, the bucket's generated suffix and the local API's queue URL format.
+LOCAL_VALUES = {
+    "AUTH_ISSUER",
+    "AUTH_JWKS_URL",
+    "AUTH_AUDIENCE",
+    "DATABASE_HOST",
+    "DATABASE_PORT",
+    "DATABASE_USER",
+    "DATABASE_PASSWORD",
+    "DATABASE_SSLMODE",
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "REDIS_TLS",
+    "REDIS_AUTH_TOKEN",
+    "PORT",
+    "FILES_BUCKET",
+    "MAIL_QUEUE_URL",
+}
+
+
+@pytest.mark.parametrize("service", sorted(OPTIONAL))
+def test_make_run_mirrors_the_dev_stack_values(backend: Backend, service: str) -> None:
+    for cloud, local in zip(
+        cloud_envs(run_stack("dev"))[service], local_envs(backend)[service], strict=False
+    ):
+        same = {k: v for k, v in cloud.items() if k not in LOCAL_VALUES}
+        assert {k: local[k] for k in same} == same

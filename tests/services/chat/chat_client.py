@@ -108,6 +108,19 @@ class ChatClient:
     async def send_json(self, doc: Any) -> None:
         await self.ws.send(json.dumps(doc))
 
+    def send_together(self, docs: list[Any]) -> None:
+        """Several frames in one TCP write, so the server reads and handles them in one go (the
+        tests of per-connection limits must not depend on how fast this process sends). Masked
+        with a zero key, as clients must mask."""
+        frames = []
+        for doc in docs:
+            payload = json.dumps(doc).encode()
+            size = len(payload)
+            assert size < 65536
+            header = bytes((0x81, 0x80 | size)) if size < 126 else b"\x81\xfe" + size.to_bytes(2, "big")
+            frames.append(header + b"\x00\x00\x00\x00" + payload)
+        self.ws.transport.write(b"".join(frames))
+
     async def call(self, kind: str, within: float = 10.0, **fields: Any) -> Event:
         """Send a request and wait for the reply carrying its ref (whatever its type)."""
         ref = f"r{next(_refs)}"

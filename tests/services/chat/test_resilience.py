@@ -177,8 +177,9 @@ def test_send_rate_limit_and_flood_protection(
         client = await ChatClient.open(instance.ws_url, issuer.mint("chatty", [project]))
         assert client.events[0]["limits"]["send_rate_burst"] == 3
         await client.join(project)
-        for i in range(6):
-            await client.send_json({"type": "send", "project": project, "text": f"m{i}", "ref": i})
+        client.send_together(
+            [{"type": "send", "project": project, "text": f"m{i}", "ref": i} for i in range(6)]
+        )
         replies = [await client.reply(i) for i in range(6)]
         assert [r["type"] for r in replies] == ["ack"] * 3 + ["error"] * 3
         assert {r["code"] for r in replies[3:]} == {"rate_limited"}
@@ -188,20 +189,17 @@ def test_send_rate_limit_and_flood_protection(
         await client.say(project, "patient")
 
         # History queries run at most two at a time per connection; the others are refused, not queued.
-        for i in range(6):
-            await client.send_json({"type": "history", "project": project, "ref": f"h{i}"})
+        client.send_together([{"type": "history", "project": project, "ref": f"h{i}"} for i in range(6)])
         replies = [await client.reply(f"h{i}") for i in range(6)]
-        kinds = [r["type"] for r in replies]
-        assert kinds[:2] == ["history", "history"] and "error" in kinds
-        assert {r["code"] for r in replies if r["type"] == "error"} == {"rate_limited"}
+        assert [r["type"] for r in replies] == ["history"] * 2 + ["error"] * 4
+        assert {r["code"] for r in replies[2:]} == {"rate_limited"}
 
         # Any kind of frame counts against a looser budget; a flood closes the connection.
-        for _ in range(400):
-            await client.send_json({"type": "ping"})
+        client.send_together([{"type": "ping"}] * 400)
         code, reason = await client.wait_closed()
         assert code == 4429 and reason is not None and "rate limit" in reason
         pongs = [e for e in client.events if e["type"] == "pong"]
-        assert 150 <= len(pongs) < 400
+        assert 150 <= len(pongs) <= 210  # the burst of 200 frames (less what the test used before)
 
     run(scenario())
 
@@ -227,7 +225,7 @@ def test_origins_outside_cors_origins_are_refused(
 def test_silent_peers_are_dropped_and_expired_tokens_closed(
     redis_server: RedisServer, make_instance: MakeInstance, issuer: Issuer, project: str
 ) -> None:
-    instance = make_instance(redis_server, CHAT_PING_INTERVAL_SECONDS="0.3")
+    instance = make_instance(redis_server, CHAT_PING_INTERVAL_SECONDS="0.5")
 
     async def scenario() -> None:
         # A peer that completes the handshake and then never answers a ping.
@@ -246,7 +244,7 @@ def test_silent_peers_are_dropped_and_expired_tokens_closed(
         stale = await ChatClient.open(instance.ws_url, issuer.mint("stale", [project], ttl_seconds=-4))
         code, reason = await stale.wait_closed(within=5)
         assert code == 4401 and reason is not None and "expired" in reason
-        await asyncio.to_thread(wait_for, lambda: instance.health()[1]["connections"] == 1, 5)
+        await asyncio.to_thread(wait_for, lambda: instance.health()[1]["connections"] == 1, 8)
         # The one left is the client that answers pings.
         assert (await lively.call("ping"))["type"] == "pong"
         writer.close()
