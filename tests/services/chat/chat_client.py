@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -14,6 +14,21 @@ from websockets.exceptions import ConnectionClosed
 
 Event = dict[str, Any]
 _refs = itertools.count(1)
+
+
+def run(coro: Coroutine[Any, Any, Any], timeout: float = 30) -> Any:
+    """Run a test scenario on a fresh event loop, bounded in time."""
+
+    async def bounded() -> Any:
+        async with asyncio.timeout(timeout):
+            return await coro
+
+    return asyncio.run(bounded())
+
+
+async def quiet(seconds: float = 0.3) -> None:
+    """Give a message that should not arrive the time to arrive anyway."""
+    await asyncio.sleep(seconds)
 
 
 class ChatClient:

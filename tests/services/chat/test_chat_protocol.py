@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -18,23 +17,10 @@ from websockets.exceptions import InvalidStatus
 
 from devstack.identity import Issuer
 from devstack.servers import LOCALHOST, RedisServer
-from tests.services.chat.chat_client import ChatClient
-from tests.services.chat.conftest import ChatInstance, wait_for
+from tests.services.chat.chat_client import ChatClient, quiet, run
+from tests.services.chat.chat_harness import ChatInstance, wait_for
 
 Pair = tuple[ChatInstance, ChatInstance]
-
-
-def run(coro: Coroutine[Any, Any, Any], timeout: float = 30) -> Any:
-    async def bounded() -> Any:
-        async with asyncio.timeout(timeout):
-            return await coro
-
-    return asyncio.run(bounded())
-
-
-async def quiet(seconds: float = 0.3) -> None:
-    """Give a message that should not arrive the time to arrive anyway."""
-    await asyncio.sleep(seconds)
 
 
 def test_message_reaches_members_on_both_instances_exactly_once_and_not_others(

@@ -18,9 +18,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from devstack.identity import Issuer
 from devstack.servers import LOCALHOST, RedisServer
-from tests.services.chat.chat_client import ChatClient
-from tests.services.chat.conftest import PYTHONPATH, ChatInstance, wait_for
-from tests.services.chat.test_chat import quiet, run
+from tests.services.chat.chat_client import ChatClient, quiet, run
+from tests.services.chat.chat_harness import PYTHONPATH, ChatInstance, wait_for
 
 MakeInstance = Callable[..., ChatInstance]
 
@@ -286,5 +285,7 @@ def test_storage_failure_is_reported_and_nothing_is_delivered(
         await quiet()
         assert sender.messages(project) == [] and member.messages(project) == []
         assert (await member.call("ping"))["type"] == "pong"
+        await sender.close()
+        await member.close()
 
     run(scenario())
