@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.alarms import Alarm, create_alarms
 from components.app_facts import load_app_module
 from components.config import AuthConfig, CacheConfig, Scaling
 from components.container_image import ContainerImage, ContainerImageArgs
@@ -192,27 +193,20 @@ class Chat(pulumi.ComponentResource):
         )
 
     def _alarms(self, name: str, prefix: str, att: Attachment) -> None:
-        redis_dims = {"ReplicationGroupId": self.redis.id}
-        table_dims = {"TableName": self.table.name}
-        for suffix, namespace, metric, stat, threshold, dims in (
-            ("redis-memory", "AWS/ElastiCache", "DatabaseMemoryUsagePercentage", "Maximum", 80.0, redis_dims),
-            ("redis-evictions", "AWS/ElastiCache", "Evictions", "Sum", 0.0, redis_dims),
-            ("table-write-throttles", "AWS/DynamoDB", "WriteThrottleEvents", "Sum", 0.0, table_dims),
-            ("table-read-throttles", "AWS/DynamoDB", "ReadThrottleEvents", "Sum", 0.0, table_dims),
-        ):
-            aws.cloudwatch.MetricAlarm(
-                f"{name}-{suffix}",
-                name=f"{prefix}-{suffix}",
-                namespace=namespace,
-                metric_name=metric,
-                statistic=stat,
-                dimensions=dims,
-                period=300,
-                evaluation_periods=1,
-                threshold=threshold,
-                comparison_operator="GreaterThanThreshold",
-                treat_missing_data="notBreaching",
-                alarm_actions=[att.alarm_topic_arn],
-                ok_actions=[att.alarm_topic_arn],
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+        redis = {"ReplicationGroupId": self.redis.id}
+        table = {"TableName": self.table.name}
+        create_alarms(
+            self,
+            name,
+            prefix,
+            [
+                Alarm(
+                    "redis-memory", "AWS/ElastiCache", "DatabaseMemoryUsagePercentage", "Maximum", 80.0, redis
+                ),
+                # Pub/sub needs no eviction; any eviction means memory pressure is already losing data.
+                Alarm("redis-evictions", "AWS/ElastiCache", "Evictions", "Sum", 0.0, redis),
+                Alarm("table-write-throttles", "AWS/DynamoDB", "WriteThrottleEvents", "Sum", 0.0, table),
+                Alarm("table-read-throttles", "AWS/DynamoDB", "ReadThrottleEvents", "Sum", 0.0, table),
+            ],
+            att.alarm_topic_arn,
+        )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.alarms import Alarm, create_alarms
 from components.config import DatabaseConfig
 
 PORT = 5432
@@ -121,23 +122,24 @@ class Database(pulumi.ComponentResource):
     def _alarms(self, name: str, args: DatabaseArgs) -> None:
         dims = {"DBInstanceIdentifier": self.instance.identifier}
         free_floor = args.config.allocated_storage_gb * 1024**3 * 0.1
-        for suffix, metric, stat, threshold, operator in (
-            ("cpu", "CPUUtilization", "Average", 80.0, "GreaterThanThreshold"),
-            ("free-storage", "FreeStorageSpace", "Minimum", free_floor, "LessThanThreshold"),
-        ):
-            aws.cloudwatch.MetricAlarm(
-                f"{name}-{suffix}",
-                name=f"{args.name_prefix}-db-{suffix}",
-                namespace="AWS/RDS",
-                metric_name=metric,
-                statistic=stat,
-                dimensions=dims,
-                period=300,
-                evaluation_periods=2,
-                threshold=threshold,
-                comparison_operator=operator,
-                treat_missing_data="breaching" if metric == "FreeStorageSpace" else "notBreaching",
-                alarm_actions=[args.alarm_topic_arn],
-                ok_actions=[args.alarm_topic_arn],
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+        create_alarms(
+            self,
+            name,
+            f"{args.name_prefix}-db",
+            [
+                Alarm("cpu", "AWS/RDS", "CPUUtilization", "Average", 80.0, dims, evaluation_periods=2),
+                # A database that stops reporting free storage is not a healthy one.
+                Alarm(
+                    "free-storage",
+                    "AWS/RDS",
+                    "FreeStorageSpace",
+                    "Minimum",
+                    free_floor,
+                    dims,
+                    comparison="LessThanThreshold",
+                    evaluation_periods=2,
+                    missing_data="breaching",
+                ),
+            ],
+            args.alarm_topic_arn,
+        )

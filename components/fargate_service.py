@@ -10,6 +10,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.alarms import Alarm, create_alarms
 from components.config import Scaling
 from components.iam import assume_role_policy, policy_document, statement
 
@@ -345,39 +346,42 @@ class FargateService(pulumi.ComponentResource):
             )
 
     def _alarms(self, name: str, args: FargateServiceArgs, full_name: str) -> None:
-        child = pulumi.ResourceOptions(parent=self)
-        topic = [args.attachment.alarm_topic_arn]
-        lb_dims = {
-            "LoadBalancer": args.attachment.alb_arn_suffix,
-            "TargetGroup": self.target_group.arn_suffix,
-        }
-        alarms: list[tuple[str, str, str, str, float, int, Mapping[str, pulumi.Input[str]]]] = [
-            ("target-5xx", "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "Sum", 10, 1, lb_dims),
-            ("unhealthy", "AWS/ApplicationELB", "UnHealthyHostCount", "Maximum", 0, 3, lb_dims),
-            (
-                "cpu",
-                "AWS/ECS",
-                "CPUUtilization",
-                "Average",
-                85,
-                3,
-                {"ClusterName": args.attachment.cluster_name, "ServiceName": self.service.name},
-            ),
-        ]
-        for suffix, namespace, metric, stat, threshold, periods, dims in alarms:
-            aws.cloudwatch.MetricAlarm(
-                f"{name}-{suffix}",
-                name=f"{full_name}-{suffix}",
-                namespace=namespace,
-                metric_name=metric,
-                statistic=stat,
-                dimensions=dict(dims),
-                period=60,
-                evaluation_periods=periods,
-                threshold=threshold,
-                comparison_operator="GreaterThanThreshold",
-                treat_missing_data="notBreaching",
-                alarm_actions=topic,
-                ok_actions=topic,
-                opts=child,
-            )
+        lb = {"LoadBalancer": args.attachment.alb_arn_suffix, "TargetGroup": self.target_group.arn_suffix}
+        ecs = {"ClusterName": args.attachment.cluster_name, "ServiceName": self.service.name}
+        create_alarms(
+            self,
+            name,
+            full_name,
+            [
+                Alarm(
+                    "target-5xx",
+                    "AWS/ApplicationELB",
+                    "HTTPCode_Target_5XX_Count",
+                    "Sum",
+                    10,
+                    lb,
+                    period_seconds=60,
+                ),
+                Alarm(
+                    "unhealthy",
+                    "AWS/ApplicationELB",
+                    "UnHealthyHostCount",
+                    "Maximum",
+                    0,
+                    lb,
+                    period_seconds=60,
+                    evaluation_periods=3,
+                ),
+                Alarm(
+                    "cpu",
+                    "AWS/ECS",
+                    "CPUUtilization",
+                    "Average",
+                    85,
+                    ecs,
+                    period_seconds=60,
+                    evaluation_periods=3,
+                ),
+            ],
+            args.attachment.alarm_topic_arn,
+        )

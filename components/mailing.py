@@ -10,6 +10,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from components.alarms import Alarm, create_alarms
 from components.config import MAIL_MAX_RECIPIENTS, AuthConfig, MailConfig
 from components.dynamo import table_args
 from components.iam import assume_role_policy, policy_document, statement
@@ -343,42 +344,34 @@ class Mailing(pulumi.ComponentResource):
         return pulumi.Output.all(api.api_endpoint, stage.id).apply(lambda values: str(values[0]))
 
     def _alarms(self, name: str, prefix: str, args: MailingArgs) -> None:
-        child = pulumi.ResourceOptions(parent=self)
-        topic = [args.alarm_topic_arn]
-        alarms = [
-            (
-                "dead-letters",
-                "AWS/SQS",
-                "ApproximateNumberOfMessagesVisible",
-                "Maximum",
-                0.0,
-                {"QueueName": self.dead_letters.name},
-            ),
-            (
-                "oldest-message",
-                "AWS/SQS",
-                "ApproximateAgeOfOldestMessage",
-                "Maximum",
-                600.0,
-                {"QueueName": self.queue.name},
-            ),
-            ("mailer-errors", "AWS/Lambda", "Errors", "Sum", 0.0, {"FunctionName": self.mailer.name}),
-            ("api-errors", "AWS/Lambda", "Errors", "Sum", 0.0, {"FunctionName": self.api_function.name}),
-        ]
-        for suffix, namespace, metric, stat, threshold, dims in alarms:
-            aws.cloudwatch.MetricAlarm(
-                f"{name}-{suffix}",
-                name=f"{prefix}-{suffix}",
-                namespace=namespace,
-                metric_name=metric,
-                statistic=stat,
-                dimensions=dims,
-                period=300,
-                evaluation_periods=1,
-                threshold=threshold,
-                comparison_operator="GreaterThanThreshold",
-                treat_missing_data="notBreaching",
-                alarm_actions=topic,
-                ok_actions=topic,
-                opts=child,
-            )
+        create_alarms(
+            self,
+            name,
+            prefix,
+            [
+                # Any dead letter is a message nobody received: page on the first one.
+                Alarm(
+                    "dead-letters",
+                    "AWS/SQS",
+                    "ApproximateNumberOfMessagesVisible",
+                    "Maximum",
+                    0.0,
+                    {"QueueName": self.dead_letters.name},
+                ),
+                Alarm(
+                    "oldest-message",
+                    "AWS/SQS",
+                    "ApproximateAgeOfOldestMessage",
+                    "Maximum",
+                    600.0,
+                    {"QueueName": self.queue.name},
+                ),
+                Alarm(
+                    "mailer-errors", "AWS/Lambda", "Errors", "Sum", 0.0, {"FunctionName": self.mailer.name}
+                ),
+                Alarm(
+                    "api-errors", "AWS/Lambda", "Errors", "Sum", 0.0, {"FunctionName": self.api_function.name}
+                ),
+            ],
+            args.alarm_topic_arn,
+        )

@@ -7,6 +7,7 @@ remembered, so tests can assert values and the snapshot can redact them.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 from collections.abc import Callable, Iterator, Mapping
@@ -262,6 +263,12 @@ def run_program(stack: str, config: Mapping[str, str], program: Callable[[], Any
     from components.program import build
 
     region = str(config.get("aws:region", "us-east-1"))
+    # Pulumi's runtime drives an event loop of the current thread; `asyncio.run` elsewhere in the
+    # same process (service tests) leaves none set, so make sure there is one.
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = _Mocks(region)
     monitor = _RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="motion", stack=stack, preview=False, monitor=monitor)

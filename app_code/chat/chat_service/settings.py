@@ -11,11 +11,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from motion_common.env import EnvReader
+from motion_common.env import SettingsError as SettingsError  # raised by Settings.from_env
+
 from chat_service import DEFAULT_PORT, PING_INTERVAL_SECONDS, SHUTDOWN_GRACE_SECONDS
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-TRUE_VALUES = ("1", "true", "yes", "on")
-FALSE_VALUES = ("0", "false", "no", "off")
 
 DEFAULT_MAX_MESSAGE_BYTES = 4096
 # A DynamoDB item holds at most 400 KB; stay far below it with the other attributes.
@@ -26,11 +27,6 @@ DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024
 # DynamoDB table names: 3-255 of [a-zA-Z0-9_.-].
 TABLE_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z0-9]+)+-\d$")
-ORIGIN_RE = re.compile(r"^https?://[^\s/]+$")
-
-
-class SettingsError(ValueError):
-    """One or more environment variables are missing or invalid; the message names each."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,49 +74,7 @@ class Settings:
         return _Parser(os.environ if env is None else env).parse()
 
 
-class _Parser:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-
-    def raw(self, name: str) -> str:
-        return self.env.get(name, "").strip()
-
-    def required(self, name: str) -> str:
-        value = self.raw(name)
-        if not value:
-            self.problems.append(f"{name} is required")
-        return value
-
-    def number(self, name: str, default: float, low: float, high: float, *, integer: bool = True) -> float:
-        value = self.raw(name)
-        if not value:
-            return default
-        try:
-            number = int(value) if integer else float(value)
-        except ValueError:
-            kind = "an integer" if integer else "a number"
-            self.problems.append(f"{name} must be {kind}, got {value!r}")
-            return default
-        if not low <= number <= high:
-            self.problems.append(f"{name} must be between {low:g} and {high:g}, got {value}")
-            return default
-        return number
-
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        return int(self.number(name, default, low, high))
-
-    def boolean(self, name: str, default: bool) -> bool:
-        value = self.raw(name).lower()
-        if not value:
-            return default
-        if value in TRUE_VALUES:
-            return True
-        if value in FALSE_VALUES:
-            return False
-        self.problems.append(f"{name} must be true or false, got {value!r}")
-        return default
-
+class _Parser(EnvReader):
     def parse(self) -> Settings:
         persist = self.boolean("CHAT_PERSIST", True)
         table = self.raw("CHAT_TABLE") or None
@@ -130,10 +84,8 @@ class _Parser:
                 self.problems.append("CHAT_TABLE is required (unless CHAT_PERSIST=false)")
             if region is None:
                 self.problems.append("AWS_REGION is required (unless CHAT_PERSIST=false)")
-        if table is not None and not TABLE_RE.match(table):
-            self.problems.append(f"CHAT_TABLE is not a valid DynamoDB table name: {table!r}")
-        if region is not None and not REGION_RE.match(region):
-            self.problems.append(f"AWS_REGION is not an AWS region name: {region!r}")
+        self.expect_match("CHAT_TABLE", table, TABLE_RE, "a valid DynamoDB table name")
+        self.expect_match("AWS_REGION", region, REGION_RE, "an AWS region name")
         redis = RedisSettings(
             host=self.required("REDIS_HOST"),
             port=self.integer("REDIS_PORT", 6379, 1, 65535),
@@ -141,28 +93,18 @@ class _Parser:
             auth_token=self.raw("REDIS_AUTH_TOKEN") or None,
         )
         issuer = self.required("AUTH_ISSUER")
-        jwks_url = self.required("AUTH_JWKS_URL")
-        if jwks_url and not re.match(r"^https?://[^\s/]+", jwks_url):
-            self.problems.append(f"AUTH_JWKS_URL must be an http(s) URL, got {jwks_url!r}")
-        origins = tuple(o.strip().rstrip("/") for o in self.raw("CORS_ORIGINS").split(",") if o.strip())
-        for origin in origins:
-            if origin != "*" and not ORIGIN_RE.match(origin):
-                self.problems.append(
-                    f"CORS_ORIGINS entries must be origins like https://app.example, got {origin!r}"
-                )
+        jwks_url = self.url("AUTH_JWKS_URL", required=True)
+        origins = self.origins("CORS_ORIGINS")
         max_message = self.integer("MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, 1, MAX_MESSAGE_BYTES_LIMIT)
-        rate = self.number("SEND_RATE_PER_SECOND", DEFAULT_SEND_RATE, 0.01, 100_000, integer=False)
+        rate = self.number("SEND_RATE_PER_SECOND", DEFAULT_SEND_RATE, 0.01, 100_000)
         burst = self.integer("SEND_RATE_BURST", max(DEFAULT_SEND_BURST, int(rate)), 1, 1_000_000)
         buffered = self.integer("CHAT_MAX_BUFFERED_BYTES", DEFAULT_MAX_BUFFERED_BYTES, 16 * 1024, 1024**3)
-        ping = self.number("CHAT_PING_INTERVAL_SECONDS", PING_INTERVAL_SECONDS, 0.1, 3600, integer=False)
-        grace = self.number("CHAT_SHUTDOWN_GRACE_SECONDS", SHUTDOWN_GRACE_SECONDS, 0, 600, integer=False)
-        log_level = self.raw("LOG_LEVEL").upper() or "INFO"
-        if log_level not in LOG_LEVELS:
-            self.problems.append(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+        ping = self.number("CHAT_PING_INTERVAL_SECONDS", PING_INTERVAL_SECONDS, 0.1, 3600)
+        grace = self.number("CHAT_SHUTDOWN_GRACE_SECONDS", SHUTDOWN_GRACE_SECONDS, 0, 600)
+        log_level = self.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True)
         port = self.integer("PORT", DEFAULT_PORT, 1, 65535)
         host = self.raw("HOST") or "0.0.0.0"
-        if self.problems:
-            raise SettingsError("invalid chat service settings: " + "; ".join(self.problems))
+        self.raise_if_problems("chat service")
         return Settings(
             host=host,
             port=port,

@@ -74,13 +74,13 @@ class PartialWriteError(RuntimeError):
 class MessageStore(Protocol):
     """Blocking calls; the service runs them on its thread pool."""
 
-    def write(self, messages: list[StoredMessage]) -> None: ...
+    def write(self, messages: list[StoredMessage]) -> None:
+        """Store the messages (all or raise)."""
 
     def page(
         self, project: str, *, before: str | None, after: str | None, limit: int
     ) -> tuple[list[StoredMessage], bool]:
         """Up to `limit` messages and whether there are more: newest first, or oldest first with `after`."""
-        ...
 
 
 class DynamoMessageStore:

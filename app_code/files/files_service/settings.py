@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, cast
 
+from motion_common.env import EnvReader
+from motion_common.env import SettingsError as SettingsError  # raised by Settings.from_env
+
 Role = Literal["upload", "download", "all"]
 ROLES: tuple[Role, ...] = ("upload", "download", "all")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -47,10 +50,6 @@ CONTENT_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/(?:[a-z0-9][a-z
 # S3 bucket naming rules; dots are refused because they break TLS for virtual-hosted URLs.
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z0-9]+)+-\d$")
-
-
-class SettingsError(ValueError):
-    """One or more environment variables are missing or invalid; the message names each."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,57 +92,14 @@ class Settings:
         return _Parser(os.environ if env is None else env).parse()
 
 
-class _Parser:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-
-    def raw(self, name: str) -> str:
-        return self.env.get(name, "").strip()
-
-    def required(self, name: str) -> str:
-        value = self.raw(name)
-        if not value:
-            self.problems.append(f"{name} is required")
-        return value
-
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        value = self.raw(name)
-        if not value:
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            self.problems.append(f"{name} must be an integer, got {value!r}")
-            return default
-        if not low <= number <= high:
-            self.problems.append(f"{name} must be between {low} and {high}, got {number}")
-            return default
-        return number
-
-    def choice(self, name: str, default: str, choices: tuple[str, ...], *, upper: bool = False) -> str:
-        value = self.raw(name) or default
-        value = value.upper() if upper else value.lower()
-        if value not in choices:
-            self.problems.append(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-            return default
-        return value
-
-    def url(self, name: str, *, required: bool) -> str:
-        value = self.required(name) if required else self.raw(name)
-        if value and not re.match(r"^https?://[^\s/]+", value):
-            self.problems.append(f"{name} must be an http(s) URL, got {value!r}")
-        return value
-
+class _Parser(EnvReader):
     def parse(self) -> Settings:
         role = cast(Role, self.choice("FILES_ROLE", "all", ROLES))
         port = self.integer("PORT", DEFAULT_PORT, 1, 65535)
         bucket = self.required("FILES_BUCKET")
-        if bucket and not BUCKET_RE.match(bucket):
-            self.problems.append(f"FILES_BUCKET is not a valid S3 bucket name without dots: {bucket!r}")
+        self.expect_match("FILES_BUCKET", bucket, BUCKET_RE, "a valid S3 bucket name without dots")
         region = self.required("AWS_REGION")
-        if region and not REGION_RE.match(region):
-            self.problems.append(f"AWS_REGION is not an AWS region name: {region!r}")
+        self.expect_match("AWS_REGION", region, REGION_RE, "an AWS region name")
         endpoint = self.url("AWS_ENDPOINT_URL", required=False).rstrip("/") or None
         database = DatabaseSettings(
             host=self.required("DATABASE_HOST"),
@@ -156,19 +112,13 @@ class _Parser:
         issuer = self.required("AUTH_ISSUER")
         jwks_url = self.url("AUTH_JWKS_URL", required=True)
         audience = self.raw("AUTH_AUDIENCE") or None
-        origins = tuple(o.strip().rstrip("/") for o in self.raw("CORS_ORIGINS").split(",") if o.strip())
-        for origin in origins:
-            if origin != "*" and not re.match(r"^https?://[^\s/]+$", origin):
-                self.problems.append(
-                    f"CORS_ORIGINS entries must be origins like https://app.example, got {origin!r}"
-                )
+        origins = self.origins("CORS_ORIGINS")
         max_upload = self.integer("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, 1, MAX_POST_UPLOAD_BYTES)
         allowed = self.content_types()
         ttl = self.integer("PRESIGN_TTL_SECONDS", DEFAULT_PRESIGN_TTL_SECONDS, 1, MAX_PRESIGN_TTL_SECONDS)
         log_level = self.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True)
         host = self.raw("HOST") or "0.0.0.0"
-        if self.problems:
-            raise SettingsError("invalid files service settings: " + "; ".join(self.problems))
+        self.raise_if_problems("files service")
         return Settings(
             role=role,
             host=host,

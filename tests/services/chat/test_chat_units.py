@@ -209,7 +209,9 @@ def test_settings_errors_name_the_variable(overrides: dict[str, str], variable: 
 
 def test_every_setting_is_documented() -> None:
     source = (REPO / "app_code/chat/chat_service/settings.py").read_text()
-    read = set(re.findall(r'self\.(?:raw|required|integer|number|boolean)\("([A-Z_]+)"', source))
+    read = set(
+        re.findall(r'self\.(?:raw|required|integer|number|boolean|choice|url|origins)\("([A-Z_]+)"', source)
+    )
     assert {
         "PORT",
         "CHAT_TABLE",
