@@ -57,6 +57,7 @@ SERVICE_PORTS = {
     "mail-api": 4,
     "chat-a": 5,
     "chat-b": 6,
+    "files": 7,
 }
 DEFAULT_PORT_BASE = 8700
 CHAT_SCHEMA = load_app_module("chat/chat_service/schema.py")
@@ -190,12 +191,28 @@ class Backend:
             )
             self._spawn("chat-a", ["-m", "chat_service"], envs["chat-a"])
             self._spawn("chat-b", ["-m", "chat_service"], envs["chat-b"])
+            # One files URL for the frontend, routed by the ALB's path rules.
+            self._spawn(
+                "files",
+                [
+                    "-m",
+                    "devstack.alb",
+                    "--port",
+                    str(self.port("files")),
+                    "--target",
+                    f"upload={self.url('upload')}",
+                    "--target",
+                    f"download={self.url('download')}",
+                ],
+                {},
+            )
             self._wait_healthy(deadline=started + timeout)
         except BaseException:
             self.stop()
             raise
         self.state = State(
             urls={
+                "files": self.url("files") + FILES_ROUTES.API_PREFIX,
                 "files-upload": self.url("upload") + FILES_ROUTES.API_PREFIX,
                 "files-download": self.url("download") + FILES_ROUTES.API_PREFIX,
                 "mail-api": self.url("mail-api"),
@@ -364,6 +381,8 @@ class Backend:
             "chat-a": f"{self.url('chat-a')}/chat/healthz",
             "chat-b": f"{self.url('chat-b')}/chat/healthz",
             "mail-api": f"{self.url('mail-api')}/mail/messages",
+            # The router has no health path of its own: the spec, routed to Download, proves both work.
+            "files": f"{self.url('files')}{FILES_ROUTES.OPENAPI_PATH}",
         }
         pending = dict(checks)
         while pending:

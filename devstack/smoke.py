@@ -57,7 +57,7 @@ class Smoke:
     def upload_file(self) -> str:
         content = f"Motion smoke test {self.run_id}\n".encode()
         ticket = self.http.post(
-            f"{self.state.urls['files-upload']}/uploads",
+            f"{self.state.urls['files']}/uploads",
             json={
                 "project_id": DEMO_PROJECT,
                 "file_name": f"smoke-{self.run_id}.txt",
@@ -77,7 +77,7 @@ class Smoke:
         )
         file_id = ticket.json()["file"]["id"]
         done = self.http.post(
-            f"{self.state.urls['files-upload']}/uploads/{file_id}/complete", headers=self.headers(self.alice)
+            f"{self.state.urls['files']}/uploads/{file_id}/complete", headers=self.headers(self.alice)
         )
         check(
             done.status_code == 200 and done.json()["file"]["status"] == "available",
@@ -88,7 +88,7 @@ class Smoke:
 
     def _download(self, token: str) -> httpx.Response:
         return self.http.get(
-            f"{self.state.urls['files-download']}/files/{self.context['file_id']}/download",
+            f"{self.state.urls['files']}/files/{self.context['file_id']}/download",
             headers=self.headers(token),
         )
 
@@ -107,7 +107,7 @@ class Smoke:
         )
         until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
         shared = self.http.put(
-            f"{self.state.urls['files-download']}/files/{self.context['file_id']}/shares/smoke-bob",
+            f"{self.state.urls['files']}/files/{self.context['file_id']}/shares/smoke-bob",
             json={"expires_at": until},
             headers=self.headers(self.alice),
         )

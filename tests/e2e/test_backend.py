@@ -10,11 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from motion_common.auth import TokenVerifier
 
 from devstack import smoke
-from devstack.backend import REPO, Backend, BackendError, State, free_port_base
+from devstack.backend import REPO, SERVICE_PORTS, Backend, BackendError, State, free_port_base
 from devstack.servers import LOCALHOST, port_is_free
 
 
@@ -58,6 +59,33 @@ def test_smoke_and_mint_commands(backend: Backend) -> None:
         timeout=60,
     )
     assert missing.returncode == 2 and "start one with `make run`" in missing.stderr
+
+
+def test_the_local_alb_routes_by_the_listener_rules(backend: Backend) -> None:
+    assert backend.state is not None
+    files = backend.state.urls["files"]
+    token = backend.state.issuer().mint("router-user", ["router-project"])
+    headers = {"Authorization": f"Bearer {token}"}
+    # Upload paths reach the Upload service, listing the Download service, the rest the ALB's 404.
+    ticket = httpx.post(
+        f"{files}/uploads",
+        headers=headers,
+        json={
+            "project_id": "router-project",
+            "file_name": "a.txt",
+            "content_type": "text/plain",
+            "size_bytes": 3,
+        },
+    )
+    assert ticket.status_code == 201, ticket.text
+    listed = httpx.get(f"{files}/projects/router-project/files", headers=headers)
+    # Pending files are not listed yet; what matters is that Download answered.
+    assert listed.status_code == 200 and listed.json()["files"] == []
+    missing = httpx.get(f"{files.removesuffix('/files/v1')}/elsewhere")
+    assert missing.status_code == 404 and missing.json() == {"error": "not found"}
+    # Each service alone serves only its own role's routes: the router is what joins them.
+    direct = httpx.get(f"{backend.state.urls['files-upload']}/projects/router-project/files", headers=headers)
+    assert direct.status_code == 404
 
 
 def test_state_file_lets_other_commands_find_the_backend(backend: Backend) -> None:
@@ -125,7 +153,7 @@ def test_make_run_prints_ready_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> No
     assert proc.returncode == 0, tail
     assert "stopped; temporary data removed" in tail
     assert not Path(logs).exists(), "the run's temporary data must be removed"
-    assert all(port_is_free(base + offset) for offset in range(7))
+    assert all(port_is_free(base + offset) for offset in SERVICE_PORTS.values())
     # A second run starts clean on the same ports.
     again = Backend(port_base=base, state_file=tmp_path / "state.json")
     with again:
