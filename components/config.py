@@ -1,9 +1,8 @@
 """The stack's typed configuration: one immutable object, loaded with explicit defaults, validated
 before any resource is registered.
 
-Pulumi config values are strings (arrays arrive as JSON), and `Pulumi.yaml` defaults are not applied
-under mocks, so every key, its type and its default live here, in `KEYS`. `Pulumi.yaml` documents the
-same keys for the CLI; a test keeps the two in step.
+Every key, its type and its default live in `components.config_keys.KEYS`; the cross-field checks in
+`components.config_validation`. This module turns raw config strings into `StackConfig` with both.
 """
 
 from __future__ import annotations
@@ -11,19 +10,25 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from components.config_keys import KEYS_BY_NAME, MAX_AZS, REQUIRED, SUBNET_NEWBITS, TIERS, Key
+from components.config_validation import (
+    ACM_ARN_PATTERN,
+    CONTENT_TYPE_PATTERN,
+    DOMAIN_PATTERN,
+    EMAIL_PATTERN,
+    validate_frontend,
+    validate_high_availability,
+    validate_mail,
+    validate_network,
+)
+
 PROJECT = "motion"
 NAT_STRATEGIES = ("none", "single", "per_az")
-# Subnet layout: each subnet is the VPC CIDR split by SUBNET_NEWBITS, at a fixed slot per (tier, AZ),
-# so adding an AZ later never renumbers the subnets that exist.
-SUBNET_NEWBITS = 4
-MAX_AZS = 5
-TIERS = ("public", "private", "isolated")
 # CloudWatch Logs accepts only these retention values.
 LOG_RETENTION_DAYS = (
     1,
@@ -52,7 +57,6 @@ LOG_RETENTION_DAYS = (
 
 # Recipients per message: SES accepts at most 50 per e-mail.
 MAIL_MAX_RECIPIENTS = 50
-REQUIRED: Any = None  # a Key default meaning "no default: the stack must set it"
 
 NatStrategy = Literal["none", "single", "per_az"]
 
@@ -191,170 +195,7 @@ class StackConfig:
 # --- parsing -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Key:
-    """One config key: its type, default and what is allowed (for the error message)."""
-
-    name: str
-    kind: Literal["string", "integer", "boolean", "array"]
-    default: Any
-    description: str
-    allowed: str = ""
-
-
-def _k(
-    name: str,
-    kind: Literal["string", "integer", "boolean", "array"],
-    default: Any,
-    description: str,
-    allowed: str = "",
-) -> Key:
-    return Key(name, kind, default, description, allowed)
-
-
-KEYS: tuple[Key, ...] = (
-    _k(
-        "highAvailability",
-        "boolean",
-        False,
-        "Multi-AZ, load-balanced production posture; tightens validation",
-    ),
-    _k("azCount", "integer", 2, "Availability zones to span", f"2 to {MAX_AZS}"),
-    _k("natStrategy", "string", "none", "NAT gateways for private subnets", "none | single | per_az"),
-    _k("vpcCidr", "string", "10.20.0.0/16", "VPC IPv4 CIDR", "an IPv4 CIDR of /16 to /24"),
-    _k("flowLogs", "boolean", False, "VPC flow logs to CloudWatch"),
-    _k("dbInstanceClass", "string", "db.t4g.micro", "RDS instance class", "a db.* class"),
-    _k("dbAllocatedStorageGb", "integer", 20, "Initial RDS storage (GiB)", "20 to 65536"),
-    _k(
-        "dbMaxAllocatedStorageGb",
-        "integer",
-        0,
-        "Storage autoscaling ceiling (GiB); 0 disables",
-        "0, or at least dbAllocatedStorageGb",
-    ),
-    _k("dbMultiAz", "boolean", False, "RDS Multi-AZ standby"),
-    _k("dbDeletionProtection", "boolean", False, "RDS deletion protection"),
-    _k("dbBackupRetentionDays", "integer", 1, "RDS automated backup retention (days)", "1 to 35"),
-    _k("dbPerformanceInsights", "boolean", False, "RDS Performance Insights"),
-    _k("dbEngineVersion", "string", "17", "PostgreSQL major version", "a PostgreSQL major version"),
-    _k("cacheNodeType", "string", "cache.t4g.micro", "ElastiCache node type", "a cache.* type"),
-    _k("cacheReplicas", "integer", 0, "Redis replicas beside the primary", "0 to 5"),
-    *(
-        _k(f"{svc}{part}", "integer", 1, f"{svc} service {part.lower()} task count", "1 to 100")
-        for svc in ("upload", "download", "chat")
-        for part in ("DesiredCount", "MinCount", "MaxCount")
-    ),
-    _k("logRetentionDays", "integer", 7, "CloudWatch Logs retention (days)", "a CloudWatch retention value"),
-    _k("domain", "string", "", "Public API host name (empty: the load balancer's DNS name)"),
-    _k(
-        "certificateArn",
-        "string",
-        "",
-        "ACM certificate ARN for HTTPS (empty: HTTP only)",
-        "an ACM certificate ARN",
-    ),
-    _k("authIssuer", "string", REQUIRED, "Clerk issuer (iss claim)", "an https:// URL"),
-    _k("authJwksUrl", "string", REQUIRED, "Clerk JWKS URL", "an https:// URL"),
-    _k("authAudience", "string", REQUIRED, "Expected token audience (aud claim)", "a non-empty string"),
-    _k(
-        "clerkPublishableKey",
-        "string",
-        REQUIRED,
-        "Clerk publishable key for the frontend",
-        "pk_test_... or pk_live_...",
-    ),
-    _k("sesSenderDomain", "string", REQUIRED, "Domain Motion sends e-mail from", "a DNS domain name"),
-    _k("mailSenderName", "string", "Motion", "Display name on outgoing e-mail"),
-    _k(
-        "mailMaxReceiveCount",
-        "integer",
-        5,
-        "Receives before a mail event goes to the dead-letter queue",
-        "1 to 100",
-    ),
-    _k("mailBatchSize", "integer", 10, "SQS records per mailer invocation", "1 to 10000"),
-    _k("mailBatchingWindowSeconds", "integer", 1, "Seconds the mapping may wait to fill a batch", "0 to 300"),
-    _k(
-        "mailMaxConcurrency",
-        "integer",
-        2,
-        "Mailer invocations at once (keeps SES within its send rate)",
-        "2 to 1000",
-    ),
-    _k("mailerTimeoutSeconds", "integer", 30, "Mailer Lambda timeout (s)", "3 to 900"),
-    _k("mailApiThrottleRate", "integer", 50, "Mail API steady requests/s", "1 to 10000"),
-    _k("mailApiThrottleBurst", "integer", 100, "Mail API burst", "1 to 5000"),
-    _k("filesMaxUploadBytes", "integer", 104857600, "Largest upload accepted (bytes)", "1 to 5 GiB"),
-    _k(
-        "filesAllowedContentTypes",
-        "array",
-        [
-            "application/pdf",
-            "image/png",
-            "image/jpeg",
-            "image/gif",
-            "image/webp",
-            "text/plain",
-            "text/csv",
-            "application/zip",
-            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        ],
-        "Content types accepted for upload",
-        "a non-empty list of type/subtype",
-    ),
-    _k("filesPresignTtlSeconds", "integer", 300, "Lifetime of pre-signed URLs (s)", "30 to 900"),
-    _k(
-        "vercelProjectName",
-        "string",
-        REQUIRED,
-        "Vercel project name",
-        "lowercase letters, digits, '-', max 100",
-    ),
-    _k("vercelTeamId", "string", "", "Vercel team id (empty: personal account)"),
-    _k("frontendGitRepository", "string", REQUIRED, "Git repository of the frontend app", "owner/name"),
-    _k("frontendRootDirectory", "string", "frontend", "Directory of the Vite app in that repository"),
-    _k("frontendProductionBranch", "string", "main", "Branch Vercel deploys to production"),
-    _k(
-        "frontendTargets",
-        "array",
-        ["preview", "development"],
-        "Vercel environments this stack's variables apply to",
-        "a list of production | preview | development",
-    ),
-    _k(
-        "frontendDomains",
-        "array",
-        [],
-        "Domains the frontend is served on (CORS origins derive from them)",
-        "a list of DNS names",
-    ),
-    _k(
-        "extraCorsOrigins",
-        "array",
-        [],
-        "Further browser origins, e.g. http://localhost:5173 in dev",
-        "a list of http(s)://host[:port] origins",
-    ),
-    _k("alarmEmail", "string", REQUIRED, "Where alarms are e-mailed", "an e-mail address"),
-    _k("containerInsights", "boolean", False, "ECS Container Insights"),
-    _k("albDeletionProtection", "boolean", False, "Load balancer deletion protection"),
-    _k("albAccessLogs", "boolean", False, "Load balancer access logs to S3"),
-    _k("dataProtection", "boolean", False, "PITR and deletion protection on tables, S3 versioning"),
-    _k("s3KmsEncryption", "boolean", False, "SSE-KMS (with a bucket key) instead of SSE-S3 for file storage"),
-)
-KEYS_BY_NAME = {key.name: key for key in KEYS}
-
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:\d{1,5})?$")
-_ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
-_VERCEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
-_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-_CONTENT_TYPE = re.compile(r"^[a-z]+/[a-z0-9.+-]+$")
-
-
-class _Reader:
+class ConfigReader:
     """Typed access to raw config strings; records problems instead of stopping at the first."""
 
     def __init__(self, stack: str, raw: Mapping[str, str]) -> None:
@@ -408,14 +249,14 @@ def _convert(key: Key, text: str | Any) -> Any:
 
 def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
     """Build and validate the stack's config from raw `motion:*` values (key names without namespace)."""
-    r = _Reader(stack, raw)
+    r = ConfigReader(stack, raw)
     for unknown in sorted(set(raw) - set(KEYS_BY_NAME)):
         r.errors.append(f"{PROJECT}:{unknown}: unknown key (known keys are listed in Pulumi.yaml)")
     g = r.get
     nat = g("natStrategy")
     r.check("natStrategy", nat in NAT_STRATEGIES, f"{nat!r} is not a NAT strategy")
     network = NetworkConfig(g("azCount"), nat, g("vpcCidr"), g("flowLogs"))
-    _validate_network(r, network)
+    validate_network(r, network)
 
     scalings = {}
     for svc in ("upload", "download", "chat"):
@@ -472,8 +313,8 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
         f"{retention} is not a CloudWatch retention value",
     )
     domain, cert = g("domain"), g("certificateArn")
-    r.check("domain", not domain or bool(_DOMAIN.match(domain)), f"{domain!r} is not a DNS name")
-    r.check("certificateArn", not cert or bool(_ACM_ARN.match(cert)), f"{cert!r}")
+    r.check("domain", not domain or bool(DOMAIN_PATTERN.match(domain)), f"{domain!r} is not a DNS name")
+    r.check("certificateArn", not cert or bool(ACM_ARN_PATTERN.match(cert)), f"{cert!r}")
     r.check(
         "certificateArn",
         not cert or bool(domain),
@@ -503,13 +344,13 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
         g("mailApiThrottleRate"),
         g("mailApiThrottleBurst"),
     )
-    _validate_mail(r, mail)
+    validate_mail(r, mail)
     files = FilesConfig(g("filesMaxUploadBytes"), g("filesAllowedContentTypes"), g("filesPresignTtlSeconds"))
     r.check("filesMaxUploadBytes", 1 <= files.max_upload_bytes <= 5 * 1024**3, f"{files.max_upload_bytes}")
     r.check(
         "filesAllowedContentTypes",
         bool(files.allowed_content_types)
-        and all(_CONTENT_TYPE.match(t) for t in files.allowed_content_types),
+        and all(CONTENT_TYPE_PATTERN.match(t) for t in files.allowed_content_types),
         f"{list(files.allowed_content_types)}",
     )
     r.check("filesPresignTtlSeconds", 30 <= files.presign_ttl_seconds <= 900, f"{files.presign_ttl_seconds}")
@@ -524,9 +365,9 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
         g("frontendDomains"),
         g("extraCorsOrigins"),
     )
-    _validate_frontend(r, frontend)
+    validate_frontend(r, frontend)
     alarm_email = g("alarmEmail")
-    r.check("alarmEmail", bool(_EMAIL.match(alarm_email)), f"{alarm_email!r} is not an e-mail address")
+    r.check("alarmEmail", bool(EMAIL_PATTERN.match(alarm_email)), f"{alarm_email!r} is not an e-mail address")
 
     config = StackConfig(
         project=PROJECT,
@@ -553,7 +394,7 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
         data_protection=g("dataProtection"),
         s3_kms_encryption=g("s3KmsEncryption"),
     )
-    _validate_high_availability(r, config)
+    validate_high_availability(r, config)
     if not region:
         r.errors.append("aws:region: is required (set it with `pulumi config set aws:region <region>`)")
     if r.errors:
@@ -562,115 +403,6 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
             + "\n  - ".join(r.errors)
         )
     return config
-
-
-def _validate_network(r: _Reader, network: NetworkConfig) -> None:
-    r.check(
-        "azCount",
-        2 <= network.az_count <= MAX_AZS,
-        f"{network.az_count} AZs (the load balancer and the database need at least 2)",
-    )
-    try:
-        cidr = ipaddress.ip_network(network.vpc_cidr)
-    except ValueError as err:
-        r.fail("vpcCidr", f"{network.vpc_cidr!r} is not a CIDR ({err})")
-        return
-    if cidr.version != 4 or not cidr.is_private:
-        r.fail("vpcCidr", f"{network.vpc_cidr} must be a private IPv4 range")
-    # AWS subnets are at most /28; the fixed layout needs SUBNET_NEWBITS more bits than the VPC.
-    if not 16 <= cidr.prefixlen <= 28 - SUBNET_NEWBITS:
-        needed = len(TIERS) * MAX_AZS
-        r.fail("vpcCidr", f"{network.vpc_cidr} cannot hold {needed} subnet slots of at least /28")
-
-
-def _validate_mail(r: _Reader, mail: MailConfig) -> None:
-    r.check(
-        "sesSenderDomain", bool(_DOMAIN.match(mail.sender_domain)), f"{mail.sender_domain!r} is not a domain"
-    )
-    r.check("mailMaxReceiveCount", 1 <= mail.max_receive_count <= 100, f"{mail.max_receive_count}")
-    r.check("mailBatchSize", 1 <= mail.batch_size <= 10_000, f"{mail.batch_size}")
-    r.check(
-        "mailBatchSize",
-        mail.batch_size <= 10 or mail.batching_window_seconds >= 1,
-        "batches above 10 need mailBatchingWindowSeconds >= 1",
-    )
-    r.check(
-        "mailBatchingWindowSeconds",
-        0 <= mail.batching_window_seconds <= 300,
-        f"{mail.batching_window_seconds}",
-    )
-    r.check("mailMaxConcurrency", 2 <= mail.max_concurrency <= 1000, f"{mail.max_concurrency}")
-    r.check("mailerTimeoutSeconds", 3 <= mail.mailer_timeout_seconds <= 900, f"{mail.mailer_timeout_seconds}")
-    r.check("mailApiThrottleRate", 1 <= mail.api_throttle_rate <= 10_000, f"{mail.api_throttle_rate}")
-    r.check("mailApiThrottleBurst", 1 <= mail.api_throttle_burst <= 5_000, f"{mail.api_throttle_burst}")
-
-
-def _validate_frontend(r: _Reader, frontend: FrontendConfig) -> None:
-    r.check(
-        "vercelProjectName",
-        bool(_VERCEL_NAME.match(frontend.vercel_project_name)),
-        f"{frontend.vercel_project_name!r}",
-    )
-    r.check(
-        "frontendGitRepository", bool(_REPO.match(frontend.git_repository)), f"{frontend.git_repository!r}"
-    )
-    r.check(
-        "frontendRootDirectory",
-        ".." not in frontend.root_directory.split("/"),
-        f"{frontend.root_directory!r}",
-    )
-    r.check("frontendProductionBranch", bool(frontend.production_branch.strip()), "must not be empty")
-    bad_targets = [t for t in frontend.targets if t not in ("production", "preview", "development")]
-    r.check("frontendTargets", bool(frontend.targets) and not bad_targets, f"{list(frontend.targets)}")
-    bad_domains = [d for d in frontend.domains if not _DOMAIN.match(d)]
-    r.check("frontendDomains", not bad_domains, f"{bad_domains} are not DNS names")
-    bad_origins = [o for o in frontend.extra_cors_origins if not _ORIGIN.match(o)]
-    r.check("extraCorsOrigins", not bad_origins, f"{bad_origins} are not origins")
-    r.check(
-        "frontendDomains",
-        bool(frontend.origins),
-        "no frontend origin: set frontendDomains or extraCorsOrigins",
-    )
-
-
-_HA_REQUIREMENTS: tuple[tuple[str, Callable[[StackConfig], bool], str], ...] = (
-    ("azCount", lambda c: c.network.az_count >= 2, "high availability needs at least 2 AZs"),
-    (
-        "natStrategy",
-        lambda c: c.network.nat_strategy == "per_az",
-        "high availability needs one NAT per AZ (per_az)",
-    ),
-    ("certificateArn", lambda c: c.tls, "high availability serves HTTPS only: a certificate is required"),
-    ("dbMultiAz", lambda c: c.database.multi_az, "high availability needs a Multi-AZ database"),
-    ("dbDeletionProtection", lambda c: c.database.deletion_protection, "must be true with high availability"),
-    (
-        "dbBackupRetentionDays",
-        lambda c: c.database.backup_retention_days >= 7,
-        "must be at least 7 with high availability",
-    ),
-    (
-        "cacheReplicas",
-        lambda c: c.cache.replicas >= 1,
-        "high availability needs at least 1 replica for failover",
-    ),
-    ("uploadMinCount", lambda c: c.upload.min >= 2, "must be at least 2 with high availability"),
-    ("downloadMinCount", lambda c: c.download.min >= 2, "must be at least 2 with high availability"),
-    ("chatMinCount", lambda c: c.chat.min >= 2, "must be at least 2 with high availability"),
-    ("flowLogs", lambda c: c.network.flow_logs, "must be true with high availability"),
-    ("dataProtection", lambda c: c.data_protection, "must be true with high availability"),
-    ("albDeletionProtection", lambda c: c.alb_deletion_protection, "must be true with high availability"),
-    ("albAccessLogs", lambda c: c.alb_access_logs, "must be true with high availability"),
-)
-
-
-def _validate_high_availability(r: _Reader, config: StackConfig) -> None:
-    if config.stack == "production" and not config.high_availability:
-        r.fail("highAvailability", "the production stack must set it to true")
-    if not config.high_availability:
-        return
-    for key, ok, problem in _HA_REQUIREMENTS:
-        if not ok(config):
-            r.fail(key, problem)
 
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]

@@ -12,10 +12,9 @@ import pulumi_aws as aws
 
 from components.alarms import Alarm, create_alarms
 from components.config import Scaling
+from components.container_definition import container_definition
 from components.iam import assume_role_policy, policy_document, statement
-
-# The images run as this uid (see app_code/*/Dockerfile); the task definition pins it as well.
-CONTAINER_USER = "10001:10001"
+from components.service_autoscaling import service_autoscaling
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ class FargateService(pulumi.ComponentResource):
                 opts=child,
             )
 
-        container = self._container_definition(args, log_group.name, full_name)
+        container = container_definition(args, log_group.name, full_name)
         task_definition = aws.ecs.TaskDefinition(
             f"{name}-task-definition",
             family=full_name,
@@ -248,7 +247,16 @@ class FargateService(pulumi.ComponentResource):
             ),
         )
         if autoscaled:
-            self._autoscaling(name, args)
+            service_autoscaling(
+                self,
+                name,
+                scaling=args.scaling,
+                cluster_name=att.cluster_name,
+                service_name=self.service.name,
+                alb_arn_suffix=att.alb_arn_suffix,
+                target_group_arn_suffix=self.target_group.arn_suffix,
+                requests_per_target=args.requests_per_target,
+            )
         self._alarms(name, args, full_name)
         self.register_outputs(
             {
@@ -257,93 +265,6 @@ class FargateService(pulumi.ComponentResource):
                 "target_group_arn": self.target_group.arn,
             }
         )
-
-    def _container_definition(
-        self, args: FargateServiceArgs, log_group: pulumi.Output[str], full_name: str
-    ) -> pulumi.Output[str]:
-        health_probe = (
-            "import urllib.request,sys;"
-            f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{args.port}{args.health_check_path}',"
-            "timeout=3).status==200 else 1)"
-        )
-        definition: dict[str, Any] = {
-            "name": args.service,
-            "image": args.image,
-            "essential": True,
-            "user": CONTAINER_USER,
-            "readonlyRootFilesystem": True,
-            "privileged": False,
-            "portMappings": [{"containerPort": args.port, "protocol": "tcp"}],
-            "environment": [{"name": k, "value": v} for k, v in sorted(args.environment.items())],
-            "secrets": [
-                {"name": k, "valueFrom": ref.value_from()} for k, ref in sorted(args.secrets.items())
-            ],
-            # The root filesystem is read-only; /tmp is the task's own scratch volume.
-            "mountPoints": [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}],  # noqa: S108
-            "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
-            "stopTimeout": args.stop_timeout_seconds,
-            "healthCheck": {
-                "command": ["CMD", "python", "-c", health_probe],
-                "interval": 15,
-                "timeout": 5,
-                "retries": 3,
-                "startPeriod": 20,
-            },
-            "logConfiguration": {
-                "logDriver": "awslogs",
-                "options": {
-                    "awslogs-group": log_group,
-                    "awslogs-region": args.attachment.region,
-                    "awslogs-stream-prefix": full_name,
-                    "mode": "non-blocking",
-                    "max-buffer-size": "4m",
-                },
-            },
-        }
-        if args.command:
-            definition["command"] = list(args.command)
-        return pulumi.Output.json_dumps([definition])
-
-    def _autoscaling(self, name: str, args: FargateServiceArgs) -> None:
-        child = pulumi.ResourceOptions(parent=self)
-        target = aws.appautoscaling.Target(
-            f"{name}-scaling-target",
-            service_namespace="ecs",
-            scalable_dimension="ecs:service:DesiredCount",
-            resource_id=pulumi.Output.concat(
-                "service/", args.attachment.cluster_name, "/", self.service.name
-            ),
-            min_capacity=args.scaling.min,
-            max_capacity=args.scaling.max,
-            opts=child,
-        )
-        metrics = {
-            "cpu": aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
-                predefined_metric_type="ECSServiceAverageCPUUtilization"
-            ),
-            "requests": aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
-                predefined_metric_type="ALBRequestCountPerTarget",
-                resource_label=pulumi.Output.concat(
-                    args.attachment.alb_arn_suffix, "/", self.target_group.arn_suffix
-                ),
-            ),
-        }
-        targets = {"cpu": 60.0, "requests": float(args.requests_per_target)}
-        for metric, spec in metrics.items():
-            aws.appautoscaling.Policy(
-                f"{name}-scale-{metric}",
-                policy_type="TargetTrackingScaling",
-                service_namespace=target.service_namespace,
-                scalable_dimension=target.scalable_dimension,
-                resource_id=target.resource_id,
-                target_tracking_scaling_policy_configuration=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
-                    target_value=targets[metric],
-                    predefined_metric_specification=spec,
-                    scale_in_cooldown=120,
-                    scale_out_cooldown=30,
-                ),
-                opts=child,
-            )
 
     def _alarms(self, name: str, args: FargateServiceArgs, full_name: str) -> None:
         lb = {"LoadBalancer": args.attachment.alb_arn_suffix, "TargetGroup": self.target_group.arn_suffix}

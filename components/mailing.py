@@ -13,10 +13,11 @@ import pulumi_aws as aws
 from components.alarms import Alarm, create_alarms
 from components.config import MAIL_MAX_RECIPIENTS, AuthConfig, MailConfig
 from components.dynamo import table_args
-from components.iam import assume_role_policy, policy_document, statement
+from components.iam import statement
 from components.lambda_archive import MAILER_ROOT, mailer_files
+from components.lambda_function import lambda_function
+from components.mail_http_api import mail_http_api
 
-RUNTIME = "python3.13"
 MAILER_SCHEMA = "mailer/mailer/schema.py"
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 
@@ -118,20 +119,22 @@ class Mailing(pulumi.ComponentResource):
 
         code = lambda_code(args.code_root)
         sender = mail.sender_address
-        self.mailer = self._function(
+        self.mailer = lambda_function(
+            self,
             name,
             "mailer",
             "mailer.worker.handler",
             code,
-            args,
-            mail.mailer_timeout_seconds,
-            {
+            name_prefix=args.name_prefix,
+            log_retention_days=args.log_retention_days,
+            timeout=mail.mailer_timeout_seconds,
+            environment={
                 "MESSAGES_TABLE": self.table.name,
                 "SENDER_ADDRESS": sender,
                 "SES_CONFIGURATION_SET": self.configuration_set.configuration_set_name,
                 "LOG_LEVEL": "INFO",
             },
-            [
+            statements=[
                 statement(
                     [
                         "sqs:ReceiveMessage",
@@ -155,20 +158,22 @@ class Mailing(pulumi.ComponentResource):
                 statement(["ses:SendEmail"], [identity_arn, config_set_arn], sid="SendMail"),
             ],
         )
-        self.api_function = self._function(
+        self.api_function = lambda_function(
+            self,
             name,
             "mail-api",
             "mailer.api.handler",
             code,
-            args,
-            10,
-            {
+            name_prefix=args.name_prefix,
+            log_retention_days=args.log_retention_days,
+            timeout=10,
+            environment={
                 "MESSAGES_TABLE": self.table.name,
                 "MAIL_QUEUE_URL": self.queue.url,
                 "MAX_RECIPIENTS": str(MAIL_MAX_RECIPIENTS),
                 "LOG_LEVEL": "INFO",
             },
-            [
+            statements=[
                 statement(["sqs:SendMessage"], [self.queue.arn], sid="PublishMailEvents"),
                 statement(["dynamodb:Query"], [self.table.arn], sid="ListMessages"),
             ],
@@ -186,7 +191,16 @@ class Mailing(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self.api_url = self._http_api(name, prefix, args)
+        self.api_url = mail_http_api(
+            self,
+            name,
+            prefix,
+            cors_origins=args.cors_origins,
+            auth=args.auth,
+            mail=mail,
+            log_retention_days=args.log_retention_days,
+            function=self.api_function,
+        )
         self._alarms(name, prefix, args)
 
         self.dkim_records = self.identity.dkim_signing_attributes.apply(
@@ -208,140 +222,6 @@ class Mailing(pulumi.ComponentResource):
                 "dkim_records": self.dkim_records,
             }
         )
-
-    def _function(
-        self,
-        name: str,
-        function: str,
-        handler: str,
-        code: pulumi.AssetArchive,
-        args: MailingArgs,
-        timeout: int,
-        environment: dict[str, pulumi.Input[str]],
-        statements: list[dict[str, object]],
-    ) -> aws.lambda_.Function:
-        child = pulumi.ResourceOptions(parent=self)
-        full_name = f"{args.name_prefix}-{function}"
-        # Created before the function, so Lambda never creates an unmanaged group without retention.
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-{function}-logs",
-            name=f"/aws/lambda/{full_name}",
-            retention_in_days=args.log_retention_days,
-            opts=child,
-        )
-        role = aws.iam.Role(
-            f"{name}-{function}-role",
-            assume_role_policy=assume_role_policy("lambda.amazonaws.com"),
-            opts=child,
-        )
-        logs = statement(
-            ["logs:CreateLogStream", "logs:PutLogEvents"],
-            [pulumi.Output.concat(log_group.arn, ":*")],
-            sid="WriteLogs",
-        )
-        policy = aws.iam.RolePolicy(
-            f"{name}-{function}-policy", role=role.id, policy=policy_document(logs, *statements), opts=child
-        )
-        return aws.lambda_.Function(
-            f"{name}-{function}",
-            name=full_name,
-            runtime=RUNTIME,
-            architectures=["arm64"],
-            handler=handler,
-            code=code,
-            role=role.arn,
-            timeout=timeout,
-            memory_size=256,
-            environment=aws.lambda_.FunctionEnvironmentArgs(variables=environment),
-            logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=log_group.name),
-            tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="PassThrough"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, policy]),
-        )
-
-    def _http_api(self, name: str, prefix: str, args: MailingArgs) -> pulumi.Output[str]:
-        child = pulumi.ResourceOptions(parent=self)
-        api = aws.apigatewayv2.Api(
-            f"{name}-api",
-            name=f"{prefix}-api",
-            protocol_type="HTTP",
-            cors_configuration=aws.apigatewayv2.ApiCorsConfigurationArgs(
-                allow_origins=list(args.cors_origins),
-                allow_methods=["GET", "POST", "OPTIONS"],
-                allow_headers=["authorization", "content-type"],
-                max_age=600,
-            ),
-            opts=child,
-        )
-        authorizer = aws.apigatewayv2.Authorizer(
-            f"{name}-jwt",
-            api_id=api.id,
-            authorizer_type="JWT",
-            name="clerk",
-            identity_sources=["$request.header.Authorization"],
-            jwt_configuration=aws.apigatewayv2.AuthorizerJwtConfigurationArgs(
-                issuer=args.auth.issuer, audiences=[args.auth.audience]
-            ),
-            opts=child,
-        )
-        integration = aws.apigatewayv2.Integration(
-            f"{name}-api-integration",
-            api_id=api.id,
-            integration_type="AWS_PROXY",
-            integration_uri=self.api_function.invoke_arn,
-            payload_format_version="2.0",
-            opts=child,
-        )
-        for method in ("GET", "POST"):
-            aws.apigatewayv2.Route(
-                f"{name}-route-{method.lower()}",
-                api_id=api.id,
-                route_key=f"{method} /mail/messages",
-                authorization_type="JWT",
-                authorizer_id=authorizer.id,
-                target=pulumi.Output.concat("integrations/", integration.id),
-                opts=child,
-            )
-        access_logs = aws.cloudwatch.LogGroup(
-            f"{name}-api-access-logs",
-            name=f"/motion/{prefix}-api/access",
-            retention_in_days=args.log_retention_days,
-            opts=child,
-        )
-        stage = aws.apigatewayv2.Stage(
-            f"{name}-api-stage",
-            api_id=api.id,
-            name="$default",
-            auto_deploy=True,
-            default_route_settings=aws.apigatewayv2.StageDefaultRouteSettingsArgs(
-                throttling_rate_limit=args.mail.api_throttle_rate,
-                throttling_burst_limit=args.mail.api_throttle_burst,
-            ),
-            access_log_settings=aws.apigatewayv2.StageAccessLogSettingsArgs(
-                destination_arn=access_logs.arn,
-                format=pulumi.Output.json_dumps(
-                    {
-                        "requestId": "$context.requestId",
-                        "ip": "$context.identity.sourceIp",
-                        "sub": "$context.authorizer.claims.sub",
-                        "route": "$context.routeKey",
-                        "status": "$context.status",
-                        "latencyMs": "$context.responseLatency",
-                        "authError": "$context.authorizer.error",
-                    }
-                ),
-            ),
-            opts=child,
-        )
-        aws.lambda_.Permission(
-            f"{name}-api-invoke",
-            action="lambda:InvokeFunction",
-            function=self.api_function.name,
-            principal="apigateway.amazonaws.com",
-            source_arn=pulumi.Output.concat(api.execution_arn, "/*/*/mail/messages"),
-            opts=child,
-        )
-        # Clients call `<url>/mail/messages`; the URL is only usable once the stage exists.
-        return pulumi.Output.all(api.api_endpoint, stage.id).apply(lambda values: str(values[0]))
 
     def _alarms(self, name: str, prefix: str, args: MailingArgs) -> None:
         create_alarms(

@@ -1,11 +1,11 @@
-"""Regenerates the `config:` schema of Pulumi.yaml from `components.config.KEYS`, the one place keys,
-types and defaults are declared (`python -m devstack.pulumi_yaml`). A test keeps the two in step."""
+"""Regenerates the `config:` schema of Pulumi.yaml from `components.config_keys.KEYS`, the one place
+keys, types and defaults are declared (`python -m devstack.pulumi_yaml`). A test keeps the two in step."""
 
 from __future__ import annotations
 
 import json
 
-from components.config import KEYS, REQUIRED
+from components.config_keys import KEYS, REQUIRED
 from devstack.mocked_program import ROOT
 
 HEADER = """name: motion
@@ -17,7 +17,7 @@ runtime:
     virtualenv: .venv
     typechecker: mypy
 config:
-  # Generated from components/config.py (KEYS) by `python -m devstack.pulumi_yaml`; keys without a
+  # Generated from components/config_keys.py (KEYS) by `python -m devstack.pulumi_yaml`; keys without a
   # default are required. The program loads them through the same table, so defaults also hold under mocks.
 """
 

@@ -6,7 +6,8 @@ import pytest
 import yaml
 from harness import ROOT, ProgramFailed, run_with
 
-from components.config import KEYS, REQUIRED, ConfigError, load_config
+from components.config import ConfigError, load_config
+from components.config_keys import KEYS, REQUIRED
 
 
 def raw(stack: str) -> dict[str, str]:

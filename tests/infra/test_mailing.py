@@ -6,7 +6,7 @@ import json
 
 from harness import StackRun
 
-from components.mailing import RUNTIME
+from components.lambda_function import RUNTIME
 
 QUEUE = "aws:sqs/queue:Queue"
 FUNCTION = "aws:lambda/function:Function"

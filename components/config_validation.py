@@ -1,0 +1,135 @@
+"""Cross-field checks on the parsed config, and the patterns values are matched against. Each check
+records its problem on the reader rather than raising, so one run reports every bad key at once."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from components.config_keys import MAX_AZS, SUBNET_NEWBITS, TIERS
+
+if TYPE_CHECKING:
+    from components.config import ConfigReader, FrontendConfig, MailConfig, NetworkConfig, StackConfig
+
+DOMAIN_PATTERN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+ORIGIN_PATTERN = re.compile(r"^https?://[a-z0-9.-]+(:\d{1,5})?$")
+ACM_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
+VERCEL_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+REPO_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+CONTENT_TYPE_PATTERN = re.compile(r"^[a-z]+/[a-z0-9.+-]+$")
+
+
+def validate_network(r: ConfigReader, network: NetworkConfig) -> None:
+    r.check(
+        "azCount",
+        2 <= network.az_count <= MAX_AZS,
+        f"{network.az_count} AZs (the load balancer and the database need at least 2)",
+    )
+    try:
+        cidr = ipaddress.ip_network(network.vpc_cidr)
+    except ValueError as err:
+        r.fail("vpcCidr", f"{network.vpc_cidr!r} is not a CIDR ({err})")
+        return
+    if cidr.version != 4 or not cidr.is_private:
+        r.fail("vpcCidr", f"{network.vpc_cidr} must be a private IPv4 range")
+    # AWS subnets are at most /28; the fixed layout needs SUBNET_NEWBITS more bits than the VPC.
+    if not 16 <= cidr.prefixlen <= 28 - SUBNET_NEWBITS:
+        needed = len(TIERS) * MAX_AZS
+        r.fail("vpcCidr", f"{network.vpc_cidr} cannot hold {needed} subnet slots of at least /28")
+
+
+def validate_mail(r: ConfigReader, mail: MailConfig) -> None:
+    r.check(
+        "sesSenderDomain",
+        bool(DOMAIN_PATTERN.match(mail.sender_domain)),
+        f"{mail.sender_domain!r} is not a domain",
+    )
+    r.check("mailMaxReceiveCount", 1 <= mail.max_receive_count <= 100, f"{mail.max_receive_count}")
+    r.check("mailBatchSize", 1 <= mail.batch_size <= 10_000, f"{mail.batch_size}")
+    r.check(
+        "mailBatchSize",
+        mail.batch_size <= 10 or mail.batching_window_seconds >= 1,
+        "batches above 10 need mailBatchingWindowSeconds >= 1",
+    )
+    r.check(
+        "mailBatchingWindowSeconds",
+        0 <= mail.batching_window_seconds <= 300,
+        f"{mail.batching_window_seconds}",
+    )
+    r.check("mailMaxConcurrency", 2 <= mail.max_concurrency <= 1000, f"{mail.max_concurrency}")
+    r.check("mailerTimeoutSeconds", 3 <= mail.mailer_timeout_seconds <= 900, f"{mail.mailer_timeout_seconds}")
+    r.check("mailApiThrottleRate", 1 <= mail.api_throttle_rate <= 10_000, f"{mail.api_throttle_rate}")
+    r.check("mailApiThrottleBurst", 1 <= mail.api_throttle_burst <= 5_000, f"{mail.api_throttle_burst}")
+
+
+def validate_frontend(r: ConfigReader, frontend: FrontendConfig) -> None:
+    r.check(
+        "vercelProjectName",
+        bool(VERCEL_NAME_PATTERN.match(frontend.vercel_project_name)),
+        f"{frontend.vercel_project_name!r}",
+    )
+    r.check(
+        "frontendGitRepository",
+        bool(REPO_PATTERN.match(frontend.git_repository)),
+        f"{frontend.git_repository!r}",
+    )
+    r.check(
+        "frontendRootDirectory",
+        ".." not in frontend.root_directory.split("/"),
+        f"{frontend.root_directory!r}",
+    )
+    r.check("frontendProductionBranch", bool(frontend.production_branch.strip()), "must not be empty")
+    bad_targets = [t for t in frontend.targets if t not in ("production", "preview", "development")]
+    r.check("frontendTargets", bool(frontend.targets) and not bad_targets, f"{list(frontend.targets)}")
+    bad_domains = [d for d in frontend.domains if not DOMAIN_PATTERN.match(d)]
+    r.check("frontendDomains", not bad_domains, f"{bad_domains} are not DNS names")
+    bad_origins = [o for o in frontend.extra_cors_origins if not ORIGIN_PATTERN.match(o)]
+    r.check("extraCorsOrigins", not bad_origins, f"{bad_origins} are not origins")
+    r.check(
+        "frontendDomains",
+        bool(frontend.origins),
+        "no frontend origin: set frontendDomains or extraCorsOrigins",
+    )
+
+
+HA_REQUIREMENTS: tuple[tuple[str, Callable[[StackConfig], bool], str], ...] = (
+    ("azCount", lambda c: c.network.az_count >= 2, "high availability needs at least 2 AZs"),
+    (
+        "natStrategy",
+        lambda c: c.network.nat_strategy == "per_az",
+        "high availability needs one NAT per AZ (per_az)",
+    ),
+    ("certificateArn", lambda c: c.tls, "high availability serves HTTPS only: a certificate is required"),
+    ("dbMultiAz", lambda c: c.database.multi_az, "high availability needs a Multi-AZ database"),
+    ("dbDeletionProtection", lambda c: c.database.deletion_protection, "must be true with high availability"),
+    (
+        "dbBackupRetentionDays",
+        lambda c: c.database.backup_retention_days >= 7,
+        "must be at least 7 with high availability",
+    ),
+    (
+        "cacheReplicas",
+        lambda c: c.cache.replicas >= 1,
+        "high availability needs at least 1 replica for failover",
+    ),
+    ("uploadMinCount", lambda c: c.upload.min >= 2, "must be at least 2 with high availability"),
+    ("downloadMinCount", lambda c: c.download.min >= 2, "must be at least 2 with high availability"),
+    ("chatMinCount", lambda c: c.chat.min >= 2, "must be at least 2 with high availability"),
+    ("flowLogs", lambda c: c.network.flow_logs, "must be true with high availability"),
+    ("dataProtection", lambda c: c.data_protection, "must be true with high availability"),
+    ("albDeletionProtection", lambda c: c.alb_deletion_protection, "must be true with high availability"),
+    ("albAccessLogs", lambda c: c.alb_access_logs, "must be true with high availability"),
+)
+
+
+def validate_high_availability(r: ConfigReader, config: StackConfig) -> None:
+    if config.stack == "production" and not config.high_availability:
+        r.fail("highAvailability", "the production stack must set it to true")
+    if not config.high_availability:
+        return
+    for key, ok, problem in HA_REQUIREMENTS:
+        if not ok(config):
+            r.fail(key, problem)

@@ -1,0 +1,61 @@
+"""The container definition of a Fargate service's task: a pure function of the service's arguments,
+no resources."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+
+if TYPE_CHECKING:
+    from components.fargate_service import FargateServiceArgs
+
+# The images run as this uid (see app_code/*/Dockerfile); the task definition pins it as well.
+CONTAINER_USER = "10001:10001"
+
+
+def container_definition(
+    args: FargateServiceArgs, log_group: pulumi.Output[str], full_name: str
+) -> pulumi.Output[str]:
+    """The task's one container, as the JSON ECS expects: locked down, health-checked, logging to
+    `log_group` with `full_name` as the stream prefix."""
+    health_probe = (
+        "import urllib.request,sys;"
+        f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{args.port}{args.health_check_path}',"
+        "timeout=3).status==200 else 1)"
+    )
+    definition: dict[str, Any] = {
+        "name": args.service,
+        "image": args.image,
+        "essential": True,
+        "user": CONTAINER_USER,
+        "readonlyRootFilesystem": True,
+        "privileged": False,
+        "portMappings": [{"containerPort": args.port, "protocol": "tcp"}],
+        "environment": [{"name": k, "value": v} for k, v in sorted(args.environment.items())],
+        "secrets": [{"name": k, "valueFrom": ref.value_from()} for k, ref in sorted(args.secrets.items())],
+        # The root filesystem is read-only; /tmp is the task's own scratch volume.
+        "mountPoints": [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}],  # noqa: S108
+        "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
+        "stopTimeout": args.stop_timeout_seconds,
+        "healthCheck": {
+            "command": ["CMD", "python", "-c", health_probe],
+            "interval": 15,
+            "timeout": 5,
+            "retries": 3,
+            "startPeriod": 20,
+        },
+        "logConfiguration": {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": log_group,
+                "awslogs-region": args.attachment.region,
+                "awslogs-stream-prefix": full_name,
+                "mode": "non-blocking",
+                "max-buffer-size": "4m",
+            },
+        },
+    }
+    if args.command:
+        definition["command"] = list(args.command)
+    return pulumi.Output.json_dumps([definition])

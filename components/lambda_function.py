@@ -1,0 +1,64 @@
+"""One Lambda function with its own log group, role and inline policy: the pieces every function needs,
+wired so the function starts with logging and permissions already in place."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from components.iam import assume_role_policy, policy_document, statement
+
+RUNTIME = "python3.13"
+
+
+def lambda_function(
+    parent: pulumi.Resource,
+    name: str,
+    function: str,
+    handler: str,
+    code: pulumi.AssetArchive,
+    *,
+    name_prefix: str,
+    log_retention_days: int,
+    timeout: int,
+    environment: dict[str, pulumi.Input[str]],
+    statements: list[dict[str, object]],
+) -> aws.lambda_.Function:
+    """`<name_prefix>-<function>`; its children are named `<name>-<function>[-logs|-role|-policy]`."""
+    child = pulumi.ResourceOptions(parent=parent)
+    full_name = f"{name_prefix}-{function}"
+    # Created before the function, so Lambda never creates an unmanaged group without retention.
+    log_group = aws.cloudwatch.LogGroup(
+        f"{name}-{function}-logs",
+        name=f"/aws/lambda/{full_name}",
+        retention_in_days=log_retention_days,
+        opts=child,
+    )
+    role = aws.iam.Role(
+        f"{name}-{function}-role",
+        assume_role_policy=assume_role_policy("lambda.amazonaws.com"),
+        opts=child,
+    )
+    logs = statement(
+        ["logs:CreateLogStream", "logs:PutLogEvents"],
+        [pulumi.Output.concat(log_group.arn, ":*")],
+        sid="WriteLogs",
+    )
+    policy = aws.iam.RolePolicy(
+        f"{name}-{function}-policy", role=role.id, policy=policy_document(logs, *statements), opts=child
+    )
+    return aws.lambda_.Function(
+        f"{name}-{function}",
+        name=full_name,
+        runtime=RUNTIME,
+        architectures=["arm64"],
+        handler=handler,
+        code=code,
+        role=role.arn,
+        timeout=timeout,
+        memory_size=256,
+        environment=aws.lambda_.FunctionEnvironmentArgs(variables=environment),
+        logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=log_group.name),
+        tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="PassThrough"),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[log_group, policy]),
+    )
