@@ -61,8 +61,19 @@ class Platform(pulumi.ComponentResource):
             opts=child,
         )
 
-        # Every alarm of every service notifies this topic.
-        self.alarm_topic = aws.sns.Topic(f"{name}-alarms", name=f"{prefix}-alarms", opts=child)
+        # Every alarm of every service notifies this topic. It is encrypted with a key of ours because
+        # CloudWatch cannot publish to a topic under the AWS-managed SNS key.
+        alarm_key = aws.kms.Key(
+            f"{name}-alarms-key",
+            description=f"{prefix} alarm notifications",
+            enable_key_rotation=True,
+            deletion_window_in_days=30 if args.deletion_protection else 7,
+            policy=self._alarm_key_policy(),
+            opts=child,
+        )
+        self.alarm_topic = aws.sns.Topic(
+            f"{name}-alarms", name=f"{prefix}-alarms", kms_master_key_id=alarm_key.arn, opts=child
+        )
         aws.sns.TopicSubscription(
             f"{name}-alarms-email",
             topic=self.alarm_topic.arn,
@@ -181,6 +192,35 @@ class Platform(pulumi.ComponentResource):
                 "alb_dns_name": self.alb.dns_name,
                 "listener_arn": self.listener_arn,
                 "base_url": self.base_url,
+            }
+        )
+
+    def _alarm_key_policy(self) -> pulumi.Output[str]:
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
+        partition = aws.get_partition_output(opts=pulumi.InvokeOptions(parent=self)).partition
+        return pulumi.Output.json_dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        # The default key policy: the account's IAM policies decide who administers the key.
+                        "Sid": "AccountAdministers",
+                        "Effect": "Allow",
+                        "Principal": {
+                            "AWS": pulumi.Output.concat("arn:", partition, ":iam::", account, ":root")
+                        },
+                        "Action": "kms:*",
+                        "Resource": "*",
+                    },
+                    {
+                        "Sid": "CloudWatchPublishesAlarms",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                        "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                        "Resource": "*",
+                        "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                    },
+                ],
             }
         )
 

@@ -40,7 +40,7 @@ def test_encryption_kms_with_bucket_key_in_production_only(dev: StackRun, produc
     )["rules"][0]
     assert prod_rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
     assert prod_rule["bucketKeyEnabled"] is True
-    assert production.one("aws:kms/key:Key").inputs["enableKeyRotation"] is True
+    assert production.one("aws:kms/key:Key", "files-key").inputs["enableKeyRotation"] is True
 
 
 def test_versioning_in_production_only(dev: StackRun, production: StackRun) -> None:

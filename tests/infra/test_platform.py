@@ -97,3 +97,17 @@ def test_container_insights_per_stack(dev: StackRun, production: StackRun) -> No
 
     assert insights(dev) == "disabled"
     assert insights(production) == "enhanced"
+
+
+def test_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use(stack: StackRun) -> None:
+    topic = stack.one("aws:sns/topic:Topic", "alarms").inputs
+    key = stack.one("aws:kms/key:Key", "alarms-key")
+    assert topic["kmsMasterKeyId"] == f"arn:aws:kms:us-east-1:123456789012:key/{key.name}"
+    assert key.inputs["enableKeyRotation"] is True
+    statements = {s["Sid"]: s for s in key.json("policy")["Statement"]}
+    cloudwatch = statements["CloudWatchPublishesAlarms"]
+    assert cloudwatch["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert cloudwatch["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    assert cloudwatch["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+    subscription = stack.one("aws:sns/topicSubscription:TopicSubscription").inputs
+    assert subscription["protocol"] == "email" and subscription["endpoint"] == stack.config.alarm_email

@@ -7,6 +7,8 @@ received, so the identity provider's token template must only put a verified add
 
 - `POST /mail/messages` `{"recipients": [...], "subject": "...", "body": "..."}`: validate, assign a
   message id, publish the event to SQS, answer 202 `{"id": ...}`. The mailer stores and sends it.
+  With an `Idempotency-Key` header the id is derived from (caller, key) instead of drawn at random,
+  so a retried request yields the same id, and the mailer, idempotent on the id, sends one e-mail.
 - `GET /mail/messages?limit=20&cursor=...`: the caller's sent and received messages, newest first,
   and `next_cursor` (null on the last page).
 """
@@ -27,6 +29,7 @@ from mailer.validation import (
     ValidationError,
     encode_cursor,
     normalize_address,
+    parse_idempotency_key,
     parse_list_query,
     parse_send_request,
 )
@@ -112,12 +115,16 @@ class MailApi:
     def _send(
         self, event: dict[str, Any], sub: str, email: str | None, request_id: str | None
     ) -> dict[str, Any]:
+        idempotency_key = parse_idempotency_key(event.get("headers"))
         request = parse_send_request(_body(event), self._settings.max_recipients)
-        message = MailMessage.accept(request, sender_id=sub, sender_email=email)
+        message = MailMessage.accept(
+            request, sender_id=sub, sender_email=email, idempotency_key=idempotency_key
+        )
         fields: dict[str, Any] = {
             "message_id": message.message_id,
             "sender_id": sub,
             "aws_request_id": request_id,
+            "keyed": idempotency_key is not None,
         }
         try:
             self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=message.to_event())

@@ -62,6 +62,7 @@ class Claim:
     outcome: ClaimOutcome
     claim_id: str | None = None
     attempts: int = 0
+    message: MailMessage | None = None  # when claimed: the stored message, the one to send
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,19 @@ def _content(message: MailMessage) -> dict[str, Any]:
     if message.sender_email is not None:
         item["sender_email"] = {"S": message.sender_email}
     return item
+
+
+def _message(item: dict[str, Any]) -> MailMessage:
+    sender_email = item.get("sender_email")
+    return MailMessage(
+        message_id=item["message_id"]["S"],
+        sender_id=item["sender_id"]["S"],
+        sender_email=sender_email["S"] if sender_email else None,
+        recipients=tuple(value["S"] for value in item["recipients"]["L"]),
+        subject=item["subject"]["S"],
+        body=item["body"]["S"],
+        created_at=item["created_at"]["S"],
+    )
 
 
 def _entry(item: dict[str, Any], folders: Iterable[str]) -> dict[str, Any]:
@@ -116,6 +130,10 @@ class MessageStore:
         comes after them), so a duplicate of a claimed message costs one conditional write.
         (Not a transaction: that would cost twice the write capacity for an atomicity the
         redelivery already gives us.)
+
+        Two events may share an id yet differ (a request retried with the same `Idempotency-Key`
+        is accepted again, at another time): whichever was stored first is the message, so its
+        mailbox entries are the ones (re)written, and `claim` hands it back for sending.
         """
         try:
             self._db.put_item(
@@ -128,9 +146,12 @@ class MessageStore:
             created = True
         except self._db.exceptions.ConditionalCheckFailedException as err:
             created = False
-            state = (err.response.get("Item") or {}).get("send_state", {}).get("S")
+            stored = err.response.get("Item") or self.get_message_item(message.message_id)
+            state = (stored or {}).get("send_state", {}).get("S")
             if state is not None and state != PENDING:
                 return False
+            if stored is not None:
+                message = _message(stored)
         self._write_mailboxes(message)
         return created
 
@@ -185,7 +206,7 @@ class MessageStore:
                     ":zero": {"N": "0"},
                     ":one": {"N": "1"},
                 },
-                ReturnValues="UPDATED_NEW",
+                ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except self._db.exceptions.ConditionalCheckFailedException as err:
@@ -193,8 +214,10 @@ class MessageStore:
             if current is None:
                 raise RuntimeError(f"message {message_id} vanished between save and claim") from None
             return self._why_not(current, now_ms)
-        attempts = int(result["Attributes"]["attempts"]["N"])
-        return Claim("claimed", claim_id=claim_id, attempts=attempts)
+        item = result["Attributes"]
+        return Claim(
+            "claimed", claim_id=claim_id, attempts=int(item["attempts"]["N"]), message=_message(item)
+        )
 
     @staticmethod
     def _why_not(item: dict[str, Any], now_ms: int) -> Claim:

@@ -23,6 +23,8 @@ MAX_ADDRESS_CHARS = 254
 MAX_LOCAL_PART_CHARS = 64
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+IDEMPOTENCY_KEY_HEADER = "idempotency-key"  # payload format 2.0 lower-cases header names
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,128}")
 
 # ASCII only: SES needs internationalised domains in punycode, and a non-ASCII local part needs
 # SMTPUTF8, which we do not promise. Quoted local parts and display names are refused on purpose.
@@ -171,6 +173,16 @@ def parse_send_request(raw: str | None, max_recipients: int) -> SendRequest:
     if problems:
         raise ValidationError(problems)
     return SendRequest(recipients=recipients, subject=subject, body=body)
+
+
+def parse_idempotency_key(headers: Any) -> str | None:
+    """The request's `Idempotency-Key` header, None without one; 1 to 128 printable ASCII characters."""
+    value = headers.get(IDEMPOTENCY_KEY_HEADER) if isinstance(headers, Mapping) else None
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise ValidationError([Problem("Idempotency-Key", "must be 1 to 128 printable ASCII characters")])
+    return value
 
 
 def encode_cursor(sort_key: str) -> str:

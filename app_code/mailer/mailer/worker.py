@@ -172,7 +172,8 @@ class Worker:
             )
             return False
         fields["attempt"] = claim.attempts
-        return self._send(message, claim.claim_id, fields)
+        # What was stored, which may differ from this event (see `MessageStore.save`).
+        return self._send(claim.message or message, claim.claim_id, fields)
 
     def _send(self, message: MailMessage, claim_id: str, fields: dict[str, Any]) -> bool:
         from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from mailer.api import MailApi
 from mailer.message import EVENT_VERSION
-from mailer.validation import encode_cursor
+from mailer.validation import MESSAGE_ID, encode_cursor
 
 from tests.services.mailer.support import MailEnv, claims_event
 
@@ -223,3 +223,59 @@ def test_a_full_last_page_has_no_next_cursor(mail_env: MailEnv) -> None:
 def test_bad_list_parameters_get_400(mail_env: MailEnv, query: dict[str, str], field: str) -> None:
     status, body = list_page(mail_env.api(), "user_alice", **query)
     assert status == 400 and field in problems(body)
+
+
+def keyed(key: str | None, sub: str = "user_alice", payload: Any = VALID) -> dict[str, Any]:
+    event = claims_event(SEND, sub=sub, body=payload)
+    if key is not None:
+        event["headers"]["idempotency-key"] = key
+    return event
+
+
+def queued_events(mail_env: MailEnv) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    while messages := mail_env.sqs.receive_message(
+        QueueUrl=mail_env.resources.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+    ).get("Messages"):
+        found += [json.loads(m["Body"]) for m in messages]
+    return found
+
+
+def test_a_retry_with_the_same_idempotency_key_publishes_the_same_message_id(mail_env: MailEnv) -> None:
+    api = mail_env.api()
+    first_status, first = call(api, keyed("order-42/attempt"))
+    retry_status, retry = call(api, keyed("order-42/attempt"))
+
+    assert first_status == retry_status == 202
+    assert first["id"] == retry["id"] and MESSAGE_ID.fullmatch(first["id"])
+    # Both requests are published (the worker settles the duplicate), under the one id.
+    assert [e["message_id"] for e in queued_events(mail_env)] == [first["id"], first["id"]]
+
+
+def test_idempotency_keys_are_scoped_to_the_caller(mail_env: MailEnv) -> None:
+    api = mail_env.api()
+    alice = call(api, keyed("same-key", sub="user_alice"))[1]["id"]
+    bob = call(api, keyed("same-key", sub="user_bob"))[1]["id"]
+    other_key = call(api, keyed("other-key", sub="user_alice"))[1]["id"]
+    assert len({alice, bob, other_key}) == 3
+
+
+def test_without_an_idempotency_key_every_request_is_a_new_message(mail_env: MailEnv) -> None:
+    api = mail_env.api()
+    ids = {call(api, keyed(None))[1]["id"] for _ in range(5)}
+    assert len(ids) == 5 and all(MESSAGE_ID.fullmatch(i) for i in ids)
+
+
+@pytest.mark.parametrize("key", ["", "k" * 129, "cl\u00e9", "tab\there", "nl\nhere", "\x7f"])
+def test_a_bad_idempotency_key_gets_400(mail_env: MailEnv, key: str) -> None:
+    status, body = call(mail_env.api(), keyed(key))
+    assert status == 400
+    assert problems(body) == {"Idempotency-Key": "must be 1 to 128 printable ASCII characters"}
+    assert mail_env.queue_depth(mail_env.resources.queue_url) == 0
+
+
+@pytest.mark.parametrize(
+    "key", ["k", "k" * 128, " spaced ~!@#$%^&*()_+ key ", "3f2c9a1e-8b7d-4c6a-9e5f-0a1b2c3d4e5f"]
+)
+def test_good_idempotency_keys_are_accepted(mail_env: MailEnv, key: str) -> None:
+    assert call(mail_env.api(), keyed(key))[0] == 202

@@ -377,3 +377,74 @@ def test_a_crash_between_message_and_mailboxes_is_repaired_by_redelivery(
     writes_before = db.calls["batch_write_item"]
     assert worker.handle({"Records": [record]}) == {"batchItemFailures": []}
     assert db.calls["batch_write_item"] == writes_before
+
+
+def mailbox_items(env: MailEnv, partition: str) -> list[dict[str, Any]]:
+    """Every entry in one mailbox partition, read from the table (listing would merge duplicates)."""
+    items: list[dict[str, Any]] = env.dynamodb.query(
+        TableName=env.resources.table_name,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": partition}},
+        ConsistentRead=True,
+    )["Items"]
+    return items
+
+
+def test_a_post_retried_with_its_idempotency_key_sends_one_email(
+    make_mail_env: Callable[..., MailEnv], issuer: Issuer, verifier: TokenVerifier, outbox: Outbox
+) -> None:
+    env = make_mail_env(visibility_timeout=1)
+    request = {"recipients": ["bob@example.org"], "subject": f"Retried {env.token}", "body": "Once."}
+    headers = {**bearer(issuer, "user_alice", email="alice@example.org"), "Idempotency-Key": "retry-me"}
+    with LocalHttpApi(make_app(env.api().handle, verifier)) as gateway:
+        client = httpx.Client(base_url=gateway.url, timeout=10)
+        # The client lost the first answer and retries a moment later (so a later `created_at`).
+        first = client.post("/mail/messages", json=request, headers=headers)
+        time.sleep(0.01)
+        retry = client.post("/mail/messages", json=request, headers=headers)
+        # The same key from another user is another message.
+        other = client.post(
+            "/mail/messages",
+            json={**request, "recipients": ["carol@example.org"]},
+            headers={**bearer(issuer, "user_dave"), "Idempotency-Key": "retry-me"},
+        )
+    assert first.status_code == retry.status_code == other.status_code == 202, (first.text, retry.text)
+    message_id = first.json()["id"]
+    assert retry.json()["id"] == message_id and other.json()["id"] != message_id
+
+    # Both events may come in one batch; one may lose the claim race and be redelivered.
+    poller = SqsPoller(env.resources.queue_url, env.worker().handle, wait_time_seconds=0)
+    deadline = time.monotonic() + 15
+    while env.queue_depth(env.resources.queue_url) and time.monotonic() < deadline:
+        poller.run_once()
+        time.sleep(0.2)
+    assert env.queue_depth(env.resources.queue_url) == 0
+
+    emails = outbox.sent(env.token)
+    assert sorted(e["destinations"]["ToAddresses"][0] for e in emails) == [
+        "bob@example.org",
+        "carol@example.org",
+    ]
+    item = env.store().get_message_item(message_id)
+    assert item is not None and item["send_state"]["S"] == "sent" and item["attempts"]["N"] == "1"
+    assert item["created_at"]["S"] in {first.json()["created_at"], retry.json()["created_at"]}
+    for partition in ("USER#user_alice", "ADDR#bob@example.org"):
+        assert [i["message_id"]["S"] for i in mailbox_items(env, partition)] == [message_id]
+
+
+def test_events_sharing_an_id_store_and_send_the_first_stored(mail_env: MailEnv, outbox: Outbox) -> None:
+    # Two requests with one idempotency key: same id, another time (and here another body).
+    first = mail_env.message(body="first", now=1_700_000_000, idempotency_key="k")
+    second = mail_env.message(body="second", now=1_700_000_005, idempotency_key="k")
+    assert first.message_id == second.message_id and first.created_at != second.created_at
+    store = mail_env.store()
+    assert store.save(first)  # stored, not yet claimed: the next event finds it pending
+
+    worker = mail_env.worker()
+    assert worker.handle({"Records": [sqs_record(second.to_event(), "second")]}) == {"batchItemFailures": []}
+    assert worker.handle({"Records": [sqs_record(first.to_event(), "first")]}) == {"batchItemFailures": []}
+
+    assert [e["body"] for e in outbox.sent(mail_env.token)] == ["first"]
+    for partition in ("USER#user_alice", "ADDR#bob@example.org"):
+        [entry] = mailbox_items(mail_env, partition)
+        assert (entry["created_at"]["S"], entry["body"]["S"]) == (first.created_at, "first")
