@@ -78,9 +78,6 @@ class StackRun:
     def component_of(self, resource: RecordedResource) -> RecordedResource | None:
         return next((a for a in self.ancestors(resource) if a.type.startswith("motion:")), None)
 
-    def by_id(self, id_: str) -> RecordedResource | None:
-        return next((r for r in self.resources if r.id == id_), None)
-
 
 def _unwrap(value: Any, path: str, secrets: set[str]) -> Any:
     if isinstance(value, dict):

@@ -78,10 +78,6 @@ def describe_asset(value: pulumi.Archive | pulumi.Asset) -> str:
     return f"{type(value).__name__}(sha256:{digest.hexdigest()[:16]})"
 
 
-def _secret_paths(resource: RecordedResource) -> frozenset[str]:
-    return resource.secret_paths
-
-
 def render(run: StackRun) -> str:
     children: dict[str | None, list[RecordedResource]] = defaultdict(list)
     for resource in run.resources:
@@ -99,7 +95,7 @@ def render(run: StackRun) -> str:
             lines.append(f"{indent}{resource.type} {resource.name}")
             flat: list[tuple[str, str]] = []
             inputs = {k: v for k, v in resource.inputs.items() if k not in SKIPPED_INPUTS}
-            _flatten(inputs, "", _secret_paths(resource), flat)
+            _flatten(inputs, "", resource.secret_paths, flat)
             for path, value in flat:
                 if path:
                     lines.append(f"{indent}    {path} = {value}")
