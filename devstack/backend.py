@@ -13,7 +13,6 @@ import contextlib
 import functools
 import json
 import os
-import random
 import secrets
 import shutil
 import signal
@@ -38,6 +37,7 @@ from devstack.servers import (
     PostgresServer,
     RedisServer,
     ServerError,
+    pick_port,
     port_is_free,
 )
 
@@ -67,8 +67,9 @@ FILES_DATABASE = "motion_files"
 
 def free_port_base() -> int:
     """A run of free ports for the services, away from a developer's `make run` (tests, benchmarks)."""
+    span = max(SERVICE_PORTS.values()) + 1
     for _ in range(200):
-        base = random.randrange(20_000, 40_000)  # noqa: S311 - not security relevant
+        base = pick_port(span)
         if all(port_is_free(base + offset) for offset in SERVICE_PORTS.values()):
             return base
     raise BackendError("no run of free ports found")

@@ -10,6 +10,7 @@ import abc
 import contextlib
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -30,10 +31,37 @@ class ServerError(RuntimeError):
     """A local server could not be started; the message says why and what to do."""
 
 
+def ephemeral_port_range() -> tuple[int, int]:
+    """The ports the kernel hands out for `bind(0)` and outgoing connections' source ports."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999  # Linux's default
+
+
+def pick_port(span: int = 1) -> int:
+    """A random first port of `span` consecutive ports, all outside the kernel's ephemeral range.
+
+    Ports are chosen here and bound later by another process. A port from the ephemeral range
+    (what `bind(0)` returns) can be taken in between by any client connection's source port or
+    any server started on port 0, which is how CI once lost a service's port; below the range only
+    another explicit choice can collide, and a random draw over ~20k ports makes that rare.
+    """
+    ephemeral_low, ephemeral_high = ephemeral_port_range()
+    low, high = 10_000, ephemeral_low - span
+    if high <= low:  # an unusually wide ephemeral range: use what lies above it
+        low, high = ephemeral_high + 1, 65_536 - span
+    return random.randrange(low, high)  # noqa: S311 - not security relevant
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOCALHOST, 0))
-        return int(sock.getsockname()[1])
+    """A port that is free now and outside the ephemeral range (see `pick_port`)."""
+    for _ in range(200):
+        port = pick_port()
+        if port_is_free(port):
+            return port
+    raise ServerError("no free port found outside the ephemeral range")
 
 
 def port_is_free(port: int) -> bool:
