@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest deps plan plan-snapshots smoke bench clean
+.PHONY: run test lint typecheck pytest deps plan plan-snapshots smoke bench test-image-python clean
 
 $(STAMP): requirements.txt requirements-dev.txt $(wildcard app_code/*/requirements.txt) $(wildcard policy/requirements.txt)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
 
+## The service tests again on the Python the images and Lambdas run (3.13), in its own virtualenv.
+IMAGE_VENV := .venv-image
+test-image-python: deps
+	@python=$${IMAGE_PYTHON:-$$(scripts/image-python.sh)} && \
+	  { test -x $(IMAGE_VENV)/bin/python || "$$python" -m venv $(IMAGE_VENV); } && \
+	  $(IMAGE_VENV)/bin/python -m pip install -q -r requirements-dev.txt && \
+	  PATH="$(CURDIR)/$(IMAGE_VENV)/bin:$$PATH" $(IMAGE_VENV)/bin/python -m pytest -p no:cacheprovider tests/services
+
 ## Each stack's resources as a tree, from the program under mocks.
 plan: $(STAMP)
 	$(BIN)/python -m devstack.plan
@@ -51,4 +59,4 @@ plan-snapshots: $(STAMP)
 	$(BIN)/python -m devstack.plan --write
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(IMAGE_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -254,18 +254,27 @@ def stack_config_values(stack: str) -> dict[str, str]:
     return read_stack_file(stack)
 
 
+_LOOP: asyncio.AbstractEventLoop | None = None
+
+
+def _mock_loop() -> asyncio.AbstractEventLoop:
+    """One event loop for every mock run in this process."""
+    global _LOOP
+    if _LOOP is None or _LOOP.is_closed():
+        _LOOP = asyncio.new_event_loop()
+    return _LOOP
+
+
 def run_program(stack: str, config: Mapping[str, str], program: Callable[[], Any] | None = None) -> StackRun:
     """Run the program once under mocks with this config; raises what the program raises."""
     from components.config import load_stack_config
     from components.program import build
 
     region = str(config.get("aws:region", "us-east-1"))
-    # Pulumi's runtime drives an event loop of the current thread; `asyncio.run` elsewhere in the
-    # same process (service tests) leaves none set, so make sure there is one.
-    try:
-        asyncio.get_event_loop_policy().get_event_loop()
-    except RuntimeError:
-        asyncio.set_event_loop(asyncio.new_event_loop())
+    # Pulumi's runtime drives the current thread's event loop; `asyncio.run` elsewhere in the same
+    # process (service tests) leaves none set, so set ours each time (asking the policy for the
+    # current one is deprecated when there is none).
+    asyncio.set_event_loop(_mock_loop())
     mocks = _Mocks(region)
     monitor = _RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="motion", stack=stack, preview=False, monitor=monitor)
