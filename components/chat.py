@@ -11,7 +11,7 @@ import pulumi_aws as aws
 
 from components.alarms import Alarm, create_alarms
 from components.app_facts import load_app_module
-from components.config import AuthConfig, CacheConfig, Scaling
+from components.config_model import AuthConfig, CacheConfig, Scaling
 from components.container_image import ContainerImage, ContainerImageArgs
 from components.dynamo import table_args
 from components.fargate_service import Attachment, FargateService, FargateServiceArgs, SecretRef

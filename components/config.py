@@ -1,21 +1,32 @@
-"""The stack's typed configuration: one immutable object, loaded with explicit defaults, validated
-before any resource is registered.
+"""Loading the stack's configuration: raw config strings (from the engine or a stack file) in, one
+validated, immutable `StackConfig` out, before any resource is registered.
 
-Every key, its type and its default live in `components.config_keys.KEYS`; the cross-field checks in
-`components.config_validation`. This module turns raw config strings into `StackConfig` with both.
+Every key, its type and its default live in `components.config_keys.KEYS`; the typed model in
+`components.config_model`; the cross-field checks in `components.config_validation`. This module
+applies the per-key checks and raises one `ConfigError` naming every bad key.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
 
-from components.config_keys import KEYS_BY_NAME, MAX_AZS, REQUIRED, SUBNET_NEWBITS, TIERS, Key
+from components.config_keys import KEYS_BY_NAME, PROJECT
+from components.config_model import (
+    NAT_STRATEGIES,
+    AuthConfig,
+    CacheConfig,
+    DatabaseConfig,
+    FilesConfig,
+    FrontendConfig,
+    MailConfig,
+    NetworkConfig,
+    Scaling,
+    StackConfig,
+)
+from components.config_reader import ConfigReader
 from components.config_validation import (
     ACM_ARN_PATTERN,
     CONTENT_TYPE_PATTERN,
@@ -27,8 +38,6 @@ from components.config_validation import (
     validate_network,
 )
 
-PROJECT = "motion"
-NAT_STRATEGIES = ("none", "single", "per_az")
 # CloudWatch Logs accepts only these retention values.
 LOG_RETENTION_DAYS = (
     1,
@@ -55,196 +64,9 @@ LOG_RETENTION_DAYS = (
     3653,
 )
 
-# Recipients per message: SES accepts at most 50 per e-mail.
-MAIL_MAX_RECIPIENTS = 50
-
-NatStrategy = Literal["none", "single", "per_az"]
-
 
 class ConfigError(ValueError):
     """Stack configuration is invalid; the message names every bad key, the stack and what is allowed."""
-
-
-@dataclass(frozen=True, slots=True)
-class Scaling:
-    desired: int
-    min: int
-    max: int
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkConfig:
-    az_count: int
-    nat_strategy: NatStrategy
-    vpc_cidr: str
-    flow_logs: bool
-
-    def subnet_cidr(self, tier: str, az_index: int) -> str:
-        network = ipaddress.ip_network(self.vpc_cidr)
-        slot = TIERS.index(tier) * MAX_AZS + az_index
-        return str(list(network.subnets(new_prefix=network.prefixlen + SUBNET_NEWBITS))[slot])
-
-
-@dataclass(frozen=True, slots=True)
-class DatabaseConfig:
-    instance_class: str
-    allocated_storage_gb: int
-    max_allocated_storage_gb: int
-    multi_az: bool
-    deletion_protection: bool
-    backup_retention_days: int
-    performance_insights: bool
-    engine_version: str
-
-
-@dataclass(frozen=True, slots=True)
-class CacheConfig:
-    node_type: str
-    replicas: int
-
-
-@dataclass(frozen=True, slots=True)
-class AuthConfig:
-    issuer: str
-    jwks_url: str
-    audience: str
-    clerk_publishable_key: str
-
-
-@dataclass(frozen=True, slots=True)
-class MailConfig:
-    sender_domain: str
-    sender_name: str
-    max_receive_count: int
-    batch_size: int
-    batching_window_seconds: int
-    max_concurrency: int
-    mailer_timeout_seconds: int
-    api_throttle_rate: int
-    api_throttle_burst: int
-
-    @property
-    def sender_address(self) -> str:
-        """`From` of every e-mail: the display name and a no-reply address at the verified domain."""
-        return f"{self.sender_name} <no-reply@{self.sender_domain}>"
-
-
-@dataclass(frozen=True, slots=True)
-class FilesConfig:
-    max_upload_bytes: int
-    allowed_content_types: tuple[str, ...]
-    presign_ttl_seconds: int
-
-
-@dataclass(frozen=True, slots=True)
-class FrontendConfig:
-    vercel_project_name: str
-    vercel_team_id: str
-    git_repository: str
-    root_directory: str
-    production_branch: str
-    targets: tuple[str, ...]
-    domains: tuple[str, ...]
-    extra_cors_origins: tuple[str, ...]
-
-    @property
-    def origins(self) -> tuple[str, ...]:
-        """Browser origins allowed by the bucket's and the services' CORS rules."""
-        return tuple(f"https://{d}" for d in self.domains) + self.extra_cors_origins
-
-
-@dataclass(frozen=True, slots=True)
-class StackConfig:
-    project: str
-    stack: str
-    region: str
-    high_availability: bool
-    network: NetworkConfig
-    database: DatabaseConfig
-    cache: CacheConfig
-    upload: Scaling
-    download: Scaling
-    chat: Scaling
-    log_retention_days: int
-    domain: str
-    certificate_arn: str
-    auth: AuthConfig
-    mail: MailConfig
-    files: FilesConfig
-    frontend: FrontendConfig
-    alarm_email: str
-    container_insights: bool
-    alb_deletion_protection: bool
-    alb_access_logs: bool
-    data_protection: bool
-    s3_kms_encryption: bool
-
-    @property
-    def tls(self) -> bool:
-        return bool(self.certificate_arn)
-
-    @property
-    def tags(self) -> dict[str, str]:
-        return {"project": self.project, "stack": self.stack, "managed-by": "pulumi"}
-
-    @property
-    def name_prefix(self) -> str:
-        return f"{self.project}-{self.stack}"
-
-
-# --- parsing -------------------------------------------------------------------------------------
-
-
-class ConfigReader:
-    """Typed access to raw config strings; records problems instead of stopping at the first."""
-
-    def __init__(self, stack: str, raw: Mapping[str, str]) -> None:
-        self.stack = stack
-        self.raw = raw
-        self.errors: list[str] = []
-
-    def fail(self, key: str, problem: str) -> None:
-        allowed = KEYS_BY_NAME[key].allowed if key in KEYS_BY_NAME else ""
-        hint = f" (allowed: {allowed})" if allowed else ""
-        self.errors.append(f"{PROJECT}:{key}: {problem}{hint}")
-
-    def get(self, name: str) -> Any:
-        key = KEYS_BY_NAME[name]
-        if name not in self.raw:
-            if key.default is REQUIRED:
-                self.fail(name, "is required")
-                return ""
-            return tuple(key.default) if key.kind == "array" else key.default
-        text = self.raw[name]
-        try:
-            return _convert(key, text)
-        except ValueError as err:
-            self.fail(name, f"{text!r} is not a valid {key.kind} ({err})")
-            return tuple(key.default or ()) if key.kind == "array" else key.default
-
-    def check(self, name: str, ok: bool, problem: str) -> None:
-        if not ok:
-            self.fail(name, problem)
-
-
-def _convert(key: Key, text: str | Any) -> Any:
-    if not isinstance(text, str):  # already typed (tests may pass Python values)
-        text = json.dumps(text)
-    if key.kind == "string":
-        return text
-    if key.kind == "boolean":
-        if text.lower() in ("true", "false"):
-            return text.lower() == "true"
-        raise ValueError("expected true or false")
-    if key.kind == "integer":
-        value = float(text)
-        if not value.is_integer():
-            raise ValueError("expected a whole number")
-        return int(value)
-    parsed = json.loads(text)
-    if not isinstance(parsed, list) or not all(isinstance(item, str) for item in parsed):
-        raise ValueError("expected a list of strings")
-    return tuple(parsed)
 
 
 def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:

@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+# The Pulumi project: the namespace of every key below (`motion:<key>`) and the `project` of every
+# resource name and tag.
+PROJECT = "motion"
+
 # Subnet layout: each subnet is the VPC CIDR split by SUBNET_NEWBITS, at a fixed slot per (tier, AZ),
 # so adding an AZ later never renumbers the subnets that exist. It lives with the keys because it
 # bounds azCount, and config_validation checks vpcCidr against it.

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from components.config_keys import MAX_AZS, SUBNET_NEWBITS, TIERS
 
 if TYPE_CHECKING:
-    from components.config import ConfigReader, FrontendConfig, MailConfig, NetworkConfig, StackConfig
+    from components.config_model import FrontendConfig, MailConfig, NetworkConfig, StackConfig
+    from components.config_reader import ConfigReader
 
 DOMAIN_PATTERN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

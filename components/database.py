@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alarms import Alarm, create_alarms
-from components.config import DatabaseConfig
+from components.config_model import DatabaseConfig
 
 PORT = 5432
 # Not a default admin name ("postgres", "admin", ...), which scanners try first.

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alarms import Alarm, create_alarms
-from components.config import Scaling
+from components.config_model import Scaling
 from components.container_definition import container_definition
 from components.iam import assume_role_policy, policy_document, statement
 from components.service_autoscaling import service_autoscaling

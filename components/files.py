@@ -11,7 +11,7 @@ import pulumi_aws as aws
 
 from components.app_facts import load_app_module
 from components.buckets import PrivateBucket, PrivateBucketArgs
-from components.config import AuthConfig, DatabaseConfig, FilesConfig, Scaling
+from components.config_model import AuthConfig, DatabaseConfig, FilesConfig, Scaling
 from components.container_image import ContainerImage, ContainerImageArgs
 from components.database import Database, DatabaseArgs
 from components.fargate_service import Attachment, FargateService, FargateServiceArgs, SecretRef

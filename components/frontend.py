@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumiverse_vercel as vercel
 
-from components.config import FrontendConfig
+from components.config_model import FrontendConfig
 
 
 @dataclass(frozen=True)

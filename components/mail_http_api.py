@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_aws as aws
 
-from components.config import AuthConfig, MailConfig
+from components.config_model import AuthConfig, MailConfig
 
 
 def mail_http_api(

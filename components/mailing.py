@@ -11,7 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alarms import Alarm, create_alarms
-from components.config import MAIL_MAX_RECIPIENTS, AuthConfig, MailConfig
+from components.config_model import MAIL_MAX_RECIPIENTS, AuthConfig, MailConfig
 from components.dynamo import table_args
 from components.iam import statement
 from components.lambda_archive import MAILER_ROOT, mailer_files

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.config import NetworkConfig
+from components.config_model import NetworkConfig
 from components.iam import assume_role_policy, policy_document, statement
 
 

@@ -11,7 +11,7 @@ import pulumiverse_vercel as vercel
 
 from components.chat import FACTS as CHAT_FACTS
 from components.chat import Chat, ChatArgs
-from components.config import StackConfig
+from components.config_model import StackConfig
 from components.fargate_service import Attachment
 from components.files import ROUTES as FILES_ROUTES
 from components.files import Files, FilesArgs

@@ -28,7 +28,8 @@ from typing import Any
 import boto3
 
 from components.app_facts import APP_CODE, load_app_module
-from components.config import MAIL_MAX_RECIPIENTS, StackConfig, load_stack_file
+from components.config import load_stack_file
+from components.config_model import MAIL_MAX_RECIPIENTS, StackConfig
 from devstack.identity import Issuer, JwksServer
 from devstack.mail_resources import MailResources, create_mail_resources
 from devstack.servers import (

@@ -17,10 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from files_service.api import ApiError, FilesApi, JSONResponse, error_response
+from files_service.api import FilesApi
 from files_service.cleanup import sweep_forever
 from files_service.db import Database, DatabaseUnavailable
 from files_service.openapi import build_openapi
+from files_service.responses import ApiError, JSONResponse, error_response
 from files_service.routes import HEALTH_CHECK_PATH, OPENAPI_PATH, routes_for
 from files_service.settings import Settings
 from files_service.signer import S3Signer, botocore_credentials

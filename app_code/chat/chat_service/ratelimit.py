@@ -1,0 +1,30 @@
+"""Per-connection rate limits (a connection holds one bucket for sends and one for all frames)."""
+
+from __future__ import annotations
+
+import time
+
+
+class Bucket:
+    """Token bucket: `rate` per second, up to `burst` at once."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if tokens < 1.0:
+            self.tokens = tokens
+            return False
+        self.tokens = tokens - 1.0
+        return True
+
+    def wait_ms(self) -> int:
+        return int((1.0 - self.tokens) / self.rate * 1000) + 1

@@ -1,0 +1,129 @@
+"""The upload role's handlers: declaring an upload (a pre-signed POST), completing it once the object
+is in the bucket, and deleting a file."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from files_service.handler_base import HandlerBase
+from files_service.names import content_type_allowed, normalize_content_type, sanitize_file_name
+from files_service.request_parsing import check_fields, checked_project_id, read_json_object
+from files_service.responses import ApiError, JSONResponse, file_json, iso_time
+from files_service.routes import OBJECT_KEY_PREFIX
+from files_service.storage import PENDING_TAGGING, ObjectStore, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+MAX_RAW_FILE_NAME_CHARS = 1024
+
+
+class UploadHandlers(HandlerBase):
+    async def request_upload(self, request: Request) -> Response:
+        identity = self._identity(request)
+        data = await read_json_object(request)
+        check_fields(data, ("project_id", "file_name", "content_type", "size_bytes"))
+        project_id = checked_project_id(data["project_id"])
+        raw_name = data["file_name"]
+        if not isinstance(raw_name, str) or not 1 <= len(raw_name) <= MAX_RAW_FILE_NAME_CHARS:
+            raise ApiError(400, f"file_name must be a string of 1-{MAX_RAW_FILE_NAME_CHARS} characters")
+        try:
+            file_name = sanitize_file_name(raw_name)
+        except ValueError as err:
+            raise ApiError(400, str(err)) from err
+        raw_type = data["content_type"]
+        if not isinstance(raw_type, str):
+            raise ApiError(400, "content_type must be a string")
+        try:
+            content_type = normalize_content_type(raw_type)
+        except ValueError as err:
+            raise ApiError(400, str(err)) from err
+        if not content_type_allowed(content_type, self.settings.allowed_content_types):
+            raise ApiError(400, f"content type {content_type!r} is not allowed")
+        size = data["size_bytes"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise ApiError(400, "size_bytes must be a positive integer")
+        if size > self.settings.max_upload_bytes:
+            raise ApiError(400, f"size_bytes exceeds the maximum of {self.settings.max_upload_bytes} bytes")
+        if not identity.member_of(project_id):
+            raise ApiError(403, "you are not a member of this project")
+        file_id = uuid.uuid4()
+        object_key = f"{OBJECT_KEY_PREFIX}{project_id}/{file_id}"
+        row = await self.db.create_pending(
+            file_id, project_id, identity.user_id, object_key, file_name, content_type, size
+        )
+        # The object is created tagged as pending, so that the bucket's lifecycle rule removes it if
+        # the upload is never completed; completion removes the tag.
+        post = self.signer.presign_post(
+            object_key, content_type, size, size, self.ttl, tagging=PENDING_TAGGING
+        )
+        return JSONResponse(
+            {
+                "file": file_json(row),
+                "upload": {
+                    "method": "POST",
+                    "url": post.url,
+                    "fields": post.fields,
+                    "expires_at": iso_time(post.expires_at),
+                },
+            },
+            status_code=201,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def complete_upload(self, request: Request) -> Response:
+        _, row = await self._owned_file(request)
+        storage = self._storage()
+        if row["status"] == "available":
+            # A retried completion (e.g. after a lost response) succeeds again. The upload form may
+            # have been posted again since (it stays valid for its TTL), which tags the object as
+            # pending anew; removing the tag again is cheap, and only best effort here.
+            try:
+                await storage.remove_tags(row["object_key"])
+            except StorageUnavailable as err:
+                log.warning("could not remove the pending tag of %s: %s", row["object_key"], err)
+            return JSONResponse({"file": file_json(row)})
+        info = await storage.head(row["object_key"])
+        if info is None:
+            raise ApiError(409, "the object has not been uploaded yet")
+        problems = []
+        if info.size != row["size_bytes"]:
+            problems.append(f"size is {info.size} bytes, declared {row['size_bytes']}")
+        try:
+            actual_type = normalize_content_type(info.content_type)
+        except ValueError:
+            actual_type = info.content_type
+        if actual_type != row["content_type"]:
+            problems.append(f"content type is {info.content_type[:100]!r}, declared {row['content_type']!r}")
+        if problems:
+            # S3 enforces the POST policy; this catches what slipped past it. Removing the object lets
+            # the client upload again with the same form while it is valid.
+            await storage.delete(row["object_key"])
+            raise ApiError(409, "the uploaded object does not match the declaration: " + "; ".join(problems))
+        # Tag first, row second: an available file's object must never carry the pending tag, or
+        # the bucket's lifecycle rule would expire it. If this fails (StorageUnavailable: 503) the
+        # row stays pending and the client retries the completion.
+        if not await storage.remove_tags(row["object_key"]):
+            raise ApiError(409, "the object has not been uploaded yet")
+        completed = await self.db.mark_available(row["id"])
+        if completed is None:
+            completed = await self.db.get_file(row["id"])
+            if completed is None:
+                raise ApiError(404, "no such file")
+        return JSONResponse({"file": file_json(completed)})
+
+    async def delete_file(self, request: Request) -> Response:
+        _, row = await self._owned_file(request)
+        # Object first: if the row went first and the object delete failed, nothing would point
+        # at the orphan any more. A failure here leaves both, and the client can retry.
+        await self._storage().delete(row["object_key"])
+        await self.db.delete_file(row["id"])
+        return Response(status_code=204)
+
+    def _storage(self) -> ObjectStore:
+        if self.storage is None:
+            raise AssertionError("upload routes are only mounted when the role has object storage")
+        return self.storage
