@@ -39,30 +39,13 @@ from components.config_validation import (
 )
 
 # CloudWatch Logs accepts only these retention values.
+# fmt: off
 LOG_RETENTION_DAYS = (
-    1,
-    3,
-    5,
-    7,
-    14,
-    30,
-    60,
-    90,
-    120,
-    150,
-    180,
-    365,
-    400,
-    545,
-    731,
-    1096,
-    1827,
-    2192,
-    2557,
-    2922,
-    3288,
-    3653,
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
 )
+# fmt: on
+SCALED_SERVICES = ("upload", "download", "chat")
 
 
 class ConfigError(ValueError):
@@ -70,124 +53,29 @@ class ConfigError(ValueError):
 
 
 def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
-    """Build and validate the stack's config from raw `motion:*` values (key names without namespace)."""
+    """Build and validate the stack's config from raw `motion:*` values (key names without namespace).
+
+    Each section is read and checked on its own; every problem is collected, then raised at once.
+    """
     r = ConfigReader(stack, raw)
     for unknown in sorted(set(raw) - set(KEYS_BY_NAME)):
         r.errors.append(f"{PROJECT}:{unknown}: unknown key (known keys are listed in Pulumi.yaml)")
     g = r.get
-    nat = g("natStrategy")
-    r.check("natStrategy", nat in NAT_STRATEGIES, f"{nat!r} is not a NAT strategy")
-    network = NetworkConfig(g("azCount"), nat, g("vpcCidr"), g("flowLogs"))
-    validate_network(r, network)
-
-    scalings = {}
-    for svc in ("upload", "download", "chat"):
-        s = Scaling(g(f"{svc}DesiredCount"), g(f"{svc}MinCount"), g(f"{svc}MaxCount"))
-        r.check(
-            f"{svc}MinCount",
-            1 <= s.min <= s.max,
-            f"min {s.min} must be at least 1 and not above {svc}MaxCount ({s.max})",
-        )
-        r.check(
-            f"{svc}DesiredCount",
-            s.min <= s.desired <= s.max,
-            f"desired {s.desired} must lie between {svc}MinCount ({s.min}) and {svc}MaxCount ({s.max})",
-        )
-        r.check(f"{svc}MaxCount", s.max <= 100, f"{s.max} is too many tasks")
-        scalings[svc] = s
-
-    database = DatabaseConfig(
-        g("dbInstanceClass"),
-        g("dbAllocatedStorageGb"),
-        g("dbMaxAllocatedStorageGb"),
-        g("dbMultiAz"),
-        g("dbDeletionProtection"),
-        g("dbBackupRetentionDays"),
-        g("dbPerformanceInsights"),
-        g("dbEngineVersion"),
-    )
-    r.check("dbInstanceClass", database.instance_class.startswith("db."), f"{database.instance_class!r}")
-    r.check(
-        "dbAllocatedStorageGb",
-        20 <= database.allocated_storage_gb <= 65536,
-        f"{database.allocated_storage_gb}",
-    )
-    r.check(
-        "dbMaxAllocatedStorageGb",
-        database.max_allocated_storage_gb == 0
-        or database.max_allocated_storage_gb >= database.allocated_storage_gb,
-        f"{database.max_allocated_storage_gb} is below dbAllocatedStorageGb ({database.allocated_storage_gb})",
-    )
-    r.check(
-        "dbBackupRetentionDays",
-        1 <= database.backup_retention_days <= 35,
-        f"{database.backup_retention_days}",
-    )
-    r.check("dbEngineVersion", database.engine_version.isdigit(), f"{database.engine_version!r}")
-    cache = CacheConfig(g("cacheNodeType"), g("cacheReplicas"))
-    r.check("cacheNodeType", cache.node_type.startswith("cache."), f"{cache.node_type!r}")
-    r.check("cacheReplicas", 0 <= cache.replicas <= 5, f"{cache.replicas}")
-
+    network = _network(r)
+    scalings = {svc: _scaling(r, svc) for svc in SCALED_SERVICES}
+    database = _database(r)
+    cache = _cache(r)
     retention = g("logRetentionDays")
     r.check(
         "logRetentionDays",
         retention in LOG_RETENTION_DAYS,
         f"{retention} is not a CloudWatch retention value",
     )
-    domain, cert = g("domain"), g("certificateArn")
-    r.check("domain", not domain or bool(DOMAIN_PATTERN.match(domain)), f"{domain!r} is not a DNS name")
-    r.check("certificateArn", not cert or bool(ACM_ARN_PATTERN.match(cert)), f"{cert!r}")
-    r.check(
-        "certificateArn",
-        not cert or bool(domain),
-        "a certificate needs motion:domain to name the host it covers",
-    )
-
-    auth = AuthConfig(g("authIssuer"), g("authJwksUrl"), g("authAudience"), g("clerkPublishableKey"))
-    for key, value in (("authIssuer", auth.issuer), ("authJwksUrl", auth.jwks_url)):
-        r.check(key, value.startswith("https://") and len(value) > len("https://"), f"{value!r}")
-    r.check(
-        "authAudience", bool(auth.audience), "is required (API Gateway's JWT authorizer needs an audience)"
-    )
-    r.check(
-        "clerkPublishableKey",
-        auth.clerk_publishable_key.startswith(("pk_test_", "pk_live_")),
-        f"{auth.clerk_publishable_key!r}",
-    )
-
-    mail = MailConfig(
-        g("sesSenderDomain"),
-        g("mailSenderName"),
-        g("mailMaxReceiveCount"),
-        g("mailBatchSize"),
-        g("mailBatchingWindowSeconds"),
-        g("mailMaxConcurrency"),
-        g("mailerTimeoutSeconds"),
-        g("mailApiThrottleRate"),
-        g("mailApiThrottleBurst"),
-    )
-    validate_mail(r, mail)
-    files = FilesConfig(g("filesMaxUploadBytes"), g("filesAllowedContentTypes"), g("filesPresignTtlSeconds"))
-    r.check("filesMaxUploadBytes", 1 <= files.max_upload_bytes <= 5 * 1024**3, f"{files.max_upload_bytes}")
-    r.check(
-        "filesAllowedContentTypes",
-        bool(files.allowed_content_types)
-        and all(CONTENT_TYPE_PATTERN.match(t) for t in files.allowed_content_types),
-        f"{list(files.allowed_content_types)}",
-    )
-    r.check("filesPresignTtlSeconds", 30 <= files.presign_ttl_seconds <= 900, f"{files.presign_ttl_seconds}")
-
-    frontend = FrontendConfig(
-        g("vercelProjectName"),
-        g("vercelTeamId"),
-        g("frontendGitRepository"),
-        g("frontendRootDirectory"),
-        g("frontendProductionBranch"),
-        g("frontendTargets"),
-        g("frontendDomains"),
-        g("extraCorsOrigins"),
-    )
-    validate_frontend(r, frontend)
+    domain, cert = _domain_and_certificate(r)
+    auth = _auth(r)
+    mail = _mail(r)
+    files = _files(r)
+    frontend = _frontend(r)
     alarm_email = g("alarmEmail")
     r.check("alarmEmail", bool(EMAIL_PATTERN.match(alarm_email)), f"{alarm_email!r} is not an e-mail address")
 
@@ -225,6 +113,135 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
             + "\n  - ".join(r.errors)
         )
     return config
+
+
+def _network(r: ConfigReader) -> NetworkConfig:
+    nat = r.get("natStrategy")
+    r.check("natStrategy", nat in NAT_STRATEGIES, f"{nat!r} is not a NAT strategy")
+    network = NetworkConfig(r.get("azCount"), nat, r.get("vpcCidr"), r.get("flowLogs"))
+    validate_network(r, network)
+    return network
+
+
+def _scaling(r: ConfigReader, svc: str) -> Scaling:
+    s = Scaling(r.get(f"{svc}DesiredCount"), r.get(f"{svc}MinCount"), r.get(f"{svc}MaxCount"))
+    r.check(
+        f"{svc}MinCount",
+        1 <= s.min <= s.max,
+        f"min {s.min} must be at least 1 and not above {svc}MaxCount ({s.max})",
+    )
+    r.check(
+        f"{svc}DesiredCount",
+        s.min <= s.desired <= s.max,
+        f"desired {s.desired} must lie between {svc}MinCount ({s.min}) and {svc}MaxCount ({s.max})",
+    )
+    r.check(f"{svc}MaxCount", s.max <= 100, f"{s.max} is too many tasks")
+    return s
+
+
+def _database(r: ConfigReader) -> DatabaseConfig:
+    db = DatabaseConfig(
+        r.get("dbInstanceClass"),
+        r.get("dbAllocatedStorageGb"),
+        r.get("dbMaxAllocatedStorageGb"),
+        r.get("dbMultiAz"),
+        r.get("dbDeletionProtection"),
+        r.get("dbBackupRetentionDays"),
+        r.get("dbPerformanceInsights"),
+        r.get("dbEngineVersion"),
+    )
+    r.check("dbInstanceClass", db.instance_class.startswith("db."), f"{db.instance_class!r}")
+    r.check("dbAllocatedStorageGb", 20 <= db.allocated_storage_gb <= 65536, f"{db.allocated_storage_gb}")
+    r.check(
+        "dbMaxAllocatedStorageGb",
+        db.max_allocated_storage_gb == 0 or db.max_allocated_storage_gb >= db.allocated_storage_gb,
+        f"{db.max_allocated_storage_gb} is below dbAllocatedStorageGb ({db.allocated_storage_gb})",
+    )
+    r.check("dbBackupRetentionDays", 1 <= db.backup_retention_days <= 35, f"{db.backup_retention_days}")
+    r.check("dbEngineVersion", db.engine_version.isdigit(), f"{db.engine_version!r}")
+    return db
+
+
+def _cache(r: ConfigReader) -> CacheConfig:
+    cache = CacheConfig(r.get("cacheNodeType"), r.get("cacheReplicas"))
+    r.check("cacheNodeType", cache.node_type.startswith("cache."), f"{cache.node_type!r}")
+    r.check("cacheReplicas", 0 <= cache.replicas <= 5, f"{cache.replicas}")
+    return cache
+
+
+def _domain_and_certificate(r: ConfigReader) -> tuple[str, str]:
+    domain, cert = r.get("domain"), r.get("certificateArn")
+    r.check("domain", not domain or bool(DOMAIN_PATTERN.match(domain)), f"{domain!r} is not a DNS name")
+    r.check("certificateArn", not cert or bool(ACM_ARN_PATTERN.match(cert)), f"{cert!r}")
+    r.check(
+        "certificateArn",
+        not cert or bool(domain),
+        "a certificate needs motion:domain to name the host it covers",
+    )
+    return domain, cert
+
+
+def _auth(r: ConfigReader) -> AuthConfig:
+    auth = AuthConfig(
+        r.get("authIssuer"), r.get("authJwksUrl"), r.get("authAudience"), r.get("clerkPublishableKey")
+    )
+    for key, value in (("authIssuer", auth.issuer), ("authJwksUrl", auth.jwks_url)):
+        r.check(key, value.startswith("https://") and len(value) > len("https://"), f"{value!r}")
+    r.check(
+        "authAudience", bool(auth.audience), "is required (API Gateway's JWT authorizer needs an audience)"
+    )
+    r.check(
+        "clerkPublishableKey",
+        auth.clerk_publishable_key.startswith(("pk_test_", "pk_live_")),
+        f"{auth.clerk_publishable_key!r}",
+    )
+    return auth
+
+
+def _mail(r: ConfigReader) -> MailConfig:
+    mail = MailConfig(
+        r.get("sesSenderDomain"),
+        r.get("mailSenderName"),
+        r.get("mailMaxReceiveCount"),
+        r.get("mailBatchSize"),
+        r.get("mailBatchingWindowSeconds"),
+        r.get("mailMaxConcurrency"),
+        r.get("mailerTimeoutSeconds"),
+        r.get("mailApiThrottleRate"),
+        r.get("mailApiThrottleBurst"),
+    )
+    validate_mail(r, mail)
+    return mail
+
+
+def _files(r: ConfigReader) -> FilesConfig:
+    files = FilesConfig(
+        r.get("filesMaxUploadBytes"), r.get("filesAllowedContentTypes"), r.get("filesPresignTtlSeconds")
+    )
+    r.check("filesMaxUploadBytes", 1 <= files.max_upload_bytes <= 5 * 1024**3, f"{files.max_upload_bytes}")
+    r.check(
+        "filesAllowedContentTypes",
+        bool(files.allowed_content_types)
+        and all(CONTENT_TYPE_PATTERN.match(t) for t in files.allowed_content_types),
+        f"{list(files.allowed_content_types)}",
+    )
+    r.check("filesPresignTtlSeconds", 30 <= files.presign_ttl_seconds <= 900, f"{files.presign_ttl_seconds}")
+    return files
+
+
+def _frontend(r: ConfigReader) -> FrontendConfig:
+    frontend = FrontendConfig(
+        r.get("vercelProjectName"),
+        r.get("vercelTeamId"),
+        r.get("frontendGitRepository"),
+        r.get("frontendRootDirectory"),
+        r.get("frontendProductionBranch"),
+        r.get("frontendTargets"),
+        r.get("frontendDomains"),
+        r.get("extraCorsOrigins"),
+    )
+    validate_frontend(r, frontend)
+    return frontend
 
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]

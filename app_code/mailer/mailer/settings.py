@@ -1,7 +1,7 @@
 """The environment contract of both mailer Lambdas (see docs/service-settings.md, "Mailer").
 
 Settings are read once per process and validated up front, so a misconfigured function fails on
-its first invocation with a message naming the variable instead of half-working.
+its first invocation with one message naming every bad variable instead of half-working.
 """
 
 from __future__ import annotations
@@ -38,23 +38,25 @@ class Settings:
 
     @classmethod
     def from_env(cls, role: Role, environ: Mapping[str, str] | None = None) -> Settings:
+        """The role's settings; one SettingsError naming every missing or invalid variable."""
         env = os.environ if environ is None else environ
+        problems: list[str] = []
 
         def get(name: str) -> str | None:
             value = env.get(name, "").strip()
             return value or None
 
-        def required(name: str) -> str:
+        def required(name: str) -> str | None:
             value = get(name)
             if value is None:
-                raise SettingsError(f"{name} must be set for the mail {role}")
+                problems.append(f"{name} must be set for the mail {role}")
             return value
 
         table = required("MESSAGES_TABLE")
         queue_url = required("MAIL_QUEUE_URL") if role == "api" else get("MAIL_QUEUE_URL")
         sender = required("SENDER_ADDRESS") if role == "worker" else get("SENDER_ADDRESS")
         if sender is not None and not _SENDER.fullmatch(sender):
-            raise SettingsError(
+            problems.append(
                 f"SENDER_ADDRESS must be 'name@domain' or 'Display Name <name@domain>', got {sender!r}"
             )
 
@@ -64,17 +66,21 @@ class Settings:
             try:
                 max_recipients = int(raw_max)
             except ValueError:
-                raise SettingsError(f"MAX_RECIPIENTS must be an integer, got {raw_max!r}") from None
-            if not 1 <= max_recipients <= SES_MAX_DESTINATIONS:
-                raise SettingsError(
-                    f"MAX_RECIPIENTS must be between 1 and {SES_MAX_DESTINATIONS} "
-                    f"(SES destinations per e-mail), got {max_recipients}"
-                )
+                problems.append(f"MAX_RECIPIENTS must be an integer, got {raw_max!r}")
+            else:
+                if not 1 <= max_recipients <= SES_MAX_DESTINATIONS:
+                    problems.append(
+                        f"MAX_RECIPIENTS must be between 1 and {SES_MAX_DESTINATIONS} "
+                        f"(SES destinations per e-mail), got {max_recipients}"
+                    )
 
         log_level = (get("LOG_LEVEL") or "INFO").upper()
         if log_level not in LOG_LEVELS:
-            raise SettingsError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+            problems.append(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
 
+        # Everything at once, so one failed deploy shows every variable to fix.
+        if problems or table is None:
+            raise SettingsError(f"invalid mail {role} settings: " + "; ".join(problems))
         return cls(
             messages_table=table,
             mail_queue_url=queue_url,

@@ -64,6 +64,21 @@ def test_bad_settings_name_the_variable(role: str, env: dict[str, str], names: s
         Settings.from_env(role, env)  # type: ignore[arg-type]
 
 
+def test_every_bad_setting_is_named_in_one_error() -> None:
+    env = {"SENDER_ADDRESS": "nobody", "MAX_RECIPIENTS": "many", "LOG_LEVEL": "loud"}
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env("worker", env)
+    message = str(raised.value)
+    assert message.startswith("invalid mail worker settings: ")
+    problems = message.removeprefix("invalid mail worker settings: ").split("; ")
+    assert [p.split()[0] for p in problems] == [
+        "MESSAGES_TABLE",
+        "SENDER_ADDRESS",
+        "MAX_RECIPIENTS",
+        "LOG_LEVEL",
+    ]
+
+
 def message() -> MailMessage:
     request = SendRequest(recipients=("bob@example.org",), subject="Hi", body="Body\n")
     return MailMessage.accept(request, sender_id="user_alice", sender_email="alice@example.org")
