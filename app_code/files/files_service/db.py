@@ -1,4 +1,4 @@
-"""PostgreSQL access: a pool, versioned migrations, and the queries the routes need.
+"""PostgreSQL access: a pool (migrated at start-up, see `migrator`) and the queries the routes need.
 
 The service must outlive a database restart or fail-over without being restarted itself. asyncpg's
 pool replaces a closed connection on the next acquire, so an operation that fails because its
@@ -9,27 +9,21 @@ gets DatabaseUnavailable (503), never a 500. Every operation here is safe to rep
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 from typing import Any, TypeVar
 
 import asyncpg
 
+from files_service.migrator import migrate
 from files_service.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# pg_advisory_lock key: the 8 bytes of "files-db", so that no other service's migrator collides.
-MIGRATION_LOCK_ID = int.from_bytes(b"files-db", "big") & 0x7FFF_FFFF_FFFF_FFFF
-_MIGRATION_NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 # Raised when a connection is lost or the server is shutting down or starting up.
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -48,87 +42,6 @@ _STARTUP_ERRORS: tuple[type[BaseException], ...] = (*_CONNECTION_ERRORS, Timeout
 
 class DatabaseUnavailable(RuntimeError):
     """The database could not be reached or did not answer in time."""
-
-
-class MigrationError(RuntimeError):
-    """The migrations on disk and in the database disagree."""
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-    @property
-    def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
-
-
-def load_migrations() -> list[Migration]:
-    found: list[Migration] = []
-    for entry in resources.files("files_service.migrations").iterdir():
-        match = _MIGRATION_NAME_RE.match(entry.name)
-        if match is None:
-            if entry.name.endswith(".sql"):
-                raise MigrationError(f"migration file {entry.name!r} is not named NNNN_name.sql")
-            continue
-        found.append(Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
-    found.sort(key=lambda m: m.version)
-    versions = [m.version for m in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise MigrationError(f"migration versions must be 1..N without gaps or duplicates, got {versions}")
-    return found
-
-
-async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None = None) -> list[int]:
-    """Apply pending migrations, each in its own transaction; returns the versions applied.
-
-    Both services and all their tasks run this at start-up; the advisory lock makes them take
-    turns, so exactly one applies each migration and the others see it as done.
-    """
-    migrations = load_migrations() if migrations is None else migrations
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
-    try:
-        await conn.execute(
-            """CREATE TABLE IF NOT EXISTS files_schema_migrations (
-                version    integer     PRIMARY KEY,
-                name       text        NOT NULL,
-                checksum   text        NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now()
-            )"""
-        )
-        applied = {
-            row["version"]: row
-            for row in await conn.fetch("SELECT version, name, checksum FROM files_schema_migrations")
-        }
-        done: list[int] = []
-        for migration in migrations:
-            row = applied.get(migration.version)
-            if row is not None:
-                if row["checksum"] != migration.checksum:
-                    raise MigrationError(
-                        f"migration {migration.version:04d}_{migration.name} was changed after it was applied; "
-                        "add a new migration instead"
-                    )
-                continue
-            async with conn.transaction():
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO files_schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    migration.version,
-                    migration.name,
-                    migration.checksum,
-                )
-            log.info("applied migration %04d_%s", migration.version, migration.name)
-            done.append(migration.version)
-        newer = sorted(set(applied) - {m.version for m in migrations})
-        if newer:
-            # A rolling deploy can run older code against a newer schema; migrations only add.
-            log.warning("database has migrations this code does not know: %s", newer)
-        return done
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
 
 
 _DOWNLOAD_SQL = """

@@ -9,14 +9,8 @@ from collections.abc import Callable
 
 import asyncpg
 import pytest
-from files_service.db import (
-    Database,
-    DatabaseUnavailable,
-    Migration,
-    MigrationError,
-    load_migrations,
-    migrate,
-)
+from files_service.db import Database, DatabaseUnavailable
+from files_service.migrator import Migration, MigrationError, load_migrations, migrate
 from files_service.settings import DatabaseSettings
 
 from devstack.servers import LOCALHOST, PostgresServer, free_port
