@@ -7,7 +7,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck pytest deps plan plan-snapshots smoke bench test-image-python clean
 
-$(STAMP): requirements.txt requirements-dev.txt $(wildcard app_code/*/requirements.txt) $(wildcard policy/requirements.txt)
+REQUIREMENTS := requirements.txt requirements-dev.txt $(wildcard app_code/*/requirements.txt) $(wildcard policy/requirements.txt)
+
+$(STAMP): $(REQUIREMENTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
@@ -45,11 +47,13 @@ pytest: $(STAMP)
 
 ## The service tests again on the Python the images and Lambdas run (3.13), in its own virtualenv.
 IMAGE_VENV := .venv-image
-test-image-python: deps
-	@python=$${IMAGE_PYTHON:-$$(scripts/image-python.sh)} && \
-	  { test -x $(IMAGE_VENV)/bin/python || "$$python" -m venv $(IMAGE_VENV); } && \
-	  $(IMAGE_VENV)/bin/python -m pip install -q -r requirements-dev.txt && \
-	  PATH="$(CURDIR)/$(IMAGE_VENV)/bin:$$PATH" $(IMAGE_VENV)/bin/python -m pytest -p no:cacheprovider tests/services
+$(IMAGE_VENV)/.installed: $(REQUIREMENTS)
+	@test -x $(IMAGE_VENV)/bin/python || { python=$${IMAGE_PYTHON:-$$(scripts/image-python.sh)} && "$$python" -m venv $(IMAGE_VENV); }
+	$(IMAGE_VENV)/bin/python -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+test-image-python: deps $(IMAGE_VENV)/.installed
+	PATH="$(CURDIR)/$(IMAGE_VENV)/bin:$$PATH" $(IMAGE_VENV)/bin/python -m pytest -p no:cacheprovider tests/services
 
 ## Each stack's resources as a tree, from the program under mocks.
 plan: $(STAMP)

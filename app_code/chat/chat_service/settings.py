@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from motion_common.env import EnvReader
+from motion_common.env import REGION_RE, EnvReader
 from motion_common.env import SettingsError as SettingsError  # raised by Settings.from_env
 
 from chat_service import DEFAULT_PORT, PING_INTERVAL_SECONDS, SHUTDOWN_GRACE_SECONDS
@@ -26,7 +26,6 @@ DEFAULT_SEND_BURST = 20
 DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024
 # DynamoDB table names: 3-255 of [a-zA-Z0-9_.-].
 TABLE_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
-REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z0-9]+)+-\d$")
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,8 @@ FALSE_VALUES: Final = ("0", "false", "no", "off")
 HTTP_URL_RE: Final = re.compile(r"^https?://[^\s/]+")
 # A browser origin: scheme, host and optional port, and nothing after them.
 ORIGIN_RE: Final = re.compile(r"^https?://[^\s/]+$")
+# An AWS region name such as eu-west-1 or us-gov-east-1.
+REGION_RE: Final = re.compile(r"^[a-z]{2}(?:-[a-z0-9]+)+-\d$")
 
 _N = TypeVar("_N", int, float)
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, cast
 
-from motion_common.env import EnvReader
+from motion_common.env import REGION_RE, EnvReader
 from motion_common.env import SettingsError as SettingsError  # raised by Settings.from_env
 
 Role = Literal["upload", "download", "all"]
@@ -49,7 +49,6 @@ DEFAULT_ALLOWED_CONTENT_TYPES = (
 CONTENT_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/(?:[a-z0-9][a-z0-9!#$&^_.+-]{0,126}|\*)$")
 # S3 bucket naming rules; dots are refused because they break TLS for virtual-hosted URLs.
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z0-9]+)+-\d$")
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,16 +31,13 @@ TABLE: Final[dict[str, Any]] = {
         {"AttributeName": PARTITION_KEY, "AttributeType": "S"},
         {"AttributeName": SORT_KEY, "AttributeType": "S"},
     ],
-    "GlobalSecondaryIndexes": [],
     "BillingMode": "PAY_PER_REQUEST",
 }
 
 
 def create_table_kwargs(table_name: str) -> dict[str, Any]:
-    """Arguments for `dynamodb.create_table`; DynamoDB rejects an empty index list, so it is left out."""
+    """Arguments for `dynamodb.create_table` (fresh copies, so callers may modify them)."""
     kwargs: dict[str, Any] = {"TableName": table_name}
     for key, value in TABLE.items():
-        if value == []:
-            continue
         kwargs[key] = [dict(entry) for entry in value] if isinstance(value, list) else value
     return kwargs

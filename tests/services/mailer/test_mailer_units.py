@@ -135,7 +135,7 @@ def test_table_schema_is_complete_create_table_input() -> None:
     defined = {a["AttributeName"] for a in kwargs["AttributeDefinitions"]}
     assert {k["AttributeName"] for k in kwargs["KeySchema"]} <= defined
     assert [k["KeyType"] for k in kwargs["KeySchema"]] == ["HASH", "RANGE"]
-    # DynamoDB refuses an empty index list, and callers must not be able to mutate the shared data.
+    # No index (mailbox entries carry their content); callers must not be able to mutate the shared data.
     assert "GlobalSecondaryIndexes" not in kwargs
     kwargs["KeySchema"][0]["AttributeName"] = "changed"
     assert TABLE["KeySchema"][0]["AttributeName"] == "pk"
