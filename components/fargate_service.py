@@ -110,7 +110,7 @@ class FargateService(pulumi.ComponentResource):
             execution_statements.append(
                 statement(["secretsmanager:GetSecretValue"], secret_arns, sid="InjectSecrets")
             )
-        aws.iam.RolePolicy(
+        execution_policy = aws.iam.RolePolicy(
             f"{name}-execution-policy",
             role=self.execution_role.id,
             policy=policy_document(*execution_statements),
@@ -239,11 +239,14 @@ class FargateService(pulumi.ComponentResource):
                 )
             ],
             # Autoscaling owns the running count once the service exists. New tasks start only once
-            # their role's permissions are in place (new code may need new actions).
+            # both roles' permissions are in place: the execution role's to pull the image, write logs
+            # and inject secrets at task start (ECS stops a task that cannot), the task role's because
+            # new code may need new actions. Inline policies are separate resources, so nothing else
+            # orders them before the service.
             opts=pulumi.ResourceOptions(
                 parent=self,
                 ignore_changes=["desiredCount"] if autoscaled else None,
-                depends_on=[task_policy] if task_policy is not None else None,
+                depends_on=[execution_policy, *([task_policy] if task_policy is not None else [])],
             ),
         )
         if autoscaled:

@@ -10,6 +10,15 @@ import pulumi_aws as aws
 from components.config_model import NetworkConfig
 from components.iam import assume_role_policy, policy_document, statement
 
+# What a flow log's role needs on its log group, as the VPC User Guide lists it ("IAM role for publishing
+# flow logs to CloudWatch Logs"); DescribeLogGroups is granted apart (see `_flow_logs`).
+FLOW_LOG_GROUP_ACTIONS = (
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "logs:DescribeLogStreams",
+)
+
 
 @dataclass(frozen=True)
 class NetworkArgs:
@@ -175,10 +184,20 @@ class Network(pulumi.ComponentResource):
             retention_in_days=retention,
             opts=child,
         )
-        account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
+        caller = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self))
+        region = aws.get_region_output(opts=pulumi.InvokeOptions(parent=self)).region
+        account = caller.account_id
+        # The trust and permissions AWS documents for a flow log that publishes to CloudWatch Logs
+        # ("IAM role for publishing flow logs to CloudWatch Logs", VPC User Guide,
+        # vpc/latest/userguide/flow-logs-iam-role.html): the five logs actions, and a trust policy pinned
+        # to our account and our account's flow logs (confused deputy).
         role = aws.iam.Role(
             f"{name}-flow-logs-role",
-            assume_role_policy=assume_role_policy("vpc-flow-logs.amazonaws.com", account),
+            assume_role_policy=assume_role_policy(
+                "vpc-flow-logs.amazonaws.com",
+                account,
+                source_arn=pulumi.Output.concat("arn:aws:ec2:", region, ":", account, ":vpc-flow-log/*"),
+            ),
             opts=child,
         )
         aws.iam.RolePolicy(
@@ -186,9 +205,17 @@ class Network(pulumi.ComponentResource):
             role=role.id,
             policy=policy_document(
                 statement(
-                    ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                    FLOW_LOG_GROUP_ACTIONS,
                     [log_group.arn, pulumi.Output.concat(log_group.arn, ":*")],
-                )
+                    sid="WriteFlowLogs",
+                ),
+                # DescribeLogGroups lists groups; it names no single one, so it is scoped to this
+                # account's and region's log groups rather than to ours.
+                statement(
+                    ["logs:DescribeLogGroups"],
+                    [pulumi.Output.concat("arn:aws:logs:", region, ":", account, ":log-group:*")],
+                    sid="FindLogGroup",
+                ),
             ),
             opts=child,
         )

@@ -38,6 +38,8 @@ class RecordedResource:
     id: str
     custom: bool
     secret_paths: frozenset[str] = frozenset()
+    # URNs this resource waits for: `depends_on` plus every resource whose outputs its inputs use.
+    dependencies: frozenset[str] = frozenset()
 
     def json(self, key: str) -> Any:
         """An input that holds a JSON document (IAM policies, container definitions), parsed."""
@@ -242,6 +244,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     id=response.id or "",
                     custom=bool(request.custom),
                     secret_paths=frozenset(secrets),
+                    dependencies=frozenset(request.dependencies),
                 )
             )
         return response

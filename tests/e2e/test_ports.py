@@ -17,6 +17,9 @@ def test_free_ports_are_bindable_and_below_the_ephemeral_range() -> None:
         port = free_port()
         assert 10_000 <= port < low
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            # As the servers bind: with SO_REUSEADDR, so a port whose last connection is still in
+            # TIME_WAIT (an earlier test's) counts as free. Without it such a port fails here at random.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((LOCALHOST, port))
 
 

@@ -104,3 +104,50 @@ def test_flow_logs_only_where_enabled(dev: StackRun, production: StackRun) -> No
     assert group.inputs["retentionInDays"] == 365
     policy = production.one("aws:iam/rolePolicy:RolePolicy", "flow-logs").json("policy")
     assert all(r.startswith("arn:aws:logs:") for s in policy["Statement"] for r in s["Resource"])
+
+
+# What the VPC User Guide says a flow log's role must allow to publish to CloudWatch Logs ("IAM role
+# for publishing flow logs to CloudWatch Logs", vpc/latest/userguide/flow-logs-iam-role.html), and the
+# trust it documents (the service principal, with aws:SourceAccount and aws:SourceArn against the
+# confused deputy). A role short of any of these deploys cleanly and then delivers no flow logs.
+DOCUMENTED_FLOW_LOG_ACTIONS = (
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "logs:DescribeLogGroups",
+    "logs:DescribeLogStreams",
+)
+
+
+def _iam_match(pattern: str, value: str) -> bool:
+    """IAM's ARN matching: `*` any run of characters, `?` one character, case-sensitive."""
+    import fnmatch
+
+    return fnmatch.fnmatchcase(value, pattern)
+
+
+def test_flow_log_role_has_the_documented_permissions_and_trust(production: StackRun) -> None:
+    group = production.one("aws:cloudwatch/logGroup:LogGroup", "flow-logs")
+    group_arn = f"arn:aws:logs:us-east-1:123456789012:log-group:{group.inputs['name']}"
+    stream_arn = f"{group_arn}:log-stream:eni-0123-all"
+    policy = production.one("aws:iam/rolePolicy:RolePolicy", "flow-logs").json("policy")
+    for action in DOCUMENTED_FLOW_LOG_ACTIONS:
+        # Stream-level actions are authorized on the stream, group-level ones on the group.
+        target = stream_arn if action in ("logs:PutLogEvents", "logs:CreateLogStream") else group_arn
+        assert any(
+            s["Effect"] == "Allow"
+            and action in s["Action"]
+            and any(_iam_match(r, target) or _iam_match(r, group_arn + ":*") for r in s["Resource"])
+            for s in policy["Statement"]
+        ), f"the flow log role does not allow {action} on its log group"
+    role = production.one("aws:iam/role:Role", "flow-logs-role")
+    trust = role.json("assumeRolePolicy")["Statement"]
+    assert [s["Principal"] for s in trust] == [{"Service": "vpc-flow-logs.amazonaws.com"}]
+    condition = trust[0]["Condition"]
+    assert condition["StringEquals"] == {"aws:SourceAccount": "123456789012"}
+    assert _iam_match(
+        condition["ArnLike"]["aws:SourceArn"], "arn:aws:ec2:us-east-1:123456789012:vpc-flow-log/fl-0abc"
+    )
+    assert not _iam_match(
+        condition["ArnLike"]["aws:SourceArn"], "arn:aws:ec2:us-east-1:210987654321:vpc-flow-log/fl-0abc"
+    )

@@ -111,3 +111,19 @@ def test_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use(stack: StackRun)
     assert cloudwatch["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
     subscription = stack.one("aws:sns/topicSubscription:TopicSubscription").inputs
     assert subscription["protocol"] == "email" and subscription["endpoint"] == stack.config.alarm_email
+
+
+def test_every_ecs_service_waits_for_both_roles_policies(stack: StackRun) -> None:
+    """A task starts with the execution role's rights (image pull, logs, secrets) and runs with the task
+    role's: the service must be created after both inline policies, which nothing else orders."""
+    services = stack.of_type("aws:ecs/service:Service")
+    assert services
+    policies = {p.urn: p.name for p in stack.of_type("aws:iam/rolePolicy:RolePolicy")}
+    for service in services:
+        component = stack.parent_of(service)
+        assert component is not None
+        waits_for = {policies[urn] for urn in service.dependencies if urn in policies}
+        expected = {f"{component.name}-execution-policy"}
+        if any(p == f"{component.name}-task-policy" for p in policies.values()):
+            expected.add(f"{component.name}-task-policy")
+        assert expected <= waits_for, f"{service.name} waits only for {sorted(waits_for)}"
