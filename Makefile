@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest deps plan plan-snapshots smoke bench test-image-python clean
+.PHONY: run test lint typecheck pytest deps plan plan-snapshots preflight smoke bench test-image-python clean
 
 REQUIREMENTS := requirements.txt requirements-dev.txt $(wildcard app_code/*/requirements.txt) $(wildcard policy/requirements.txt)
 
@@ -61,6 +61,12 @@ plan: $(STAMP)
 
 plan-snapshots: $(STAMP)
 	$(BIN)/python -m devstack.plan --write
+
+## Before (and after) a stack's first `pulumi up`: placeholders, missing secrets, unpublished DNS records.
+## make preflight STACK=production [OUTPUTS=<file of `pulumi stack output --json`>] [NAMESERVER=host:port]
+preflight: $(STAMP)
+	@test -n "$(STACK)" || { echo "usage: make preflight STACK=<stack> [OUTPUTS=file] [NAMESERVER=host:port]"; exit 2; }
+	$(BIN)/python -m devstack.preflight --stack $(STACK) $(if $(OUTPUTS),--outputs $(OUTPUTS)) $(if $(NAMESERVER),--nameserver $(NAMESERVER))
 
 clean:
 	rm -rf $(VENV) $(IMAGE_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -35,6 +35,22 @@ class Stack:
     outputs: dict[str, pulumi.Input[object]]
 
 
+def dns_records(
+    config: StackConfig, alb_dns_name: pulumi.Input[str], dkim_records: pulumi.Input[list[dict[str, str]]]
+) -> pulumi.Output[list[dict[str, str]]]:
+    """The records to publish: the API host onto the load balancer, and SES's DKIM CNAMEs."""
+
+    def records(alb: str, dkim: list[dict[str, str]]) -> list[dict[str, str]]:
+        api = (
+            [{"name": config.domain, "type": "CNAME", "value": alb, "purpose": "API host -> load balancer"}]
+            if config.domain
+            else []
+        )
+        return api + [{**record, "purpose": "SES DKIM"} for record in dkim]
+
+    return pulumi.Output.all(alb_dns_name, dkim_records).apply(lambda args: records(args[0], args[1]))
+
+
 def build(config: StackConfig) -> Stack:
     # One explicit provider carries the region and the default tags, so every AWS resource is tagged.
     provider = aws.Provider(
@@ -159,6 +175,8 @@ def build(config: StackConfig) -> Stack:
     )
 
     outputs: dict[str, pulumi.Input[object]] = {
+        # Every DNS record this stack needs published, in one list (`make preflight` checks them).
+        "dnsRecords": dns_records(config, platform.alb.dns_name, mailing.dkim_records),
         "region": config.region,
         "vpcId": network.vpc_id,
         "baseUrl": platform.base_url,

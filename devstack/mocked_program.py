@@ -53,6 +53,8 @@ class StackRun:
     config: Any
     resources: list[RecordedResource]
     outputs: dict[str, Any]
+    # Every invoke (data source) token the program called: what a preview asks of the cloud.
+    calls: list[str] = field(default_factory=list)
     by_urn: dict[str, RecordedResource] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -214,12 +216,14 @@ def _call(token: str, args: Mapping[str, Any], region: str) -> dict[str, Any]:
 class _Mocks(pulumi.runtime.Mocks):
     def __init__(self, region: str) -> None:
         self.region = region
+        self.calls: list[str] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         outputs = {**args.inputs, **computed_outputs(args.typ, args.name, args.inputs, self.region)}
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        self.calls.append(args.token)
         return _call(args.token, args.args, self.region), []
 
 
@@ -302,7 +306,11 @@ def run_program(stack: str, config: Mapping[str, str], program: Callable[[], Any
         raise ProgramFailed(err, list(monitor.recorded)) from err
     outputs = {k: _resolve(v) for k, v in result.get("outputs", {}).items()}
     return StackRun(
-        stack=stack, config=result.get("config"), resources=list(monitor.recorded), outputs=outputs
+        stack=stack,
+        config=result.get("config"),
+        resources=list(monitor.recorded),
+        outputs=outputs,
+        calls=list(mocks.calls),
     )
 
 

@@ -372,3 +372,41 @@ class MotoServer(_ProcessServer):
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_REGION": "us-east-1",
         }
+
+
+@dataclass
+class DnsServer(_ProcessServer):
+    """dnsmasq answering only the records it is given (`cnames`: name -> target), on 127.0.0.1.
+
+    dnsmasq serves a CNAME only when it knows its target, so each target also gets a host record (a
+    published CNAME's target resolves in real DNS too). No upstream, no /etc/hosts, no config file.
+    """
+
+    name = "dnsmasq"
+    cnames: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def nameserver(self) -> str:
+        return f"{LOCALHOST}:{self.port}"
+
+    def command(self) -> list[str]:
+        binary = shutil.which("dnsmasq") or next(
+            (p for p in ("/usr/sbin/dnsmasq", "/sbin/dnsmasq") if Path(p).exists()), None
+        )
+        if binary is None:
+            raise ServerError("dnsmasq not found: run `make deps` (apt-get install -y dnsmasq-base) first")
+        cmd = [
+            binary,
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            f"--listen-address={LOCALHOST}",
+            "--bind-interfaces",
+            f"--port={self.port}",
+            "--pid-file=",
+            "--log-facility=-",
+        ]
+        for name, target in sorted(self.cnames.items()):
+            cmd += [f"--cname={name},{target}", f"--host-record={target},127.0.0.9"]
+        return cmd

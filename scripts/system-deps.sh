@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the system packages the tests and the local backend run for real (PostgreSQL, Redis),
+# Installs the system packages the tests and the local backend run for real (PostgreSQL, Redis, dnsmasq),
 # only when they are missing. Debian/Ubuntu; needs root or sudo.
 set -euo pipefail
 
@@ -8,6 +8,8 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then missing+=(postgre
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+# The preflight tests answer DNS from a real resolver (dnsmasq on 127.0.0.1; -base: no system service).
+command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing system packages: ${missing[*]}"

@@ -56,6 +56,7 @@ def test_outputs_a_person_needs_after_pulumi_up(stack: StackRun) -> None:
         "mailMessagesTable",
         "chatMessagesTable",
         "sesDkimRecords",
+        "dnsRecords",
         "frontendProjectName",
         "frontendProjectId",
     }

@@ -82,7 +82,7 @@ def test_pull_requests_are_tested_and_previewed_with_the_policy_pack_for_every_s
     assert inputs["command"] == "preview"
     assert inputs["comment-on-pr"] is True
     assert inputs["policyPacks"] == "policy"
-    assert job["strategy"]["matrix"]["stack"] == list(STACKS)
+    assert [entry["stack"] for entry in job["strategy"]["matrix"]["include"]] == list(STACKS)
     assert inputs["policyPackConfigs"] == "policy/config.${{ matrix.stack }}.json"
     assert inputs["stack-name"].endswith("/motion/${{ matrix.stack }}")
     for stack in STACKS:
@@ -115,7 +115,7 @@ def test_no_long_lived_aws_keys(path: Path) -> None:
     workflow = load(path.name)
     for _, job, step in steps(workflow):
         if str(step.get("uses", "")).startswith("aws-actions/configure-aws-credentials@"):
-            assert step["with"]["role-to-assume"].startswith("${{ vars.")
+            assert step["with"]["role-to-assume"].startswith(("${{ vars.", "${{ vars["))
             assert job["permissions"].get("id-token") == "write"
 
 

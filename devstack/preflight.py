@@ -1,0 +1,267 @@
+"""`make preflight STACK=<stack>`: what still stands between a stack and a working `pulumi up`.
+
+Run it before the first `pulumi up` of a stack and again after it. It lists, and exits 1 while any
+remain:
+
+- config values that are still placeholders (hosts under the names RFC 2606 reserves for examples,
+  ARNs in AWS's documentation account, Clerk keys for an example host) or that the loader rejects;
+- secrets the program needs that neither the stack file (`secure:`) nor the environment provides;
+- DNS records the stack needs published that DNS does not answer yet (with `--outputs`, the JSON of
+  `pulumi stack output --json`; the program exports every record in `dnsRecords`, so this list and
+  the program cannot drift apart). Without outputs, those records are not known yet (the load
+  balancer's name and SES's DKIM tokens exist only after `pulumi up`): they are named as the next
+  step, and do not fail the run.
+
+Exit status: 0 nothing left, 1 something left, 2 usage error (no such stack file, unreadable outputs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.config import ConfigError, load_config
+from components.config_keys import PROJECT
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Names reserved for documentation and testing (RFC 2606 section 2 and 3, RFC 6761 section 6.4): no
+# real host lives there. `localhost` is left out: it is a real origin in dev (the Vite dev server).
+RESERVED_NAMES = ("example", "test", "invalid", "example.com", "example.net", "example.org")
+# The account IDs AWS uses in its documentation (e.g. the IAM User Guide's examples).
+DOCUMENTATION_ACCOUNTS = ("123456789012", "111122223333", "444455556666")
+_HOST = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z][a-z0-9-]*", re.IGNORECASE)
+_ARN_ACCOUNT = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12}):")
+
+# Secrets the program needs, where each may come from, and how to set it.
+SECRETS: Mapping[str, tuple[str, str]] = {
+    "vercel:apiToken": (
+        "VERCEL_API_TOKEN",
+        "pulumi config set --secret vercel:apiToken -s {stack}, or VERCEL_API_TOKEN in the environment "
+        "(the workflows pass the VERCEL_API_TOKEN repository secret)",
+    ),
+}
+
+Resolver = Callable[[str, str], list[str]]
+
+
+@dataclass(frozen=True)
+class Finding:
+    section: str  # "placeholders" | "config" | "secrets" | "dns" | "next"
+    text: str
+
+    @property
+    def blocking(self) -> bool:
+        return self.section != "next"
+
+
+def placeholder_reason(value: str) -> str | None:
+    """Why a config value is an example rather than a real one, or None."""
+    account = _ARN_ACCOUNT.match(value)
+    if account and account.group(1) in DOCUMENTATION_ACCOUNTS:
+        return f"account {account.group(1)} is AWS's documentation account"
+    clerk = clerk_frontend_host(value)
+    if clerk is not None:
+        host_reason = _reserved_host(clerk)
+        return f"the key is for Clerk instance {clerk} ({host_reason})" if host_reason else None
+    return _reserved_host(value)
+
+
+def _reserved_host(value: str) -> str | None:
+    for host in _HOST.findall(value):
+        lowered = host.lower()
+        for reserved in RESERVED_NAMES:
+            if lowered == reserved or lowered.endswith("." + reserved):
+                return f"{lowered}: {reserved} is reserved for documentation and examples (RFC 2606)"
+    return None
+
+
+def clerk_frontend_host(value: str) -> str | None:
+    """The Frontend API host a Clerk publishable key encodes (`pk_<env>_` + base64 of `<host>$`)."""
+    match = re.fullmatch(r"pk_(?:test|live)_([A-Za-z0-9+/=_-]+)", value)
+    if not match:
+        return None
+    encoded = match.group(1)
+    try:
+        decoded = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_").decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded[:-1] if decoded.endswith("$") else None
+
+
+def _flatten(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _flatten(item)
+
+
+def check_config(stack: str, document: Mapping[str, Any]) -> list[Finding]:
+    findings: list[Finding] = []
+    config = document.get("config") or {}
+    namespace = f"{PROJECT}:"
+    for key, value in sorted(config.items()):
+        if isinstance(value, dict):  # `secure:` values are ciphertext
+            continue
+        for text in _flatten(value):
+            reason = placeholder_reason(text)
+            if reason:
+                findings.append(Finding("placeholders", f"{key} = {text}: {reason}"))
+    raw = {
+        key[len(namespace) :]: value if isinstance(value, str) else json.dumps(value)
+        for key, value in config.items()
+        if key.startswith(namespace) and not isinstance(value, dict)
+    }
+    try:
+        load_config(stack, raw, str(config.get("aws:region", "")))
+    except ConfigError as err:
+        findings.extend(Finding("config", line.strip()[2:]) for line in str(err).splitlines()[1:])
+    findings.extend(_clerk_instance(config))
+    for key, (variable, how) in SECRETS.items():
+        if not isinstance(config.get(key), dict) and not os.environ.get(variable):
+            findings.append(Finding("secrets", f"{key}: not set ({how.format(stack=stack)})"))
+    return findings
+
+
+def _clerk_instance(config: Mapping[str, Any]) -> list[Finding]:
+    """Clerk signs session tokens with `iss` = the instance's Frontend API URL, the host its publishable
+    key encodes, and serves the JWKS there: an issuer or JWKS URL for another host refuses every token."""
+    key = config.get(f"{PROJECT}:clerkPublishableKey")
+    host = clerk_frontend_host(key) if isinstance(key, str) else None
+    if host is None:
+        return []
+    findings = []
+    for name, expected in (("authIssuer", f"https://{host}"), ("authJwksUrl", f"https://{host}/")):
+        value = config.get(f"{PROJECT}:{name}")
+        if isinstance(value, str) and not (value.rstrip("/") + "/").startswith(expected.rstrip("/") + "/"):
+            findings.append(
+                Finding(
+                    "config",
+                    f"{PROJECT}:{name}: {value} is not on the Clerk instance of clerkPublishableKey ({host}); "
+                    "tokens from that instance would be refused",
+                )
+            )
+    return findings
+
+
+def check_dns(outputs: Mapping[str, Any] | None, resolve: Resolver) -> list[Finding]:
+    if outputs is None:
+        return [
+            Finding(
+                "next",
+                "DNS records (the API host's CNAME onto the load balancer, SES's three DKIM CNAMEs) are "
+                "known after the first `pulumi up`: publish them from `pulumi stack output dnsRecords`, "
+                "then run `make preflight STACK=<stack> OUTPUTS=<file of pulumi stack output --json>`",
+            )
+        ]
+    records = outputs.get("dnsRecords")
+    if not isinstance(records, list):
+        return [Finding("dns", "the outputs have no dnsRecords list (is this `pulumi stack output --json`?)")]
+    findings = []
+    for record in records:
+        name, kind, value = str(record["name"]), str(record["type"]), str(record["value"])
+        answers = [_canonical(a) for a in resolve(name, kind)]
+        if _canonical(value) not in answers:
+            found = ", ".join(answers) or "nothing"
+            findings.append(
+                Finding("dns", f"{kind} {name} -> {value} ({record.get('purpose', '')}): DNS answers {found}")
+            )
+    return findings
+
+
+def _canonical(name: str) -> str:
+    return name.lower().rstrip(".")
+
+
+def dns_resolver(nameserver: str | None = None) -> Resolver:
+    """Look records up with dnspython, through the system's resolver or `host:port`."""
+    import dns.exception
+    import dns.resolver
+
+    resolver = dns.resolver.Resolver(configure=nameserver is None)
+    if nameserver is not None:
+        host, _, port = nameserver.rpartition(":")
+        resolver.nameservers = [host or nameserver]
+        resolver.port = int(port) if host else 53
+    resolver.lifetime = 5.0
+
+    def resolve(name: str, kind: str) -> list[str]:
+        try:
+            return [answer.to_text() for answer in resolver.resolve(name, kind)]
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.NoNameservers):
+            return []
+        except dns.exception.Timeout:
+            return ["(no answer: timed out)"]
+
+    return resolve
+
+
+def report(stack: str, findings: Sequence[Finding]) -> str:
+    blocking = [f for f in findings if f.blocking]
+    titles = {
+        "placeholders": "placeholders (replace with this stack's real values)",
+        "config": "config the program rejects",
+        "secrets": "secrets missing",
+        "dns": "DNS records not published yet",
+        "next": "after the first `pulumi up`",
+    }
+    lines = [
+        f"Preflight of stack '{stack}': "
+        + (f"{len(blocking)} item(s) left before `pulumi up`" if blocking else "nothing left, ready")
+    ]
+    for section, title in titles.items():
+        items = [f.text for f in findings if f.section == section]
+        if items:
+            lines.append(f"{title}:")
+            lines.extend(f"  - {item}" for item in items)
+    return "\n".join(lines)
+
+
+def run(
+    stack: str,
+    stack_file: Path,
+    outputs: Mapping[str, Any] | None,
+    resolve: Resolver,
+) -> tuple[int, str]:
+    document = yaml.safe_load(stack_file.read_text()) or {}
+    findings = check_config(stack, document) + check_dns(outputs, resolve)
+    return (1 if any(f.blocking for f in findings) else 0), report(stack, findings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make preflight", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--stack-file", type=Path, help="default: Pulumi.<stack>.yaml in the project")
+    parser.add_argument("--outputs", type=Path, help="JSON of `pulumi stack output --json -s <stack>`")
+    parser.add_argument("--nameserver", help="host[:port] to ask instead of the system's resolver")
+    args = parser.parse_args(argv)
+    stack_file = args.stack_file or ROOT / f"Pulumi.{args.stack}.yaml"
+    if not stack_file.is_file():
+        print(f"preflight: no stack file {stack_file}", file=sys.stderr)
+        return 2
+    outputs = None
+    if args.outputs is not None:
+        try:
+            outputs = json.loads(args.outputs.read_text())
+        except (OSError, ValueError) as err:
+            print(f"preflight: cannot read outputs {args.outputs}: {err}", file=sys.stderr)
+            return 2
+    status, text = run(args.stack, stack_file, outputs, dns_resolver(args.nameserver))
+    print(text)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

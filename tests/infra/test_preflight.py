@@ -1,0 +1,203 @@
+"""`make preflight`: the committed stacks are honest examples and fail it; a complete stack whose DNS
+records are published (answered by a real resolver, dnsmasq on 127.0.0.1) passes it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from harness import ROOT, run_program
+
+from devstack import preflight
+from devstack.servers import DnsServer
+
+DOMAIN = "motionhq.net"  # not a reserved name; nothing here ever asks the internet about it
+
+
+def clerk_key(host: str, env: str = "live") -> str:
+    return f"pk_{env}_" + base64.b64encode(f"{host}$".encode()).decode()
+
+
+def complete_production() -> dict[str, Any]:
+    document = yaml.safe_load((ROOT / "Pulumi.production.yaml").read_text())
+    document["config"].update(
+        {
+            "motion:domain": f"api.{DOMAIN}",
+            "motion:certificateArn": (
+                "arn:aws:acm:us-east-1:210987654321:certificate/0f3c9a52-6b7e-4d4e-9f4a-2b1c7d8e9f00"
+            ),
+            "motion:authIssuer": f"https://clerk.{DOMAIN}",
+            "motion:authJwksUrl": f"https://clerk.{DOMAIN}/.well-known/jwks.json",
+            "motion:clerkPublishableKey": clerk_key(f"clerk.{DOMAIN}"),
+            "motion:sesSenderDomain": f"mail.{DOMAIN}",
+            "motion:frontendDomains": [f"app.{DOMAIN}", DOMAIN],
+            "motion:alarmEmail": f"oncall@{DOMAIN}",
+            # What `pulumi config set --secret` writes: ciphertext under `secure`.
+            "vercel:apiToken": {"secure": "v1:cGxhY2Vob2xkZXI=:Y2lwaGVydGV4dA=="},
+        }
+    )
+    return document
+
+
+def program_outputs(document: dict[str, Any]) -> dict[str, Any]:
+    """The stack's outputs as the program computes them (under mocks), as `pulumi stack output --json`."""
+    values = {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in document["config"].items()
+        if not isinstance(value, dict)
+    }
+    return json.loads(json.dumps(run_program("production", values).outputs))
+
+
+@pytest.fixture
+def stack_file(tmp_path: Path) -> Path:
+    path = tmp_path / "Pulumi.production.yaml"
+    path.write_text(yaml.safe_dump(complete_production()))
+    return path
+
+
+@pytest.fixture(scope="module")
+def outputs() -> dict[str, Any]:
+    return program_outputs(complete_production())
+
+
+@pytest.fixture
+def published(outputs: dict[str, Any]) -> Iterator[DnsServer]:
+    records = {r["name"]: r["value"] for r in outputs["dnsRecords"]}
+    with DnsServer(cnames=records) as server:
+        yield server
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "devstack.preflight", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env if env is not None else {"PATH": "/usr/bin:/bin"},
+    )
+
+
+@pytest.mark.parametrize("stack", ["dev", "production"])
+def test_committed_stacks_are_examples_and_fail_preflight(stack: str) -> None:
+    result = run_cli("--stack", stack)
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = result.stdout
+    assert f"Preflight of stack '{stack}'" in out
+    assert f"motion:sesSenderDomain = mail.{'dev.' if stack == 'dev' else ''}motion.example" in out
+    assert "example is reserved for documentation and examples (RFC 2606)" in out
+    assert f"vercel:apiToken: not set (pulumi config set --secret vercel:apiToken -s {stack}" in out
+    assert "known after the first `pulumi up`" in out
+
+
+def test_production_names_the_documentation_account_certificate() -> None:
+    out = run_cli("--stack", "production").stdout
+    assert "motion:certificateArn = arn:aws:acm:us-east-1:123456789012:certificate/" in out
+    assert "account 123456789012 is AWS's documentation account" in out
+    assert "motion:clerkPublishableKey = pk_live_" in out and "Clerk instance clerk.motion.example" in out
+
+
+def test_a_complete_stack_with_its_records_published_passes(
+    stack_file: Path, outputs: dict[str, Any], published: DnsServer, tmp_path: Path
+) -> None:
+    outputs_file = tmp_path / "outputs.json"
+    outputs_file.write_text(json.dumps(outputs))
+    names = {r["name"] for r in outputs["dnsRecords"]}
+    assert f"api.{DOMAIN}" in names and sum(n.endswith(f"._domainkey.mail.{DOMAIN}") for n in names) == 3
+    result = run_cli(
+        "--stack",
+        "production",
+        "--stack-file",
+        str(stack_file),
+        "--outputs",
+        str(outputs_file),
+        "--nameserver",
+        published.nameserver,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "Preflight of stack 'production': nothing left, ready"
+
+
+def test_an_unpublished_record_fails_and_is_named(stack_file: Path, outputs: dict[str, Any]) -> None:
+    records = {r["name"]: r["value"] for r in outputs["dnsRecords"]}
+    missing = next(name for name in records if "_domainkey" in name)
+    wrong = f"api.{DOMAIN}"
+    served = {n: v for n, v in records.items() if n != missing} | {wrong: "old-alb.elb.amazonaws.com"}
+    with DnsServer(cnames=served) as server:
+        status, text = preflight.run(
+            "production", stack_file, outputs, preflight.dns_resolver(server.nameserver)
+        )
+    assert status == 1
+    assert f"CNAME {missing} -> {records[missing]} (SES DKIM): DNS answers nothing" in text
+    assert f"CNAME {wrong} -> {records[wrong]} (API host -> load balancer): DNS answers old-alb.elb" in text
+    assert text.count("\n  - ") == 2, text
+
+
+def test_the_secret_may_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    document = complete_production()
+    del document["config"]["vercel:apiToken"]
+    path = tmp_path / "Pulumi.production.yaml"
+    path.write_text(yaml.safe_dump(document))
+    monkeypatch.delenv("VERCEL_API_TOKEN", raising=False)
+    status, text = preflight.run("production", path, None, lambda name, kind: [])
+    assert status == 1 and "vercel:apiToken: not set" in text
+    monkeypatch.setenv("VERCEL_API_TOKEN", "token-from-ci")
+    status, text = preflight.run("production", path, None, lambda name, kind: [])
+    assert status == 0, text
+    assert "known after the first `pulumi up`" in text  # named as the next step, not a failure
+
+
+def test_a_clerk_key_for_another_instance_than_the_issuer_fails(stack_file: Path) -> None:
+    document = yaml.safe_load(stack_file.read_text())
+    document["config"]["motion:clerkPublishableKey"] = clerk_key("motion-prod.clerk.accounts.dev")
+    stack_file.write_text(yaml.safe_dump(document))
+    status, text = preflight.run("production", stack_file, None, lambda name, kind: [])
+    assert status == 1
+    assert (
+        f"motion:authIssuer: https://clerk.{DOMAIN} is not on the Clerk instance of clerkPublishableKey "
+        "(motion-prod.clerk.accounts.dev)"
+    ) in text
+
+
+def test_config_the_loader_rejects_is_listed(stack_file: Path) -> None:
+    document = yaml.safe_load(stack_file.read_text())
+    document["config"]["motion:natStrategy"] = "sometimes"
+    stack_file.write_text(yaml.safe_dump(document))
+    status, text = preflight.run("production", stack_file, None, lambda name, kind: [])
+    assert status == 1
+    assert "config the program rejects:\n  - motion:natStrategy: 'sometimes' is not a NAT strategy" in text
+
+
+@pytest.mark.parametrize(
+    ("value", "placeholder"),
+    [
+        ("api.motion.example", True),
+        ("https://clerk.example.com/x", True),
+        ("ops@corp.test", True),
+        ("arn:aws:acm:us-east-1:111122223333:certificate/x", True),
+        ("http://localhost:5173", False),  # the Vite dev server: a real dev origin
+        ("api.motionhq.net", False),
+        ("arn:aws:acm:us-east-1:210987654321:certificate/x", False),
+        ("notexample.com", False),
+        (clerk_key("clerk.motion.example"), True),
+        (clerk_key("motion-dev.clerk.accounts.dev", "test"), False),
+    ],
+)
+def test_placeholder_rules(value: str, placeholder: bool) -> None:
+    assert (preflight.placeholder_reason(value) is not None) is placeholder
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert run_cli("--stack", "nosuchstack").returncode == 2
+    bad = tmp_path / "outputs.json"
+    bad.write_text("{not json")
+    result = run_cli("--stack", "dev", "--outputs", str(bad))
+    assert result.returncode == 2 and "cannot read outputs" in result.stderr
