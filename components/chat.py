@@ -53,7 +53,6 @@ class Chat(pulumi.ComponentResource):
             ContainerImageArgs(
                 repository_name=prefix,
                 dockerfile="chat/Dockerfile",
-                sources=("common/motion_common", "chat"),
                 force_delete=not args.data_protection,
             ),
             opts=child,

@@ -1,42 +1,23 @@
-"""A service image: an ECR repository with secure defaults and the image built inline by pulumi-docker,
-tagged by the hash of its build inputs (tags are immutable) and referenced by digest."""
+"""A service image: an ECR repository with secure defaults and the image built by the docker-build
+provider, tagged by the hash of its build context (tags are immutable) and referenced by digest."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_docker as docker
+import pulumi_docker_build as docker_build
+
+from components.build_context import content_tag
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 APP_CODE = PROJECT_ROOT / "app_code"
-IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".venv", "tests"}
-
-
-def build_inputs(context: Path, sources: Sequence[str]) -> list[Path]:
-    """The files the Dockerfile copies, as an explicit sorted list (no caches), relative to `context`."""
-    files: set[Path] = set()
-    for source in sources:
-        root = context / source
-        candidates = [root] if root.is_file() else root.rglob("*")
-        for path in candidates:
-            relative = path.relative_to(context)
-            if path.is_file() and not IGNORED_PARTS & set(relative.parts) and path.suffix != ".pyc":
-                files.add(relative)
-    return sorted(files, key=lambda p: p.as_posix())
-
-
-def content_tag(context: Path, sources: Sequence[str]) -> str:
-    """Same inputs, same tag: an unchanged service never pushes (or redeploys) a new image."""
-    digest = hashlib.sha256()
-    for relative in build_inputs(context, sources):
-        digest.update(relative.as_posix().encode() + b"\0" + (context / relative).read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+# The Fargate task definitions ask for ARM64 (Graviton); CI runners are x86, so buildx builds this
+# under QEMU (docker/setup-qemu-action in the deploy workflow).
+PLATFORMS = (docker_build.Platform.LINUX_ARM64,)
 
 
 def _project_relative(path: Path) -> str:
@@ -46,8 +27,9 @@ def _project_relative(path: Path) -> str:
 @dataclass(frozen=True)
 class ContainerImageArgs:
     repository_name: str
-    dockerfile: str  # relative to app_code/, e.g. "files/Dockerfile"
-    sources: tuple[str, ...]  # what the Dockerfile copies, relative to app_code/
+    # Relative to `context`, e.g. "files/Dockerfile". What the build sees is set by the
+    # `<Dockerfile>.dockerignore` allow-list beside it, not here.
+    dockerfile: str
     force_delete: bool
     context: Path = APP_CODE
     keep_images: int = 20
@@ -105,25 +87,38 @@ class ContainerImage(pulumi.ComponentResource):
         token = aws.ecr.get_authorization_token_output(
             registry_id=self.repository.registry_id, opts=pulumi.InvokeOptions(parent=self)
         )
-        tag = content_tag(args.context, (args.dockerfile, *args.sources))
-        self.image = docker.Image(
+        dockerfile = args.context / args.dockerfile
+        # The tag hashes exactly the files Docker sends (the ignore file's allow-list applied the
+        # way moby applies it), so a fresh checkout, caches or touched mtimes keep the tag.
+        tag = content_tag(args.context, dockerfile, [p.value for p in PLATFORMS])
+        image_tag = pulumi.Output.concat(self.repository.repository_url, ":", tag)
+        # docker-build (pulumi/pulumi-docker-build, provider/internal/image.go): `Diff` rebuilds when
+        # the tags, the build options or its own `contextHash` (context.go `hashBuildContext`, which
+        # reads this same ignore file) change; otherwise the stored digest stays and nothing is
+        # pushed. Paths are relative to the project directory (where Pulumi runs the program), so
+        # plans do not depend on where the repository is checked out.
+        self.image = docker_build.Image(
             f"{name}-image",
-            image_name=pulumi.Output.concat(self.repository.repository_url, ":", tag),
-            # Relative to the project directory (where Pulumi runs the program), so plans do not
-            # depend on where the repository is checked out.
-            build=docker.DockerBuildArgs(
-                context=_project_relative(args.context),
-                dockerfile=_project_relative(args.context / args.dockerfile),
-                platform="linux/arm64",
-            ),
-            registry=docker.RegistryArgs(
-                server=self.repository.repository_url,
-                username=token.user_name,
-                password=pulumi.Output.secret(token.password),
-            ),
+            context=docker_build.BuildContextArgs(location=_project_relative(args.context)),
+            dockerfile=docker_build.DockerfileArgs(location=_project_relative(dockerfile)),
+            platforms=list(PLATFORMS),
+            tags=[image_tag],
+            push=True,
+            # `Create` skips the build in a dry run when this is false (its default is true, which
+            # would build arm64 under QEMU in every pull request's preview, with a read-only role).
+            # The preview still shows a changed image: its tag and contextHash differ.
+            build_on_preview=False,
+            registries=[
+                docker_build.RegistryArgs(
+                    # The provider keeps only the host part (cli.go: credentials.ConvertToHostname).
+                    address=self.repository.repository_url,
+                    username=token.user_name,
+                    password=pulumi.Output.secret(token.password),
+                )
+            ],
             opts=child,
         )
         # The digest pins exactly what was pushed; a tag could in principle point elsewhere.
-        self.image_ref = self.image.repo_digest
+        self.image_ref = pulumi.Output.concat(self.repository.repository_url, "@", self.image.digest)
         self.repository_arn = self.repository.arn
         self.register_outputs({"repository_url": self.repository.repository_url, "image": self.image_ref})

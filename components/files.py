@@ -93,7 +93,6 @@ class Files(pulumi.ComponentResource):
             ContainerImageArgs(
                 repository_name=prefix,
                 dockerfile="files/Dockerfile",
-                sources=("common/motion_common", "files"),
                 force_delete=not args.versioning,
             ),
             opts=child,

@@ -146,11 +146,12 @@ def computed_outputs(type_: str, name: str, inputs: Mapping[str, Any], region: s
             registryId=ACCOUNT,
             arn=f"arn:aws:ecr:{region}:{ACCOUNT}:repository/{repo}",
         )
-    elif type_ == "docker:index/image:Image":
-        out.update(
-            repoDigest=f"{inputs.get('imageName', name).split(':')[0]}@sha256:{'ab' * 32}",
-            imageName=inputs.get("imageName", name),
-        )
+    elif type_ == "docker-build:index:Image":
+        # What the provider reports after a push (pulumi-docker-build image.go `Create`): the
+        # manifest digest, and `ref` = the first tag with that digest.
+        digest = f"sha256:{'ab' * 32}"
+        tags = inputs.get("tags") or [name]
+        out.update(digest=digest, ref=f"{tags[0]}@{digest}")
     elif type_ == "aws:rds/instance:Instance":
         out.update(
             identifier=inputs.get("identifier") or f"{inputs.get('identifierPrefix', name + '-')}0123abcd",

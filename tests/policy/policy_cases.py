@@ -1013,7 +1013,7 @@ aws_provider = res(
     "pulumi:providers:aws", "aws", {"region": REGION, "defaultTags": json.dumps({"tags": TAGS})}
 )
 tagged_bucket = replace(bucket, provider=aws_provider.urn)
-docker_image = res("docker:index/image:Image", "chat-image", {"imageName": "chat"})
+docker_image = res("docker-build:index:Image", "chat-image", {"tags": ["chat:0123456789abcdef"]})
 SUBNET = "aws:ec2/subnet:Subnet"
 
 
