@@ -8,10 +8,8 @@ applies the per-key checks and raises one `ConfigError` naming every bad key.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from components.config_keys import KEYS_BY_NAME, PROJECT
 from components.config_model import (
@@ -242,28 +240,6 @@ def _frontend(r: ConfigReader) -> FrontendConfig:
     )
     validate_frontend(r, frontend)
     return frontend
-
-
-PROJECT_DIR = Path(__file__).resolve().parents[1]
-
-
-def read_stack_file(stack: str) -> dict[str, str]:
-    """`Pulumi.<stack>.yaml`'s config exactly as the file holds it (fully qualified keys, string values)."""
-    import yaml  # tools only (tests, local backend); the deployed program gets config from the engine
-
-    document = yaml.safe_load((PROJECT_DIR / f"Pulumi.{stack}.yaml").read_text())
-    return {
-        key: value if isinstance(value, str) else json.dumps(value)
-        for key, value in document["config"].items()
-    }
-
-
-def load_stack_file(stack: str) -> StackConfig:
-    """A stack's validated config from its file, for tools that mirror the stack (e.g. `make run`)."""
-    raw = read_stack_file(stack)
-    namespace = f"{PROJECT}:"
-    values = {key[len(namespace) :]: value for key, value in raw.items() if key.startswith(namespace)}
-    return load_config(stack, values, raw.get("aws:region", ""))
 
 
 def load_stack_config() -> StackConfig:

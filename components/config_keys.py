@@ -1,9 +1,11 @@
 """The stack's config keys: every `motion:*` key, its type, its default and what is allowed, in one
 table (`KEYS`).
 
-Pulumi config values are strings (arrays arrive as JSON), and `Pulumi.yaml` defaults are not applied
-under mocks, so the defaults live here rather than there. `Pulumi.yaml` documents the same keys for the
-CLI (devstack/pulumi_yaml.py regenerates it from this table); a test keeps the two in step.
+The program receives every value as a string (lists as JSON text, booleans as "true"/"false"), with
+`Pulumi.yaml`'s defaults already applied by the CLI. The defaults live here all the same, since
+`Pulumi.yaml` is generated from this table (devstack/pulumi_yaml.py; a test keeps the two in step) and
+the loader still needs them where no CLI runs. Under mocks, devstack/stack_files.py applies them as the
+CLI does.
 """
 
 from __future__ import annotations

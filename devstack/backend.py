@@ -28,7 +28,6 @@ from typing import Any
 import boto3
 
 from components.app_facts import APP_CODE, load_app_module
-from components.config import load_stack_file
 from components.config_model import MAIL_MAX_RECIPIENTS, StackConfig
 from devstack.identity import Issuer, JwksServer
 from devstack.mail_resources import MailResources, create_mail_resources
@@ -41,6 +40,7 @@ from devstack.servers import (
     pick_port,
     port_is_free,
 )
+from devstack.stack_files import load_stack_file
 
 REPO = Path(__file__).resolve().parents[1]
 STATE_FILE = REPO / ".devstack" / "state.json"

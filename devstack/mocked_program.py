@@ -256,8 +256,9 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
 
 
 def stack_config_values(stack: str) -> dict[str, str]:
-    """The stack's config exactly as `Pulumi.<stack>.yaml` holds it (fully qualified keys)."""
-    from components.config import read_stack_file
+    """The stack's config as the engine hands it to the program: `Pulumi.<stack>.yaml` validated by
+    the CLI's rule, with `Pulumi.yaml` defaults applied, as strings (devstack/stack_files.py)."""
+    from devstack.stack_files import read_stack_file
 
     return read_stack_file(stack)
 
@@ -336,8 +337,14 @@ def run_stack(stack: str) -> StackRun:
     return run_program(stack, stack_config_values(stack))
 
 
-def run_with(stack: str, **overrides: str) -> StackRun:
-    """A stack's real config with some `motion:*` keys overridden (for bad-config cases)."""
-    config = stack_config_values(stack)
-    config.update({f"motion:{k}" if ":" not in k else k: v for k, v in overrides.items()})
-    return run_program(stack, config)
+def run_with(stack: str, /, *, skip_config_validation: bool = False, **overrides: Any) -> StackRun:
+    """A stack's real config with some keys overridden (for bad-config cases). Overrides are stack-file
+    values as YAML decodes them (`azCount=3`, `frontendDomains=["a.example"]`, `dbMultiAz="yes"` for
+    the quoted string) and go through the CLI's check, as if written in `Pulumi.<stack>.yaml`: a value
+    the CLI rejects raises `StackConfigError` before the program runs, unless `skip_config_validation`
+    (`pulumi up --skip-config-validation`), which still applies the defaults."""
+    from devstack.stack_files import engine_config, stack_document
+
+    document = stack_document(stack)
+    document.update({f"motion:{k}" if ":" not in k else k: v for k, v in overrides.items()})
+    return run_program(stack, engine_config(stack, document, validate=not skip_config_validation))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from harness import ProgramFailed, StackRun, run_program, run_with, stack_config_values
 
@@ -71,15 +73,15 @@ def test_the_vercel_provider_gets_the_token_as_a_secret(stack: StackRun) -> None
             {"frontendGitRepository": "just-a-name"},
             "motion:frontendGitRepository: 'just-a-name' (allowed: owner/name)",
         ),
-        ({"frontendTargets": '["staging"]'}, "motion:frontendTargets: ['staging']"),
-        ({"frontendDomains": "[]", "extraCorsOrigins": "[]"}, "motion:frontendDomains: no frontend origin"),
+        ({"frontendTargets": ["staging"]}, "motion:frontendTargets: ['staging']"),
+        ({"frontendDomains": [], "extraCorsOrigins": []}, "motion:frontendDomains: no frontend origin"),
         (
-            {"extraCorsOrigins": '["localhost:5173"]'},
+            {"extraCorsOrigins": ["localhost:5173"]},
             "motion:extraCorsOrigins: ['localhost:5173'] are not origins",
         ),
     ],
 )
-def test_bad_frontend_config_is_named(overrides: dict[str, str], expected: str) -> None:
+def test_bad_frontend_config_is_named(overrides: dict[str, Any], expected: str) -> None:
     with pytest.raises(ProgramFailed) as failed:
         run_with("dev", **overrides)
     assert isinstance(failed.value.error, ConfigError) and expected in str(failed.value.error)

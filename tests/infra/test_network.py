@@ -67,8 +67,8 @@ def test_subnet_cidrs_lie_in_the_vpc_and_never_overlap(stack: StackRun) -> None:
 
 
 def test_adding_an_az_keeps_existing_subnets() -> None:
-    two = {s.name: s.inputs["cidrBlock"] for s in run_with("dev", azCount="2").of_type(SUBNET)}
-    three = {s.name: s.inputs["cidrBlock"] for s in run_with("dev", azCount="3").of_type(SUBNET)}
+    two = {s.name: s.inputs["cidrBlock"] for s in run_with("dev", azCount=2).of_type(SUBNET)}
+    three = {s.name: s.inputs["cidrBlock"] for s in run_with("dev", azCount=3).of_type(SUBNET)}
     assert all(three[name] == cidr for name, cidr in two.items())
 
 
