@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from components.config import ConfigError, load_config
 from components.config_keys import PROJECT
+from devstack.stack_files import engine_config
+from devstack.stack_schema import StackConfigError, load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,13 +119,16 @@ def check_config(stack: str, document: Mapping[str, Any]) -> list[Finding]:
             reason = placeholder_reason(text)
             if reason:
                 findings.append(Finding("placeholders", f"{key} = {text}: {reason}"))
-    raw = {
-        key[len(namespace) :]: value if isinstance(value, str) else json.dumps(value)
-        for key, value in config.items()
-        if key.startswith(namespace) and not isinstance(value, dict)
-    }
+    # What `pulumi up` does first: the CLI checks the file against Pulumi.yaml, then hands the program
+    # the defaulted values as strings; the program's loader checks those.
     try:
-        load_config(stack, raw, str(config.get("aws:region", "")))
+        engine = engine_config(stack, config)
+    except StackConfigError as err:
+        findings.append(Finding("config", f"the Pulumi CLI refuses the stack file: {err}"))
+        engine = engine_config(stack, config, validate=False)
+    raw = {key[len(namespace) :]: value for key, value in engine.items() if key.startswith(namespace)}
+    try:
+        load_config(stack, raw, engine.get("aws:region", ""))
     except ConfigError as err:
         findings.extend(Finding("config", line.strip()[2:]) for line in str(err).splitlines()[1:])
     findings.extend(_clerk_instance(config))
@@ -235,7 +238,7 @@ def run(
     outputs: Mapping[str, Any] | None,
     resolve: Resolver,
 ) -> tuple[int, str]:
-    document = yaml.safe_load(stack_file.read_text()) or {}
+    document = load_yaml(stack_file.read_text()) or {}
     findings = check_config(stack, document) + check_dns(outputs, resolve)
     return (1 if any(f.blocking for f in findings) else 0), report(stack, findings)
 

@@ -17,6 +17,7 @@ from harness import ROOT, run_program
 
 from devstack import preflight
 from devstack.servers import DnsServer
+from devstack.stack_files import engine_config
 
 DOMAIN = "motionhq.net"  # not a reserved name; nothing here ever asks the internet about it
 
@@ -48,11 +49,7 @@ def complete_production() -> dict[str, Any]:
 
 def program_outputs(document: dict[str, Any]) -> dict[str, Any]:
     """The stack's outputs as the program computes them (under mocks), as `pulumi stack output --json`."""
-    values = {
-        key: value if isinstance(value, str) else json.dumps(value)
-        for key, value in document["config"].items()
-        if not isinstance(value, dict)
-    }
+    values = engine_config("production", document["config"])
     return json.loads(json.dumps(run_program("production", values).outputs))
 
 
@@ -164,6 +161,19 @@ def test_a_clerk_key_for_another_instance_than_the_issuer_fails(stack_file: Path
     assert (
         f"motion:authIssuer: https://clerk.{DOMAIN} is not on the Clerk instance of clerkPublishableKey "
         "(motion-prod.clerk.accounts.dev)"
+    ) in text
+
+
+def test_a_value_the_cli_refuses_is_listed(stack_file: Path) -> None:
+    # The CLI's own check (Pulumi.yaml's schema): a list written as a JSON string is no array.
+    document = yaml.safe_load(stack_file.read_text())
+    document["config"]["motion:frontendDomains"] = '["app.motionhq.net"]'
+    stack_file.write_text(yaml.safe_dump(document))
+    status, text = preflight.run("production", stack_file, None, lambda name, kind: [])
+    assert status == 1
+    assert (
+        "the Pulumi CLI refuses the stack file: Stack 'production' with configuration key "
+        "'frontendDomains' must be of type 'array<string>'"
     ) in text
 
 
