@@ -207,3 +207,32 @@ def content_tag(context: Path, dockerfile: Path, platforms: Sequence[str]) -> st
         executable = b"x" if mode & stat.S_IXUSR else b"-"
         digest.update(relative.encode() + b"\0" + executable + b"\0" + body + b"\0")
     return digest.hexdigest()[:16]
+
+
+# The permissions a git checkout gives files under the usual umask (022): git records only the
+# executable bit, the rest comes from the umask of whoever checked out.
+CHECKOUT_MODES = (0o644, 0o755)
+
+
+class ContextModeError(ValueError):
+    """A context file's permissions differ from a standard checkout's."""
+
+
+def check_checkout_modes(context: Path, dockerfile: Path) -> None:
+    """docker-build's context hash includes each file's full mode (`fileMode.String()` in
+    provider/internal/context.go `hashFile`), so a checkout made under umask 002 (files 0664) hashes
+    differently from CI's (0644): `pulumi up` there would rebuild an unchanged image and push its
+    existing tag again, which ECR refuses for immutable tags. Fail before anything is registered,
+    naming the files and the fix, instead of at the push."""
+    odd = []
+    for relative in context_files(context, dockerfile):
+        mode = os.lstat(context / relative).st_mode
+        if stat.S_ISREG(mode) and stat.S_IMODE(mode) not in CHECKOUT_MODES:
+            odd.append(f"{relative} ({stat.S_IMODE(mode):04o})")
+    if odd:
+        shown = ", ".join(odd[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
+        raise ContextModeError(
+            f"{context.name}/ build context files have permissions other than 0644/0755: {shown}. "
+            f"The image's context hash would differ from a standard checkout's and rebuild an existing "
+            f"immutable tag; run `chmod -R go-w {context.name}` (or check out under umask 022)."
+        )

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
-from components.build_context import content_tag
+from components.build_context import check_checkout_modes, content_tag
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 APP_CODE = PROJECT_ROOT / "app_code"
@@ -39,6 +39,7 @@ class ContainerImage(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: ContainerImageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        check_checkout_modes(args.context, args.context / args.dockerfile)
         super().__init__("motion:platform:ContainerImage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.repository = aws.ecr.Repository(
