@@ -53,9 +53,15 @@ class Pin:
             return True
         if python_version is None:
             return self.marker.evaluate()
-        env = {**default_environment(), "python_version": python_version}
-        env["python_full_version"] = f"{python_version}.0"
-        return self.marker.evaluate(env)
+        return self.marker.evaluate(environment(python_version))
+
+
+def environment(python_version: str) -> dict[str, str]:
+    """Marker variables of CPython `python_version` (X.Y) on this machine's OS and CPU."""
+    env: dict[str, str] = {key: str(value) for key, value in default_environment().items()}
+    env["python_version"] = python_version
+    env["python_full_version"] = f"{python_version}.0"
+    return env
 
 
 @dataclass

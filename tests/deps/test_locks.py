@@ -4,13 +4,13 @@ a lock lost its hashes or its reasons, and when what ships differs from what the
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from importlib import metadata
 from pathlib import Path
 
 import pytest
-from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -19,6 +19,7 @@ from tests.deps.lockfiles import (
     ROOT,
     Lock,
     Pin,
+    environment,
     lock_for,
     read_lock,
     read_source,
@@ -84,7 +85,7 @@ def test_every_range_is_pinned_in_the_lock_by_a_version_it_allows(source: Path) 
 
 def range_problems(requirements: list[Requirement], lock: Lock) -> list[str]:
     problems = []
-    env = {**default_environment(), "python_version": lock.python_version}
+    env = environment(lock.python_version)
     for requirement in requirements:
         if requirement.marker is not None and not requirement.marker.evaluate(env):
             continue
@@ -196,3 +197,15 @@ def test_images_install_their_lock_with_hashes_and_nothing_else(service: str) ->
     assert {"--no-deps", "--require-hashes"} <= set(options.split())
     assert read_lock(ROOT / "app_code" / service / "requirements.txt").python_version == "3.13"
     assert re.search(r"^FROM python:3\.13-slim$", dockerfile, re.M), "the lock is resolved for 3.13"
+
+
+def test_renovate_keeps_every_lock_and_the_actions_moving() -> None:
+    """Renovate's pip-compile manager finds lock files by managerFilePatterns (none by default) and
+    reads each one's header; github-actions must stay among the enabled managers."""
+    config = json.loads((ROOT / "renovate.json").read_text())
+    assert {"pip-compile", "github-actions"} <= set(config["enabledManagers"])
+    patterns = [re.compile(p.strip("/")) for p in config["pip-compile"]["managerFilePatterns"]]
+    for source in SOURCES:
+        assert any(p.search(relative(lock_for(source))) for p in patterns), relative(lock_for(source))
+        assert not any(p.search(relative(source)) for p in patterns), relative(source)
+    assert config["pip_requirements"]["enabled"] is False
