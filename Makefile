@@ -5,14 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest deps plan plan-snapshots preflight smoke bench test-image-python clean
+.PHONY: run test lint typecheck pytest deps lock plan plan-snapshots preflight smoke bench test-image-python clean
 
+# The locks (requirements.txt beside each human-edited requirements.in; `make lock` writes them).
 REQUIREMENTS := requirements.txt requirements-dev.txt $(wildcard app_code/*/requirements.txt) $(wildcard policy/requirements.txt)
 
 $(STAMP): $(REQUIREMENTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --require-hashes -r requirements-dev.txt
 	@touch $(STAMP)
 
 deps:
@@ -32,6 +33,23 @@ bench: deps $(STAMP)
 	$(BIN)/python bench/files_bench.py
 	$(BIN)/python bench/chat_bench.py
 
+## Regenerate every lock from its requirements.in (PyPI). Pins already in a lock are kept unless
+## its ranges exclude them; `make lock UPGRADE=1` moves everything to the newest allowed versions.
+## The dev set is resolved first and constrains every other lock, so what the tests run is what
+## ships. --universal: one lock valid on every OS/CPU (dev machines, x86_64 CI, the arm64 images and
+## Lambdas); --python-version is the lowest Python the lock serves (3.11 where CI and developers
+## run, 3.13 in the images and Lambdas). The options are written with `=` and without
+## --python-platform because Renovate re-runs the header command and accepts only that form
+## (renovatebot/renovate lib/modules/manager/pip-compile/common.ts, allowedOptions).
+UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --generate-hashes $(if $(UPGRADE),--upgrade)
+lock: $(STAMP)
+	$(UV_COMPILE) --python-version=3.11 --output-file=requirements-dev.txt requirements-dev.in
+	$(UV_COMPILE) --python-version=3.11 --constraint=requirements-dev.txt --output-file=requirements.txt requirements.in
+	$(UV_COMPILE) --python-version=3.11 --constraint=requirements-dev.txt --output-file=policy/requirements.txt policy/requirements.in
+	$(UV_COMPILE) --python-version=3.13 --constraint=requirements-dev.txt --output-file=app_code/files/requirements.txt app_code/files/requirements.in
+	$(UV_COMPILE) --python-version=3.13 --constraint=requirements-dev.txt --output-file=app_code/chat/requirements.txt app_code/chat/requirements.in
+	$(UV_COMPILE) --python-version=3.13 --constraint=requirements-dev.txt --output-file=app_code/mailer/requirements.txt app_code/mailer/requirements.in
+
 ## Every check CI runs.
 test: deps $(STAMP) lint typecheck pytest
 
@@ -49,7 +67,7 @@ pytest: $(STAMP)
 IMAGE_VENV := .venv-image
 $(IMAGE_VENV)/.installed: $(REQUIREMENTS)
 	@test -x $(IMAGE_VENV)/bin/python || { python=$${IMAGE_PYTHON:-$$(scripts/image-python.sh)} && "$$python" -m venv $(IMAGE_VENV); }
-	$(IMAGE_VENV)/bin/python -m pip install -q -r requirements-dev.txt
+	$(IMAGE_VENV)/bin/python -m pip install -q --require-hashes -r requirements-dev.txt
 	@touch $@
 
 test-image-python: deps $(IMAGE_VENV)/.installed

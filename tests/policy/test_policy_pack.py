@@ -200,7 +200,7 @@ def test_the_pack_project_files() -> None:
     project = yaml.safe_load((POLICY_DIR / "PulumiPolicy.yaml").read_text())
     assert project["runtime"]["name"] == "python"
     assert project["runtime"]["options"]["virtualenv"]
-    requirements = (POLICY_DIR / "requirements.txt").read_text().lower()
+    requirements = (POLICY_DIR / "requirements.in").read_text().lower()
     assert "pulumi-policy" in requirements and "\npulumi>=" in "\n" + requirements
     readme = (POLICY_DIR / "README.md").read_text()
     assert "--policy-pack-config" in readme

@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 APP_CODE = REPO / "app_code"
 DOCKERFILE = APP_CODE / "chat" / "Dockerfile"
-REQUIREMENTS = APP_CODE / "chat" / "requirements.txt"
+REQUIREMENTS = APP_CODE / "chat" / "requirements.in"  # the ranges; tests/deps checks the lock
 
 
 def _instructions() -> list[tuple[str, str]]:

@@ -90,7 +90,7 @@ def third_party_imports() -> set[str]:
 def test_requirements_cover_imports_and_match_what_is_tested() -> None:
     requirements = [
         Requirement(line)
-        for line in (FILES / "requirements.txt").read_text().splitlines()
+        for line in (FILES / "requirements.in").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
     distributions = metadata.packages_distributions()
@@ -99,9 +99,7 @@ def test_requirements_cover_imports_and_match_what_is_tested() -> None:
         providers = {re.sub(r"[-_.]+", "-", d).lower() for d in distributions.get(module, [])}
         # botocore and cryptography come with boto3 and PyJWT[crypto].
         indirect = {"botocore": "boto3", "cryptography": "pyjwt", "jwt": "pyjwt"}
-        assert providers & required or indirect.get(module) in required, (
-            f"{module} is not in requirements.txt"
-        )
+        assert providers & required or indirect.get(module) in required, f"{module} is not in requirements.in"
     for requirement in requirements:
         installed = metadata.version(requirement.name)
         assert requirement.specifier.contains(installed), f"{requirement} excludes the tested {installed}"
