@@ -152,38 +152,42 @@ def test_the_secret_may_come_from_the_environment(tmp_path: Path, monkeypatch: p
     assert "known after the first `pulumi up`" in text  # named as the next step, not a failure
 
 
-def test_a_clerk_key_for_another_instance_than_the_issuer_fails(stack_file: Path) -> None:
+def preflight_with(stack_file: Path, key: str, value: Any) -> tuple[int, str]:
+    """Preflight (no outputs) of the complete stack with one config value changed."""
     document = yaml.safe_load(stack_file.read_text())
-    document["config"]["motion:clerkPublishableKey"] = clerk_key("motion-prod.clerk.accounts.dev")
+    document["config"][key] = value
     stack_file.write_text(yaml.safe_dump(document))
-    status, text = preflight.run("production", stack_file, None, lambda name, kind: [])
+    return preflight.run("production", stack_file, None, lambda name, kind: [])
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        (
+            "motion:clerkPublishableKey",
+            clerk_key("motion-prod.clerk.accounts.dev"),
+            f"motion:authIssuer: https://clerk.{DOMAIN} is not on the Clerk instance of clerkPublishableKey "
+            "(motion-prod.clerk.accounts.dev)",
+        ),
+        # The CLI's own check (Pulumi.yaml's schema): a list written as a JSON string is no array.
+        (
+            "motion:frontendDomains",
+            f'["app.{DOMAIN}"]',
+            "the Pulumi CLI refuses the stack file: Stack 'production' with configuration key "
+            "'frontendDomains' must be of type 'array<string>'",
+        ),
+        (
+            "motion:natStrategy",
+            "sometimes",
+            "config the program rejects:\n  - motion:natStrategy: 'sometimes' is not a NAT strategy",
+        ),
+    ],
+    ids=["clerk-instance", "cli-schema", "loader"],
+)
+def test_config_that_would_fail_is_listed(stack_file: Path, key: str, value: Any, expected: str) -> None:
+    status, text = preflight_with(stack_file, key, value)
     assert status == 1
-    assert (
-        f"motion:authIssuer: https://clerk.{DOMAIN} is not on the Clerk instance of clerkPublishableKey "
-        "(motion-prod.clerk.accounts.dev)"
-    ) in text
-
-
-def test_a_value_the_cli_refuses_is_listed(stack_file: Path) -> None:
-    # The CLI's own check (Pulumi.yaml's schema): a list written as a JSON string is no array.
-    document = yaml.safe_load(stack_file.read_text())
-    document["config"]["motion:frontendDomains"] = '["app.motionhq.net"]'
-    stack_file.write_text(yaml.safe_dump(document))
-    status, text = preflight.run("production", stack_file, None, lambda name, kind: [])
-    assert status == 1
-    assert (
-        "the Pulumi CLI refuses the stack file: Stack 'production' with configuration key "
-        "'frontendDomains' must be of type 'array<string>'"
-    ) in text
-
-
-def test_config_the_loader_rejects_is_listed(stack_file: Path) -> None:
-    document = yaml.safe_load(stack_file.read_text())
-    document["config"]["motion:natStrategy"] = "sometimes"
-    stack_file.write_text(yaml.safe_dump(document))
-    status, text = preflight.run("production", stack_file, None, lambda name, kind: [])
-    assert status == 1
-    assert "config the program rejects:\n  - motion:natStrategy: 'sometimes' is not a NAT strategy" in text
+    assert expected in text
 
 
 @pytest.mark.parametrize(
