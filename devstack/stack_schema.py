@@ -417,13 +417,78 @@ def map_get(config: Mapping[str, Value], key: str) -> Value | None:
     return _marshal_string(obj)
 
 
-def _map_set_top(config: dict[str, Value], key: str, value: Value) -> None:
-    """config.Map.Set(key, value, path=true) for the one-segment keys defaults are set on; a nested
-    default (`a.b: {default: ...}`) would need object.go Set, which no project of ours declares."""
+def format_property_path(path: list[str | int]) -> str:
+    """How a property path prints in the CLI's errors (`a.b[0]["c.d"]`): names joined by dots,
+    indices in brackets, names that are not plain identifiers quoted in brackets."""
+    out = ""
+    for segment in path:
+        if isinstance(segment, int):
+            out += f"[{segment}]"
+        elif re.fullmatch(r"[A-Za-z_$][A-Za-z0-9_$]*", segment):
+            out += f".{segment}" if out else segment
+        else:
+            out += '["' + segment.replace('"', '\\"') + '"]'
+    return out
+
+
+def _adjust_object_value(value: Value) -> Any:
+    """map.go adjustObjectValue: what a value set at a nested path becomes inside the object ("true"
+    and "false" booleans, base-10 integers without a leading zero ints, anything else as it is)."""
+    if value.secure or value.object:
+        return _value_object(value)
+    if value.text in ("true", "false"):
+        return value.text == "true"
+    if len(value.text) > 1 and value.text[0] == "0":
+        return _value_object(value)
+    if re.fullmatch(r"[+-]?[0-9]+", value.text) and _INT64[0] <= int(value.text) <= _INT64[1]:
+        return int(value.text)  # strconv.Atoi (int is 64-bit where the CLI runs)
+    return _value_object(value)
+
+
+def _new_container(segment: str | int) -> Any:
+    """object.go newContainer: an array long enough for the index, or a map."""
+    return [None] * (segment + 1) if isinstance(segment, int) else {}
+
+
+def _object_set(obj: Any, prefix: list[str | int], path: list[str | int], new: Any) -> Any:
+    """object.go (*object).Set, returning the updated object; errors carry Go's messages."""
+    if not path:
+        return new
+    head = path[0]
+    if obj is None or not isinstance(obj, (list, dict)):
+        if obj is not None and len(prefix) != 1:  # COMPAT: only the first level is overwritten
+            kind = "an array" if isinstance(head, int) else "a map"
+            raise StackConfigError(f"{format_property_path(prefix)}: expected {kind}")
+        obj = _new_container(head)
+    prefix = [*prefix, head]
+    if isinstance(obj, list):
+        if not isinstance(head, int):
+            raise StackConfigError(f"{format_property_path(prefix)}: key for an array must be an int")
+        if head < 0 or head > len(obj):
+            raise StackConfigError(f"{format_property_path(prefix)}: array index out of range")
+        if head == len(obj):
+            obj.append(None)
+        obj[head] = _object_set(obj[head], prefix, path[1:], new)
+        return obj
+    if not isinstance(head, str):
+        raise StackConfigError(f"{format_property_path(prefix)}: key for a map must be a string")
+    if len(path) == 1 and not obj and head == "secure" and isinstance(new, str):
+        raise StackConfigError('maps with the single key "secure" are reserved')
+    obj[head] = _object_set(obj.get(head), prefix, path[1:], new)
+    return obj
+
+
+def map_set(config: dict[str, Value], key: str, value: Value) -> None:
+    """config.Map.Set(key, value, path=true) (map.go): a one-segment key is set as it is; a nested one
+    (`motion:a.b`, `motion:list[0]`) is set inside its root's object, creating containers."""
     path, root_key = _split_key_path(key)
-    if len(path) != 1:
-        raise NotImplementedError(f"setting a default on the nested config path {key!r} is not ported")
-    config[root_key] = value
+    if len(path) == 1:
+        config[root_key] = value
+        return
+    new = _adjust_object_value(value)
+    root = config.get(root_key)
+    obj = _value_object(root) if root is not None else _new_container(path[1])
+    config[root_key] = _marshal_string(_object_set(obj, path[:1], path[1:], new))
 
 
 # --- the project's config schema (sdk/go/common/workspace/project.go, loaders.go) ------------------------------
@@ -697,7 +762,7 @@ def merge_config(
             continue
         if not found and (has_value or has_default):
             # Go takes `value`, then lets `default` win; Validate forbids both at once.
-            _map_set_top(config, key, _config_value(ctype.default if has_default else ctype.value))
+            map_set(config, key, _config_value(ctype.default if has_default else ctype.value))
     if not validate:
         return
     if missing:

@@ -434,3 +434,50 @@ def test_empty_values_warn() -> None:  # loaders.go checkForEmptyConfig
     config, warning = s.load_stack(project, "config:\n  test:a:\n  test:b: x")
     assert config["test:a"] == Value("")
     assert warning is not None and warning.startswith('No value for configuration key "test:a". ')
+
+
+# config.Map.Set with path=true (map.go Set, object.go Set/newContainer, map.go adjustObjectValue): how
+# the CLI writes a project default whose key is a nested path into the stack's config.
+@pytest.mark.parametrize(
+    ("existing", "key", "value", "expected"),
+    [
+        ({}, "p:a.b", Value("true"), Value('{"b":true}', object=True)),
+        ({}, "p:a.b", Value("0123"), Value('{"b":"0123"}', object=True)),  # leading zero: a string
+        ({}, "p:a.b", Value("42"), Value('{"b":42}', object=True)),
+        ({}, "p:list[0]", Value("x"), Value('["x"]', object=True)),
+        ({"p:a": Value('{"c":1}', object=True)}, "p:a.b", Value("v"), Value('{"b":"v","c":1}', object=True)),
+        # COMPAT: a plain string at the first level is replaced by a container
+        ({"p:a": Value("plain")}, "p:a.b", Value("v"), Value('{"b":"v"}', object=True)),
+        ({"p:a": Value('["x"]', object=True)}, "p:a[1]", Value("y"), Value('["x","y"]', object=True)),
+    ],
+)
+def test_nested_paths_are_set_as_the_cli_sets_them(
+    existing: dict[str, Value], key: str, value: Value, expected: Value
+) -> None:
+    config = dict(existing)
+    s.map_set(config, key, value)
+    root = "p:" + key[2:].replace("[", ".").split(".")[0]  # the key of the path's first segment
+    assert config[root] == expected
+
+
+@pytest.mark.parametrize(
+    ("existing", "key", "message"),
+    [
+        ({"p:a": Value('{"b":"s"}', object=True)}, "p:a.b.c", "a.b: expected a map"),
+        ({"p:a": Value('["x"]', object=True)}, "p:a[3]", "a[3]: array index out of range"),
+        ({"p:a": Value('["x"]', object=True)}, "p:a.k", "a.k: key for an array must be an int"),
+        ({}, "p:a.secure", 'maps with the single key "secure" are reserved'),
+    ],
+)
+def test_nested_paths_the_cli_refuses(existing: dict[str, Value], key: str, message: str) -> None:
+    with pytest.raises(StackConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        s.map_set(dict(existing), key, Value("v"))
+
+
+def test_a_nested_project_default_reaches_the_program() -> None:
+    """A project key that is a path (`settings.mode`) gets its default inside its root object."""
+    values = validate(
+        "name: p\nruntime: python\nconfig:\n  settings.mode:\n    default: fast\n",
+        "config: {}\n",
+    )
+    assert values["p:settings"] == '{"mode":"fast"}'
