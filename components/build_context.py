@@ -192,15 +192,18 @@ def context_files(context: Path, dockerfile: Path) -> list[str]:
     return sorted(files)
 
 
-def content_tag(context: Path, dockerfile: Path, platforms: Sequence[str]) -> str:
+def content_tag(
+    context: Path, dockerfile: Path, platforms: Sequence[str], files: Sequence[str] | None = None
+) -> str:
     """Same build inputs, same tag: the Dockerfile, the platforms, and each context file's path,
     executable bit (COPY keeps modes; git records only that bit) and content. Timestamps, caches
     and files the ignore file leaves out do not count, so an unchanged service never pushes again
-    (ECR refuses to push an existing immutable tag)."""
+    (ECR refuses to push an existing immutable tag). `files`: `context_files(context, dockerfile)`
+    when the caller has already walked the context."""
     digest = hashlib.sha256()
     digest.update(b"dockerfile\0" + dockerfile.read_bytes() + b"\0")
     digest.update(b"platforms\0" + ",".join(platforms).encode() + b"\0")
-    for relative in context_files(context, dockerfile):
+    for relative in context_files(context, dockerfile) if files is None else files:
         path = context / relative
         mode = os.lstat(path).st_mode
         body = os.readlink(path).encode() if stat.S_ISLNK(mode) else path.read_bytes()
@@ -218,14 +221,14 @@ class ContextModeError(ValueError):
     """A context file's permissions differ from a standard checkout's."""
 
 
-def check_checkout_modes(context: Path, dockerfile: Path) -> None:
+def check_checkout_modes(context: Path, files: Sequence[str]) -> None:
     """docker-build's context hash includes each file's full mode (`fileMode.String()` in
     provider/internal/context.go `hashFile`), so a checkout made under umask 002 (files 0664) hashes
     differently from CI's (0644): `pulumi up` there would rebuild an unchanged image and push its
     existing tag again, which ECR refuses for immutable tags. Fail before anything is registered,
     naming the files and the fix, instead of at the push."""
     odd = []
-    for relative in context_files(context, dockerfile):
+    for relative in files:
         mode = os.lstat(context / relative).st_mode
         if stat.S_ISREG(mode) and stat.S_IMODE(mode) not in CHECKOUT_MODES:
             odd.append(f"{relative} ({stat.S_IMODE(mode):04o})")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from components.config_keys import KEYS_BY_NAME, PROJECT
+from components.config_keys import KEYS_BY_NAME, PROJECT, PROVIDER_SECRETS
 from components.config_model import (
     NAT_STRATEGIES,
     AuthConfig,
@@ -253,9 +253,14 @@ def load_stack_config() -> StackConfig:
     raw = {key[len(namespace) :]: value for key, value in everything.items() if key.startswith(namespace)}
     region = pulumi.Config("aws").get("region") or ""
     config = load_config(pulumi.get_stack(), raw, region)
-    if not (everything.get("vercel:apiToken") or os.environ.get("VERCEL_API_TOKEN")):
+    missing = [
+        f"{key}: is required (set it with `pulumi config set --secret {key} <token>`, or export {variable})"
+        for key, variable in PROVIDER_SECRETS.items()
+        if not (everything.get(key) or os.environ.get(variable))
+    ]
+    if missing:
         raise ConfigError(
-            f"Invalid configuration for stack '{config.stack}' (1 problem(s)):\n  - vercel:apiToken: is required "
-            "(set it with `pulumi config set --secret vercel:apiToken <token>`, or export VERCEL_API_TOKEN)"
+            f"Invalid configuration for stack '{config.stack}' ({len(missing)} problem(s)):\n  - "
+            + "\n  - ".join(missing)
         )
     return config

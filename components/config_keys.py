@@ -179,3 +179,8 @@ KEYS: tuple[Key, ...] = (
     _k("s3KmsEncryption", "boolean", False, "SSE-KMS (with a bucket key) instead of SSE-S3 for file storage"),
 )
 KEYS_BY_NAME = {key.name: key for key in KEYS}
+
+# Secrets of other packages' providers the program needs, each with the environment variable the
+# provider reads instead (CI passes the repository secret of that name): the loader insists on one
+# of the two, `make preflight` reports a missing one, and the workflows' test checks CI passes it.
+PROVIDER_SECRETS: dict[str, str] = {"vercel:apiToken": "VERCEL_API_TOKEN"}

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
-from components.build_context import check_checkout_modes, content_tag
+from components.build_context import check_checkout_modes, content_tag, context_files
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 APP_CODE = PROJECT_ROOT / "app_code"
@@ -39,7 +39,10 @@ class ContainerImage(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: ContainerImageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        check_checkout_modes(args.context, args.context / args.dockerfile)
+        dockerfile = args.context / args.dockerfile
+        # One walk of the context serves both the mode check and the tag.
+        files = context_files(args.context, dockerfile)
+        check_checkout_modes(args.context, files)
         super().__init__("motion:platform:ContainerImage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.repository = aws.ecr.Repository(
@@ -88,10 +91,9 @@ class ContainerImage(pulumi.ComponentResource):
         token = aws.ecr.get_authorization_token_output(
             registry_id=self.repository.registry_id, opts=pulumi.InvokeOptions(parent=self)
         )
-        dockerfile = args.context / args.dockerfile
         # The tag hashes exactly the files Docker sends (the ignore file's allow-list applied the
         # way moby applies it), so a fresh checkout, caches or touched mtimes keep the tag.
-        tag = content_tag(args.context, dockerfile, [p.value for p in PLATFORMS])
+        tag = content_tag(args.context, dockerfile, [p.value for p in PLATFORMS], files)
         image_tag = pulumi.Output.concat(self.repository.repository_url, ":", tag)
         # docker-build (pulumi/pulumi-docker-build, provider/internal/image.go): `Diff` rebuilds when
         # the tags, the build options or its own `contextHash` (context.go `hashBuildContext`, which

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.config import ConfigError, load_config
-from components.config_keys import PROJECT
-from devstack.stack_files import engine_config
+from components.config import ConfigError
+from components.config_keys import PROJECT, PROVIDER_SECRETS
+from devstack.stack_files import engine_config, load_engine_config
 from devstack.stack_schema import StackConfigError, load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,15 +43,6 @@ RESERVED_NAMES = ("example", "test", "invalid", "example.com", "example.net", "e
 DOCUMENTATION_ACCOUNTS = ("123456789012", "111122223333", "444455556666")
 _HOST = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z][a-z0-9-]*", re.IGNORECASE)
 _ARN_ACCOUNT = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12}):")
-
-# Secrets the program needs, where each may come from, and how to set it.
-SECRETS: Mapping[str, tuple[str, str]] = {
-    "vercel:apiToken": (
-        "VERCEL_API_TOKEN",
-        "pulumi config set --secret vercel:apiToken -s {stack}, or VERCEL_API_TOKEN in the environment "
-        "(the workflows pass the VERCEL_API_TOKEN repository secret)",
-    ),
-}
 
 Resolver = Callable[[str, str], list[str]]
 
@@ -111,7 +102,6 @@ def _flatten(value: Any) -> Iterable[str]:
 def check_config(stack: str, document: Mapping[str, Any]) -> list[Finding]:
     findings: list[Finding] = []
     config = document.get("config") or {}
-    namespace = f"{PROJECT}:"
     for key, value in sorted(config.items()):
         if isinstance(value, dict):  # `secure:` values are ciphertext
             continue
@@ -126,15 +116,18 @@ def check_config(stack: str, document: Mapping[str, Any]) -> list[Finding]:
     except StackConfigError as err:
         findings.append(Finding("config", f"the Pulumi CLI refuses the stack file: {err}"))
         engine = engine_config(stack, config, validate=False)
-    raw = {key[len(namespace) :]: value for key, value in engine.items() if key.startswith(namespace)}
     try:
-        load_config(stack, raw, engine.get("aws:region", ""))
+        load_engine_config(stack, engine)
     except ConfigError as err:
         findings.extend(Finding("config", line.strip()[2:]) for line in str(err).splitlines()[1:])
     findings.extend(_clerk_instance(config))
-    for key, (variable, how) in SECRETS.items():
+    for key, variable in PROVIDER_SECRETS.items():
         if not isinstance(config.get(key), dict) and not os.environ.get(variable):
-            findings.append(Finding("secrets", f"{key}: not set ({how.format(stack=stack)})"))
+            how = (
+                f"pulumi config set --secret {key} -s {stack}, or {variable} in the environment "
+                f"(the workflows pass the {variable} repository secret)"
+            )
+            findings.append(Finding("secrets", f"{key}: not set ({how})"))
     return findings
 
 

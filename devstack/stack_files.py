@@ -43,9 +43,13 @@ def read_stack_file(stack: str) -> dict[str, str]:
     return engine_config(stack, stack_document(stack))
 
 
+def load_engine_config(stack: str, engine: Mapping[str, str]) -> StackConfig:
+    """The program's loader over what the engine passes (fully qualified keys), as `pulumi up` runs it."""
+    namespace = f"{PROJECT}:"
+    values = {key[len(namespace) :]: value for key, value in engine.items() if key.startswith(namespace)}
+    return load_config(stack, values, engine.get("aws:region", ""))
+
+
 def load_stack_file(stack: str) -> StackConfig:
     """A stack's validated config from its file, for tools that mirror the stack (e.g. `make run`)."""
-    raw = read_stack_file(stack)
-    namespace = f"{PROJECT}:"
-    values = {key[len(namespace) :]: value for key, value in raw.items() if key.startswith(namespace)}
-    return load_config(stack, values, raw.get("aws:region", ""))
+    return load_engine_config(stack, read_stack_file(stack))

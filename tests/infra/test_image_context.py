@@ -280,14 +280,14 @@ def test_a_checkout_with_group_writable_files_is_refused_before_the_push(tree: P
     # What a checkout under umask 002 looks like: docker-build would hash "-rw-rw-r--" instead of CI's
     # "-rw-r--r--", rebuild and push the existing immutable tag, and ECR would refuse it.
     dockerfile = tree / "files" / "Dockerfile"
-    check_checkout_modes(tree, dockerfile)  # a standard checkout passes
+    check_checkout_modes(tree, context_files(tree, dockerfile))  # a standard checkout passes
     module = tree / "files" / "files_service" / "routes.py"
     module.chmod(0o664)
     with pytest.raises(ContextModeError, match=r"files/files_service/routes\.py \(0664\).*chmod -R go-w"):
-        check_checkout_modes(tree, dockerfile)
+        check_checkout_modes(tree, context_files(tree, dockerfile))
     module.chmod(0o644)
     (tree / "files" / "files_service" / "__pycache__").mkdir(exist_ok=True)
     stray = tree / "files" / "files_service" / "__pycache__" / "x.pyc"
     stray.write_bytes(b"")
     stray.chmod(0o666)  # outside the context: not Docker's business, nor ours
-    check_checkout_modes(tree, dockerfile)
+    check_checkout_modes(tree, context_files(tree, dockerfile))

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from harness import StackRun, run_stack
 
-from devstack.preflight import SECRETS
+from components.config_keys import PROVIDER_SECRETS
 from policy.motion_policy.model import STACKS
 from tests.policy.test_workflows import ROOT, WORKFLOW_FILES, load, pulumi_steps
 
@@ -122,7 +122,7 @@ def test_every_setting_a_workflow_reads_is_in_its_header_and_the_readme(path: An
 def test_every_secret_the_program_needs_reaches_every_pulumi_step(path: Any) -> None:
     for job_id, _, step in pulumi_steps(load(path.name)):
         env = step.get("env", {})
-        for key, (variable, _) in SECRETS.items():
+        for key, variable in PROVIDER_SECRETS.items():
             assert env.get(variable) == f"${{{{ secrets.{variable} }}}}", (
                 f"{path.name} job {job_id}: the program needs {key}; pass {variable} from a secret"
             )
