@@ -215,3 +215,9 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     bad.write_text("{not json")
     result = run_cli("--stack", "dev", "--outputs", str(bad))
     assert result.returncode == 2 and "cannot read outputs" in result.stderr
+
+
+def test_outputs_without_dns_records_fail_and_say_so(stack_file: Path) -> None:
+    status, text = preflight.run("production", stack_file, {"baseUrl": "https://x"}, lambda name, kind: [])
+    assert status == 1
+    assert "the outputs have no dnsRecords list (is this `pulumi stack output --json`?)" in text
