@@ -60,17 +60,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## The tests also need the Lambdas' Python (3.13): the mailer's SDK layer is compiled and checked
+## with it. Found on PATH, in pyenv or uv's interpreters, else installed with `uv python install`.
 pytest: $(STAMP)
+	@PATH="$(CURDIR)/$(BIN):$$PATH" scripts/runtime-python.sh --install >/dev/null
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
 
 ## The service tests again on the Python the images and Lambdas run (3.13), in its own virtualenv.
 IMAGE_VENV := .venv-image
 $(IMAGE_VENV)/.installed: $(REQUIREMENTS)
-	@test -x $(IMAGE_VENV)/bin/python || { python=$${IMAGE_PYTHON:-$$(scripts/image-python.sh)} && "$$python" -m venv $(IMAGE_VENV); }
+	@test -x $(IMAGE_VENV)/bin/python || { python=$${IMAGE_PYTHON:-$$(PATH="$(CURDIR)/$(BIN):$$PATH" scripts/runtime-python.sh --install)} && "$$python" -m venv $(IMAGE_VENV); }
 	$(IMAGE_VENV)/bin/python -m pip install -q --require-hashes -r requirements-dev.txt
 	@touch $@
 
-test-image-python: deps $(IMAGE_VENV)/.installed
+test-image-python: deps $(STAMP) $(IMAGE_VENV)/.installed
 	PATH="$(CURDIR)/$(IMAGE_VENV)/bin:$$PATH" $(IMAGE_VENV)/bin/python -m pytest -p no:cacheprovider tests/services
 
 ## Each stack's resources as a tree, from the program under mocks.
@@ -87,4 +90,4 @@ preflight: $(STAMP)
 	$(BIN)/python -m devstack.preflight --stack $(STACK) $(if $(OUTPUTS),--outputs $(OUTPUTS)) $(if $(NAMESERVER),--nameserver $(NAMESERVER))
 
 clean:
-	rm -rf $(VENV) $(IMAGE_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(IMAGE_VENV) build .pytest_cache .mypy_cache .ruff_cache

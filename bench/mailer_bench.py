@@ -6,6 +6,11 @@
    - "cached": with our bytecode cached, as on a developer machine;
    plus what the first invocation adds (import boto3, build the clients). Target: <= 150 ms.
 2. Size of the deployment archive (`components.lambda_archive.build_zip`). Target: <= 64 KB.
+   And the SDK layer (`components.lambda_layer.build_layer`): its size, a build from an empty cache,
+   and a cold `import boto3` plus the first clients on the runtime's Python from the layer as
+   shipped, from the same packages installed as the runtime's own boto3 is (ordinary bytecode), and
+   from sources alone (what shipping without bytecode costs). Target: the layer's cold import within
+   1.1x of the runtime-like install (the SDK moving into a layer must not slow cold starts).
 3. A 10-record batch through `Worker.handle` against a local AWS API (moto, started here):
    store + claim + SES send + mark per record (5 AWS calls), records concurrently (10 threads)
    versus one by one; then again with a fixed delay added to every AWS call, because moto answers
@@ -35,12 +40,15 @@ REPO = Path(__file__).resolve().parents[1]
 MAILER = REPO / "app_code" / "mailer"
 sys.path[:0] = [str(REPO), str(MAILER)]
 
-from components.lambda_archive import build_zip, mailer_files, source_code_hash  # noqa: E402
+from components.interpreters import find_python  # noqa: E402
+from components.lambda_archive import RUNTIME, build_zip, mailer_files, source_code_hash  # noqa: E402
+from components.lambda_layer import build_layer  # noqa: E402
 from devstack.mail_resources import create_mail_resources  # noqa: E402
 from devstack.servers import MotoServer  # noqa: E402
 
 IMPORT_TARGET_MS = 150.0
 ARCHIVE_TARGET_BYTES = 64 * 1024
+LAYER_IMPORT_RATIO_TARGET = 1.1
 BATCH_SIZE = 10
 
 _TIMED_IMPORT = """
@@ -132,6 +140,65 @@ def bench_archive() -> dict[str, Any]:
         "sha256_b64": source_code_hash(archive),
         "reproducible": build_zip(MAILER) == archive,
     }
+
+
+_TIMED_SDK = """
+import sys, time
+sys.path[:0] = [sys.argv[1]]
+t0 = time.perf_counter()
+import boto3
+t1 = time.perf_counter()
+for service in ("dynamodb", "sesv2", "sqs"):
+    boto3.client(service, region_name="us-east-1")
+t2 = time.perf_counter()
+assert boto3.__file__.startswith(sys.argv[1]), boto3.__file__
+print((t1 - t0) * 1000, (t2 - t1) * 1000)
+"""
+
+
+def bench_layer(repeats: int) -> dict[str, Any]:
+    python = find_python(RUNTIME.removeprefix("python"))
+    with tempfile.TemporaryDirectory(prefix="layer-bench-") as tmp:
+        started = time.perf_counter()
+        layer = build_layer(cache_dir=Path(tmp) / "cache")
+        build_seconds = time.perf_counter() - started
+        zip_bytes = layer.stat().st_size
+        roots = {label: Path(tmp) / label for label in ("layer", "runtime_like", "sources_only")}
+        for root in roots.values():
+            shutil.unpack_archive(layer, root, "zip")
+        for label in ("runtime_like", "sources_only"):
+            for cache in list((roots[label] / "python").rglob("__pycache__")):
+                shutil.rmtree(cache)
+        # As the runtime's own boto3 is installed: ordinary (timestamp) bytecode, compiled in place.
+        subprocess.run(
+            [str(python), "-m", "compileall", "-q", str(roots["runtime_like"] / "python")], check=True
+        )
+        runs: dict[str, list[list[str]]] = {label: [] for label in roots}
+        for _ in range(repeats):  # interleaved, so drift on a shared machine hits every variant alike
+            for label, root in roots.items():
+                runs[label].append(
+                    subprocess.run(
+                        [str(python), "-I", "-B", "-c", _TIMED_SDK, str(root / "python")],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    ).stdout.split()
+                )
+    figures: dict[str, Any] = {
+        "zip_bytes": zip_bytes,
+        "build_seconds_empty_cache": round(build_seconds, 1),
+    }
+    for label, samples in runs.items():
+        figures[label] = {
+            "import_boto3_ms_median": round(statistics.median(float(r[0]) for r in samples), 1),
+            "clients_ms_median": round(statistics.median(float(r[1]) for r in samples), 1),
+        }
+    base = figures["runtime_like"]["import_boto3_ms_median"]
+    figures["layer_over_runtime_like"] = round(figures["layer"]["import_boto3_ms_median"] / base, 2)
+    figures["sources_only_over_runtime_like"] = round(
+        figures["sources_only"]["import_boto3_ms_median"] / base, 2
+    )
+    return figures
 
 
 class Delayed:
@@ -260,6 +327,16 @@ def main() -> None:
         f"[{verdict}, target <= 64 KB], reproducible={archive['reproducible']}, sha256={archive['sha256_b64']}"
     )
 
+    layer = bench_layer(args.repeats)
+    verdict = "ok" if layer["layer_over_runtime_like"] <= LAYER_IMPORT_RATIO_TARGET else "OVER TARGET"
+    print(
+        f"SDK layer: {layer['zip_bytes'] / 1e6:.1f} MB zipped, built in {layer['build_seconds_empty_cache']} s "
+        f"from an empty cache; cold import boto3 on {RUNTIME}: layer {layer['layer']['import_boto3_ms_median']:.1f} ms, "
+        f"runtime-like install {layer['runtime_like']['import_boto3_ms_median']:.1f} ms "
+        f"({layer['layer_over_runtime_like']}x) [{verdict}, target <= {LAYER_IMPORT_RATIO_TARGET}x], "
+        f"sources only {layer['sources_only']['import_boto3_ms_median']:.1f} ms ({layer['sources_only_over_runtime_like']}x)"
+    )
+
     batches = bench_batches(args.batches, args.latency_ms)
     for label, figures in batches.items():
         if not isinstance(figures, dict):
@@ -272,7 +349,7 @@ def main() -> None:
         f"concurrency speed-up: {batches['speedup']}x against moto as is (CPU-bound, sharing our cores), "
         f"{batches['speedup_with_latency']}x with {args.latency_ms:g} ms of latency per AWS call"
     )
-    print(json.dumps({"imports": imports, "archive": archive, "batch": batches}))
+    print(json.dumps({"imports": imports, "archive": archive, "layer": layer, "batch": batches}))
 
 
 if __name__ == "__main__":

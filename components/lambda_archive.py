@@ -19,6 +19,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MAILER_ROOT = REPO_ROOT / "app_code" / "mailer"
 COMMON_ROOT = REPO_ROOT / "app_code" / "common"
 PACKAGES = ("mailer",)
+# What the Lambdas run: the runtime identifier and the instruction set (Graviton). The SDK layer is
+# installed and compiled for exactly these (components/lambda_layer.py).
+RUNTIME = "python3.13"
+ARCHITECTURE = "arm64"
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
 
 

@@ -3,12 +3,13 @@ wired so the function starts with logging and permissions already in place."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
 import pulumi_aws as aws
 
 from components.iam import assume_role_policy, policy_document, statement
-
-RUNTIME = "python3.13"
+from components.lambda_archive import ARCHITECTURE, RUNTIME
 
 
 def lambda_function(
@@ -18,6 +19,7 @@ def lambda_function(
     handler: str,
     code: pulumi.AssetArchive,
     *,
+    layers: Sequence[pulumi.Input[str]],
     name_prefix: str,
     log_retention_days: int,
     timeout: int,
@@ -51,7 +53,8 @@ def lambda_function(
         f"{name}-{function}",
         name=full_name,
         runtime=RUNTIME,
-        architectures=["arm64"],
+        architectures=[ARCHITECTURE],
+        layers=list(layers),
         handler=handler,
         code=code,
         role=role.arn,

@@ -14,8 +14,9 @@ from components.alarms import Alarm, create_alarms
 from components.config_model import MAIL_MAX_RECIPIENTS, AuthConfig, MailConfig
 from components.dynamo import table_args
 from components.iam import statement
-from components.lambda_archive import MAILER_ROOT, mailer_files
+from components.lambda_archive import ARCHITECTURE, MAILER_ROOT, REPO_ROOT, RUNTIME, mailer_files
 from components.lambda_function import lambda_function
+from components.lambda_layer import LOCK, build_layer
 from components.mail_http_api import mail_http_api
 
 MAILER_SCHEMA = "mailer/mailer/schema.py"
@@ -118,6 +119,19 @@ class Mailing(pulumi.ComponentResource):
         )
 
         code = lambda_code(args.code_root)
+        # The SDK the functions import, from the mailer's lock (components/lambda_layer.py): a new
+        # version is published only when the lock changes; the old one is deleted once no function
+        # uses it (replacement creates the new version first).
+        self.sdk_layer = aws.lambda_.LayerVersion(
+            f"{name}-sdk",
+            layer_name=f"{prefix}-sdk",
+            description=f"boto3 and its dependencies from {LOCK.relative_to(REPO_ROOT).as_posix()}",
+            code=pulumi.FileArchive(str(build_layer())),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            opts=child,
+        )
+        layers = [self.sdk_layer.arn]
         sender = mail.sender_address
         self.mailer = lambda_function(
             self,
@@ -125,6 +139,7 @@ class Mailing(pulumi.ComponentResource):
             "mailer",
             "mailer.worker.handler",
             code,
+            layers=layers,
             name_prefix=args.name_prefix,
             log_retention_days=args.log_retention_days,
             timeout=mail.mailer_timeout_seconds,
@@ -164,6 +179,7 @@ class Mailing(pulumi.ComponentResource):
             "mail-api",
             "mailer.api.handler",
             code,
+            layers=layers,
             name_prefix=args.name_prefix,
             log_retention_days=args.log_retention_days,
             timeout=10,

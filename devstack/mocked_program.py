@@ -170,6 +170,10 @@ def computed_outputs(type_: str, name: str, inputs: Mapping[str, Any], region: s
     elif type_ == "aws:lambda/function:Function":
         arn = f"arn:aws:lambda:{region}:{ACCOUNT}:function:{inputs.get('name') or name}"
         out.update(arn=arn, invokeArn=f"arn:aws:apigateway:{region}:lambda:path/functions/{arn}/invocations")
+    elif type_ == "aws:lambda/layerVersion:LayerVersion":
+        # The provider's `arn` is the version's ARN (`layer_arn` without the version number).
+        layer_arn = f"arn:aws:lambda:{region}:{ACCOUNT}:layer:{inputs['layerName']}"
+        out.update(arn=f"{layer_arn}:1", layerArn=layer_arn, version="1")
     elif type_ == "aws:apigatewayv2/api:Api":
         out.update(apiEndpoint=f"https://{name}.execute-api.{region}.amazonaws.com", executionArn=arn)
     elif type_ == "aws:secretsmanager/secret:Secret":

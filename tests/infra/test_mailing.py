@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
+import pulumi
 from harness import StackRun
 
 from components.lambda_function import RUNTIME
+from components.lambda_layer import build_layer
 
 QUEUE = "aws:sqs/queue:Queue"
 FUNCTION = "aws:lambda/function:Function"
@@ -43,6 +46,33 @@ def test_functions_are_current_arm64_python_from_one_archive(stack: StackRun) ->
         assert inputs["runtime"] == RUNTIME == "python3.13"
         assert inputs["architectures"] == ["arm64"]
         assert inputs["loggingConfig"]["logFormat"] == "JSON"
+
+
+# Lambda API Reference: PublishLayerVersion (LayerName 1-140 characters, this pattern; Description at
+# most 256; CompatibleArchitectures at most 2, CompatibleRuntimes at most 15) and CreateFunction
+# (Layers: at most 5 layer version ARNs, each matching LAYER_VERSION_ARN).
+LAYER_NAME = re.compile(
+    r"(arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:layer:[a-zA-Z0-9-_]+)|[a-zA-Z0-9-_]+"
+)
+LAYER_VERSION_ARN = re.compile(r"arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+")
+
+
+def test_functions_import_the_locked_sdk_from_a_layer_built_for_their_runtime(stack: StackRun) -> None:
+    layer = stack.one("aws:lambda/layerVersion:LayerVersion", "mailing-sdk")
+    inputs = layer.inputs
+    assert LAYER_NAME.fullmatch(inputs["layerName"]) and 1 <= len(inputs["layerName"]) <= 140
+    assert len(inputs["description"]) <= 256
+    code = inputs["code"]
+    assert isinstance(code, pulumi.FileArchive) and code.path == str(build_layer())
+    functions = stack.of_type(FUNCTION)
+    assert len(functions) == 2
+    for function in functions:
+        (arn,) = function.inputs["layers"]  # one layer (Lambda takes at most 5)
+        assert LAYER_VERSION_ARN.fullmatch(arn) and f":layer:{inputs['layerName']}:" in arn
+        assert layer.urn in function.dependencies
+        # Built for what the function runs: same runtime, same instruction set.
+        assert inputs["compatibleRuntimes"] == [function.inputs["runtime"]]
+        assert inputs["compatibleArchitectures"] == function.inputs["architectures"]
 
 
 def test_event_source_mapping_reports_partial_failures_and_caps_concurrency(stack: StackRun) -> None:

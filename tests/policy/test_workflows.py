@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components.lambda_archive import RUNTIME
 from policy.motion_policy.model import STACKS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,3 +129,32 @@ def test_permissions_are_declared_and_minimal(path: Path) -> None:
         writes = {scope for scope, level in job["permissions"].items() if level == "write"}
         assert writes <= WRITABLE_SCOPES, f"job {job_id} writes {writes - WRITABLE_SCOPES}"
         assert set(job["permissions"].values()) <= {"read", "write", "none"}
+
+
+def setup_python_versions(workflow: dict[str, Any], step: dict[str, Any]) -> list[str]:
+    """The versions a setup-python step installs, `${{ env.X }}` resolved from the workflow's env."""
+    raw = str(step.get("with", {}).get("python-version", ""))
+    resolved = re.sub(r"\$\{\{\s*env\.(\w+)\s*\}\}", lambda m: str(workflow.get("env", {})[m.group(1)]), raw)
+    return resolved.split()
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+def test_jobs_that_run_the_program_or_the_tests_have_the_lambdas_python(path: Path) -> None:
+    # The program builds the mailer's SDK layer, and the tests check it, with the runtime's own
+    # Python (components/lambda_layer.py); the default `python` stays the program's.
+    workflow = load(path.name)
+    runtime = RUNTIME.removeprefix("python")
+    checked = 0
+    for job_id, job in workflow["jobs"].items():
+        job_steps = job.get("steps", [])
+        runs_program = any(str(s.get("uses", "")).startswith("pulumi/actions@") for s in job_steps)
+        runs_tests = any("make test" in str(s.get("run", "")) for s in job_steps)
+        if not (runs_program or runs_tests):
+            continue
+        setups = [s for s in job_steps if str(s.get("uses", "")).startswith("actions/setup-python@")]
+        assert len(setups) == 1, f"{job_id}: one setup-python step"
+        versions = setup_python_versions(workflow, setups[0])
+        assert runtime in versions, f"{job_id}: setup-python does not install Python {runtime} (the Lambdas')"
+        assert versions[-1] == workflow["env"]["PYTHON_VERSION"], f"{job_id}: the default python changed"
+        checked += 1
+    assert checked >= 2

@@ -1,0 +1,182 @@
+"""The mailer's SDK layer: boto3 and what it needs, exactly as `app_code/mailer/requirements.txt` locks
+them, with bytecode compiled by the runtime's Python, in a byte-for-byte reproducible zip.
+
+Why a layer (README, "The Lambda's SDK"): the python3.13 runtime brings a boto3 that Lambda updates
+on its own schedule, not the one the tests run; AWS recommends shipping the SDK to control its
+version. In the function's own archive it would turn every code deploy into a 19 MB upload; as a
+layer it is published again only when the lock changes. Lambda puts a layer's `python/` folder on
+`sys.path` ahead of the runtime's own packages, so the locked boto3 is the one imported (Lambda
+Developer Guide, "Working with layers for Python Lambda functions": the zip's root holds `python/`,
+built with the function's Python version, for Linux).
+
+Bytecode matters: `/opt` is read-only, so without it every cold start compiles botocore from source
+(355-500 ms measured, against 119 ms precompiled; bench/mailer_bench.py). The `.pyc` files are
+hash-based and unchecked (PEP 552), so they hold no timestamps and are never revalidated, their
+source paths name `/opt/python/...` where Lambda mounts them, and compilation runs with a fixed hash
+seed, so two builds of one lock give the same bytes and the engine sees no change between a preview
+and the `pulumi up` after it, or between two runners.
+
+Built on demand and cached under `build/lambda-layers/`, keyed by everything that shapes the bytes
+(the lock, the target runtime and architecture, and this builder's version).
+"""
+
+from __future__ import annotations
+
+import email.parser
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.interpreters import find_python
+from components.lambda_archive import ARCHITECTURE, MAILER_ROOT, REPO_ROOT, RUNTIME, build_zip
+
+LOCK = MAILER_ROOT / "requirements.txt"
+CACHE_DIR = REPO_ROOT / "build" / "lambda-layers"
+MOUNT = "/opt"  # where Lambda extracts a layer (the zip's python/ becomes /opt/python)
+# Bump when the build's steps change, so caches keyed by the old steps are not reused.
+BUILDER_VERSION = "1"
+# Lambda quotas (Developer Guide, "Lambda quotas"; API AccountLimit CodeSizeZipped/CodeSizeUnzipped):
+# a zip uploaded directly (PublishLayerVersion's ZipFile, what the provider sends for a local file)
+# is at most 50 MB; a function and all its layers extracted at most 250 MB.
+MAX_ZIPPED_BYTES = 50 * 1024 * 1024
+MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
+# pip's name for the platform Lambda's arm64 runtimes run (Amazon Linux 2023, glibc 2.34).
+_PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
+# What an installer leaves that is not the packages: console scripts (whose shebang names this
+# machine's interpreter), and records of the install itself (installer name, file hashes, lock).
+_INSTALLER_ARTEFACTS = ("bin", ".lock")
+_DIST_INFO_ARTEFACTS = ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")
+
+
+class LayerBuildError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the layer is built for: the runtime's Python version and pip's platform tag."""
+
+    python_version: str
+    platform: str
+
+    @classmethod
+    def of(cls, runtime: str = RUNTIME, architecture: str = ARCHITECTURE) -> Target:
+        if not runtime.startswith("python"):
+            raise LayerBuildError(f"{runtime!r} is not a Python runtime")
+        return cls(runtime.removeprefix("python"), _PLATFORMS[architecture])
+
+
+def layer_key(lock: Path = LOCK, target: Target | None = None) -> str:
+    """A hash of every input that shapes the layer's bytes (the cache key and the file name)."""
+    target = target or Target.of()
+    digest = hashlib.sha256()
+    for part in (BUILDER_VERSION, target.python_version, target.platform):
+        digest.update(part.encode() + b"\0")
+    digest.update(lock.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def build_layer(
+    lock: Path = LOCK, cache_dir: Path = CACHE_DIR, target: Target | None = None, python: Path | None = None
+) -> Path:
+    """The layer zip for `lock` (built once per key, then reused); fails naming what is missing."""
+    target = target or Target.of()
+    out = cache_dir / f"mailer-sdk-{layer_key(lock, target)}.zip"
+    if out.is_file():
+        return out
+    python = python or find_python(target.python_version)  # before any work, so a missing one fails fast
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="layer-", dir=cache_dir) as scratch:
+        root = Path(scratch)
+        _install(lock, root / "python", target)
+        _compile(root / "python", python)
+        files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+        archive = build_zip(root, files)
+        unzipped = sum((root / f).stat().st_size for f in files)
+        if len(archive) > MAX_ZIPPED_BYTES or unzipped > MAX_UNZIPPED_BYTES:
+            raise LayerBuildError(
+                f"the layer from {lock} is {len(archive)} bytes zipped, {unzipped} extracted; Lambda "
+                f"takes at most {MAX_ZIPPED_BYTES} zipped (direct upload) and {MAX_UNZIPPED_BYTES} extracted"
+            )
+        partial = out.with_suffix(".partial")
+        partial.write_bytes(archive)
+        partial.replace(out)  # atomic: a concurrent or interrupted build never leaves half a zip
+    return out
+
+
+def _install(lock: Path, site: Path, target: Target) -> None:
+    """The lock's exact wheels for the target, hash-checked, without this machine's bytecode."""
+    for number, line in enumerate(lock.read_text().splitlines(), 1):
+        # pip evaluates environment markers against the interpreter and machine it runs on, not the
+        # --platform and --python-version it installs for, so a pin meant for some platforms only
+        # would be chosen for the wrong one.
+        if ";" in line.split("#", 1)[0]:
+            raise LayerBuildError(
+                f"{lock}:{number}: a pin with an environment marker ({line.strip()!r}) cannot be "
+                "installed for another platform reliably; the layer's lock must hold plain pins"
+            )
+    command = [
+        *[sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"],
+        *["--require-hashes", "--no-deps", "--only-binary=:all:", "--no-compile"],
+        *["--platform", target.platform, "--python-version", target.python_version, "--implementation", "cp"],
+        *["--target", str(site), "-r", str(lock)],
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PIP_NO_INPUT": "1"})
+    if result.returncode != 0:
+        raise LayerBuildError(f"installing {lock} for the layer failed:\n{result.stderr.strip()}")
+    for name in _INSTALLER_ARTEFACTS:
+        path = site / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    for dist_info in site.glob("*.dist-info"):
+        for name in _DIST_INFO_ARTEFACTS:
+            (dist_info / name).unlink(missing_ok=True)
+
+
+_COMPILE = """
+import compileall, py_compile, sys
+ok = compileall.compile_dir(
+    sys.argv[1], ddir=sys.argv[2], quiet=1, workers=1,
+    invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+)
+sys.exit(0 if ok else 1)
+"""
+
+
+def _compile(site: Path, python: Path) -> None:
+    """Bytecode by the runtime's Python, naming the sources where Lambda mounts them."""
+    result = subprocess.run(
+        [str(python), "-I", "-c", _COMPILE, str(site), f"{MOUNT}/python"],
+        capture_output=True,
+        text=True,
+        # The hash seed orders frozenset constants in the bytecode; fixed, two builds agree.
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0"},
+    )
+    if result.returncode != 0:
+        raise LayerBuildError(f"compiling the layer with {python} failed:\n{result.stdout}{result.stderr}")
+
+
+def distributions(archive: Path) -> dict[str, str]:
+    """{normalized name: version} of the distributions a layer zip holds (from their METADATA)."""
+    found: dict[str, str] = {}
+    with zipfile.ZipFile(archive) as zipped:
+        for name in zipped.namelist():
+            parts = name.split("/")
+            if len(parts) == 3 and parts[1].endswith(".dist-info") and parts[2] == "METADATA":
+                headers = email.parser.BytesHeaderParser().parsebytes(zipped.read(name))
+                found[_normalize(headers["Name"])] = headers["Version"]
+    return found
+
+
+def _normalize(name: str) -> str:
+    """PEP 503 normalized project name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
