@@ -60,10 +60,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## The tests also need the Lambdas' Python (3.13): the mailer's SDK layer is compiled and checked
-## with it. Found on PATH, in pyenv or uv's interpreters, else installed with `uv python install`.
+## The tests also need the exact Python release that compiles the mailer's SDK layer (LAYER_PYTHON):
+## found on PATH, in pyenv or among uv's interpreters, else installed with `uv python install`.
+LAYER_PYTHON := $(shell sed -n 's/^LAYER_PYTHON = "\(.*\)"/\1/p' components/lambda_layer.py)
 pytest: $(STAMP)
-	@PATH="$(CURDIR)/$(BIN):$$PATH" scripts/runtime-python.sh --install >/dev/null
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m components.interpreters --install $(LAYER_PYTHON) >/dev/null
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
 
 ## The service tests again on the Python the images and Lambdas run (3.13), in its own virtualenv.

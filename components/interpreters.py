@@ -12,6 +12,7 @@ only: `scripts/runtime-python.sh` runs this with the system Python, before any v
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,22 +23,39 @@ class InterpreterNotFound(RuntimeError):
     pass
 
 
+def _release(path: Path, prefix: str) -> tuple[int, ...]:
+    """(3, 13, 10) from `<prefix>3.13.10...`: newest first must compare numbers, not strings."""
+    digits = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", path.name.removeprefix(prefix))
+    return tuple(int(d) for d in digits.groups() if d is not None) if digits else ()
+
+
 def _candidates(version: str) -> list[Path]:
-    found = [Path(p) for p in [shutil.which(f"python{version}")] if p]
-    root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
-    found += sorted(Path(root).glob(f"versions/{version}.*/bin/python{version}"), reverse=True)
+    minor = ".".join(version.split(".")[:2])
+    found = [Path(p) for p in [shutil.which(f"python{minor}")] if p]
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    found += [
+        d / "bin" / f"python{minor}"
+        for d in sorted(root.glob(f"{minor}.*"), key=lambda d: _release(d, ""), reverse=True)
+    ]
     # `uv python install` keeps managed interpreters here (uv's docs, "Python versions").
-    uv_root = os.environ.get("UV_PYTHON_INSTALL_DIR") or str(Path.home() / ".local/share/uv/python")
-    found += sorted(Path(uv_root).glob(f"cpython-{version}.*/bin/python{version}"), reverse=True)
+    uv_root = Path(os.environ.get("UV_PYTHON_INSTALL_DIR") or Path.home() / ".local/share/uv/python")
+    found += [
+        d / "bin" / f"python{minor}"
+        for d in sorted(
+            uv_root.glob(f"cpython-{minor}.*"), key=lambda d: _release(d, "cpython-"), reverse=True
+        )
+    ]
     return found
 
 
 def find_python(version: str) -> Path:
-    """The first interpreter of `version` (e.g. "3.13") that runs and reports that version."""
+    """The first interpreter of `version` that runs and reports it: "3.13" takes any 3.13 release,
+    "3.13.0" exactly that one."""
+    parts = len(version.split("."))
     for candidate in _candidates(version):
         try:
             reported = subprocess.run(
-                [str(candidate), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                [str(candidate), "-c", f"import sys; print('.'.join(map(str, sys.version_info[:{parts}])))"],
                 capture_output=True,
                 text=True,
                 timeout=30,
@@ -48,9 +66,9 @@ def find_python(version: str) -> Path:
         if reported == version:
             return candidate
     raise InterpreterNotFound(
-        f"Python {version} (the version the images and Lambdas run) was not found on PATH, in pyenv or "
-        f"in uv's interpreters; install it (`make test` runs `uv python install {version}`; the workflows' "
-        f"setup-python step installs it) or put python{version} on PATH"
+        f"Python {version} was not found on PATH, in pyenv or among uv's interpreters; install it "
+        f"(`uv python install {version}`, which `make test` runs; in the workflows, setup-python) "
+        "or put it on PATH"
     )
 
 

@@ -10,14 +10,18 @@ Developer Guide, "Working with layers for Python Lambda functions": the zip's ro
 built with the function's Python version, for Linux).
 
 Bytecode matters: `/opt` is read-only, so without it every cold start compiles botocore from source
-(355-500 ms measured, against 119 ms precompiled; bench/mailer_bench.py). The `.pyc` files are
-hash-based and unchecked (PEP 552), so they hold no timestamps and are never revalidated, their
-source paths name `/opt/python/...` where Lambda mounts them, and compilation runs with a fixed hash
-seed, so two builds of one lock give the same bytes and the engine sees no change between a preview
-and the `pulumi up` after it, or between two runners.
+(3x slower to import; bench/mailer_bench.py). The `.pyc` files are hash-based and unchecked (PEP
+552): no timestamps, never revalidated against the source. The engine diffs a zip by the sha256 of
+its bytes (pulumi sdk/go/common/resource/archive/archive.go, EnsureHashWithWD) and every input of
+a layer version forces a new one (terraform-provider-aws internal/service/lambda/layer_version.go),
+so the bytes must not depend on the machine: entries are sorted with fixed times and modes, the
+code objects name `/opt/python/...` instead of the build's temporary folder, and one exact CPython
+release compiles them (LAYER_PYTHON; the compiler's output may change between patch releases,
+while any 3.13 release runs it). A preview and the `pulumi up` after it, or two runners, then build
+the same bytes, and a new layer version is published only when an input changes.
 
-Built on demand and cached under `build/lambda-layers/`, keyed by everything that shapes the bytes
-(the lock, the target runtime and architecture, and this builder's version).
+Built on demand and cached under `build/lambda-layers/`, keyed by everything that shapes the bytes:
+the lock, the target runtime and platform, the compiling release, and this builder's own source.
 """
 
 from __future__ import annotations
@@ -34,21 +38,26 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from components import lambda_archive
 from components.interpreters import find_python
 from components.lambda_archive import ARCHITECTURE, MAILER_ROOT, REPO_ROOT, RUNTIME, build_zip
 
 LOCK = MAILER_ROOT / "requirements.txt"
 CACHE_DIR = REPO_ROOT / "build" / "lambda-layers"
 MOUNT = "/opt"  # where Lambda extracts a layer (the zip's python/ becomes /opt/python)
-# Bump when the build's steps change, so caches keyed by the old steps are not reused.
-BUILDER_VERSION = "1"
+# The exact CPython release that compiles the bytecode (workflows: RUNTIME_PYTHON_VERSION).
+LAYER_PYTHON = "3.13.0"
 # Lambda quotas (Developer Guide, "Lambda quotas"; API AccountLimit CodeSizeZipped/CodeSizeUnzipped):
 # a zip uploaded directly (PublishLayerVersion's ZipFile, what the provider sends for a local file)
 # is at most 50 MB; a function and all its layers extracted at most 250 MB.
 MAX_ZIPPED_BYTES = 50 * 1024 * 1024
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
-# pip's name for the platform Lambda's arm64 runtimes run (Amazon Linux 2023, glibc 2.34).
-_PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
+# Lambda's python3.13 runtime runs on Amazon Linux 2023 (Lambda Developer Guide, "Lambda runtimes"),
+# whose glibc is 2.34: every manylinux wheel up to manylinux_2_34 runs there. pip widens only the
+# legacy manylinux2014/2010 tags to older ones (pip _internal/utils/compatibility_tags.py,
+# _custom_manylinux_platforms), so each manylinux_2_x tag is listed, newest first.
+_MACHINES = {"arm64": "aarch64", "x86_64": "x86_64"}
+_GLIBC_MINOR = 34
 # What an installer leaves that is not the packages: console scripts (whose shebang names this
 # machine's interpreter), and records of the install itself (installer name, file hashes, lock).
 _INSTALLER_ARTEFACTS = ("bin", ".lock")
@@ -64,20 +73,30 @@ class Target:
     """What the layer is built for: the runtime's Python version and pip's platform tag."""
 
     python_version: str
-    platform: str
+    platforms: tuple[str, ...]
+    compiler: str = LAYER_PYTHON
 
     @classmethod
     def of(cls, runtime: str = RUNTIME, architecture: str = ARCHITECTURE) -> Target:
         if not runtime.startswith("python"):
             raise LayerBuildError(f"{runtime!r} is not a Python runtime")
-        return cls(runtime.removeprefix("python"), _PLATFORMS[architecture])
+        python_version = runtime.removeprefix("python")
+        if not LAYER_PYTHON.startswith(f"{python_version}."):
+            raise LayerBuildError(
+                f"LAYER_PYTHON {LAYER_PYTHON} is not a release of the {runtime} runtime's Python"
+            )
+        machine = _MACHINES[architecture]
+        platforms = tuple(f"manylinux_2_{minor}_{machine}" for minor in range(_GLIBC_MINOR, 16, -1))
+        return cls(python_version, (*platforms, f"manylinux2014_{machine}"))
 
 
 def layer_key(lock: Path = LOCK, target: Target | None = None) -> str:
     """A hash of every input that shapes the layer's bytes (the cache key and the file name)."""
     target = target or Target.of()
     digest = hashlib.sha256()
-    for part in (BUILDER_VERSION, target.python_version, target.platform):
+    builder = b"".join(Path(source).read_bytes() for source in (__file__, lambda_archive.__file__))
+    parts = (target.python_version, *target.platforms, target.compiler)
+    for part in (hashlib.sha256(builder).hexdigest(), *parts):
         digest.update(part.encode() + b"\0")
     digest.update(lock.read_bytes())
     return digest.hexdigest()[:20]
@@ -91,7 +110,7 @@ def build_layer(
     out = cache_dir / f"mailer-sdk-{layer_key(lock, target)}.zip"
     if out.is_file():
         return out
-    python = python or find_python(target.python_version)  # before any work, so a missing one fails fast
+    python = python or find_python(target.compiler)  # before any work, so a missing one fails fast
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="layer-", dir=cache_dir) as scratch:
         root = Path(scratch)
@@ -125,7 +144,8 @@ def _install(lock: Path, site: Path, target: Target) -> None:
     command = [
         *[sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"],
         *["--require-hashes", "--no-deps", "--only-binary=:all:", "--no-compile"],
-        *["--platform", target.platform, "--python-version", target.python_version, "--implementation", "cp"],
+        *[arg for platform in target.platforms for arg in ("--platform", platform)],
+        *["--python-version", target.python_version, "--implementation", "cp"],
         *["--target", str(site), "-r", str(lock)],
     ]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PIP_NO_INPUT": "1"})
@@ -153,13 +173,12 @@ sys.exit(0 if ok else 1)
 
 
 def _compile(site: Path, python: Path) -> None:
-    """Bytecode by the runtime's Python, naming the sources where Lambda mounts them."""
+    """Bytecode by the pinned release. The code objects name the sources under /opt/python rather
+    than this build's temporary folder, which would otherwise make every build's bytes differ (at
+    import, the loader points co_filename at the real path anyway: importlib's _fix_co_filename).
+    Frozenset constants need no fixed hash seed: 3.13's marshal writes them sorted."""
     result = subprocess.run(
-        [str(python), "-I", "-c", _COMPILE, str(site), f"{MOUNT}/python"],
-        capture_output=True,
-        text=True,
-        # The hash seed orders frozenset constants in the bytecode; fixed, two builds agree.
-        env={"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0"},
+        [str(python), "-I", "-c", _COMPILE, str(site), f"{MOUNT}/python"], capture_output=True, text=True
     )
     if result.returncode != 0:
         raise LayerBuildError(f"compiling the layer with {python} failed:\n{result.stdout}{result.stderr}")

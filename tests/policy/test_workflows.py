@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from components.lambda_archive import RUNTIME
+from components.lambda_layer import LAYER_PYTHON
 from policy.motion_policy.model import STACKS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,10 +141,11 @@ def setup_python_versions(workflow: dict[str, Any], step: dict[str, Any]) -> lis
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
 def test_jobs_that_run_the_program_or_the_tests_have_the_lambdas_python(path: Path) -> None:
-    # The program builds the mailer's SDK layer, and the tests check it, with the runtime's own
-    # Python (components/lambda_layer.py); the default `python` stays the program's.
+    # The program builds the mailer's SDK layer, and the tests check it, with one exact release of
+    # the runtime's Python (components/lambda_layer.py); the default `python` stays the program's.
     workflow = load(path.name)
-    runtime = RUNTIME.removeprefix("python")
+    runtime = LAYER_PYTHON
+    assert runtime.startswith(RUNTIME.removeprefix("python") + ".")
     checked = 0
     for job_id, job in workflow["jobs"].items():
         job_steps = job.get("steps", [])
@@ -154,7 +156,7 @@ def test_jobs_that_run_the_program_or_the_tests_have_the_lambdas_python(path: Pa
         setups = [s for s in job_steps if str(s.get("uses", "")).startswith("actions/setup-python@")]
         assert len(setups) == 1, f"{job_id}: one setup-python step"
         versions = setup_python_versions(workflow, setups[0])
-        assert runtime in versions, f"{job_id}: setup-python does not install Python {runtime} (the Lambdas')"
+        assert runtime in versions, f"{job_id}: setup-python does not install Python {runtime} (the layer's)"
         assert versions[-1] == workflow["env"]["PYTHON_VERSION"], f"{job_id}: the default python changed"
         checked += 1
     assert checked >= 2

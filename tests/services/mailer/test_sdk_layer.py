@@ -3,6 +3,7 @@ the same bytes from every build, and the mailer running on it under the runtime'
 
 from __future__ import annotations
 
+import email.parser
 import json
 import os
 import subprocess
@@ -10,10 +11,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from components.interpreters import InterpreterNotFound, find_python
 from components.lambda_archive import MAILER_ROOT, RUNTIME
 from components.lambda_layer import (
+    LAYER_PYTHON,
     LOCK,
     MAX_UNZIPPED_BYTES,
     MAX_ZIPPED_BYTES,
@@ -33,7 +37,8 @@ PYTHON_VERSION = RUNTIME.removeprefix("python")
 
 @pytest.fixture(scope="module")
 def runtime_python() -> Path:
-    return find_python(PYTHON_VERSION)
+    # The release that compiled the layer; any release of the runtime's minor version would run it.
+    return find_python(LAYER_PYTHON)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +62,36 @@ def test_the_layer_holds_exactly_the_locked_distributions(layer: Path) -> None:
     assert distributions(layer) == expected
 
 
+def test_every_requirement_of_a_shipped_distribution_is_shipped(layer: Path) -> None:
+    # The layer is installed with --no-deps from the lock, so check what the lock cannot: each
+    # distribution's Requires-Dist, evaluated for Lambda (CPython 3.13 on Linux arm64), is in it.
+    lambda_env = {
+        **environment(PYTHON_VERSION),
+        "platform_machine": "aarch64",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "extra": "",
+    }
+    shipped = distributions(layer)
+    missing = []
+    with zipfile.ZipFile(layer) as zipped:
+        for name in zipped.namelist():
+            if name.endswith(".dist-info/METADATA"):
+                metadata = email.parser.BytesHeaderParser().parsebytes(zipped.read(name))
+                for line in metadata.get_all("Requires-Dist") or []:
+                    requirement = Requirement(line)
+                    if requirement.marker is not None and not requirement.marker.evaluate(lambda_env):
+                        continue
+                    have = shipped.get(canonicalize_name(requirement.name))
+                    if have is None or not requirement.specifier.contains(have, prereleases=True):
+                        missing.append(f"{metadata['Name']} needs {requirement} (layer has {have})")
+    assert missing == []
+    assert len(shipped) >= 5  # boto3 and what it needs: the check ran over real metadata
+
+
 def test_the_layer_has_the_documented_shape_and_fits_lambdas_quotas(layer: Path) -> None:
     with zipfile.ZipFile(layer) as zipped:
         infos = zipped.infolist()
@@ -77,7 +112,8 @@ def test_every_source_has_unchecked_bytecode_of_the_runtime_naming_its_lambda_pa
     layer: Path, runtime_python: Path
 ) -> None:
     # Checked by the runtime's own interpreter: its magic number, PEP 552 flags (1 = hash-based,
-    # not checked against the source), the source hash, and co_filename under /opt/python.
+    # not checked against the source), the source hash, and co_filename under /opt/python (not
+    # the build's temporary folder, which would make each build's bytes differ).
     check = """
 import importlib.util, marshal, sys, zipfile
 zipped = zipfile.ZipFile(sys.argv[1]); names = set(zipped.namelist()); problems = []; count = 0
@@ -120,11 +156,12 @@ def test_builds_are_byte_for_byte_reproducible_and_cached_by_their_inputs(
     # Any input that shapes the bytes changes the key: the lock, the runtime, the architecture.
     changed = tmp_path / "requirements.txt"
     changed.write_text(LOCK.read_text() + "\n")
+    target = Target.of()
     keys = {
         layer_key(),
         layer_key(changed),
-        layer_key(target=Target.of("python3.12")),
         layer_key(target=Target.of(architecture="x86_64")),
+        layer_key(target=Target(target.python_version, target.platforms, compiler="3.13.1")),
     }
     assert len(keys) == 4
 
@@ -154,7 +191,7 @@ def test_a_missing_runtime_python_is_named(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
     monkeypatch.setenv("UV_PYTHON_INSTALL_DIR", str(tmp_path))
     with pytest.raises(
-        InterpreterNotFound, match=r"Python 3\.13 .* was not found on PATH, in pyenv or in uv's"
+        InterpreterNotFound, match=r"Python 3\.13 was not found on PATH, in pyenv or among uv's"
     ):
         find_python("3.13")
     # The layer build says the same before it installs or writes anything.
@@ -186,14 +223,10 @@ from mailer import worker
 result = worker.handler(json.loads(sys.argv[1]), None)
 print(json.dumps({{"boto3": boto3.__version__, "file": boto3.__file__, "result": result}}))
 """
-    env = {
-        "PATH": os.environ["PATH"],
-        **moto_server.env(),
-        **mail_env.resources.worker_env(),
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
+    env = {"PATH": os.environ["PATH"], **moto_server.env(), **mail_env.resources.worker_env()}
     done = subprocess.run(
-        [str(runtime_python), "-I", "-c", script, json.dumps(event)],
+        # -B: the mailer's own sources are imported from the repository; leave no bytecode there.
+        [str(runtime_python), "-I", "-B", "-c", script, json.dumps(event)],
         capture_output=True,
         text=True,
         env=env,
