@@ -29,14 +29,17 @@ import boto3
 
 from components.app_facts import APP_CODE, load_app_module
 from components.config_model import MAIL_MAX_RECIPIENTS, StackConfig
+from devstack.credentials import CredentialsEndpoint
 from devstack.identity import Issuer, JwksServer
 from devstack.mail_resources import MailResources, create_mail_resources
+from devstack.rds_iam import RdsIamProxy
 from devstack.servers import (
     LOCALHOST,
     MotoServer,
     PostgresServer,
     RedisServer,
     ServerError,
+    free_port,
     pick_port,
     port_is_free,
 )
@@ -64,6 +67,9 @@ DEFAULT_PORT_BASE = 8700
 CHAT_SCHEMA = load_app_module("chat/chat_service/schema.py")
 FILES_ROUTES = load_app_module("files/files_service/routes.py")
 FILES_DATABASE = "motion_files"
+FILES_DATABASE_FACTS = load_app_module("files/files_service/database_roles.py")
+APP_ROLE: str = FILES_DATABASE_FACTS.APP_ROLE
+MIGRATE_MODULE: str = FILES_DATABASE_FACTS.MIGRATE_MODULE
 
 
 def free_port_base() -> int:
@@ -121,6 +127,8 @@ class Backend:
     postgres: PostgresServer | None = None
     redis: RedisServer | None = None
     jwks: JwksServer | None = None
+    credentials: CredentialsEndpoint | None = None
+    rds_iam: RdsIamProxy | None = None
     state: State | None = None
 
     def port(self, name: str) -> int:
@@ -149,7 +157,20 @@ class Backend:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.moto = MotoServer(port=self.port("aws")).start()
-            self.postgres = PostgresServer(database=FILES_DATABASE).start()
+            self.postgres = postgres = PostgresServer(database=FILES_DATABASE).start()
+            assert postgres.tls is not None
+            # The files services log in as in the cloud: the task role's credentials (from a local
+            # credentials endpoint) sign an IAM token per connection, which the RDS IAM stand-in checks.
+            self.credentials = CredentialsEndpoint(free_port()).start()
+            self.rds_iam = RdsIamProxy(
+                port=free_port(),
+                socket_dir=postgres.socket_dir,
+                upstream_port=postgres.port,
+                certfile=postgres.tls.cert_file,
+                keyfile=postgres.tls.key_file,
+                region=self.config.region,
+                secrets=self.credentials.valid,
+            ).start()
             self.redis = RedisServer(password=secrets.token_urlsafe(24)).start()
             self.issuer = Issuer()
             issuer_file = tmp / "issuer.json"
@@ -157,6 +178,7 @@ class Backend:
             self.jwks = JwksServer(self.issuer, port=self.port("jwks")).start()
             aws = self.aws_resources = self._create_aws_resources()
             envs = self.service_environments(aws)
+            self._migrate_files_database()
             self._spawn("upload", ["-m", "files_service"], envs["upload"])
             self._spawn("download", ["-m", "files_service"], envs["download"])
             # The adapter plays API Gateway's JWT authorizer and the poller the event source mapping;
@@ -299,6 +321,36 @@ class Backend:
 
     # --- services ----------------------------------------------------------------------------------
 
+    def _migrate_files_database(self) -> None:
+        """The migration step, as a release runs it before the services: the real entry point with
+        the master credential, the server verified against the local CA."""
+        postgres = self._running()[1]
+        assert postgres.tls is not None and self.log_dir is not None
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATABASE_"))}
+        env.update(
+            {
+                "DATABASE_HOST": LOCALHOST,
+                "DATABASE_PORT": str(postgres.port),
+                "DATABASE_NAME": FILES_DATABASE,
+                "DATABASE_USER": postgres.user,
+                "DATABASE_PASSWORD": postgres.password,
+                "DATABASE_SSLMODE": "verify-full",
+                "DATABASE_SSLROOTCERT": str(postgres.tls.ca_file),
+                "PYTHONPATH": os.pathsep.join([str(APP_CODE / "common"), str(APP_CODE / "files")]),
+            }
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", MIGRATE_MODULE],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+        )
+        (self.log_dir / "files-migrate.log").write_text(done.stdout + done.stderr)
+        if done.returncode != 0:
+            raise BackendError(f"the files migration step failed:\n{done.stderr.strip()}")
+
     def _running(self) -> tuple[MotoServer, PostgresServer, RedisServer, JwksServer]:
         if self.moto is None or self.postgres is None or self.redis is None or self.jwks is None:
             raise BackendError("the backend's servers are not running")
@@ -308,6 +360,7 @@ class Backend:
         """Each service's environment: the variables its cloud deployment sets, pointed at local servers."""
         mail: MailResources = aws["mail"]
         _, postgres, redis, jwks = self._running()
+        assert self.rds_iam is not None and self.credentials is not None and postgres.tls is not None
         auth = {
             "AUTH_ISSUER": self.issuer.issuer,
             "AUTH_JWKS_URL": jwks.url,
@@ -320,12 +373,15 @@ class Backend:
             **cors,
             "FILES_BUCKET": aws["bucket"],
             "AWS_REGION": cfg.region,
+            # As the task definition sets them (components/files.py), pointed at the local stand-ins.
+            "DATABASE_AUTH": "iam",
             "DATABASE_HOST": LOCALHOST,
-            "DATABASE_PORT": str(postgres.port),
+            "DATABASE_PORT": str(self.rds_iam.port),
             "DATABASE_NAME": FILES_DATABASE,
-            "DATABASE_USER": postgres.user,
-            "DATABASE_PASSWORD": postgres.password,
-            "DATABASE_SSLMODE": "disable",
+            "DATABASE_USER": APP_ROLE,
+            "DATABASE_SSLMODE": "verify-full",
+            "DATABASE_SSLROOTCERT": str(postgres.tls.ca_file),
+            **self.credentials.env(),
             "MAX_UPLOAD_BYTES": str(cfg.files.max_upload_bytes),
             "ALLOWED_CONTENT_TYPES": ",".join(cfg.files.allowed_content_types),
             "PRESIGN_TTL_SECONDS": str(cfg.files.presign_ttl_seconds),
@@ -356,6 +412,11 @@ class Backend:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PULUMI_"))}
         env.update(self._running()[0].env())
         env.update(service_env)
+        if "AWS_CONTAINER_CREDENTIALS_FULL_URI" in service_env:
+            # Like a task with a role: credentials from the endpoint only (botocore would prefer keys
+            # in the environment).
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+                env.pop(key, None)
         env["PYTHONPATH"] = os.pathsep.join(
             [
                 str(REPO),
@@ -423,6 +484,12 @@ class Backend:
         if self.jwks is not None:
             self.jwks.stop()
             self.jwks = None
+        if self.rds_iam is not None:
+            self.rds_iam.stop()
+            self.rds_iam = None
+        if self.credentials is not None:
+            self.credentials.stop()
+            self.credentials = None
         for server in (self.redis, self.postgres, self.moto):
             if server is not None:
                 with contextlib.suppress(OSError, ServerError):

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
+from devstack.tls import LocalTls, make_local_tls
+
 LOCALHOST = "127.0.0.1"
 
 
@@ -108,7 +110,13 @@ def postgres_bindir() -> Path:
 
 @dataclass
 class PostgresServer:
-    """A throwaway PostgreSQL cluster. As root it runs as the `postgres` user, which PostgreSQL needs."""
+    """A throwaway PostgreSQL cluster. As root it runs as the `postgres` user, which PostgreSQL needs.
+
+    Shaped like RDS where the services can tell: TLS with a certificate from a local CA (`tls`), an
+    `rds_iam` role (what IAM database authentication is granted through), and login roles that
+    have no password (`IAM_ROLES`) reachable only through the Unix socket, where the RDS IAM
+    stand-in (devstack/rds_iam.py) logs them in after checking their token.
+    """
 
     port: int = field(default_factory=free_port)
     user: str = "motion"
@@ -116,6 +124,15 @@ class PostgresServer:
     database: str = "motion"
     base_dir: Path | None = None
     _tmp: str | None = None
+    tls: LocalTls | None = None
+
+    # Roles the IAM stand-in may log in (pg_hba trusts them on the socket only).
+    IAM_ROLES = ("files_app",)
+
+    @property
+    def socket_dir(self) -> Path:
+        assert self.base_dir is not None
+        return self.base_dir
 
     @property
     def dsn(self) -> str:
@@ -136,6 +153,12 @@ class PostgresServer:
         if self.base_dir is None:
             self._tmp = tempfile.mkdtemp(prefix="motion-pg-")
             self.base_dir = Path(self._tmp)
+        if self.tls is None:
+            self.tls = make_local_tls(self.base_dir / "tls")
+            if os.geteuid() == 0:
+                pg = pwd.getpwnam("postgres")
+                for path in (self.tls.cert_file, self.tls.key_file):
+                    os.chown(path, pg.pw_uid, pg.pw_gid)
         if not self.data_dir.exists():
             self._init(bindir)
         if not port_is_free(self.port):
@@ -147,7 +170,7 @@ class PostgresServer:
         return self
 
     def _pg_ctl_start(self, bindir: Path) -> subprocess.CompletedProcess[str]:
-        assert self.base_dir is not None
+        assert self.base_dir is not None and self.tls is not None
         return self._run_as_owner(
             [
                 str(bindir / "pg_ctl"),
@@ -156,7 +179,8 @@ class PostgresServer:
                 "-l",
                 str(self.base_dir / "postgres.log"),
                 "-o",
-                f"-p {self.port} -c listen_addresses={LOCALHOST} -k {self.base_dir} -c fsync=off",
+                f"-p {self.port} -c listen_addresses={LOCALHOST} -k {self.base_dir} -c fsync=off"
+                f" -c ssl=on -c ssl_cert_file={self.tls.cert_file} -c ssl_key_file={self.tls.key_file}",
                 "-w",
                 "-t",
                 "30",
@@ -192,12 +216,35 @@ class PostgresServer:
         if result.returncode != 0:
             raise ServerError(f"initdb failed: {result.stderr.strip()}")
         pwfile.unlink()
+        trusted = "".join(f"local   all  {role}  trust\n" for role in self.IAM_ROLES)
+        (self.data_dir / "pg_hba.conf").write_text(
+            "# TYPE DATABASE USER ADDRESS METHOD\n"
+            "# Password-less IAM roles: only through the socket, where the RDS IAM stand-in logs them in.\n"
+            f"{trusted}"
+            "local   all  all                 scram-sha-256\n"
+            f"host    all  all  {LOCALHOST}/32  scram-sha-256\n"
+        )
         # The initial database is named after the role; create the one services use.
         self._pg_ctl_start(bindir)
         created = self._createdb(bindir)
+        if created.returncode == 0:
+            created = self._psql(bindir, "CREATE ROLE rds_iam NOLOGIN")  # as RDS has it
         self.stop()
         if created.returncode != 0:
-            raise ServerError(f"createdb failed: {created.stderr.strip()}")
+            raise ServerError(f"setting up PostgreSQL failed: {created.stderr.strip()}")
+
+    def _psql(self, bindir: Path, sql: str) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, PGPASSWORD=self.password)
+        return subprocess.run(
+            [
+                *[str(bindir / "psql"), "-h", LOCALHOST, "-p", str(self.port), "-U", self.user],
+                *["-d", self.database, "-v", "ON_ERROR_STOP=1", "-c", sql],
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+        )
 
     def _createdb(self, bindir: Path) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ, PGPASSWORD=self.password)

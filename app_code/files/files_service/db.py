@@ -1,4 +1,15 @@
-"""PostgreSQL access: a pool (migrated at start-up, see `migrator`) and the queries the routes need.
+"""PostgreSQL access: a pool and the queries the routes need.
+
+The services never migrate: the migration step (`files_service.migrate`, run with the master
+credential before a release rolls out) does. At start-up they only check that every migration this
+code needs has been applied (`migrator.check_schema`); a newer schema is fine, because every
+migration in a release keeps the previous release's queries working (see `migrator`), which is
+what a rollback to the previous task definition relies on.
+
+Credentials survive rotation: with DATABASE_AUTH=iam every new connection gets a fresh RDS IAM
+authentication token (valid 15 minutes, used only to log in), signed with the task role's current
+credentials, which botocore refreshes before they expire. The server is verified against the CA
+bundle (verify-full), so a token is never sent to anyone but the database.
 
 The service must outlive a database restart or fail-over without being restarted itself. asyncpg's
 pool replaces a closed connection on the next acquire, so an operation that fails because its
@@ -10,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,7 +31,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from files_service.migrator import migrate
+from files_service.migrator import check_schema
 from files_service.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
@@ -99,6 +111,59 @@ async def _no_session_state(conn: asyncpg.Connection) -> None:
     return None
 
 
+def ssl_context(settings: DatabaseSettings) -> ssl.SSLContext | str | bool:
+    """asyncpg's `ssl` argument for DATABASE_SSLMODE: an SSLContext that checks the server against
+    DATABASE_SSLROOTCERT for verify-ca and verify-full (and its name for verify-full), as libpq does."""
+    if settings.sslmode == "disable":
+        return False
+    if settings.sslmode not in ("verify-ca", "verify-full"):
+        return settings.sslmode  # allow / prefer / require: encrypted, server not verified
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.sslrootcert)
+    context.check_hostname = settings.sslmode == "verify-full"
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def iam_token_source(settings: DatabaseSettings) -> Callable[[], Awaitable[str]]:
+    """A fresh RDS IAM authentication token per call (botocore's RDSSigner: a SigV4-presigned
+    `connect` request for DBUser, the form RDS documents), signed off the event loop because a
+    credential refresh may block on the container credentials endpoint."""
+    import botocore.session
+
+    client = botocore.session.get_session().create_client("rds", region_name=settings.region)
+
+    def generate() -> str:
+        return str(
+            client.generate_db_auth_token(
+                DBHostname=settings.host, Port=settings.port, DBUsername=settings.user, Region=settings.region
+            )
+        )
+
+    async def token() -> str:
+        return await asyncio.to_thread(generate)
+
+    return token
+
+
+def connect_arguments(settings: DatabaseSettings, *, application_name: str, timeout: float) -> dict[str, Any]:
+    """asyncpg.connect / create_pool arguments. asyncpg calls a callable password for every new
+    connection (asyncpg connect_utils._connect_addr), which is where each one gets its own token."""
+    password: str | Callable[[], Awaitable[str]] | None = settings.password
+    if settings.auth == "iam":
+        password = iam_token_source(settings)
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "user": settings.user,
+        "password": password,
+        "database": settings.name,
+        "ssl": ssl_context(settings),
+        "timeout": timeout,
+        "command_timeout": timeout,
+        "server_settings": {"application_name": application_name},
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Database:
     pool: asyncpg.Pool
@@ -119,24 +184,14 @@ class Database:
         startup_deadline: float = 30.0,
         op_timeout: float = 5.0,
     ) -> Database:
-        """Open the pool and migrate, retrying while the database is not up yet (e.g. RDS rebooting)."""
-        connect_args: dict[str, Any] = {
-            "host": settings.host,
-            "port": settings.port,
-            "user": settings.user,
-            "password": settings.password,
-            "database": settings.name,
-            "ssl": settings.sslmode,
-            "timeout": op_timeout,
-            "command_timeout": op_timeout,
-            "server_settings": {"application_name": application_name},
-        }
+        """Open the pool after checking the schema, retrying while the database is not up yet (e.g.
+        RDS rebooting)."""
+        connect_args = connect_arguments(settings, application_name=application_name, timeout=op_timeout)
         deadline = time.monotonic() + startup_deadline
         delay = 0.2
         while True:
             try:
-                # A connection of its own: closing it releases the advisory lock whatever happens,
-                # and pooled connections never carry session state.
+                # A connection of its own for the check, so pooled connections carry no state.
                 conn = await asyncpg.connect(**connect_args)
                 break
             except _STARTUP_ERRORS as err:
@@ -148,7 +203,7 @@ class Database:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
         try:
-            await migrate(conn)
+            await check_schema(conn)
         finally:
             await conn.close()
         pool = await asyncpg.create_pool(

@@ -1,8 +1,18 @@
-"""Versioned SQL migrations (`files_service/migrations/NNNN_name.sql`), applied at start-up.
+"""Versioned SQL migrations (`files_service/migrations/NNNN_name.sql`): applied by the migration
+step, checked by the services.
 
-Every task of both services runs `migrate` when it starts; a PostgreSQL advisory lock makes them
-take turns, and a checksum per applied migration catches an edited migration instead of letting
-the schemas of two environments drift apart silently.
+The migration step (`python -m files_service.migrate`, run with the master credential once per
+release before the services roll out) calls `migrate`; a PostgreSQL advisory lock makes concurrent
+runs take turns, and a checksum per applied migration catches an edited migration instead of
+letting the schemas of two environments drift apart silently. The services log in as the
+application role, which may not change the schema, and only `check_schema` at start-up.
+
+The rule that makes rollbacks safe: a release's migrations only expand the schema (new tables,
+nullable or defaulted columns, indexes, roles, grants), so the previous release's queries keep
+working on it, and an ECS circuit-breaker rollback to the previous task definition finds a schema it
+can use. Removing or changing what a released query uses takes two releases: stop using it, then
+remove it. `tests/services/files/test_files_migrations.py` enforces both halves: every migration's
+statements are expanding ones, and the queries of the code before each migration still run after it.
 """
 
 from __future__ import annotations
@@ -24,6 +34,10 @@ _MIGRATION_NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 class MigrationError(RuntimeError):
     """The migrations on disk and in the database disagree."""
+
+
+class SchemaNotReady(MigrationError):
+    """The database lacks a migration this code needs: the migration step has not run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +115,23 @@ async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None =
         return done
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
+
+
+async def check_schema(conn: asyncpg.Connection, migrations: list[Migration] | None = None) -> None:
+    """Refuse to serve on a schema older than this code (a migration it needs is missing or was
+    applied from a different file); a newer schema is fine (a rollback runs older code on it)."""
+    migrations = load_migrations() if migrations is None else migrations
+    try:
+        rows = await conn.fetch("SELECT version, checksum FROM files_schema_migrations")
+    except asyncpg.UndefinedTableError:
+        rows = []
+    applied = {row["version"]: row["checksum"] for row in rows}
+    missing = [f"{m.version:04d}_{m.name}" for m in migrations if m.version not in applied]
+    if missing:
+        raise SchemaNotReady(
+            f"the database lacks migrations {', '.join(missing)}: run the migration step "
+            "(python -m files_service.migrate) before starting this release"
+        )
+    changed = [f"{m.version:04d}_{m.name}" for m in migrations if applied[m.version] != m.checksum]
+    if changed:
+        raise MigrationError(f"migrations {', '.join(changed)} differ from the ones applied to the database")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, cast
@@ -19,6 +20,10 @@ from motion_common.env import SettingsError as SettingsError  # raised by Settin
 Role = Literal["upload", "download", "all"]
 ROLES: tuple[Role, ...] = ("upload", "download", "all")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# How the service proves who it is to PostgreSQL: "iam", an RDS IAM authentication token generated
+# per new connection from the task role's credentials (nothing to rotate, nothing stored), or
+# "password" (the migration step's master credential, and local setups without IAM).
+DATABASE_AUTH_MODES = ("iam", "password")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 DEFAULT_PORT = 8080
@@ -57,14 +62,17 @@ class DatabaseSettings:
     port: int
     name: str
     user: str
-    password: str
+    password: str | None  # None with auth="iam": each connection gets a fresh token instead
     sslmode: str
+    auth: str = "password"
+    sslrootcert: str | None = None  # the CA bundle that verify-ca / verify-full check the server with
+    region: str | None = None  # where the IAM token is signed for (auth="iam")
 
     def __repr__(self) -> str:
         # Keep the password out of logs and tracebacks.
         return (
             f"DatabaseSettings(host={self.host!r}, port={self.port}, name={self.name!r}, "
-            f"user={self.user!r}, sslmode={self.sslmode!r})"
+            f"user={self.user!r}, auth={self.auth!r}, sslmode={self.sslmode!r}, sslrootcert={self.sslrootcert!r})"
         )
 
 
@@ -91,6 +99,16 @@ class Settings:
         return _Parser(os.environ if env is None else env).parse()
 
 
+def database_settings_from_env(
+    env: Mapping[str, str] | None = None, subject: str = "files migration"
+) -> DatabaseSettings:
+    """Only the DATABASE_* settings (and AWS_REGION for IAM), for the migration step."""
+    parser = _Parser(os.environ if env is None else env)
+    settings = parser.database(parser.raw("AWS_REGION") or None)
+    parser.raise_if_problems(subject)
+    return settings
+
+
 class _Parser(EnvReader):
     def parse(self) -> Settings:
         role = cast(Role, self.choice("FILES_ROLE", "all", ROLES))
@@ -100,14 +118,7 @@ class _Parser(EnvReader):
         region = self.required("AWS_REGION")
         self.expect_match("AWS_REGION", region, REGION_RE, "an AWS region name")
         endpoint = self.url("AWS_ENDPOINT_URL", required=False).rstrip("/") or None
-        database = DatabaseSettings(
-            host=self.required("DATABASE_HOST"),
-            port=self.integer("DATABASE_PORT", 5432, 1, 65535),
-            name=self.required("DATABASE_NAME"),
-            user=self.required("DATABASE_USER"),
-            password=self.required("DATABASE_PASSWORD"),
-            sslmode=self.choice("DATABASE_SSLMODE", "require", SSL_MODES),
-        )
+        database = self.database(region)
         issuer = self.required("AUTH_ISSUER")
         jwks_url = self.url("AUTH_JWKS_URL", required=True)
         audience = self.raw("AUTH_AUDIENCE") or None
@@ -135,6 +146,48 @@ class _Parser(EnvReader):
             presign_ttl_seconds=ttl,
             log_level=log_level,
         )
+
+    def database(self, region: str | None) -> DatabaseSettings:
+        """DATABASE_*: where, who, how it authenticates and how the server is verified."""
+        auth = self.choice("DATABASE_AUTH", "password", DATABASE_AUTH_MODES)
+        password: str | None = None
+        if auth == "password":
+            password = self.required("DATABASE_PASSWORD")
+        elif self.raw("DATABASE_PASSWORD"):
+            # A stored password next to IAM authentication is a credential nobody should hold.
+            self.problems.append("DATABASE_PASSWORD must not be set with DATABASE_AUTH=iam")
+        sslmode = self.choice("DATABASE_SSLMODE", "verify-full", SSL_MODES)
+        if auth == "iam" and sslmode not in ("verify-ca", "verify-full"):
+            # RDS requires TLS for IAM authentication, and the token is a bearer credential: it
+            # must only ever be sent to a server whose certificate was checked.
+            self.problems.append("DATABASE_SSLMODE must be verify-ca or verify-full with DATABASE_AUTH=iam")
+        rootcert = self.raw("DATABASE_SSLROOTCERT") or None
+        if sslmode in ("verify-ca", "verify-full"):
+            if rootcert is None:
+                self.problems.append(f"DATABASE_SSLROOTCERT is required with DATABASE_SSLMODE={sslmode}")
+            else:
+                self.ca_bundle("DATABASE_SSLROOTCERT", rootcert)
+        return DatabaseSettings(
+            host=self.required("DATABASE_HOST"),
+            port=self.integer("DATABASE_PORT", 5432, 1, 65535),
+            name=self.required("DATABASE_NAME"),
+            user=self.required("DATABASE_USER"),
+            password=password,
+            sslmode=sslmode,
+            auth=auth,
+            sslrootcert=rootcert,
+            region=region,
+        )
+
+    def ca_bundle(self, name: str, path: str) -> None:
+        """A readable file of PEM certificates that the ssl module accepts as trust anchors."""
+        try:
+            loaded = ssl.create_default_context(cafile=path).cert_store_stats()["x509_ca"]
+        except (OSError, ssl.SSLError) as err:
+            self.problems.append(f"{name}: cannot load CA certificates from {path} ({err})")
+            return
+        if loaded == 0:
+            self.problems.append(f"{name}: {path} holds no CA certificate")
 
     def content_types(self) -> tuple[str, ...]:
         value = self.raw("ALLOWED_CONTENT_TYPES")

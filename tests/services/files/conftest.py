@@ -21,7 +21,8 @@ import httpx
 import pytest
 import uvicorn
 from files_service.app import create_app
-from files_service.settings import Settings
+from files_service.migrate import run as migrate_step
+from files_service.settings import DatabaseSettings, Settings
 
 from devstack.identity import Issuer
 from devstack.servers import LOCALHOST, MotoServer, PostgresServer, free_port, wait_until
@@ -33,8 +34,23 @@ ALLOWED_CONTENT_TYPES = "text/plain,application/pdf,image/*"
 PRESIGN_TTL_SECONDS = 120
 
 
-def create_database(server: PostgresServer) -> str:
-    """A fresh database on `server`, so these tests own their schema; returns its name."""
+def master_settings(server: PostgresServer, database: str) -> DatabaseSettings:
+    """The migration step's settings: the master credential, the server verified with the local CA."""
+    assert server.tls is not None
+    return DatabaseSettings(
+        host=LOCALHOST,
+        port=server.port,
+        name=database,
+        user=server.user,
+        password=server.password,
+        sslmode="verify-full",
+        sslrootcert=str(server.tls.ca_file),
+    )
+
+
+def create_database(server: PostgresServer, *, migrated: bool = True) -> str:
+    """A fresh database on `server`, so these tests own their schema, migrated by the migration step
+    as a release would be (unless `migrated` is False); returns its name."""
     name = f"files_{uuid.uuid4().hex[:12]}"
 
     async def create() -> None:
@@ -43,6 +59,8 @@ def create_database(server: PostgresServer) -> str:
             await conn.execute(f'CREATE DATABASE "{name}"')
         finally:
             await conn.close()
+        if migrated:
+            await migrate_step(master_settings(server, name))
 
     asyncio.run(create())
     return name

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import re
+import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -27,9 +31,9 @@ def test_migration_files_are_numbered_without_gaps() -> None:
     assert migrations[0].name == "files_and_shares"
 
 
-def test_concurrent_start_ups_apply_each_migration_once(postgres: PostgresServer) -> None:
-    """Both services and all their tasks migrate at start-up, at the same time."""
-    database = create_database(postgres)
+def test_concurrent_migration_steps_apply_each_migration_once(postgres: PostgresServer) -> None:
+    """Two deploys' migration steps (or a retried one) may run at the same time."""
+    database = create_database(postgres, migrated=False)
 
     async def run() -> list[list[int]]:
         conns = [await asyncpg.connect(dsn(postgres, database)) for _ in range(4)]
@@ -48,7 +52,7 @@ def test_concurrent_start_ups_apply_each_migration_once(postgres: PostgresServer
 
 
 def test_new_migrations_apply_later_and_edited_ones_are_refused(postgres: PostgresServer) -> None:
-    database = create_database(postgres)
+    database = create_database(postgres, migrated=False)
     first = Migration(1, "one", "CREATE TABLE t_one (id int)")
     second = Migration(2, "two", "CREATE TABLE t_two (id int)")
 
@@ -103,3 +107,131 @@ def test_start_up_gives_up_with_a_clear_error() -> None:
     settings = DatabaseSettings(LOCALHOST, port, "files", "files", "pw", "disable")
     with pytest.raises(DatabaseUnavailable, match=f"cannot connect to PostgreSQL at {LOCALHOST}:{port}"):
         asyncio.run(Database.connect(settings, startup_deadline=0.5))
+
+
+# --- The rollback rule (files_service/migrator.py): a release's migrations only expand the schema,
+# so the previous release's queries keep working and a circuit-breaker rollback is safe.
+
+REPO = Path(__file__).resolve().parents[3]
+DB_MODULE = "app_code/files/files_service/db.py"
+MIGRATIONS_DIR = "app_code/files/files_service/migrations"
+
+# Statements that take away or change what a released query may use. Expanding is allowed: new
+# tables, indexes, roles and grants, and columns that are nullable or have a default.
+_CONTRACTING = [
+    (re.compile(r"\bDROP\b", re.I), "drops something"),
+    (re.compile(r"\bRENAME\b", re.I), "renames something"),
+    (re.compile(r"\bTRUNCATE\b", re.I), "empties a table"),
+    (re.compile(r"\bREVOKE\b", re.I), "revokes a privilege"),
+    (re.compile(r"\bALTER\s+COLUMN\b", re.I), "changes a column (type, NOT NULL or default)"),
+    (
+        re.compile(r"\bADD\s+(?:CONSTRAINT|CHECK|UNIQUE|PRIMARY|FOREIGN)\b", re.I),
+        "adds a constraint old writes may break",
+    ),
+    (re.compile(r"\bDELETE\s+FROM\b|\bUPDATE\s+\w+\s+SET\b", re.I), "rewrites data"),
+]
+_ADD_COLUMN = re.compile(r"\bADD\s+(?:COLUMN\s+)?(?!CONSTRAINT\b)(\w+)\s+([^,;]*)", re.I)
+
+
+def contracting_statements(sql: str) -> list[str]:
+    """Why `sql` is not an expanding migration (empty when it is); comments are ignored."""
+    code = re.sub(r"--[^\n]*", "", sql)
+    found = [why for pattern, why in _CONTRACTING if pattern.search(code)]
+    for column, definition in _ADD_COLUMN.findall(code):
+        if re.search(r"\bNOT\s+NULL\b", definition, re.I) and not re.search(r"\bDEFAULT\b", definition, re.I):
+            found.append(f"adds column {column} NOT NULL without a default (old inserts would fail)")
+    return found
+
+
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        ("ALTER TABLE files DROP COLUMN file_name", "drops something"),
+        ("DROP TABLE file_shares", "drops something"),
+        ("ALTER TABLE files RENAME COLUMN owner_id TO owner", "renames something"),
+        ("ALTER TABLE files ALTER COLUMN size_bytes TYPE int", "changes a column"),
+        ("ALTER TABLE files ALTER COLUMN completed_at SET NOT NULL", "changes a column"),
+        ("ALTER TABLE files ADD COLUMN checksum text NOT NULL", "NOT NULL without a default"),
+        ("ALTER TABLE files ADD CONSTRAINT small CHECK (size_bytes < 10)", "adds a constraint"),
+        ("REVOKE SELECT ON files FROM files_app", "revokes a privilege"),
+        ("UPDATE files SET status = 'x'", "rewrites data"),
+    ],
+)
+def test_the_rule_recognises_contracting_migrations(sql: str, reason: str) -> None:
+    assert any(reason in why for why in contracting_statements(sql))
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE TABLE notes (id uuid PRIMARY KEY, body text NOT NULL)",
+        "ALTER TABLE files ADD COLUMN checksum text",
+        "ALTER TABLE files ADD COLUMN version int NOT NULL DEFAULT 1",
+        "CREATE INDEX files_owner ON files (owner_id)",
+        "GRANT SELECT ON notes TO files_app",
+        "-- DROP TABLE files would be contracting, but this is a comment\nCREATE TABLE t (id int)",
+    ],
+)
+def test_the_rule_allows_expanding_migrations(sql: str) -> None:
+    assert contracting_statements(sql) == []
+
+
+@pytest.mark.parametrize("migration", load_migrations(), ids=lambda m: f"{m.version:04d}_{m.name}")
+def test_every_migration_only_expands_the_schema(migration: Migration) -> None:
+    assert contracting_statements(migration.sql) == [], (
+        f"{migration.version:04d}_{migration.name} contracts the schema: the previous release (what a "
+        "rollback runs) may still use what it changes. Stop using it in one release, remove it in the next."
+    )
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True).stdout
+
+
+def released_queries(before_migration: Migration) -> dict[str, str]:
+    """The queries of the code released before `before_migration` was added: db.py's module-level
+    `_*_SQL` constants at the parent of the commit that added the migration (or at HEAD, for a
+    migration not committed yet), read from git."""
+    path = f"{MIGRATIONS_DIR}/{before_migration.version:04d}_{before_migration.name}.sql"
+    added = _git("log", "--diff-filter=A", "--format=%H", "--", path).split()
+    revision = f"{added[-1]}^" if added else "HEAD"
+    source = _git("show", f"{revision}:{DB_MODULE}")
+    queries = {}
+    for node in ast.parse(source).body:
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            for target in node.targets:
+                if isinstance(target, ast.Name) and target.id.endswith("_SQL"):
+                    queries[target.id] = node.value.value
+    return queries
+
+
+@pytest.mark.parametrize("migration", load_migrations()[1:], ids=lambda m: f"{m.version:04d}_{m.name}")
+def test_the_previous_releases_queries_still_run_after_each_migration(
+    postgres: PostgresServer, migration: Migration
+) -> None:
+    # Shallow checkouts lack the history this reads; the workflows fetch it (fetch-depth: 0).
+    assert _git("rev-parse", "--is-shallow-repository").strip() == "false", "needs the git history"
+    queries = released_queries(migration)
+    assert len(queries) >= 5, "db.py's queries were not found in the released code"
+    database = create_database(postgres, migrated=False)
+    upto = [m for m in load_migrations() if m.version <= migration.version]
+
+    async def run() -> dict[str, str]:
+        conn = await asyncpg.connect(dsn(postgres, database))
+        try:
+            await migrate(conn, upto)
+            failures = {}
+            for name, sql in queries.items():
+                try:
+                    await conn.prepare(sql)  # parsed and planned against the new schema, not run
+                except asyncpg.PostgresError as err:
+                    failures[name] = f"{type(err).__name__}: {err}"
+            return failures
+        finally:
+            await conn.close()
+
+    assert asyncio.run(run()) == {}

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import certifi
 import pytest
 from files_service.settings import (
     DEFAULT_ALLOWED_CONTENT_TYPES,
@@ -23,6 +24,8 @@ MINIMAL = {
     "DATABASE_NAME": "files",
     "DATABASE_USER": "files",
     "DATABASE_PASSWORD": "s3cret-pw",
+    # A real PEM bundle: verify-full (the default) needs trust anchors to check the server with.
+    "DATABASE_SSLROOTCERT": certifi.where(),
     "AUTH_ISSUER": "https://clerk.motion.example",
     "AUTH_JWKS_URL": "https://clerk.motion.example/.well-known/jwks.json",
 }
@@ -33,7 +36,8 @@ def test_minimal_environment_gets_safe_defaults() -> None:
     assert settings.role == "all"
     assert settings.port == 8080 and settings.host == "0.0.0.0"
     assert settings.database.port == 5432
-    assert settings.database.sslmode == "require"
+    assert settings.database.sslmode == "verify-full" and settings.database.auth == "password"
+    assert settings.database.sslrootcert == certifi.where()
     assert settings.presign_ttl_seconds == 300
     assert settings.max_upload_bytes == DEFAULT_MAX_UPLOAD_BYTES
     assert settings.allowed_content_types == DEFAULT_ALLOWED_CONTENT_TYPES
@@ -99,11 +103,43 @@ def test_bad_values_are_named(name: str, value: str, fragment: str) -> None:
     assert fragment in str(err.value)
 
 
+def test_iam_authentication_needs_no_password_and_a_verified_server() -> None:
+    iam = {k: v for k, v in MINIMAL.items() if k != "DATABASE_PASSWORD"}
+    settings = Settings.from_env({**iam, "DATABASE_AUTH": "iam"})
+    assert settings.database.auth == "iam" and settings.database.password is None
+    assert settings.database.region == "eu-west-1"
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        # A stored password beside IAM authentication is a credential nobody should hold.
+        ({"DATABASE_AUTH": "iam"}, "DATABASE_PASSWORD must not be set with DATABASE_AUTH=iam"),
+        # The token is a bearer credential: only ever sent to a verified server.
+        (
+            {"DATABASE_AUTH": "iam", "DATABASE_PASSWORD": "", "DATABASE_SSLMODE": "require"},
+            "DATABASE_SSLMODE must be verify-ca or verify-full with DATABASE_AUTH=iam",
+        ),
+        ({"DATABASE_AUTH": "kerberos"}, "DATABASE_AUTH must be one of iam, password"),
+        ({"DATABASE_SSLROOTCERT": ""}, "DATABASE_SSLROOTCERT is required with DATABASE_SSLMODE=verify-full"),
+        (
+            {"DATABASE_SSLROOTCERT": "/nonexistent/rds.pem"},
+            "DATABASE_SSLROOTCERT: cannot load CA certificates",
+        ),
+        ({"DATABASE_SSLROOTCERT": __file__}, "DATABASE_SSLROOTCERT: cannot load CA certificates"),
+    ],
+)
+def test_database_authentication_and_tls_mistakes_are_named(changes: dict[str, str], fragment: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({**MINIMAL, **changes})
+    assert fragment in str(err.value)
+
+
 def test_every_missing_variable_is_reported_at_once() -> None:
     with pytest.raises(SettingsError) as err:
         Settings.from_env({"FILES_BUCKET": "motion-files-dev"})
     message = str(err.value)
-    for name in [n for n in MINIMAL if n != "FILES_BUCKET"]:
+    for name in [n for n in MINIMAL if n not in ("FILES_BUCKET", "DATABASE_SSLROOTCERT")]:
         assert f"{name} is required" in message
     assert "FILES_BUCKET" not in message
 
