@@ -107,3 +107,20 @@ def test_alarms(stack: StackRun) -> None:
         "Evictions",
         "WriteThrottleEvents",
     } <= metrics
+
+
+def test_one_redis_alarm_per_metric_and_member_cluster(stack: StackRun) -> None:
+    """The member clusters AWS creates for the group: its id, lowercase, plus -001, -002, ... one per
+    cache cluster (see components/chat.py member_cluster_ids for the sources)."""
+    group = stack.one(GROUP).inputs
+    members = [
+        f"{group['replicationGroupId'].lower()}-{n:03d}" for n in range(1, int(group["numCacheClusters"]) + 1)
+    ]
+    assert len(members) == (3 if stack.stack == "production" else 1)
+    for metric in ("DatabaseMemoryUsagePercentage", "Evictions"):
+        watched = sorted(
+            a.inputs["dimensions"].get("CacheClusterId", "")
+            for a in stack.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+            if a.inputs["namespace"] == "AWS/ElastiCache" and a.inputs["metricName"] == metric
+        )
+        assert watched == members, (metric, watched)
