@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random
 
 from components.alarms import Alarm, create_alarms
 from components.app_facts import load_app_module
@@ -22,6 +23,12 @@ REDIS_PORT = 6379
 LISTENER_PRIORITY = 200
 # Each WebSocket upgrade is one ALB request; a task comfortably holds this many new sockets a minute.
 UPGRADES_PER_TARGET = 500
+# The Redis AUTH token: well inside ElastiCache's 16-128 characters.
+AUTH_TOKEN_LENGTH = 64
+# ElastiCache ModifyReplicationGroup AuthTokenUpdateStrategy: ROTATE adds the new token while the
+# group keeps accepting the old one (SET, "allowed only after ROTATE", then drops the old one), so
+# chat tasks started with the previous secret keep working until they are replaced.
+AUTH_TOKEN_UPDATE_STRATEGY = "ROTATE"  # noqa: S105 - the name of a strategy, not a secret
 
 
 @dataclass(frozen=True)
@@ -65,17 +72,21 @@ class Chat(pulumi.ComponentResource):
             recovery_window_in_days=7 if args.data_protection else 0,
             opts=child,
         )
-        # Generated once by Secrets Manager; later runs would draw a new value, so both the stored
-        # secret and the cache keep the first one (rotate deliberately, not on every `pulumi up`).
-        generated = aws.secretsmanager.get_random_password_output(
-            password_length=64, exclude_punctuation=True, opts=pulumi.InvokeOptions(parent=self)
+        # The token lives in the stack's state: a RandomPassword draws it once, on create, and returns
+        # the same value on every later run whose inputs are unchanged (terraform-provider-random
+        # resource_password.go: every input RequiresReplace, `result` UseStateForUnknown). The group
+        # and the secret both take it from here, so a replacement of either is created with the token
+        # the other holds. Characters: ElastiCache's AUTH rule (16-128 printable characters,
+        # non-alphanumerics only from !&#$^<>-) is checked against these inputs in
+        # tests/infra/test_chat_infra.py; alphanumerics alone keep the token shell- and URL-safe.
+        # Rotate deliberately (README, "The Redis AUTH token"): `pulumi up --replace` this resource's
+        # URN draws a new token, which the group applies with AUTH_TOKEN_UPDATE_STRATEGY.
+        self.auth_token_value = pulumi_random.RandomPassword(
+            f"{name}-redis-auth-token", length=AUTH_TOKEN_LENGTH, special=False, opts=child
         )
-        token: pulumi.Output[str] = pulumi.Output.secret(generated.random_password.apply(str))
+        token: pulumi.Output[str] = pulumi.Output.secret(self.auth_token_value.result)
         aws.secretsmanager.SecretVersion(
-            f"{name}-redis-auth-value",
-            secret_id=self.auth_token.id,
-            secret_string=token,
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["secretString"]),
+            f"{name}-redis-auth-value", secret_id=self.auth_token.id, secret_string=token, opts=child
         )
 
         self.redis_security_group = aws.ec2.SecurityGroup(
@@ -116,6 +127,9 @@ class Chat(pulumi.ComponentResource):
             at_rest_encryption_enabled=True,
             transit_encryption_enabled=True,
             auth_token=token,
+            # How a changed token reaches a running group (terraform-provider-aws replication_group.go,
+            # Update: ModifyReplicationGroup with AuthToken and this strategy, ApplyImmediately).
+            auth_token_update_strategy=AUTH_TOKEN_UPDATE_STRATEGY,
             auto_minor_version_upgrade=True,
             snapshot_retention_limit=7 if args.data_protection else 0,
             log_delivery_configurations=[
@@ -126,7 +140,7 @@ class Chat(pulumi.ComponentResource):
                     log_type="slow-log",
                 )
             ],
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["authToken"]),
+            opts=child,
         )
 
         self.service = FargateService(
