@@ -269,6 +269,15 @@ def _call(token: str, args: Mapping[str, Any], region: str) -> dict[str, Any]:
         }
     if token == "aws:elb/getServiceAccount:getServiceAccount":
         return {"arn": "arn:aws:iam::127311923021:root", "id": "127311923021"}
+    if token == "vercel:index/getDomainConfig:getDomainConfig":
+        # The values Vercel's guide shows for a domain (https://vercel.com/docs/domains/set-up-custom-domain).
+        return {
+            **args,
+            "recommendedIpv4s": ["76.76.21.21"],
+            "recommendedCname": "cname.vercel-dns-0.com",
+            "misconfigured": True,
+            "id": args.get("domain", ""),
+        }
     return {}
 
 

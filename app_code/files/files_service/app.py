@@ -22,7 +22,7 @@ from files_service.cleanup import sweep_forever
 from files_service.db import Database, DatabaseUnavailable
 from files_service.openapi import build_openapi
 from files_service.responses import ApiError, JSONResponse, error_response
-from files_service.routes import HEALTH_CHECK_PATH, OPENAPI_PATH, routes_for
+from files_service.routes import HEALTH_CHECK_PATH, OPENAPI_PATH, REQUEST_HEADERS, routes_for
 from files_service.settings import Settings
 from files_service.signer import S3Signer, botocore_credentials
 from files_service.storage import ObjectStore, StorageForbidden, StorageUnavailable
@@ -90,7 +90,7 @@ def create_app(settings: Settings) -> Starlette:
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["GET", "POST", "PUT", "DELETE"],
-                allow_headers=["authorization", "content-type"],
+                allow_headers=list(REQUEST_HEADERS),
                 max_age=600,
             )
         )

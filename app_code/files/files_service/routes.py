@@ -22,6 +22,11 @@ OBJECT_KEY_PREFIX = "uploads/"
 # tests/services/files/test_files_routes.py) expires objects carrying it, as a safety net for
 # uploads that are never completed.
 PENDING_TAG: tuple[str, str] = ("upload-state", "pending")
+# The request headers the handlers read that a page's script sets: the bearer token. The app's CORS
+# allows exactly these (Starlette adds the CORS-safelisted ones, `content-type` among them, which
+# JSON bodies carry); `content-length`, also read, is set by the browser itself.
+AUTHORIZATION_HEADER = "authorization"
+REQUEST_HEADERS: tuple[str, ...] = (AUTHORIZATION_HEADER,)
 
 
 @dataclass(frozen=True, slots=True)
