@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random
 
 from components.alarms import Alarm, create_alarms
 from components.app_facts import load_app_module
@@ -22,6 +23,12 @@ REDIS_PORT = 6379
 LISTENER_PRIORITY = 200
 # Each WebSocket upgrade is one ALB request; a task comfortably holds this many new sockets a minute.
 UPGRADES_PER_TARGET = 500
+# The Redis AUTH token: well inside ElastiCache's 16-128 characters.
+AUTH_TOKEN_LENGTH = 64
+# ElastiCache ModifyReplicationGroup AuthTokenUpdateStrategy: ROTATE adds the new token while the
+# group keeps accepting the old one (SET, "allowed only after ROTATE", then drops the old one), so
+# chat tasks started with the previous secret keep working until they are replaced.
+AUTH_TOKEN_UPDATE_STRATEGY = "ROTATE"  # noqa: S105 - the name of a strategy, not a secret
 
 
 @dataclass(frozen=True)
@@ -65,17 +72,21 @@ class Chat(pulumi.ComponentResource):
             recovery_window_in_days=7 if args.data_protection else 0,
             opts=child,
         )
-        # Generated once by Secrets Manager; later runs would draw a new value, so both the stored
-        # secret and the cache keep the first one (rotate deliberately, not on every `pulumi up`).
-        generated = aws.secretsmanager.get_random_password_output(
-            password_length=64, exclude_punctuation=True, opts=pulumi.InvokeOptions(parent=self)
+        # The token lives in the stack's state: a RandomPassword draws it once, on create, and returns
+        # the same value on every later run whose inputs are unchanged (terraform-provider-random
+        # resource_password.go: every input RequiresReplace, `result` UseStateForUnknown). The group
+        # and the secret both take it from here, so a replacement of either is created with the token
+        # the other holds. Characters: ElastiCache's AUTH rule (16-128 printable characters,
+        # non-alphanumerics only from !&#$^<>-) is checked against these inputs in
+        # tests/infra/test_chat_infra.py; alphanumerics alone keep the token shell- and URL-safe.
+        # Rotate deliberately (README, "The Redis AUTH token"): `pulumi up --replace` this resource's
+        # URN draws a new token, which the group applies with AUTH_TOKEN_UPDATE_STRATEGY.
+        self.auth_token_value = pulumi_random.RandomPassword(
+            f"{name}-redis-auth-token", length=AUTH_TOKEN_LENGTH, special=False, opts=child
         )
-        token: pulumi.Output[str] = pulumi.Output.secret(generated.random_password.apply(str))
+        token: pulumi.Output[str] = pulumi.Output.secret(self.auth_token_value.result)
         aws.secretsmanager.SecretVersion(
-            f"{name}-redis-auth-value",
-            secret_id=self.auth_token.id,
-            secret_string=token,
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["secretString"]),
+            f"{name}-redis-auth-value", secret_id=self.auth_token.id, secret_string=token, opts=child
         )
 
         self.redis_security_group = aws.ec2.SecurityGroup(
@@ -98,6 +109,8 @@ class Chat(pulumi.ComponentResource):
             opts=child,
         )
         failover = args.cache.replicas > 0
+        # One primary plus the replicas, each a single-node member cluster of the group.
+        members = 1 + args.cache.replicas
         self.redis = aws.elasticache.ReplicationGroup(
             f"{name}-redis",
             replication_group_id=f"{prefix}"[:40],
@@ -105,7 +118,7 @@ class Chat(pulumi.ComponentResource):
             engine="redis",
             engine_version="7.1",
             node_type=args.cache.node_type,
-            num_cache_clusters=1 + args.cache.replicas,
+            num_cache_clusters=members,
             automatic_failover_enabled=failover,
             multi_az_enabled=failover,
             port=REDIS_PORT,
@@ -114,6 +127,9 @@ class Chat(pulumi.ComponentResource):
             at_rest_encryption_enabled=True,
             transit_encryption_enabled=True,
             auth_token=token,
+            # How a changed token reaches a running group (terraform-provider-aws replication_group.go,
+            # Update: ModifyReplicationGroup with AuthToken and this strategy, ApplyImmediately).
+            auth_token_update_strategy=AUTH_TOKEN_UPDATE_STRATEGY,
             auto_minor_version_upgrade=True,
             snapshot_retention_limit=7 if args.data_protection else 0,
             log_delivery_configurations=[
@@ -124,7 +140,7 @@ class Chat(pulumi.ComponentResource):
                     log_type="slow-log",
                 )
             ],
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["authToken"]),
+            opts=child,
         )
 
         self.service = FargateService(
@@ -186,26 +202,74 @@ class Chat(pulumi.ComponentResource):
             description="to Redis",
             opts=child,
         )
-        self._alarms(name, prefix, att)
+        self._alarms(name, prefix, att, members)
         self.register_outputs(
             {"table": self.table.name, "redis_endpoint": self.redis.primary_endpoint_address}
         )
 
-    def _alarms(self, name: str, prefix: str, att: Attachment) -> None:
-        redis = {"ReplicationGroupId": self.redis.id}
+    def _alarms(self, name: str, prefix: str, att: Attachment, members: int) -> None:
+        # ElastiCache publishes its host and engine metrics (DatabaseMemoryUsagePercentage, Evictions)
+        # per cache node, under the member cluster's CacheClusterId; ReplicationGroupId is not a
+        # dimension of these metrics, so each member cluster gets its own alarms (the documented
+        # dimension sets and their sources: tests/infra/test_alarm_dimensions.py).
+        redis = [
+            (member, {"CacheClusterId": cluster_id})
+            for member, cluster_id in member_cluster_ids(self.redis.replication_group_id, members)
+        ]
         table = {"TableName": self.table.name}
         create_alarms(
             self,
             name,
             prefix,
             [
-                Alarm(
-                    "redis-memory", "AWS/ElastiCache", "DatabaseMemoryUsagePercentage", "Maximum", 80.0, redis
+                *(
+                    Alarm(
+                        f"redis-memory-{member}",
+                        "AWS/ElastiCache",
+                        "DatabaseMemoryUsagePercentage",
+                        "Maximum",
+                        80.0,
+                        dims,
+                    )
+                    for member, dims in redis
                 ),
                 # Pub/sub needs no eviction; any eviction means memory pressure is already losing data.
-                Alarm("redis-evictions", "AWS/ElastiCache", "Evictions", "Sum", 0.0, redis),
+                *(
+                    Alarm(f"redis-evictions-{member}", "AWS/ElastiCache", "Evictions", "Sum", 0.0, dims)
+                    for member, dims in redis
+                ),
                 Alarm("table-write-throttles", "AWS/DynamoDB", "WriteThrottleEvents", "Sum", 0.0, table),
                 Alarm("table-read-throttles", "AWS/DynamoDB", "ReadThrottleEvents", "Sum", 0.0, table),
             ],
             att.alarm_topic_arn,
         )
+
+
+def member_cluster_ids(
+    replication_group_id: pulumi.Output[str], num_cache_clusters: int
+) -> list[tuple[str, pulumi.Output[str]]]:
+    """The member clusters ElastiCache creates for a cluster-mode-disabled group of
+    `num_cache_clusters`, as (sequence suffix, CacheClusterId) pairs: the group's id (stored
+    lowercase) with a sequential three-digit number appended, `<id>-001`, `<id>-002`, ...
+
+    Sources: ElastiCache User Guide, "Creating a replication group using an existing cluster"
+    (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/Replication.CreatingReplGroup.ExistingCluster.html:
+    "a sequential 3-digit number added to the end of the --replication-group-id. For example,
+    sample-repl-group-001"); CreateReplicationGroup's ReplicationGroupId "is stored as a lowercase
+    string"; terraform-provider-aws replication_group.go names the first member
+    `fmt.Sprintf("%s-001", d.Id())` when it picks the snapshotting cluster.
+
+    Why not the group's `member_clusters` output: the provider declares it a computed TypeSet
+    (no order) that is unknown in the preview of a new group, and the number of alarms must be
+    known when they are registered (no resources inside an `apply`). The count comes from the same
+    fact the group is created with (`num_cache_clusters`); the id from the group's own output, so the
+    alarms wait for it. A later change of `cacheReplicas` resizes the group in place
+    (IncreaseReplicaCount / DecreaseReplicaCount), and AWS picks which member ids are added or
+    removed; the documented naming covers a group created with this count, so after a resize compare
+    the group's `member_clusters` with the alarms."""
+
+    def member(n: int) -> tuple[str, pulumi.Output[str]]:
+        suffix = f"{n:03d}"
+        return suffix, replication_group_id.apply(lambda group_id: f"{group_id.lower()}-{suffix}")
+
+    return [member(n) for n in range(1, num_cache_clusters + 1)]

@@ -31,6 +31,7 @@ from components.config_validation import (
     DOMAIN_PATTERN,
     EMAIL_PATTERN,
     validate_frontend,
+    validate_frontend_domains,
     validate_high_availability,
     validate_mail,
     validate_network,
@@ -102,6 +103,7 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
         data_protection=g("dataProtection"),
         s3_kms_encryption=g("s3KmsEncryption"),
     )
+    validate_frontend_domains(r, config)
     validate_high_availability(r, config)
     if not region:
         r.errors.append("aws:region: is required (set it with `pulumi config set aws:region <region>`)")

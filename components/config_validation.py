@@ -18,7 +18,14 @@ DOMAIN_PATTERN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ORIGIN_PATTERN = re.compile(r"^https?://[a-z0-9.-]+(:\d{1,5})?$")
 ACM_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
-VERCEL_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+# The Vercel provider's own rule for a project name (vercel/terraform-provider-vercel,
+# vercel/resource_project.go, `name`: LengthBetween(1, 52) and `^[a-z0-9\-]{0,100}$`), checked here so
+# a bad name fails before any resource is registered, not half-way through `pulumi up`.
+VERCEL_PROJECT_NAME_PATTERN = re.compile(r"^[a-z0-9-]{1,52}$")
+# The targets the provider accepts for an environment variable (resource_project_environment_variable.go,
+# `target`: OneOf("production", "preview", "development")).
+VERCEL_TARGETS = ("production", "preview", "development")
+LOCAL_HOSTS = ("localhost", "127.0.0.1")
 REPO_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 CONTENT_TYPE_PATTERN = re.compile(r"^[a-z]+/[a-z0-9.+-]+$")
 
@@ -69,7 +76,7 @@ def validate_mail(r: ConfigReader, mail: MailConfig) -> None:
 def validate_frontend(r: ConfigReader, frontend: FrontendConfig) -> None:
     r.check(
         "vercelProjectName",
-        bool(VERCEL_NAME_PATTERN.match(frontend.vercel_project_name)),
+        bool(VERCEL_PROJECT_NAME_PATTERN.match(frontend.vercel_project_name)),
         f"{frontend.vercel_project_name!r}",
     )
     r.check(
@@ -83,16 +90,58 @@ def validate_frontend(r: ConfigReader, frontend: FrontendConfig) -> None:
         f"{frontend.root_directory!r}",
     )
     r.check("frontendProductionBranch", bool(frontend.production_branch.strip()), "must not be empty")
-    bad_targets = [t for t in frontend.targets if t not in ("production", "preview", "development")]
-    r.check("frontendTargets", bool(frontend.targets) and not bad_targets, f"{list(frontend.targets)}")
+    _validate_targets(r, frontend)
     bad_domains = [d for d in frontend.domains if not DOMAIN_PATTERN.match(d)]
     r.check("frontendDomains", not bad_domains, f"{bad_domains} are not DNS names")
+    # Each domain becomes one vercel.ProjectDomain of this project (the provider only requires a
+    # string, resource_project_domain.go), and Vercel attaches a domain to one project only.
+    repeated = sorted({d for d in frontend.domains if frontend.domains.count(d) > 1})
+    r.check("frontendDomains", not repeated, f"{repeated} listed more than once")
     bad_origins = [o for o in frontend.extra_cors_origins if not ORIGIN_PATTERN.match(o)]
     r.check("extraCorsOrigins", not bad_origins, f"{bad_origins} are not origins")
     r.check(
         "frontendDomains",
         bool(frontend.origins),
         "no frontend origin: set frontendDomains or extraCorsOrigins",
+    )
+
+
+def _validate_targets(r: ConfigReader, frontend: FrontendConfig) -> None:
+    """The Vercel environments the project deploys, each of which gets every VITE_* variable: a
+    target the project builds without them would ship a frontend pointed at nothing."""
+    targets = list(frontend.targets)
+    bad = [t for t in targets if t not in VERCEL_TARGETS]
+    r.check("frontendTargets", bool(targets) and not bad, f"{targets}")
+    r.check("frontendTargets", len(set(targets)) == len(targets), f"{targets} lists a target more than once")
+    # A project with a Git repository deploys every push to its production branch as a Production
+    # deployment (the provider's `git_repository.production_branch`), whatever the targets say.
+    r.check(
+        "frontendTargets",
+        "production" in targets,
+        f"{targets}: the project deploys its production branch to production, so it needs the variables",
+    )
+    # Previews are served on generated *.vercel.app URLs (https://vercel.com/docs/deployments/environments),
+    # which no exact CORS origin of this stack can name, so their calls to the backend would be refused.
+    r.check(
+        "frontendTargets",
+        "preview" not in targets,
+        f"{targets}: preview deployments live on generated URLs the backend's CORS cannot allow",
+    )
+    # `development` is what `vercel env pull` / `vercel dev` give a local run, served on localhost.
+    local = [o for o in frontend.extra_cors_origins if o.split("://", 1)[-1].split(":")[0] in LOCAL_HOSTS]
+    r.check(
+        "frontendTargets",
+        "development" not in targets or bool(local),
+        f"{targets}: development runs on localhost, which extraCorsOrigins does not allow",
+    )
+
+
+def validate_frontend_domains(r: ConfigReader, config: StackConfig) -> None:
+    """A frontend domain gets Vercel's A records in dnsRecords; the API host already has its CNAME."""
+    r.check(
+        "frontendDomains",
+        config.domain not in config.frontend.domains,
+        f"{config.domain} is the API host (motion:domain), which points at the load balancer",
     )
 
 

@@ -165,13 +165,24 @@ class Files(pulumi.ComponentResource):
         objects = pulumi.Output.concat(self.bucket.arn, "/", ROUTES.OBJECT_KEY_PREFIX, "*")
         statements = [statement(list(ROUTES.S3_OBJECT_ACTIONS[role]), [objects], sid="UploadObjects")]
         if ROUTES.S3_BUCKET_ACTIONS[role]:
+            # s3:ListBucket is here only so that S3 answers a HEAD of a not-yet-uploaded key with 404,
+            # not 403 ("If you have the s3:ListBucket permission on the bucket, Amazon S3 returns an
+            # HTTP status code 404 Not Found error. If you don't [...] 403 Forbidden", HeadObject,
+            # Permissions: https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html).
+            # It carries no condition on purpose. s3:prefix is a condition key of the list actions
+            # (ListBucket, ListBucketVersions), set from a listing's `prefix` parameter; HeadObject is
+            # authorized as s3:GetObject, whose keys do not include it (Service Authorization
+            # Reference, "Actions, resources, and condition keys for Amazon S3"), and "If the key that
+            # you specify in a policy condition is not present in the request context, the values do
+            # not match and the condition is false" (IAM User Guide, "Condition operators"). So the
+            # documented reading of `StringLike s3:prefix uploads/*` is that it never grants the
+            # ListBucket a HEAD is judged by, and S3 answers 403. (Ceph's RGW judges it with
+            # s3:prefix set to the key and says AWS does the same, ceph/ceph#68577; AWS documents
+            # no such rule.) Without the condition the answer is 404 under either reading. It costs
+            # nothing: this bucket holds only the service's objects, all under uploads/, which this
+            # role may already list and read. The code still copes with a 403 (files_service/storage.py).
             statements.append(
-                statement(
-                    list(ROUTES.S3_BUCKET_ACTIONS[role]),
-                    [self.bucket.arn],
-                    sid="ListUploadPrefix",
-                    condition={"StringLike": {"s3:prefix": [f"{ROUTES.OBJECT_KEY_PREFIX}*"]}},
-                )
+                statement(list(ROUTES.S3_BUCKET_ACTIONS[role]), [self.bucket.arn], sid="ListBucketFor404")
             )
         if key is not None:
             # SSE-KMS: writers need data keys, readers need to decrypt them.

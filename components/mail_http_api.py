@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.config_model import AuthConfig, MailConfig
+from components.mail_cors import AUTHORIZER_HEADER, mail_api_cors
 
 
 def mail_http_api(
@@ -24,15 +25,16 @@ def mail_http_api(
 ) -> pulumi.Output[str]:
     """The API's base URL; resources are named `<name>-api*`, `<name>-jwt` and `<name>-route-*`."""
     child = pulumi.ResourceOptions(parent=parent)
+    cors = mail_api_cors(cors_origins)
     api = aws.apigatewayv2.Api(
         f"{name}-api",
         name=f"{prefix}-api",
         protocol_type="HTTP",
         cors_configuration=aws.apigatewayv2.ApiCorsConfigurationArgs(
-            allow_origins=list(cors_origins),
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["authorization", "content-type"],
-            max_age=600,
+            allow_origins=list(cors.allow_origins),
+            allow_methods=list(cors.allow_methods),
+            allow_headers=list(cors.allow_headers),
+            max_age=cors.max_age,
         ),
         opts=child,
     )
@@ -41,7 +43,7 @@ def mail_http_api(
         api_id=api.id,
         authorizer_type="JWT",
         name="clerk",
-        identity_sources=["$request.header.Authorization"],
+        identity_sources=[f"$request.header.{AUTHORIZER_HEADER}"],
         jwt_configuration=aws.apigatewayv2.AuthorizerJwtConfigurationArgs(
             issuer=auth.issuer, audiences=[auth.audience]
         ),

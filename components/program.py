@@ -36,19 +36,25 @@ class Stack:
 
 
 def dns_records(
-    config: StackConfig, alb_dns_name: pulumi.Input[str], dkim_records: pulumi.Input[list[dict[str, str]]]
+    config: StackConfig,
+    alb_dns_name: pulumi.Input[str],
+    dkim_records: pulumi.Input[list[dict[str, str]]],
+    frontend_records: pulumi.Input[list[dict[str, str]]],
 ) -> pulumi.Output[list[dict[str, str]]]:
-    """The records to publish: the API host onto the load balancer, and SES's DKIM CNAMEs."""
+    """The records to publish: the API host onto the load balancer, SES's DKIM CNAMEs, and the
+    frontend's domains onto Vercel."""
 
-    def records(alb: str, dkim: list[dict[str, str]]) -> list[dict[str, str]]:
+    def records(alb: str, dkim: list[dict[str, str]], frontend: list[dict[str, str]]) -> list[dict[str, str]]:
         api = (
             [{"name": config.domain, "type": "CNAME", "value": alb, "purpose": "API host -> load balancer"}]
             if config.domain
             else []
         )
-        return api + [{**record, "purpose": "SES DKIM"} for record in dkim]
+        return api + [{**record, "purpose": "SES DKIM"} for record in dkim] + list(frontend)
 
-    return pulumi.Output.all(alb_dns_name, dkim_records).apply(lambda args: records(args[0], args[1]))
+    return pulumi.Output.all(alb_dns_name, dkim_records, frontend_records).apply(
+        lambda args: records(args[0], args[1], args[2])
+    )
 
 
 def build(config: StackConfig) -> Stack:
@@ -176,7 +182,7 @@ def build(config: StackConfig) -> Stack:
 
     outputs: dict[str, pulumi.Input[object]] = {
         # Every DNS record this stack needs published, in one list (`make preflight` checks them).
-        "dnsRecords": dns_records(config, platform.alb.dns_name, mailing.dkim_records),
+        "dnsRecords": dns_records(config, platform.alb.dns_name, mailing.dkim_records, frontend.dns_records),
         "region": config.region,
         "vpcId": network.vpc_id,
         "baseUrl": platform.base_url,
@@ -194,6 +200,7 @@ def build(config: StackConfig) -> Stack:
         "chatMessagesTable": chat.table.name,
         "frontendProjectId": frontend.project_id,
         "frontendProjectName": frontend.project.name,
+        "frontendDomains": pulumi.Output.all(*[domain.domain for domain in frontend.domains]),
     }
     for key, value in outputs.items():
         pulumi.export(key, value)

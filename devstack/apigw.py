@@ -7,7 +7,10 @@ It does what the cloud does in front of `mailer.api.handler`, so the handler run
 - the request becomes a payload format 2.0 event, with the token's claims in
   `requestContext.authorizer.jwt.claims` (as strings, the way API Gateway passes them);
 - the handler's response (statusCode/headers/body/isBase64Encoded, or a bare JSON value) becomes
-  the HTTP response; an exception becomes a 500 `{"message":"Internal Server Error"}`.
+  the HTTP response; an exception becomes a 500 `{"message":"Internal Server Error"}`;
+- with a CORS configuration (the program's own, `components.mail_cors.mail_api_cors`), CORS is
+  the gateway's business as in the cloud (`GatewayCors`): it answers preflights itself, before
+  routes and authorization, and sets the CORS headers of the handler's responses.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import jwt
@@ -32,6 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from components.lambda_archive import COMMON_ROOT, ensure_importable
+from components.mail_cors import MailApiCors
 from devstack.servers import LOCALHOST, ServerError, free_port, wait_until
 from devstack.sqs_poller import LambdaContext
 
@@ -146,6 +151,80 @@ def _unauthorized(reason: str) -> JSONResponse:
     )
 
 
+def _names(value: str | None) -> list[str]:
+    """A comma-separated header value's items (`Access-Control-Request-Headers`)."""
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+class GatewayCors:
+    """What API Gateway does with an HTTP API's CORS configuration, from AWS's "Configuring CORS for
+    an HTTP API" (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-cors.html):
+
+    - "API Gateway automatically sends a response to preflight OPTIONS requests, even if there isn't
+      an OPTIONS route configured": answered here, before route matching and the authorizer;
+    - "For the OPTIONS method, your request must contain an origin header and an
+      Access-Control-Request-Method header": only such a request is a preflight; any other OPTIONS
+      request goes to the routes like every method (and, having none, gets 404);
+    - "To return CORS headers, your request must contain an origin header"; "API Gateway adds the
+      configured CORS headers to the response from an integration" and "ignores CORS headers
+      returned from your backend integration": the handler's own `access-control-*` are dropped.
+
+    A preflight is granted when its origin is one of `allow_origins`, its method one of
+    `allow_methods` and every requested header one of `allow_headers` (header names compare
+    case-insensitively, as HTTP names do). The page does not say what API Gateway answers a
+    preflight it does not grant; this stand-in answers 204 with no CORS header at all, which a
+    browser refuses like any answer lacking the grant (Fetch standard, CORS-preflight fetch and CORS
+    check). Wildcards (`*`) are refused at start: the program declares none, and their exact
+    semantics here would be guesswork.
+    """
+
+    def __init__(self, config: MailApiCors) -> None:
+        wildcards = [
+            name for name, values in asdict(config).items() if isinstance(values, tuple) and "*" in values
+        ]
+        if wildcards:
+            raise ValueError(f"CORS wildcards are not implemented by the stand-in: {', '.join(wildcards)}")
+        self.config = config
+        self._origins = frozenset(config.allow_origins)
+        self._methods = frozenset(config.allow_methods)
+        self._headers = frozenset(h.lower() for h in config.allow_headers)
+
+    @staticmethod
+    def is_preflight(request: Request) -> bool:
+        headers = request.headers
+        return (
+            request.method == "OPTIONS" and "origin" in headers and "access-control-request-method" in headers
+        )
+
+    def preflight(self, request: Request) -> Response:
+        origin = request.headers["origin"]
+        method = request.headers["access-control-request-method"]
+        asked = [name.lower() for name in _names(request.headers.get("access-control-request-headers"))]
+        granted = (
+            origin in self._origins and method in self._methods and all(h in self._headers for h in asked)
+        )
+        if not granted:
+            return Response(status_code=204)
+        return Response(
+            status_code=204,
+            headers={
+                "access-control-allow-origin": origin,
+                "access-control-allow-methods": ",".join(self.config.allow_methods),
+                "access-control-allow-headers": ",".join(self.config.allow_headers),
+                "access-control-max-age": str(self.config.max_age),
+            },
+        )
+
+    def decorate(self, request: Request, response: Response) -> Response:
+        """The CORS headers of an integration's response: the gateway's, never the handler's."""
+        for name in [n for n in response.headers if n.lower().startswith("access-control-")]:
+            del response.headers[name]
+        origin = request.headers.get("origin")
+        if origin is not None and origin in self._origins:
+            response.headers["access-control-allow-origin"] = origin
+        return response
+
+
 def make_app(
     handler: Handler,
     verifier: TokenVerifier,
@@ -153,14 +232,19 @@ def make_app(
     routes: Iterable[str] = MAIL_ROUTES,
     function_name: str = "mail-api",
     function_timeout: float = 30.0,
+    cors: MailApiCors | None = None,
 ) -> Starlette:
-    """An ASGI app that authorizes and forwards `routes` ("METHOD /path") to `handler`."""
+    """An ASGI app that authorizes and forwards `routes` ("METHOD /path") to `handler`, handling
+    CORS as API Gateway does when `cors` is given (without it, as an API with no CORS config)."""
     ensure_importable(COMMON_ROOT)
     from motion_common.auth import AuthError
 
     route_keys = frozenset(routes)
+    gateway_cors = GatewayCors(cors) if cors is not None else None
 
     async def endpoint(request: Request) -> Response:
+        if gateway_cors is not None and gateway_cors.is_preflight(request):
+            return gateway_cors.preflight(request)
         route_key = f"{request.method} {request.url.path}"
         if route_key not in route_keys:
             return JSONResponse({"message": "Not Found"}, status_code=404)
@@ -180,7 +264,8 @@ def make_app(
         except Exception:
             _log.exception("handler raised")
             return JSONResponse({"message": "Internal Server Error"}, status_code=500)
-        return to_response(result)
+        response = to_response(result)
+        return gateway_cors.decorate(request, response) if gateway_cors is not None else response
 
     return Starlette(routes=[Route("/{path:path}", endpoint, methods=_METHODS)])
 
@@ -219,6 +304,20 @@ class LocalHttpApi:
         self.stop()
 
 
+def cors_argument(config: MailApiCors) -> str:
+    return json.dumps(asdict(config))
+
+
+def parse_cors(text: str) -> MailApiCors:
+    fields = json.loads(text)
+    return MailApiCors(
+        allow_origins=tuple(fields["allow_origins"]),
+        allow_methods=tuple(fields["allow_methods"]),
+        allow_headers=tuple(fields["allow_headers"]),
+        max_age=int(fields["max_age"]),
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="Serve mailer.api.handler behind a local JWT-authorizing gateway."
@@ -227,6 +326,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--issuer", default=os.environ.get("AUTH_ISSUER"), help="default: $AUTH_ISSUER")
     parser.add_argument("--jwks-url", default=os.environ.get("AUTH_JWKS_URL"), help="default: $AUTH_JWKS_URL")
     parser.add_argument("--audience", default=os.environ.get("AUTH_AUDIENCE") or None)
+    parser.add_argument(
+        "--cors",
+        type=parse_cors,
+        default=None,
+        help="the HTTP API's CORS configuration as JSON (fields of MailApiCors); default: no CORS",
+    )
     args = parser.parse_args(argv)
     if not args.issuer or not args.jwks_url:
         parser.error("--issuer and --jwks-url (or AUTH_ISSUER and AUTH_JWKS_URL) are required")
@@ -239,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
     from motion_common.auth import TokenVerifier
 
     verifier = TokenVerifier(jwks_url=args.jwks_url, issuer=args.issuer, audience=args.audience)
-    app = make_app(api.handler, verifier)
+    app = make_app(api.handler, verifier, cors=args.cors)
     uvicorn.run(app, host=LOCALHOST, port=args.port, log_level="info")
 
 

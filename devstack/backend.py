@@ -29,6 +29,8 @@ import boto3
 
 from components.app_facts import APP_CODE, load_app_module
 from components.config_model import MAIL_MAX_RECIPIENTS, StackConfig
+from components.mail_cors import MailApiCors, mail_api_cors
+from devstack.apigw import cors_argument
 from devstack.credentials import CredentialsEndpoint
 from devstack.identity import Issuer, JwksServer
 from devstack.mail_resources import MailResources, create_mail_resources
@@ -141,6 +143,11 @@ class Backend:
     def config(self) -> StackConfig:
         return load_stack_file(STACK)
 
+    @property
+    def mail_api_cors(self) -> MailApiCors:
+        """The CORS configuration the program gives the mail API's HTTP API in this stack."""
+        return mail_api_cors(self.config.frontend.origins)
+
     def check_ports(self) -> None:
         taken = [f"{self.port(n)} ({n})" for n in SERVICE_PORTS if not port_is_free(self.port(n))]
         if taken:
@@ -181,8 +188,9 @@ class Backend:
             self._migrate_files_database()
             self._spawn("upload", ["-m", "files_service"], envs["upload"])
             self._spawn("download", ["-m", "files_service"], envs["download"])
-            # The adapter plays API Gateway's JWT authorizer and the poller the event source mapping;
-            # their own settings are arguments, so the environment is exactly the Lambda's.
+            # The adapter plays API Gateway's JWT authorizer and CORS handling, and the poller the
+            # event source mapping; their own settings are arguments, so the environment is exactly
+            # the Lambda's.
             self._spawn(
                 "mail-api",
                 [
@@ -196,6 +204,8 @@ class Backend:
                     self.jwks.url,
                     "--audience",
                     self.issuer.audience,
+                    "--cors",
+                    cors_argument(self.mail_api_cors),
                 ],
                 envs["mail-api"],
             )

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
+import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +42,10 @@ class RecordedResource:
     secret_paths: frozenset[str] = frozenset()
     # URNs this resource waits for: `depends_on` plus every resource whose outputs its inputs use.
     dependencies: frozenset[str] = frozenset()
+    # Per input (camelCase), the URNs of the resources whose outputs that input is made of.
+    property_dependencies: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # The `ignore_changes` option: inputs the engine keeps at their old values on an update.
+    ignore_changes: frozenset[str] = frozenset()
 
     def json(self, key: str) -> Any:
         """An input that holds a JSON document (IAM policies, container definitions), parsed."""
@@ -186,7 +192,57 @@ def computed_outputs(type_: str, name: str, inputs: Mapping[str, Any], region: s
         out.update(id=f"prj_{name}")
     elif type_ == "aws:kms/key:Key":
         out.update(keyId=f"{name}-key-id", arn=f"arn:aws:kms:{region}:{ACCOUNT}:key/{name}")
+    elif type_ == RANDOM_PASSWORD:
+        out.update(result=mock_random_password(name, inputs), id="none")
     return out
+
+
+# --- random:index/randomPassword:RandomPassword -------------------------------------------------
+# The provider draws `result` once, on create, and keeps it in the state: every input requires
+# replacement and `result` is UseStateForUnknown (terraform-provider-random
+# internal/provider/resource_password.go), so the same name with the same inputs gives the same value
+# on every later run. The mock models that state with a value derived from the name and the inputs
+# alone: a run with unchanged inputs sees the same password, a changed input (a replacement) a new one.
+# The characters come from the provider's own rule (internal/random/string.go, CreateString).
+
+RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
+RANDOM_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+RANDOM_LOWER = "abcdefghijklmnopqrstuvwxyz"
+RANDOM_NUMERIC = "0123456789"
+# The `special` set when `override_special` is unset or empty.
+RANDOM_DEFAULT_SPECIAL = "!@#$%&*()-_=+[]{}<>:?"
+
+
+def random_password_classes(inputs: Mapping[str, Any]) -> list[tuple[str, bool, int]]:
+    """(characters, drawn for the bulk of the password, minimum count) per class, as CreateString
+    uses them: upper, lower, numeric and special default to true, minimums to 0 (resource_password.go
+    schema defaults; `number` is the deprecated alias of `numeric`); a minimum draws from its class even
+    when the class is off."""
+    numeric = inputs.get("numeric", inputs.get("number", True))
+    special_chars = inputs.get("overrideSpecial") or RANDOM_DEFAULT_SPECIAL
+    return [
+        (RANDOM_UPPER, bool(inputs.get("upper", True)), int(inputs.get("minUpper", 0))),
+        (RANDOM_LOWER, bool(inputs.get("lower", True)), int(inputs.get("minLower", 0))),
+        (RANDOM_NUMERIC, bool(numeric), int(inputs.get("minNumeric", 0))),
+        (special_chars, bool(inputs.get("special", True)), int(inputs.get("minSpecial", 0))),
+    ]
+
+
+def random_password_alphabet(inputs: Mapping[str, Any]) -> str:
+    """Every character a RandomPassword with these inputs can contain."""
+    return "".join(chars for chars, on, minimum in random_password_classes(inputs) if on or minimum)
+
+
+def mock_random_password(name: str, inputs: Mapping[str, Any]) -> str:
+    seed = hashlib.sha256(f"{name}\0{json.dumps(inputs, sort_keys=True, default=str)}".encode()).digest()
+    draw = random.Random(seed)  # noqa: S311 - a reproducible mock value, not a real secret
+    length = int(inputs["length"])
+    classes = random_password_classes(inputs)
+    chars = [draw.choice(cls) for cls, _, minimum in classes for _ in range(minimum)]
+    bulk = "".join(cls for cls, on, _ in classes if on)
+    chars += [draw.choice(bulk) for _ in range(length - len(chars))]
+    draw.shuffle(chars)
+    return "".join(chars)
 
 
 def _call(token: str, args: Mapping[str, Any], region: str) -> dict[str, Any]:
@@ -211,10 +267,17 @@ def _call(token: str, args: Mapping[str, Any], region: str) -> dict[str, Any]:
             "proxyEndpoint": f"https://{ACCOUNT}.dkr.ecr.{region}.amazonaws.com",
             "id": region,
         }
-    if token == "aws:secretsmanager/getRandomPassword:getRandomPassword":
-        return {"randomPassword": "mock-random-password-0123456789abcdef", "id": "random"}
     if token == "aws:elb/getServiceAccount:getServiceAccount":
         return {"arn": "arn:aws:iam::127311923021:root", "id": "127311923021"}
+    if token == "vercel:index/getDomainConfig:getDomainConfig":
+        # The values Vercel's guide shows for a domain (https://vercel.com/docs/domains/set-up-custom-domain).
+        return {
+            **args,
+            "recommendedIpv4s": ["76.76.21.21"],
+            "recommendedCname": "cname.vercel-dns-0.com",
+            "misconfigured": True,
+            "id": args.get("domain", ""),
+        }
     return {}
 
 
@@ -254,6 +317,10 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     custom=bool(request.custom),
                     secret_paths=frozenset(secrets),
                     dependencies=frozenset(request.dependencies),
+                    property_dependencies={
+                        key: frozenset(deps.urns) for key, deps in request.propertyDependencies.items()
+                    },
+                    ignore_changes=frozenset(request.ignoreChanges),
                 )
             )
         return response

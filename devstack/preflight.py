@@ -157,7 +157,8 @@ def check_dns(outputs: Mapping[str, Any] | None, resolve: Resolver) -> list[Find
         return [
             Finding(
                 "next",
-                "DNS records (the API host's CNAME onto the load balancer, SES's three DKIM CNAMEs) are "
+                "DNS records (the API host's CNAME onto the load balancer, SES's three DKIM CNAMEs, the "
+                "frontend domains' A records onto Vercel) are "
                 "known after the first `pulumi up`: publish them from `pulumi stack output dnsRecords`, "
                 "then run `make preflight STACK=<stack> OUTPUTS=<file of pulumi stack output --json>`",
             )

@@ -423,7 +423,8 @@ class MotoServer(_ProcessServer):
 
 @dataclass
 class DnsServer(_ProcessServer):
-    """dnsmasq answering only the records it is given (`cnames`: name -> target), on 127.0.0.1.
+    """dnsmasq answering only the records it is given (`cnames`: name -> target, `addresses`: name ->
+    IPv4 addresses, served as A records), on 127.0.0.1.
 
     dnsmasq serves a CNAME only when it knows its target, so each target also gets a host record (a
     published CNAME's target resolves in real DNS too). No upstream, no /etc/hosts, no config file.
@@ -431,6 +432,7 @@ class DnsServer(_ProcessServer):
 
     name = "dnsmasq"
     cnames: dict[str, str] = field(default_factory=dict)
+    addresses: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def nameserver(self) -> str:
@@ -456,4 +458,6 @@ class DnsServer(_ProcessServer):
         ]
         for name, target in sorted(self.cnames.items()):
             cmd += [f"--cname={name},{target}", f"--host-record={target},127.0.0.9"]
+        for name, ips in sorted(self.addresses.items()):
+            cmd += [f"--host-record={name},{ip}" for ip in ips]
         return cmd

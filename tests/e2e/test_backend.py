@@ -12,11 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from harness import run_stack
 from motion_common.auth import TokenVerifier
 
 from devstack import smoke
 from devstack.backend import REPO, SERVICE_PORTS, Backend, BackendError, State, free_port_base
 from devstack.servers import LOCALHOST, port_is_free
+from tests.browser_cors import cors_check, preflight_grants, preflight_request
 
 
 def test_smoke_flows_pass_against_the_running_backend(backend: Backend) -> None:
@@ -86,6 +88,48 @@ def test_the_local_alb_routes_by_the_listener_rules(backend: Backend) -> None:
     # Each service alone serves only its own role's routes: the router is what joins them.
     direct = httpx.get(f"{backend.state.urls['files-upload']}/projects/router-project/files", headers=headers)
     assert direct.status_code == 404
+
+
+def test_a_browser_may_call_the_mail_api_with_exactly_the_headers_it_reads(backend: Backend) -> None:
+    """For real, as a browser on a frontend origin does it: preflight, then the request. The local
+    API Gateway answers with the CORS configuration the program declares for the dev stack (read
+    here from the program under mocks, not from the backend)."""
+    assert backend.state is not None
+    declared = run_stack("dev").one("aws:apigatewayv2/api:Api").inputs["corsConfiguration"]
+    url = f"{backend.state.urls['mail-api']}/mail/messages"
+    token = backend.state.issuer().mint("cors-user", ["p"], email="cors-user@example.org")
+    send = {
+        "authorization": f"Bearer {token}",
+        "content-type": "application/json",
+        "idempotency-key": "e2e-1",
+    }
+    assert preflight_request("o", "POST", send)["Access-Control-Request-Headers"] == (
+        "authorization,content-type,idempotency-key"
+    )
+    for origin in declared["allowOrigins"]:
+        answer = httpx.options(url, headers=preflight_request(origin, "POST", send))
+        assert preflight_grants(answer, origin, "POST", send), (origin, answer.status_code, answer.headers)
+    origin = declared["allowOrigins"][0]
+    for name in declared["allowHeaders"]:
+        one = {name: "application/json" if name == "content-type" else "v"}
+        assert preflight_grants(
+            httpx.options(url, headers=preflight_request(origin, "POST", one)), origin, "POST", one
+        )
+    # A header the API does not read is refused, as is an origin the stack does not serve.
+    unread = {**send, "x-motion-unread": "1"}
+    assert not preflight_grants(
+        httpx.options(url, headers=preflight_request(origin, "POST", unread)), origin, "POST", unread
+    )
+    other = "https://elsewhere.example"
+    assert not preflight_grants(
+        httpx.options(url, headers=preflight_request(other, "POST", send)), other, "POST", send
+    )
+
+    # The request the browser then sends: accepted, readable by the page, and the key honoured.
+    body = {"recipients": ["someone@example.org"], "subject": "CORS", "body": "from a browser"}
+    first, retry = (httpx.post(url, headers={**send, "Origin": origin}, json=body) for _ in range(2))
+    assert first.status_code == retry.status_code == 202, first.text
+    assert cors_check(first, origin) and first.json()["id"] == retry.json()["id"]
 
 
 def test_state_file_lets_other_commands_find_the_backend(backend: Backend) -> None:

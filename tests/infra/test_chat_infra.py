@@ -2,11 +2,46 @@
 
 from __future__ import annotations
 
-from harness import StackRun
+import re
+import string
+from typing import Any
 
+import pytest
+from harness import RecordedResource, StackRun, run_program, run_stack, stack_config_values
+
+import components.chat as chat_module
 from components.platform import ALB_IDLE_TIMEOUT_SECONDS
+from devstack.mocked_program import RANDOM_PASSWORD, random_password_alphabet, random_password_classes
 
 GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
+SECRET_VERSION = "aws:secretsmanager/secretVersion:SecretVersion"
+
+# ElastiCache's rule for AUTH tokens ("Authenticating with the Valkey and Redis OSS AUTH command",
+# https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/auth.html): "Tokens, or passwords, must be
+# 16-128 printable characters. Nonalphanumeric characters are restricted to (!, &, #, $, ^, <, >, -)."
+# (CreateReplicationGroup's AuthToken: "Must be only printable ASCII characters".) The provider's own
+# check is looser (validReplicationGroupAuthToken: 16-128, no @ " /), so the documented rule is the one
+# that holds.
+AUTH_TOKEN_LENGTH = (16, 128)
+AUTH_TOKEN_CHARACTERS = frozenset(string.ascii_letters + string.digits + "!&#$^<>-")
+
+# Replication group arguments that force a replacement (terraform-provider-aws
+# internal/service/elasticache/replication_group.go: `ForceNew: true` in the schema), camelCase.
+GROUP_FORCE_NEW = frozenset(
+    {
+        "atRestEncryptionEnabled",
+        "dataTieringEnabled",
+        "globalReplicationGroupId",
+        "kmsKeyId",
+        "networkType",
+        "port",
+        "replicationGroupId",
+        "securityGroupNames",
+        "snapshotArns",
+        "snapshotName",
+        "subnetGroupName",
+    }
+)
 
 
 def test_history_table_keys_and_protection(dev: StackRun, production: StackRun) -> None:
@@ -107,3 +142,105 @@ def test_alarms(stack: StackRun) -> None:
         "Evictions",
         "WriteThrottleEvents",
     } <= metrics
+
+
+def test_one_redis_alarm_per_metric_and_member_cluster(stack: StackRun) -> None:
+    """The member clusters AWS creates for the group: its id, lowercase, plus -001, -002, ... one per
+    cache cluster (see components/chat.py member_cluster_ids for the sources)."""
+    group = stack.one(GROUP).inputs
+    members = [
+        f"{group['replicationGroupId'].lower()}-{n:03d}" for n in range(1, int(group["numCacheClusters"]) + 1)
+    ]
+    assert len(members) == (3 if stack.stack == "production" else 1)
+    for metric in ("DatabaseMemoryUsagePercentage", "Evictions"):
+        watched = sorted(
+            a.inputs["dimensions"].get("CacheClusterId", "")
+            for a in stack.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+            if a.inputs["namespace"] == "AWS/ElastiCache" and a.inputs["metricName"] == metric
+        )
+        assert watched == members, (metric, watched)
+
+
+def auth_token_problems(token: str) -> list[str]:
+    """Where a token breaks ElastiCache's documented AUTH rule."""
+    low, high = AUTH_TOKEN_LENGTH
+    problems = [] if low <= len(token) <= high else [f"length {len(token)} outside {low}-{high}"]
+    bad = sorted(set(token) - AUTH_TOKEN_CHARACTERS)
+    return problems + ([f"characters ElastiCache refuses: {bad}"] if bad else [])
+
+
+def test_auth_token_rule_rejects_what_elasticache_does() -> None:
+    assert auth_token_problems("A1b2C3d4E5f6G7h8") == []
+    assert auth_token_problems("A1b2C3d4E5f6G7h8!&#$^<>-") == []
+    assert auth_token_problems("short")
+    assert auth_token_problems("x" * 129)
+    assert auth_token_problems("A1b2C3d4E5f6G7h8@")  # the provider would pass it; AWS does not
+    assert auth_token_problems("A1b2C3d4E5f6G7h8%")
+    # The password resource's defaults (special on, the provider's own special set) would break it.
+    assert auth_token_problems(random_password_alphabet({"length": 64}))
+
+
+def test_the_auth_token_password_can_only_draw_what_elasticache_accepts(stack: StackRun) -> None:
+    password = stack.one(RANDOM_PASSWORD, "redis-auth").inputs
+    length = int(password["length"])
+    low, high = AUTH_TOKEN_LENGTH
+    assert low <= length <= high
+    # The provider refuses a length below the sum of the minimums (resource_password.go, AtLeastSumOf).
+    assert sum(minimum for _, _, minimum in random_password_classes(password)) <= length
+    assert auth_token_problems(random_password_alphabet(password)) == []
+    assert auth_token_problems(stack.one(GROUP).inputs["authToken"]) == []
+
+
+def token_holders(run: StackRun) -> tuple[RecordedResource, RecordedResource, RecordedResource]:
+    return run.one(RANDOM_PASSWORD, "redis-auth"), run.one(GROUP), run.one(SECRET_VERSION, "redis-auth")
+
+
+def test_group_and_secret_take_the_token_from_one_stateful_password(stack: StackRun) -> None:
+    password, group, version = token_holders(stack)
+    # Both inputs are made of the password's output, not of a value drawn anew on each run (an invoke).
+    assert password.urn in group.property_dependencies["authToken"]
+    assert password.urn in version.property_dependencies["secretString"]
+    assert group.inputs["authToken"] == version.inputs["secretString"]
+    assert "aws:secretsmanager/getRandomPassword:getRandomPassword" not in stack.calls
+    # Nothing pins an old value: what the engine sends is what the password holds.
+    assert not group.ignore_changes & {"authToken", "authTokenUpdateStrategy"}
+    assert "secretString" not in version.ignore_changes
+    assert group.inputs["authTokenUpdateStrategy"] == "ROTATE"
+
+
+@pytest.fixture(scope="module")
+def production_with_a_new_port() -> StackRun:
+    """Production as a later run in which a change forces the replication group's replacement: a new
+    Redis port (`port` is ForceNew for the provider)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(chat_module, "REDIS_PORT", chat_module.REDIS_PORT + 1)
+        return run_program("production", stack_config_values("production"))
+
+
+def test_a_replaced_group_is_created_with_the_token_the_secret_holds(
+    production_with_a_new_port: StackRun,
+) -> None:
+    before, after = token_holders(run_stack("production")), token_holders(production_with_a_new_port)
+    (old_password, old_group, old_version), (password, group, version) = before, after
+
+    def force_new(inputs: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in inputs.items() if k in GROUP_FORCE_NEW}
+
+    # The engine would replace the group: a ForceNew argument changed...
+    assert force_new(old_group.inputs) != force_new(group.inputs)
+    # ...while the password's inputs did not, so its state (the token) stays.
+    assert (password.urn, password.inputs) == (old_password.urn, old_password.inputs)
+    # The new group gets the token the secret already holds, and the chat tasks read it from there.
+    assert group.inputs["authToken"] == version.inputs["secretString"] == old_version.inputs["secretString"]
+    assert old_group.inputs["authToken"] == group.inputs["authToken"]
+    assert re.fullmatch(r"[A-Za-z0-9]{64}", group.inputs["authToken"])
+
+
+def test_a_changed_password_input_draws_a_new_token() -> None:
+    """The mock models the provider's state, not a constant: a replaced password is a new token."""
+    from devstack.mocked_program import mock_random_password
+
+    inputs = {"length": 64.0, "special": False}
+    assert mock_random_password("p", inputs) == mock_random_password("p", dict(inputs))
+    assert mock_random_password("p", inputs) != mock_random_password("p", {**inputs, "length": 65.0})
+    assert mock_random_password("p", inputs) != mock_random_password("q", inputs)

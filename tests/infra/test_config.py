@@ -224,7 +224,7 @@ def test_the_program_gets_strings_with_defaults_applied_as_the_engine_passes_the
     assert dev["motion:highAvailability"] == "false" and dev["motion:azCount"] == "2"
     assert dev["motion:frontendDomains"] == '["dev.motion.example"]'
     # Not in Pulumi.dev.yaml: the CLI sets Pulumi.yaml's default (createConfigValue).
-    assert dev["motion:frontendTargets"] == '["preview","development"]'
+    assert dev["motion:filesAllowedContentTypes"].startswith('["application/pdf","image/png",')
     assert dev["motion:mailSenderName"] == "Motion" and dev["motion:dbMaxAllocatedStorageGb"] == "0"
     assert set(dev) == {f"motion:{k.name}" for k in KEYS if k.default is not REQUIRED} | {
         k for k in stack_document("dev")

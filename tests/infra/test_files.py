@@ -146,9 +146,67 @@ def test_two_services_with_their_own_roles_and_path_rules(stack: StackRun) -> No
     for doc in policies.values():
         for stmt in doc["Statement"]:
             for resource in stmt["Resource"]:
-                assert resource.endswith("/uploads/*") or stmt["Sid"] in ("ListUploadPrefix", "ObjectKey"), (
+                assert resource.endswith("/uploads/*") or stmt["Sid"] in ("ListBucketFor404", "ObjectKey"), (
                     stmt
                 )
+
+
+def test_s3_statements_are_the_ones_s3s_answer_for_a_missing_object_relies_on(stack: StackRun) -> None:
+    """The completion flow relies on S3 answering a HEAD of a not-yet-uploaded key with 404, which
+    S3 does only for a caller holding s3:ListBucket on the bucket (HeadObject, "Permissions"). A
+    condition on that grant would make the answer 403: a HEAD carries no s3:prefix, and a condition
+    on a key absent from the request is false (IAM, "Condition operators"). So: exactly these
+    statements, ListBucket unconditioned, and no Deny that could take it back."""
+    policies = {
+        role: next(
+            p.json("policy")["Statement"]
+            for p in stack.of_type("aws:iam/rolePolicy:RolePolicy")
+            if p.name == f"files-{role}-task-policy"
+        )
+        for role in ("upload", "download")
+    }
+    s3 = {
+        role: {s["Sid"]: s for s in statements if any(a.startswith("s3:") for a in s["Action"])}
+        for role, statements in policies.items()
+    }
+    objects = s3["upload"]["UploadObjects"]
+    (objects_arn,) = objects["Resource"]
+    assert objects_arn.startswith("arn:aws:s3:::") and objects_arn.endswith("/uploads/*")
+    bucket_arn = objects_arn.removesuffix("/uploads/*")
+    assert objects == {
+        "Sid": "UploadObjects",
+        "Effect": "Allow",
+        "Action": [
+            "s3:DeleteObject",
+            "s3:DeleteObjectTagging",
+            "s3:GetObject",
+            "s3:PutObject",
+            "s3:PutObjectTagging",
+        ],
+        "Resource": [objects_arn],
+    }
+    assert s3["upload"]["ListBucketFor404"] == {
+        "Sid": "ListBucketFor404",
+        "Effect": "Allow",
+        "Action": ["s3:ListBucket"],
+        "Resource": [bucket_arn],
+    }
+    assert set(s3["upload"]) == {"UploadObjects", "ListBucketFor404"}
+    # The download role asks S3 nothing itself; it signs GETs of available files only.
+    assert s3["download"] == {
+        "UploadObjects": {
+            "Sid": "UploadObjects",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": [objects_arn],
+        }
+    }
+    assert all(s["Effect"] == "Allow" for statements in policies.values() for s in statements)
+    # Nor may the bucket's own policy deny the upload role a listing (it only refuses plain HTTP).
+    bucket_policy = json.loads(setting(stack, "aws:s3/bucketPolicy:BucketPolicy")["policy"])
+    assert [s["Condition"] for s in bucket_policy["Statement"] if s["Effect"] == "Deny"] == [
+        {"Bool": {"aws:SecureTransport": "false"}}
+    ]
 
 
 def test_containers_read_only_non_root_logged_and_secrets_by_reference(stack: StackRun) -> None:

@@ -8,6 +8,7 @@ import re
 import pulumi
 from harness import StackRun
 
+from components.app_facts import load_app_module
 from components.lambda_function import RUNTIME
 from components.lambda_layer import build_layer
 
@@ -159,6 +160,31 @@ def test_mail_api_checks_clerk_jwt_throttles_and_logs(stack: StackRun) -> None:
     assert permission["principal"] == "apigateway.amazonaws.com" and permission["sourceArn"].endswith(
         "/mail/messages"
     )
+
+
+def test_cors_allows_exactly_the_headers_the_api_and_its_authorizer_read(stack: StackRun) -> None:
+    """A browser may send only headers the CORS configuration allows (Fetch standard, CORS-preflight
+    fetch). So it must allow what the Lambda reads (the mailer's own list, which
+    tests/services/mailer/test_mailer_api.py holds the handler to), the header the JWT authorizer
+    takes the token from, and the JSON body's content type, which is not a CORS-safelisted value;
+    and nothing else, since a header nobody reads has no business crossing origins."""
+    mailer = load_app_module("mailer/mailer/__init__.py")
+    (authorizer,) = stack.of_type("aws:apigatewayv2/authorizer:Authorizer")
+    token_headers = {
+        source.removeprefix("$request.header.").lower() for source in authorizer.inputs["identitySources"]
+    }
+    assert token_headers == {"authorization"}
+    expected = token_headers | {h.lower() for h in mailer.REQUEST_HEADERS} | {"content-type"}
+    # The header docs/service-settings.md documents for POST /mail/messages.
+    assert "idempotency-key" in expected
+    cors = stack.one("aws:apigatewayv2/api:Api").inputs["corsConfiguration"]
+    assert sorted(cors["allowHeaders"]) == sorted(expected)
+    assert len(cors["allowHeaders"]) == len(expected)  # listed once each
+    assert set(cors["allowMethods"]) >= {route.split()[0] for route in mailer_routes(stack)}
+
+
+def mailer_routes(stack: StackRun) -> list[str]:
+    return [r.inputs["routeKey"] for r in stack.of_type("aws:apigatewayv2/route:Route")]
 
 
 def test_alarms_on_dead_letters_errors_and_age(stack: StackRun) -> None:

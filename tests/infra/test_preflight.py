@@ -65,10 +65,20 @@ def outputs() -> dict[str, Any]:
     return program_outputs(complete_production())
 
 
+def served(records: list[dict[str, str]]) -> dict[str, Any]:
+    """DnsServer's arguments that publish `records` (CNAMEs and A records) as they are."""
+    addresses: dict[str, list[str]] = {}
+    for record in records:
+        if record["type"] == "A":
+            addresses.setdefault(record["name"], []).append(record["value"])
+    cnames = {r["name"]: r["value"] for r in records if r["type"] == "CNAME"}
+    assert len(cnames) + sum(map(len, addresses.values())) == len(records), "only CNAME and A records"
+    return {"cnames": cnames, "addresses": addresses}
+
+
 @pytest.fixture
 def published(outputs: dict[str, Any]) -> Iterator[DnsServer]:
-    records = {r["name"]: r["value"] for r in outputs["dnsRecords"]}
-    with DnsServer(cnames=records) as server:
+    with DnsServer(**served(outputs["dnsRecords"])) as server:
         yield server
 
 
@@ -109,6 +119,7 @@ def test_a_complete_stack_with_its_records_published_passes(
     outputs_file.write_text(json.dumps(outputs))
     names = {r["name"] for r in outputs["dnsRecords"]}
     assert f"api.{DOMAIN}" in names and sum(n.endswith(f"._domainkey.mail.{DOMAIN}") for n in names) == 3
+    assert {f"app.{DOMAIN}", DOMAIN} <= names  # the frontend's domains, onto Vercel
     result = run_cli(
         "--stack",
         "production",
@@ -127,15 +138,21 @@ def test_an_unpublished_record_fails_and_is_named(stack_file: Path, outputs: dic
     records = {r["name"]: r["value"] for r in outputs["dnsRecords"]}
     missing = next(name for name in records if "_domainkey" in name)
     wrong = f"api.{DOMAIN}"
-    served = {n: v for n, v in records.items() if n != missing} | {wrong: "old-alb.elb.amazonaws.com"}
-    with DnsServer(cnames=served) as server:
+    unpointed = DOMAIN  # the apex frontend domain, still on its old host
+    kept = [r for r in outputs["dnsRecords"] if r["name"] not in (missing, wrong, unpointed)]
+    kept += [
+        {"name": wrong, "type": "CNAME", "value": "old-alb.elb.amazonaws.com"},
+        {"name": unpointed, "type": "A", "value": "192.0.2.10"},
+    ]
+    with DnsServer(**served(kept)) as server:
         status, text = preflight.run(
             "production", stack_file, outputs, preflight.dns_resolver(server.nameserver)
         )
     assert status == 1
     assert f"CNAME {missing} -> {records[missing]} (SES DKIM): DNS answers nothing" in text
     assert f"CNAME {wrong} -> {records[wrong]} (API host -> load balancer): DNS answers old-alb.elb" in text
-    assert text.count("\n  - ") == 2, text
+    assert f"A {unpointed} -> {records[unpointed]} (frontend -> Vercel): DNS answers 192.0.2.10" in text
+    assert text.count("\n  - ") == 3, text
 
 
 def test_the_secret_may_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

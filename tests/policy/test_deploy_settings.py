@@ -39,8 +39,9 @@ INVOKE_ACTIONS: dict[str, tuple[str, ...]] = {
     "aws:elb/getServiceAccount:getServiceAccount": (),
     # internal/service/ecr/authorization_token_data_source.go: GetAuthorizationToken
     "aws:ecr/getAuthorizationToken:getAuthorizationToken": ("ecr:GetAuthorizationToken",),
-    # internal/service/secretsmanager/random_password_data_source.go: GetRandomPassword
-    "aws:secretsmanager/getRandomPassword:getRandomPassword": ("secretsmanager:GetRandomPassword",),
+    # vercel/terraform-provider-vercel vercel/data_source_domain_config.go: Vercel's API with the
+    # Vercel token, nothing of AWS
+    "vercel:index/getDomainConfig:getDomainConfig": (),
 }
 
 # The IAM service prefix of each pulumi-aws module the program creates resources in (the module is the

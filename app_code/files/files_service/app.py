@@ -22,10 +22,10 @@ from files_service.cleanup import sweep_forever
 from files_service.db import Database, DatabaseUnavailable
 from files_service.openapi import build_openapi
 from files_service.responses import ApiError, JSONResponse, error_response
-from files_service.routes import HEALTH_CHECK_PATH, OPENAPI_PATH, routes_for
+from files_service.routes import HEALTH_CHECK_PATH, OPENAPI_PATH, REQUEST_HEADERS, routes_for
 from files_service.settings import Settings
 from files_service.signer import S3Signer, botocore_credentials
-from files_service.storage import ObjectStore, StorageUnavailable
+from files_service.storage import ObjectStore, StorageForbidden, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def create_app(settings: Settings) -> Starlette:
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["GET", "POST", "PUT", "DELETE"],
-                allow_headers=["authorization", "content-type"],
+                allow_headers=list(REQUEST_HEADERS),
                 max_age=600,
             )
         )
@@ -103,6 +103,7 @@ def create_app(settings: Settings) -> Starlette:
             HTTPException: _http_error,
             DatabaseUnavailable: _unavailable,
             StorageUnavailable: _unavailable,
+            StorageForbidden: _storage_forbidden,
             Exception: _internal_error,
         },
     )
@@ -143,6 +144,19 @@ def _unavailable(request: Request, exc: Exception) -> Response:
     log.warning("%s %s: %s", request.method, request.url.path, exc)
     return error_response(
         503, "a backing service is temporarily unavailable; retry shortly", {"Retry-After": "1"}
+    )
+
+
+@_handler
+def _storage_forbidden(request: Request, exc: Exception) -> Response:
+    # S3 refused the service's own request, and not as its way of saying "missing" (storage.py
+    # checks that): a permission the task role lacks (components/files.py) or bad credentials. Not
+    # the client's mistake, and no retry helps until the deployment is fixed, so a 500, logged as an
+    # error (the ALB's 5XX alarm sees it). The refused call changed nothing, and every handler makes
+    # its S3 call before its database write, so the file stays as it was and the client can retry.
+    log.error("S3 refused the service on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(
+        500, "the file store refused this service's request; nothing was changed, retry later"
     )
 
 

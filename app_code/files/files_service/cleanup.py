@@ -13,7 +13,7 @@ import logging
 import random
 
 from files_service.db import Database, DatabaseUnavailable
-from files_service.storage import ObjectStore, StorageUnavailable
+from files_service.storage import ObjectStore, StorageError, StorageForbidden
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,11 @@ async def sweep_abandoned(
         for key in keys:
             try:
                 await storage.delete(key)
-            except StorageUnavailable as err:
-                # The row is gone already; an object left behind costs storage, not correctness.
-                log.warning("could not delete abandoned object %s: %s", key, err)
+            except StorageError as err:
+                # The row is gone already; an object left behind costs storage, not correctness (the
+                # lifecycle rule expires it). A refusal is a permission fault someone must fix.
+                level = logging.ERROR if isinstance(err, StorageForbidden) else logging.WARNING
+                log.log(level, "could not delete abandoned object %s: %s", key, err)
         removed += len(keys)
         if len(keys) < BATCH:
             return removed

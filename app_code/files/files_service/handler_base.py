@@ -12,6 +12,7 @@ from starlette.requests import Request
 from files_service.db import Database
 from files_service.request_parsing import path_file_id
 from files_service.responses import ApiError
+from files_service.routes import AUTHORIZATION_HEADER
 from files_service.settings import Settings
 from files_service.signer import S3Signer
 from files_service.storage import ObjectStore
@@ -40,7 +41,7 @@ class HandlerBase:
 
     def _identity(self, request: Request) -> Identity:
         try:
-            return self.verifier.verify_header(request.headers.get("authorization"))
+            return self.verifier.verify_header(request.headers.get(AUTHORIZATION_HEADER))
         except AuthError as err:
             raise ApiError(401, str(err), {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from err
 

@@ -34,6 +34,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         404: "No such file or share",
         409: "The file is not in a state that allows this",
         413: "Request body too large",
+        500: "The service's own fault (e.g. the file store refused its request); logged, nothing changed",
         503: "Database or object storage temporarily unavailable",
     }
     return {str(code): _json(_ref("Error"), text[code]) for code in codes}
@@ -202,7 +203,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                         {"type": "object", "required": ["file"], "properties": {"file": _ref("File")}},
                         "Available",
                     ),
-                    **_errors(400, 401, 403, 404, 409, 503),
+                    **_errors(400, 401, 403, 404, 409, 500, 503),
                 },
             }
         },
@@ -211,7 +212,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                 "operationId": "delete_file",
                 "summary": "Delete a file and its object (owner only)",
                 "parameters": [FILE_ID],
-                "responses": {"204": {"description": "Deleted"}, **_errors(400, 401, 403, 404, 503)},
+                "responses": {"204": {"description": "Deleted"}, **_errors(400, 401, 403, 404, 500, 503)},
             }
         },
         f"{API_PREFIX}/projects/{{project_id}}/files": {

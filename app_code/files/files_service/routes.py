@@ -22,6 +22,11 @@ OBJECT_KEY_PREFIX = "uploads/"
 # tests/services/files/test_files_routes.py) expires objects carrying it, as a safety net for
 # uploads that are never completed.
 PENDING_TAG: tuple[str, str] = ("upload-state", "pending")
+# The request headers the handlers read that a page's script sets: the bearer token. The app's CORS
+# allows exactly these (Starlette adds the CORS-safelisted ones, `content-type` among them, which
+# JSON bodies carry); `content-length`, also read, is set by the browser itself.
+AUTHORIZATION_HEADER = "authorization"
+REQUEST_HEADERS: tuple[str, ...] = (AUTHORIZATION_HEADER,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +60,19 @@ ALB_PATH_PATTERNS: dict[ServiceRole, tuple[str, ...]] = {
 }
 
 # What each role's task role needs on the bucket. Object actions apply to
-# arn:aws:s3:::<bucket>/uploads/*; bucket actions to arn:aws:s3:::<bucket> with the condition
-# StringLike s3:prefix = uploads/*.
+# arn:aws:s3:::<bucket>/uploads/*; bucket actions to arn:aws:s3:::<bucket>, without a condition.
 # - upload signs the pre-signed POST (PutObject), checks the upload with HEAD (which IAM
 #   authorizes as GetObject) and deletes files. ListBucket is what makes S3 answer a HEAD of a
-#   missing object with 404 rather than 403, so "not uploaded yet" is told apart from "forbidden".
+#   missing object with 404 rather than 403, so "not uploaded yet" is told apart from "forbidden";
+#   an s3:prefix condition on it would undo that, since a HEAD carries no s3:prefix (see
+#   components/files.py). storage.py also tells a 403 for a missing object apart by a listing.
 #   The POST form carries the PENDING_TAG tagging, and S3 authorizes a POST or PUT that sets tags
 #   against PutObjectTagging as well as PutObject (without it every upload is refused with 403);
 #   completion removes the tag with DeleteObjectTagging, so the lifecycle rule never expires a
 #   completed file.
-# - download only signs pre-signed GETs.
+# - download only signs pre-signed GETs, of available files only; without ListBucket, S3 answers
+#   a browser's GET of an object that is gone (deleted after the URL was signed) with 403
+#   AccessDenied rather than 404; the service itself never asks S3 about a key with this role.
 S3_OBJECT_ACTIONS: dict[ServiceRole, tuple[str, ...]] = {
     "upload": (
         "s3:PutObject",

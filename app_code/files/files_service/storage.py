@@ -3,11 +3,26 @@ DeleteObjectTagging to drop the pending tag of a completed upload.
 
 These are rare (once per upload or delete), so boto3 is fine here; it is blocking, so calls run in
 a worker thread. File bytes never pass through this service.
+
+What S3 answers for a key that is not there depends on the caller's permissions, not only on the
+key. HeadObject, "Permissions": "If the object you request doesn't exist, the error that Amazon S3
+returns depends on whether you also have the s3:ListBucket permission. If you have the
+s3:ListBucket permission on the bucket, Amazon S3 returns an HTTP status code 404 Not Found error.
+If you don't have the s3:ListBucket permission, Amazon S3 returns an HTTP status code 403
+Forbidden error." (https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html). And a HEAD
+answer has no body, so the error code is not available either: "if the HEAD request generates an
+error, it returns a generic code, such as 400 Bad Request, 403 Forbidden, 404 Not Found [...] It's
+not possible to retrieve the exact exception of these error codes" (same page). So a 403 to a HEAD
+means "missing, and S3 will not say so", or "you may not read it", or a bad signature, and only a
+second question tells them apart: a listing of the key itself (`_listed`). The task role's grants
+(components/files.py) make S3 answer 404, so the second question is only ever asked when the
+deployed policy stopped doing so; it keeps an absent upload a client's 409 rather than our 500.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape
@@ -18,7 +33,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from files_service.routes import PENDING_TAG
 
+log = logging.getLogger(__name__)
+
 _MISSING = ("404", "NoSuchKey", "NotFound")
+# The body-less code botocore gives a HEAD's 403 (its HTTP status), and the one S3 writes in the XML
+# body of any other request's refusal, missing key included (ErrorResponses, "AccessDenied": 403).
+_DENIED = ("403", "AccessDenied")
 
 
 def tagging_xml(tags: dict[str, str]) -> str:
@@ -31,14 +51,28 @@ def tagging_xml(tags: dict[str, str]) -> str:
 PENDING_TAGGING = tagging_xml(dict([PENDING_TAG]))
 
 
-class StorageUnavailable(RuntimeError):
-    """S3 could not be reached or refused the call."""
+class StorageError(RuntimeError):
+    """An S3 call of the service's own failed; the subclass says whose fault it is."""
+
+
+class StorageUnavailable(StorageError):
+    """S3 could not be reached or failed (transient: the client retries, 503)."""
+
+
+class StorageForbidden(StorageError):
+    """S3 refused the service's own request on an object that exists, or refused it a listing: the
+    task role lacks a permission or its credentials are bad. A fault of the deployment, never of the
+    client, and it does not go away by retrying, so it is a logged 500, not a 503."""
 
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
     size: int
     content_type: str
+
+
+def _code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
 
 
 class ObjectStore:
@@ -53,36 +87,96 @@ class ObjectStore:
         )
         self._client: Any = boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
 
-    def _head(self, key: str) -> ObjectInfo | None:
+    def _listed(self, key: str) -> bool:
+        """Whether `key` exists, asked of a listing rather than of the object.
+
+        ListObjectsV2 with the key as prefix: S3 authorizes it as s3:ListBucket with s3:prefix set to
+        the key, so even a grant limited by an s3:prefix condition (uploads/*) allows it. "List
+        results are always returned in UTF-8 binary order" (S3 User Guide, "Listing object keys
+        programmatically"), and any other key with this prefix is longer, so the key itself, if it
+        exists, is the first one. A listing is strongly consistent with writes and deletes (S3 User
+        Guide, "Amazon S3 data consistency model"), so it sees an upload the HEAD would have seen.
+        """
         try:
-            head = self._client.head_object(Bucket=self.bucket, Key=key)
+            page = self._client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in _MISSING:
-                return None
-            raise StorageUnavailable(f"S3 HEAD failed: {err}") from err
+            if err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403:
+                raise StorageForbidden(f"S3 refused to list {key!r}: {err}") from err
+            raise StorageUnavailable(f"S3 ListObjectsV2 failed: {err}") from err
         except BotoCoreError as err:
-            raise StorageUnavailable(f"S3 HEAD failed: {err}") from err
-        return ObjectInfo(size=int(head["ContentLength"]), content_type=str(head.get("ContentType", "")))
+            raise StorageUnavailable(f"S3 ListObjectsV2 failed: {err}") from err
+        contents = page.get("Contents") or []
+        return bool(contents) and contents[0].get("Key") == key
+
+    def _hidden_missing(self, key: str, operation: str, err: ClientError, last_try: bool) -> bool:
+        """After S3 refused `operation` on `key` with 403: True if the key is missing (S3 hid that
+        because the role may not list it); False to try the operation once more, because the object
+        was created since (the browser's POST may land between the two calls). Otherwise the refusal
+        is real and raises StorageForbidden."""
+        if not self._listed(key):
+            # Not an error (the client is told 409), but a sign that the task role lost the
+            # unconditioned s3:ListBucket it has for exactly this (components/files.py).
+            log.warning(
+                "S3 answered 403 to %s of %s, which a listing shows does not exist: the task role "
+                "lacks s3:ListBucket for it, so S3 hides missing objects; treated as missing",
+                operation,
+                key,
+            )
+            return True
+        if last_try:
+            raise StorageForbidden(f"S3 refused {operation} of existing object {key!r}: {err}") from err
+        return False
+
+    def _head(self, key: str) -> ObjectInfo | None:
+        for last_try in (False, True):
+            try:
+                head = self._client.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as err:
+                code = _code(err)
+                if code in _MISSING:
+                    return None
+                if code in _DENIED:
+                    if self._hidden_missing(key, "HEAD", err, last_try):
+                        return None
+                    continue
+                raise StorageUnavailable(f"S3 HEAD failed: {err}") from err
+            except BotoCoreError as err:
+                raise StorageUnavailable(f"S3 HEAD failed: {err}") from err
+            return ObjectInfo(size=int(head["ContentLength"]), content_type=str(head.get("ContentType", "")))
+        raise AssertionError("unreachable: the last try returns or raises")
 
     def _delete(self, key: str) -> None:
         try:
             self._client.delete_object(Bucket=self.bucket, Key=key)
-        except (ClientError, BotoCoreError) as err:
+        except ClientError as err:
+            # S3 answers a DELETE of a missing key with success, so a refusal is never "missing".
+            if _code(err) in _DENIED:
+                raise StorageForbidden(f"S3 refused DELETE of {key!r}: {err}") from err
+            raise StorageUnavailable(f"S3 DELETE failed: {err}") from err
+        except BotoCoreError as err:
             raise StorageUnavailable(f"S3 DELETE failed: {err}") from err
 
     def _remove_tags(self, key: str) -> bool:
-        try:
-            self._client.delete_object_tagging(Bucket=self.bucket, Key=key)
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in _MISSING:
-                return False
-            raise StorageUnavailable(f"S3 DeleteObjectTagging failed: {err}") from err
-        except BotoCoreError as err:
-            raise StorageUnavailable(f"S3 DeleteObjectTagging failed: {err}") from err
-        return True
+        for last_try in (False, True):
+            try:
+                self._client.delete_object_tagging(Bucket=self.bucket, Key=key)
+            except ClientError as err:
+                code = _code(err)
+                if code in _MISSING:
+                    return False
+                if code in _DENIED:
+                    if self._hidden_missing(key, "DeleteObjectTagging", err, last_try):
+                        return False
+                    continue
+                raise StorageUnavailable(f"S3 DeleteObjectTagging failed: {err}") from err
+            except BotoCoreError as err:
+                raise StorageUnavailable(f"S3 DeleteObjectTagging failed: {err}") from err
+            return True
+        raise AssertionError("unreachable: the last try returns or raises")
 
     async def head(self, key: str) -> ObjectInfo | None:
-        """The object's size and content type, or None if there is no such object."""
+        """The object's size and content type, or None if there is no such object (whether S3 said
+        so with a 404 or, lacking s3:ListBucket, hid it behind a 403)."""
         return await asyncio.to_thread(self._head, key)
 
     async def delete(self, key: str) -> None:

@@ -14,11 +14,12 @@ from files_service.names import content_type_allowed, normalize_content_type, sa
 from files_service.request_parsing import check_fields, checked_project_id, read_json_object
 from files_service.responses import ApiError, JSONResponse, file_json, iso_time
 from files_service.routes import OBJECT_KEY_PREFIX
-from files_service.storage import PENDING_TAGGING, ObjectStore, StorageUnavailable
+from files_service.storage import PENDING_TAGGING, ObjectStore, StorageError, StorageForbidden
 
 log = logging.getLogger(__name__)
 
 MAX_RAW_FILE_NAME_CHARS = 1024
+NOT_UPLOADED = "the object has not been uploaded yet: POST the file with the upload form, then complete again"
 
 
 class UploadHandlers(HandlerBase):
@@ -83,12 +84,17 @@ class UploadHandlers(HandlerBase):
             # pending anew; removing the tag again is cheap, and only best effort here.
             try:
                 await storage.remove_tags(row["object_key"])
-            except StorageUnavailable as err:
-                log.warning("could not remove the pending tag of %s: %s", row["object_key"], err)
+            except StorageError as err:
+                level = logging.ERROR if isinstance(err, StorageForbidden) else logging.WARNING
+                log.log(level, "could not remove the pending tag of %s: %s", row["object_key"], err)
             return JSONResponse({"file": file_json(row)})
+        # None both when S3 answers 404 and when, lacking s3:ListBucket, it hides the missing object
+        # behind a 403 (storage.py tells the two 403s apart): either way the client has not uploaded
+        # yet, its mistake or its race, so a 409 with the reason and the row left pending for a retry.
+        # A 403 on an object that exists is the deployment's fault: StorageForbidden, a logged 500.
         info = await storage.head(row["object_key"])
         if info is None:
-            raise ApiError(409, "the object has not been uploaded yet")
+            raise ApiError(409, NOT_UPLOADED)
         problems = []
         if info.size != row["size_bytes"]:
             problems.append(f"size is {info.size} bytes, declared {row['size_bytes']}")
@@ -107,7 +113,7 @@ class UploadHandlers(HandlerBase):
         # the bucket's lifecycle rule would expire it. If this fails (StorageUnavailable: 503) the
         # row stays pending and the client retries the completion.
         if not await storage.remove_tags(row["object_key"]):
-            raise ApiError(409, "the object has not been uploaded yet")
+            raise ApiError(409, NOT_UPLOADED)
         completed = await self.db.mark_available(row["id"])
         if completed is None:
             completed = await self.db.get_file(row["id"])

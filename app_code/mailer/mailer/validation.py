@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mailer import IDEMPOTENCY_KEY_HEADER
+
 MAX_SUBJECT_CHARS = 200
 # Each participant's mailbox entry carries the body: 10,000 characters (<= 40 KB of UTF-8) keep an
 # item far below DynamoDB's 400 KB and a 25-item batch write near 1 MB; the event stays far below
@@ -23,7 +25,6 @@ MAX_ADDRESS_CHARS = 254
 MAX_LOCAL_PART_CHARS = 64
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
-IDEMPOTENCY_KEY_HEADER = "idempotency-key"  # payload format 2.0 lower-cases header names
 _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,128}")
 
 # ASCII only: SES needs internationalised domains in punycode, and a non-ASCII local part needs

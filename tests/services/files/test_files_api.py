@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from devstack.identity import Issuer
+from tests.browser_cors import preflight_grants, preflight_request
 from tests.services.files.conftest import MAX_UPLOAD_BYTES, PRESIGN_TTL_SECONDS, InProcessServer, bearer
 
 UPLOADS = "/files/v1/uploads"
@@ -627,3 +628,13 @@ def test_cors_preflight_allows_only_the_configured_origin(client: httpx.Client) 
     bad = client.options(UPLOADS, headers={"Origin": "https://evil.example", **preflight})
     assert bad.status_code == 400
     assert "access-control-allow-origin" not in bad.headers
+
+
+def test_cors_allows_the_headers_the_service_reads_and_no_other(client: httpx.Client) -> None:
+    """As a browser judges the preflight (tests/browser_cors.py): the token and a JSON body pass, a
+    header no handler reads does not (`files_service.routes.REQUEST_HEADERS`, plus the safelisted ones, is what the app allows)."""
+    origin = "http://localhost:5173"
+    upload = {"authorization": "Bearer t", "content-type": "application/json"}
+    for headers in (upload, {**upload, "x-unread": "1"}):
+        answer = client.options(UPLOADS, headers=preflight_request(origin, "POST", headers))
+        assert preflight_grants(answer, origin, "POST", headers) is ("x-unread" not in headers)

@@ -11,8 +11,10 @@ import httpx
 import pytest
 from motion_common.auth import TokenVerifier
 
-from devstack.apigw import LocalHttpApi, gateway_claims, make_app
+from components.mail_cors import MailApiCors, mail_api_cors
+from devstack.apigw import GatewayCors, LocalHttpApi, cors_argument, gateway_claims, make_app, parse_cors
 from devstack.identity import Issuer
+from tests.browser_cors import cors_check, preflight_grants, preflight_request
 
 
 class Recorder:
@@ -157,3 +159,88 @@ def test_claims_are_strings_like_api_gateway_passes_them() -> None:
         "groups": "[a b]",
         "org": '{"id": 1}',
     }
+
+
+APP = "https://app.example"
+LOCAL = "http://localhost:5173"
+# What the frontend sends with POST /mail/messages: its token, a JSON body and a retry key.
+SEND_HEADERS = {"authorization": "Bearer t", "content-type": "application/json", "idempotency-key": "k-1"}
+
+
+@pytest.fixture
+def cors_gateway(recorder: Recorder, verifier: TokenVerifier) -> Iterator[httpx.Client]:
+    """The stand-in started with the program's own CORS configuration for two origins."""
+    with (
+        LocalHttpApi(make_app(recorder, verifier, cors=mail_api_cors((APP, LOCAL)))) as server,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
+        yield client
+
+
+def preflight(client: httpx.Client, origin: str, method: str, headers: dict[str, str]) -> bool:
+    answer = client.options("/mail/messages", headers=preflight_request(origin, method, headers))
+    return preflight_grants(answer, origin, method, headers)
+
+
+def test_preflights_are_answered_by_the_gateway_before_routes_and_authorization(
+    cors_gateway: httpx.Client, recorder: Recorder
+) -> None:
+    sent = preflight_request(APP, "POST", SEND_HEADERS)
+    assert sent["Access-Control-Request-Headers"] == "authorization,content-type,idempotency-key"
+    answer = cors_gateway.options("/mail/messages", headers=sent)
+    assert preflight_grants(answer, APP, "POST", SEND_HEADERS)
+    assert answer.headers["access-control-max-age"] == "600"
+    assert preflight(cors_gateway, LOCAL, "GET", {"authorization": "Bearer t"})
+    # No OPTIONS route exists and no token was sent: the gateway alone answered.
+    assert recorder.events == []
+
+
+@pytest.mark.parametrize(
+    ("origin", "method", "headers"),
+    [
+        (APP, "POST", {**SEND_HEADERS, "x-unread": "1"}),  # a header the API does not read
+        ("https://evil.example", "POST", SEND_HEADERS),
+        (f"{APP}:8443", "POST", SEND_HEADERS),  # another origin, though the same host
+        (APP, "DELETE", {"authorization": "Bearer t"}),
+    ],
+    ids=["unread-header", "other-origin", "other-port", "other-method"],
+)
+def test_preflights_outside_the_configuration_are_not_granted(
+    cors_gateway: httpx.Client, recorder: Recorder, origin: str, method: str, headers: dict[str, str]
+) -> None:
+    assert not preflight(cors_gateway, origin, method, headers)
+    assert recorder.events == []
+
+
+def test_an_options_request_that_is_no_preflight_goes_to_the_routes(
+    cors_gateway: httpx.Client, recorder: Recorder
+) -> None:
+    # Without Access-Control-Request-Method it is not a preflight (AWS: both headers are needed).
+    assert cors_gateway.options("/mail/messages", headers={"Origin": APP}).status_code == 404
+    assert recorder.events == []
+
+
+def test_integration_responses_carry_the_gateways_cors_headers_only(
+    cors_gateway: httpx.Client, recorder: Recorder, issuer: Issuer
+) -> None:
+    recorder.answer = lambda event: {
+        "statusCode": 202,
+        "headers": {"access-control-allow-origin": "*", "access-control-expose-headers": "x-secret"},
+        "body": "{}",
+    }
+    headers = {**SEND_HEADERS, "authorization": f"Bearer {issuer.mint('user_alice')}"}
+    allowed = cors_gateway.post("/mail/messages", headers={**headers, "Origin": APP})
+    assert allowed.status_code == 202 and cors_check(allowed, APP)
+    assert allowed.headers["access-control-allow-origin"] == APP
+    assert "access-control-expose-headers" not in allowed.headers
+    refused = cors_gateway.post("/mail/messages", headers={**headers, "Origin": "https://evil.example"})
+    assert refused.status_code == 202 and not cors_check(refused, "https://evil.example")
+
+
+def test_the_cors_argument_round_trips_and_wildcards_are_refused() -> None:
+    config = mail_api_cors((APP, LOCAL))
+    assert parse_cors(cors_argument(config)) == config
+    with pytest.raises(ValueError, match="allow_headers"):
+        GatewayCors(
+            MailApiCors(allow_origins=(APP,), allow_methods=("GET",), allow_headers=("*",), max_age=1)
+        )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+import mailer
 import pytest
 from mailer.api import MailApi
 from mailer.message import EVENT_VERSION
@@ -279,3 +281,47 @@ def test_a_bad_idempotency_key_gets_400(mail_env: MailEnv, key: str) -> None:
 )
 def test_good_idempotency_keys_are_accepted(mail_env: MailEnv, key: str) -> None:
     assert call(mail_env.api(), keyed(key))[0] == 202
+
+
+class RecordingHeaders(Mapping[str, str]):
+    """Event headers that remember every name the handler asks for; iterating counts as reading
+    every header, which the CORS configuration could not express."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = dict(values)
+        self.asked: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        self.asked.add(key)
+        return self._values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return self._values.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self.asked.add(str(key))
+        return key in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        self.asked.add("<every header>")
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def test_the_api_reads_exactly_the_request_headers_the_mailer_declares(mail_env: MailEnv) -> None:
+    """`mailer.REQUEST_HEADERS` is what the program allows in the HTTP API's CORS configuration
+    (components/mail_cors.py): a header read here but not declared there would be refused to browsers,
+    and one declared but never read would be allowed for nothing."""
+    api = mail_env.api()
+    asked: set[str] = set()
+    for event in (keyed("retry-me"), claims_event(LIST)):
+        headers = RecordingHeaders({**event["headers"], "x-unread": "1"})
+        event["headers"] = headers
+        assert call(api, event)[0] in (200, 202)
+        asked |= headers.asked
+    assert asked == set(mailer.REQUEST_HEADERS)
+    # Header names arrive lower-cased (payload format 2.0), so the declared names must be too.
+    assert all(name == name.lower() for name in mailer.REQUEST_HEADERS)

@@ -1,0 +1,138 @@
+"""Every CloudWatch alarm of both stacks watches a metric AWS publishes: its namespace, metric name and
+set of dimension names must be one the service documents. CloudWatch accepts an alarm on any
+namespace/metric/dimensions (a metric need not exist yet), and so do the mocks; an alarm whose
+dimensions match nothing the service publishes sits in INSUFFICIENT_DATA (here: notBreaching) forever.
+
+The table lists, per namespace and metric, each documented dimension set (the names only; values are
+the program's). A metric or dimension the program starts using must be looked up and added here with
+its source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from harness import RecordedResource, StackRun
+
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+
+DimensionSets = frozenset[frozenset[str]]
+
+
+def _sets(*sets: Iterable[str]) -> DimensionSets:
+    return frozenset(frozenset(s) for s in sets)
+
+
+# AWS/ElastiCache: metrics are "measured and published for each cache node"
+# (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/CacheMetrics.html), "calculated at the cache
+# node level" (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/CacheMetrics.Redis.html), with the
+# dimensions CacheClusterId and CacheNodeId (awsdocs/amazon-elasticache-docs
+# doc_source/CacheMetrics.DimensionsAndSets.md, "Dimensions for ElastiCache Metrics"); cluster and node
+# level sets: https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/CloudWatchMetrics.html ("Monitoring
+# CloudWatch Cluster and Node Metrics"); aws-cdk-lib's ElastiCacheMetrics, generated from CloudWatch's
+# metric metadata, lists {CacheClusterId} and {CacheClusterId, CacheNodeId} for both metrics below.
+# ReplicationGroupId is not among them.
+_ELASTICACHE_NODE = _sets({"CacheClusterId"}, {"CacheClusterId", "CacheNodeId"})
+
+# AWS/SQS: "The only dimension that Amazon SQS sends to CloudWatch is QueueName"
+# (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-available-cloudwatch-metrics.html).
+_SQS_QUEUE = _sets({"QueueName"})
+
+# AWS/Lambda: FunctionName, Resource (version or alias) and ExecutedVersion (alias invocations), and
+# the account-wide aggregate without dimensions
+# (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html, "Using CloudWatch metrics
+# with Lambda"; aws-cdk-lib LambdaMetrics lists these four sets for Errors).
+_LAMBDA_FUNCTION = _sets(
+    {"FunctionName"}, {"FunctionName", "Resource"}, {"FunctionName", "Resource", "ExecutedVersion"}, ()
+)
+
+# AWS/DynamoDB: ReadThrottleEvents and WriteThrottleEvents, "Dimensions: TableName,
+# GlobalSecondaryIndexName"; TableName alone counts the table without its indexes
+# (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/metrics-dimensions.html).
+_DYNAMODB_TABLE = _sets({"TableName"}, {"TableName", "GlobalSecondaryIndexName"})
+
+# AWS/ApplicationELB: the "Dimensions" list under each metric
+# (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html).
+# HTTPCode_Target_5XX_Count: LoadBalancer; AvailabilityZone, LoadBalancer; TargetGroup, LoadBalancer;
+# TargetGroup, AvailabilityZone, LoadBalancer. UnHealthyHostCount (a per-target-group count): TargetGroup,
+# LoadBalancer; TargetGroup, AvailabilityZone, LoadBalancer.
+_ALB_TARGET_CODES = _sets(
+    {"LoadBalancer"},
+    {"AvailabilityZone", "LoadBalancer"},
+    {"TargetGroup", "LoadBalancer"},
+    {"TargetGroup", "AvailabilityZone", "LoadBalancer"},
+)
+_ALB_TARGET_HEALTH = _sets(
+    {"TargetGroup", "LoadBalancer"}, {"TargetGroup", "AvailabilityZone", "LoadBalancer"}
+)
+
+# AWS/ECS: CPUUtilization, "Valid Dimension: ClusterName, ServiceName"; ClusterName alone is the
+# cluster-level figure, for tasks on EC2 instances only (Fargate tasks report per service)
+# (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/available-metrics.html).
+_ECS_SERVICE = _sets({"ClusterName"}, {"ClusterName", "ServiceName"})
+
+# AWS/RDS: each of DBInstanceIdentifier, DatabaseClass, EngineName and SourceRegion filters the instance
+# metrics on its own (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/dimensions.html, "Amazon
+# CloudWatch dimensions for Amazon RDS").
+_RDS_INSTANCE = _sets({"DBInstanceIdentifier"}, {"DatabaseClass"}, {"EngineName"}, {"SourceRegion"})
+
+DOCUMENTED: Mapping[tuple[str, str], DimensionSets] = {
+    ("AWS/ElastiCache", "DatabaseMemoryUsagePercentage"): _ELASTICACHE_NODE,
+    ("AWS/ElastiCache", "Evictions"): _ELASTICACHE_NODE,
+    ("AWS/SQS", "ApproximateNumberOfMessagesVisible"): _SQS_QUEUE,
+    ("AWS/SQS", "ApproximateAgeOfOldestMessage"): _SQS_QUEUE,
+    ("AWS/Lambda", "Errors"): _LAMBDA_FUNCTION,
+    ("AWS/DynamoDB", "ReadThrottleEvents"): _DYNAMODB_TABLE,
+    ("AWS/DynamoDB", "WriteThrottleEvents"): _DYNAMODB_TABLE,
+    ("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count"): _ALB_TARGET_CODES,
+    ("AWS/ApplicationELB", "UnHealthyHostCount"): _ALB_TARGET_HEALTH,
+    ("AWS/ECS", "CPUUtilization"): _ECS_SERVICE,
+    ("AWS/RDS", "CPUUtilization"): _RDS_INSTANCE,
+    ("AWS/RDS", "FreeStorageSpace"): _RDS_INSTANCE,
+}
+
+
+def undocumented(alarm: Mapping[str, Any]) -> str | None:
+    """Why an alarm's inputs watch no documented metric, or None when they do."""
+    namespace, metric = alarm.get("namespace"), alarm.get("metricName")
+    if not namespace or not metric:
+        return "names no namespace and metric (metric math is not in the table)"
+    dimensions: Mapping[str, Any] = alarm.get("dimensions") or {}
+    documented = DOCUMENTED.get((namespace, metric))
+    if documented is None:
+        return f"{namespace} {metric} is not in the table: look up its dimensions and add them"
+    if frozenset(dimensions) not in documented:
+        sets = sorted(sorted(s) for s in documented)
+        return f"{namespace} {metric} has no dimension set {sorted(dimensions)}; AWS documents {sets}"
+    empty = sorted(k for k, v in dimensions.items() if not isinstance(v, str) or not v)
+    if empty:
+        return f"dimensions without a value: {empty}"
+    return None
+
+
+def alarms(stack: StackRun) -> list[RecordedResource]:
+    found = stack.of_type(ALARM)
+    assert found, "the program registers no alarm"
+    return found
+
+
+def test_every_alarm_watches_a_documented_metric_and_dimension_set(stack: StackRun) -> None:
+    problems = {a.name: why for a in alarms(stack) if (why := undocumented(a.inputs))}
+    assert not problems, problems
+
+
+def test_the_check_rejects_what_aws_does_not_publish() -> None:
+    good = {
+        "namespace": "AWS/ElastiCache",
+        "metricName": "Evictions",
+        "dimensions": {"CacheClusterId": "c-001"},
+    }
+    assert undocumented(good) is None
+    # The dimension the Redis alarms used before: ElastiCache publishes nothing under it.
+    assert undocumented({**good, "dimensions": {"ReplicationGroupId": "c"}})
+    assert undocumented({**good, "dimensions": {"CacheNodeId": "0001"}})
+    assert undocumented({**good, "metricName": "NoSuchMetric"})
+    assert undocumented({**good, "dimensions": {"CacheClusterId": ""}})
+    alb = {"namespace": "AWS/ApplicationELB", "metricName": "UnHealthyHostCount"}
+    assert undocumented({**alb, "dimensions": {"LoadBalancer": "app/x/1"}}), "no per-ALB healthy host count"
