@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -157,6 +158,9 @@ def computed_outputs(type_: str, name: str, inputs: Mapping[str, Any], region: s
             identifier=inputs.get("identifier") or f"{inputs.get('identifierPrefix', name + '-')}0123abcd",
             address=f"{name}.cluster.{region}.rds.amazonaws.com",
             port=5432,
+            # DbiResourceId: "db-" and 26 upper-case letters and digits, as in the RDS User Guide's
+            # examples (db-12ABC34DEFG5HIJ6KLMNOP78QR); stable per name, unlike the real one.
+            resourceId="db-" + hashlib.sha256(name.encode()).hexdigest()[:26].upper(),
             masterUserSecrets=[
                 {
                     "secretArn": f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:rds!{name}-AbCdEf",

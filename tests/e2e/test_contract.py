@@ -10,6 +10,7 @@ import pytest
 from harness import StackRun, run_stack
 
 from devstack.backend import Backend
+from devstack.mocked_program import ROOT
 
 # Read by a service but deliberately not set by the cloud: optional knobs with defaults, and
 # AWS_ENDPOINT_URL (local API only). Anything else a service reads must be set.
@@ -30,6 +31,22 @@ OPTIONAL = {
     "mail-api": {"SENDER_ADDRESS", "SES_CONFIGURATION_SET"},
     "mailer": {"MAIL_QUEUE_URL", "MAX_RECIPIENTS"},
 }
+
+
+# The files services' side of IAM database authentication (read DATABASE_AUTH and DATABASE_SSLROOTCERT,
+# no DATABASE_PASSWORD; the contract in files_service/database_roles.py) is written in parallel with the
+# program's side. Until the service's settings read DATABASE_AUTH, the cloud sets names the service does
+# not read yet and `make run` still sets the password: expected failures, strictly, and only for that
+# service. Once the settings read it, this mark is inert and the contract is checked as for any other.
+FILES_SERVICE_PREDATES_IAM_AUTH = (
+    "DATABASE_AUTH" not in (ROOT / "app_code" / "files" / "files_service" / "settings.py").read_text()
+)
+PENDING_IAM_AUTH = pytest.mark.xfail(
+    FILES_SERVICE_PREDATES_IAM_AUTH,
+    reason="files_service does not read DATABASE_AUTH yet (service side of IAM database auth pending)",
+    strict=True,
+)
+SERVICES = [pytest.param(s, marks=PENDING_IAM_AUTH) if s == "files" else s for s in sorted(OPTIONAL)]
 
 
 class Recording(Mapping[str, str]):
@@ -111,7 +128,7 @@ def local_envs(backend: Backend) -> dict[str, list[dict[str, str]]]:
 
 
 @pytest.mark.parametrize("stack", ["dev", "production"])
-@pytest.mark.parametrize("service", sorted(OPTIONAL))
+@pytest.mark.parametrize("service", SERVICES)
 def test_cloud_sets_exactly_what_the_service_reads(stack: str, service: str) -> None:
     for env in cloud_envs(run_stack(stack))[service]:
         read = reads(parsers()[service], {**env, "AWS_REGION": env.get("AWS_REGION", "us-east-1")})
@@ -121,7 +138,7 @@ def test_cloud_sets_exactly_what_the_service_reads(stack: str, service: str) -> 
         )
 
 
-@pytest.mark.parametrize("service", sorted(OPTIONAL))
+@pytest.mark.parametrize("service", SERVICES)
 def test_make_run_sets_the_same_names_as_the_cloud(backend: Backend, service: str) -> None:
     cloud = {name for env in cloud_envs(run_stack("dev"))[service] for name in env}
     for env in local_envs(backend)[service]:
@@ -158,7 +175,7 @@ LOCAL_VALUES = {
 }
 
 
-@pytest.mark.parametrize("service", sorted(OPTIONAL))
+@pytest.mark.parametrize("service", SERVICES)
 def test_make_run_mirrors_the_dev_stack_values(backend: Backend, service: str) -> None:
     for cloud, local in zip(
         cloud_envs(run_stack("dev"))[service], local_envs(backend)[service], strict=False

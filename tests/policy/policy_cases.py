@@ -300,6 +300,7 @@ database = res(
         "backupRetentionPeriod": 7.0,
         "autoMinorVersionUpgrade": True,
         "enabledCloudwatchLogsExports": ["postgresql", "upgrade"],
+        "iamDatabaseAuthenticationEnabled": True,
     },
 )
 
@@ -336,6 +337,24 @@ RDS_CASES = [
     violates("rds-managed-master-password", "not managed", but(database, manageMasterUserPassword=None)),
     violates(
         "rds-managed-master-password", "password in the program", but(database, password="hunter2-hunter2")
+    ),
+    passes("rds-iam-authentication", "enabled", database),
+    passes(
+        "rds-iam-authentication", "not known yet", but(database, iamDatabaseAuthenticationEnabled=UNKNOWN)
+    ),
+    passes(
+        "rds-iam-authentication",
+        "engine without IAM authentication",
+        but(database, engine="sqlserver-ex", iamDatabaseAuthenticationEnabled=None),
+    ),
+    violates(
+        "rds-iam-authentication",
+        "unset (provider default off)",
+        but(database, iamDatabaseAuthenticationEnabled=None),
+    ),
+    violates("rds-iam-authentication", "off", but(database, iamDatabaseAuthenticationEnabled=False)),
+    violates(
+        "rds-iam-authentication", "off, as a string", but(database, iamDatabaseAuthenticationEnabled="false")
     ),
 ]
 
