@@ -19,6 +19,7 @@ from components.frontend import Frontend, FrontendArgs
 from components.mailing import Mailing, MailingArgs
 from components.network import Network, NetworkArgs
 from components.platform import Platform, PlatformArgs
+from components.sdk_layer import SdkLayer
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Stack:
     config: StackConfig
     network: Network
     platform: Platform
+    sdk_layer: SdkLayer
     mailing: Mailing
     files: Files
     chat: Chat
@@ -88,6 +90,8 @@ def build(config: StackConfig) -> Stack:
         opts=with_aws,
     )
 
+    # One SDK layer for every Python Lambda of the stack (the mailer's and the task runner's).
+    layer = SdkLayer("sdk", config.name_prefix, opts=with_aws)
     mailing = Mailing(
         "mailing",
         MailingArgs(
@@ -98,6 +102,7 @@ def build(config: StackConfig) -> Stack:
             data_protection=config.data_protection,
             log_retention_days=config.log_retention_days,
             alarm_topic_arn=platform.alarm_topic_arn,
+            sdk_layer_arn=layer.arn,
         ),
         opts=with_aws,
     )
@@ -201,6 +206,7 @@ def build(config: StackConfig) -> Stack:
         config=config,
         network=network,
         platform=platform,
+        sdk_layer=layer,
         mailing=mailing,
         files=files,
         chat=chat,

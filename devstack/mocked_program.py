@@ -41,6 +41,8 @@ class RecordedResource:
     secret_paths: frozenset[str] = frozenset()
     # URNs this resource waits for: `depends_on` plus every resource whose outputs its inputs use.
     dependencies: frozenset[str] = frozenset()
+    # URNs it was known by before (`aliases`): the engine moves that state to it instead of replacing.
+    alias_urns: frozenset[str] = frozenset()
 
     def json(self, key: str) -> Any:
         """An input that holds a JSON document (IAM policies, container definitions), parsed."""
@@ -236,10 +238,31 @@ class _Mocks(pulumi.runtime.Mocks):
         return _call(args.token, args.args, self.region), []
 
 
+def _alias_urns(request: Any, project: str, stack: str) -> frozenset[str]:
+    """The URNs a registration's aliases stand for, computed as the engine does: a spec's missing
+    name or type is the resource's own, and the type is qualified by its parent's (pulumi/pulumi
+    `resource.NewURN`: parent type `$` own type)."""
+    found: set[str] = set()
+    for alias in request.aliases:
+        if alias.urn:
+            found.add(alias.urn)
+            continue
+        spec = alias.spec
+        name, type_ = spec.name or request.name, spec.type or request.type
+        parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+        parent_type = parent.split("::")[2] if parent.count("::") >= 3 else ""
+        qualified = (
+            type_ if not parent_type or parent_type == "pulumi:pulumi:Stack" else f"{parent_type}${type_}"
+        )
+        found.add(f"urn:pulumi:{spec.stack or stack}::{spec.project or project}::{qualified}::{name}")
+    return frozenset(found)
+
+
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: _Mocks) -> None:
+    def __init__(self, mocks: _Mocks, project: str, stack: str) -> None:
         super().__init__(mocks)
         self.recorded: list[RecordedResource] = []
+        self.project, self.stack = project, stack
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
@@ -258,6 +281,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     custom=bool(request.custom),
                     secret_paths=frozenset(secrets),
                     dependencies=frozenset(request.dependencies),
+                    alias_urns=_alias_urns(request, self.project, self.stack),
                 )
             )
         return response
@@ -293,7 +317,7 @@ def run_program(stack: str, config: Mapping[str, str], program: Callable[[], Any
     # current one is deprecated when there is none).
     asyncio.set_event_loop(_mock_loop())
     mocks = _Mocks(region)
-    monitor = _RecordingMonitor(mocks)
+    monitor = _RecordingMonitor(mocks, "motion", stack)
     pulumi.runtime.set_mocks(mocks, project="motion", stack=stack, preview=False, monitor=monitor)
     # The one secret every stack needs; `pulumi config set --secret` puts it in the real stack file.
     config = {"vercel:apiToken": "mock-vercel-token", **config}
