@@ -15,6 +15,7 @@ from components.config_model import AuthConfig, DatabaseConfig, FilesConfig, Sca
 from components.container_image import ContainerImage, ContainerImageArgs
 from components.database import Database, DatabaseArgs
 from components.fargate_service import Attachment, FargateService, FargateServiceArgs
+from components.files_migration import FilesMigration, FilesMigrationArgs
 from components.iam import statement
 
 ROUTES = load_app_module("files/files_service/routes.py")
@@ -39,6 +40,8 @@ class FilesArgs:
     attachment: Attachment
     kms_encryption: bool
     versioning: bool
+    # The stack's SDK layer, for the migration's task runner Lambda.
+    sdk_layer_arn: pulumi.Input[str]
 
 
 class Files(pulumi.ComponentResource):
@@ -137,6 +140,21 @@ class Files(pulumi.ComponentResource):
             "PRESIGN_TTL_SECONDS": str(args.files.presign_ttl_seconds),
             "LOG_LEVEL": "INFO",
         }
+        # The schema first: new service code only starts once its migrations are in (the services
+        # refuse to start on a schema without them).
+        self.migration = FilesMigration(
+            f"{name}-migrate",
+            FilesMigrationArgs(
+                name_prefix=args.name_prefix,
+                image=self.image.image_ref,
+                repository_arn=self.image.repository_arn,
+                database=self.database,
+                database_tls=database_tls,
+                attachment=args.attachment,
+                sdk_layer_arn=args.sdk_layer_arn,
+            ),
+            opts=child,
+        )
         connect = statement(
             ["rds-db:connect"], [self.database.connect_arn(DATABASE_ROLES.APP_ROLE)], sid="DatabaseLogin"
         )
@@ -157,6 +175,7 @@ class Files(pulumi.ComponentResource):
                     attachment=args.attachment,
                     environment={**environment, "FILES_ROLE": role, "PORT": str(SETTINGS_PORT)},
                     task_role_statements=[*self._bucket_statements(role, key), connect],
+                    deploy_after=[self.migration.invocation],
                 ),
                 opts=child,
             )

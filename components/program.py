@@ -119,6 +119,7 @@ def build(config: StackConfig) -> Stack:
         vpc_id=network.vpc_id,
         subnet_ids=network.private_subnet_ids if private else network.public_subnet_ids,
         assign_public_ip=not private,
+        egress=network.egress["private" if private else "public"],
         alarm_topic_arn=platform.alarm_topic_arn,
         log_retention_days=config.log_retention_days,
         region=config.region,
@@ -137,6 +138,7 @@ def build(config: StackConfig) -> Stack:
             attachment=attachment,
             kms_encryption=config.s3_kms_encryption,
             versioning=config.data_protection,
+            sdk_layer_arn=layer.arn,
         ),
         opts=with_aws,
     )

@@ -190,6 +190,19 @@ def computed_outputs(type_: str, name: str, inputs: Mapping[str, Any], region: s
         out.update(arn=f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{inputs.get('name') or name}")
     elif type_ == "vercel:index/project:Project":
         out.update(id=f"prj_{name}")
+    elif type_ == "aws:ecs/cluster:Cluster":
+        out.update(arn=f"arn:aws:ecs:{region}:{ACCOUNT}:cluster/{inputs.get('name') or name}")
+    elif type_ == "aws:ecs/taskDefinition:TaskDefinition":
+        # A new task definition is revision 1 of its family (ECS: family:revision).
+        family = inputs.get("family") or name
+        out.update(
+            arn=f"arn:aws:ecs:{region}:{ACCOUNT}:task-definition/{family}:1",
+            arnWithoutRevision=f"arn:aws:ecs:{region}:{ACCOUNT}:task-definition/{family}",
+            revision=1,
+        )
+    elif type_ == "aws:iam/role:Role":
+        # IAM is global: no region in its ARNs; a role without a name gets the provider's generated one.
+        out.update(arn=f"arn:aws:iam::{ACCOUNT}:role/{inputs.get('name') or name + '-0123abcd'}")
     elif type_ == "aws:kms/key:Key":
         out.update(keyId=f"{name}-key-id", arn=f"arn:aws:kms:{region}:{ACCOUNT}:key/{name}")
     return out

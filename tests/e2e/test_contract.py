@@ -104,8 +104,9 @@ def container_env(run: StackRun, name: str) -> dict[str, str]:
 
 
 def cloud_envs(run: StackRun) -> dict[str, list[dict[str, str]]]:
+    # The task runner has no environment (its event says everything); the mailer functions read theirs.
     lambdas = {
-        f.inputs["handler"]: f.inputs["environment"]["variables"]
+        f.inputs["handler"]: f.inputs.get("environment", {}).get("variables", {})
         for f in run.of_type("aws:lambda/function:Function")
     }
     return {

@@ -114,18 +114,18 @@ def test_database_posture_per_stack(dev: StackRun, production: StackRun) -> None
     assert p["performanceInsightsEnabled"] is True and p["maxAllocatedStorage"] > p["allocatedStorage"]
 
 
-def test_database_admits_only_the_two_file_services(stack: StackRun) -> None:
+def test_database_admits_only_the_two_file_services_and_the_migration(stack: StackRun) -> None:
     db_sg = stack.one("aws:ec2/securityGroup:SecurityGroup", "files-db")
     ingress = [
         r.inputs
         for r in stack.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
         if r.inputs["securityGroupId"] == db_sg.id
     ]
-    services = {
-        stack.one("aws:ec2/securityGroup:SecurityGroup", f"files-{role}-sg").id
-        for role in ("upload", "download")
+    clients = {
+        stack.one("aws:ec2/securityGroup:SecurityGroup", f"files-{client}-sg").id
+        for client in ("upload", "download", "migrate")
     }
-    assert {r["referencedSecurityGroupId"] for r in ingress} == services
+    assert {r["referencedSecurityGroupId"] for r in ingress} == clients
     assert all(r["fromPort"] == r["toPort"] == 5432 and "cidrIpv4" not in r for r in ingress)
 
 
