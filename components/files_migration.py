@@ -123,7 +123,7 @@ class FilesMigration(pulumi.ComponentResource):
         self.security_group = aws.ec2.SecurityGroup(
             f"{name}-sg",
             vpc_id=att.vpc_id,
-            description=f"{self.family} task: no ingress; PostgreSQL and AWS APIs out",
+            description=f"{self.family} task: no ingress, out to PostgreSQL and HTTPS only",
             tags={"Name": self.family},
             opts=child,
         )
