@@ -1,14 +1,15 @@
-"""The container definition of a Fargate service's task: a pure function of the service's arguments,
-no resources."""
+"""The container definitions of the Fargate tasks (a service's, a one-off job's): pure functions of
+their arguments, no resources."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pulumi
 
 if TYPE_CHECKING:
-    from components.fargate_service import FargateServiceArgs
+    from components.fargate_service import FargateServiceArgs, SecretRef
 
 # The images run as this uid (see app_code/*/Dockerfile); the task definition pins it as well.
 CONTAINER_USER = "10001:10001"
@@ -58,4 +59,43 @@ def container_definition(
     }
     if args.command:
         definition["command"] = list(args.command)
+    return pulumi.Output.json_dumps([definition])
+
+
+def job_container_definition(
+    *,
+    name: str,
+    image: pulumi.Input[str],
+    command: Sequence[str],
+    environment: Mapping[str, pulumi.Input[str]],
+    secrets: Mapping[str, SecretRef],
+    log_group: pulumi.Output[str],
+    region: str,
+    stream_prefix: str,
+) -> pulumi.Output[str]:
+    """A one-off task's one container (a job that runs to an exit, like the schema migration): locked
+    down as the services' are, but no port, no health check, and logs that are never dropped."""
+    definition: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "essential": True,
+        "user": CONTAINER_USER,
+        "readonlyRootFilesystem": True,
+        "privileged": False,
+        "command": list(command),
+        "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
+        "secrets": [{"name": k, "valueFrom": ref.value_from()} for k, ref in sorted(secrets.items())],
+        "mountPoints": [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}],  # noqa: S108
+        "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
+        "logConfiguration": {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": log_group,
+                "awslogs-region": region,
+                "awslogs-stream-prefix": stream_prefix,
+                # The job's last lines say why it failed; blocking, so none is dropped on the way out.
+                "mode": "blocking",
+            },
+        },
+    }
     return pulumi.Output.json_dumps([definition])

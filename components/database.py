@@ -1,5 +1,6 @@
-"""RDS PostgreSQL in the isolated subnets: password managed by RDS in Secrets Manager, TLS enforced,
-reachable only from the security groups admitted explicitly."""
+"""RDS PostgreSQL in the isolated subnets: master password managed (and rotated) by RDS in Secrets
+Manager, IAM database authentication for the application role, TLS enforced, reachable only from the
+security groups admitted explicitly."""
 
 from __future__ import annotations
 
@@ -86,19 +87,44 @@ class Database(pulumi.ComponentResource):
             auto_minor_version_upgrade=True,
             allow_major_version_upgrade=False,
             ca_cert_identifier="rds-ca-rsa2048-g1",
+            # The services log in with a short-lived IAM token per connection (nothing to rotate, so
+            # nothing goes stale in a running task); only the migration step uses the master secret.
+            iam_database_authentication_enabled=True,
             opts=child,
         )
         self.address = self.instance.address
         self.db_name = DB_NAME
+        self._region = aws.get_region_output(opts=pulumi.InvokeOptions(parent=self)).region
+        self._account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
         self.master_secret_arn: pulumi.Output[str] = self.instance.master_user_secrets.apply(
             lambda secrets: str(secrets[0].secret_arn)
         )
         self._alarms(name, args)
         self.register_outputs({"address": self.address, "master_secret_arn": self.master_secret_arn})
 
-    def admit(self, name: str, client: aws.ec2.SecurityGroup) -> None:
-        """Let one service's tasks reach PostgreSQL, and nothing else."""
-        aws.vpc.SecurityGroupIngressRule(
+    def connect_arn(self, db_user: str) -> pulumi.Output[str]:
+        """What `rds-db:connect` names to let a principal log in as `db_user` with IAM authentication.
+
+        RDS User Guide, "Creating and using an IAM policy for IAM database access": one database account
+        in one DB instance is `arn:aws:rds-db:region:account-id:dbuser:DbiResourceId/db-user-name`, where
+        DbiResourceId is the instance's resource id (never its identifier), which the provider reports
+        as `resource_id`.
+        """
+        return pulumi.Output.concat(
+            "arn:aws:rds-db:",
+            self._region,
+            ":",
+            self._account,
+            ":dbuser:",
+            self.instance.resource_id,
+            "/",
+            db_user,
+        )
+
+    def admit(self, name: str, client: aws.ec2.SecurityGroup) -> list[pulumi.Resource]:
+        """Let one client's tasks reach PostgreSQL, and nothing else; returns the two rules, for
+        whatever must wait until the path is open."""
+        ingress = aws.vpc.SecurityGroupIngressRule(
             f"{name}-to-db",
             security_group_id=self.security_group.id,
             ip_protocol="tcp",
@@ -108,7 +134,7 @@ class Database(pulumi.ComponentResource):
             description=f"from {name}",
             opts=pulumi.ResourceOptions(parent=self),
         )
-        aws.vpc.SecurityGroupEgressRule(
+        egress = aws.vpc.SecurityGroupEgressRule(
             f"{name}-db-egress",
             security_group_id=client.id,
             ip_protocol="tcp",
@@ -118,6 +144,7 @@ class Database(pulumi.ComponentResource):
             description="to PostgreSQL",
             opts=pulumi.ResourceOptions(parent=self),
         )
+        return [ingress, egress]
 
     def _alarms(self, name: str, args: DatabaseArgs) -> None:
         dims = {"DBInstanceIdentifier": self.instance.identifier}

@@ -29,6 +29,33 @@ class SecretRef:
         return pulumi.Output.concat(self.secret_arn, suffix)
 
 
+def execution_statements(
+    repository_arn: pulumi.Input[str], log_group: aws.cloudwatch.LogGroup, secrets: Mapping[str, SecretRef]
+) -> list[dict[str, Any]]:
+    """What ECS needs to start a task: pull its image, write its logs, inject its secrets (and no more)."""
+    found = [
+        # ECR offers no narrower resource for the registry token.
+        statement(["ecr:GetAuthorizationToken"], ["*"], sid="RegistryToken"),
+        statement(
+            ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+            [repository_arn],
+            sid="PullImage",
+        ),
+        statement(
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            [pulumi.Output.concat(log_group.arn, ":*")],
+            sid="WriteLogs",
+        ),
+    ]
+    # The same secret may back several variables (e.g. two JSON keys); grant it once. Secrets Manager
+    # secrets encrypted with the AWS managed key need no kms:Decrypt (ECS Developer Guide, "Required IAM
+    # permissions for Amazon ECS secrets": only for a customer managed key); none here uses one.
+    secret_arns = list(dict.fromkeys(ref.secret_arn for ref in secrets.values()))
+    if secret_arns:
+        found.append(statement(["secretsmanager:GetSecretValue"], secret_arns, sid="InjectSecrets"))
+    return found
+
+
 @dataclass(frozen=True)
 class Attachment:
     """Where the service plugs into the shared platform and network."""
@@ -44,6 +71,9 @@ class Attachment:
     alarm_topic_arn: pulumi.Input[str]
     log_retention_days: int
     region: str
+    # What must exist before a task in `subnet_ids` can reach AWS's APIs (routes to the internet or
+    # NAT gateway); a service retries failed starts, a one-off task does not.
+    egress: Sequence[pulumi.Resource] = ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +97,8 @@ class FargateServiceArgs:
     stop_timeout_seconds: int = 30
     requests_per_target: int = 1000
     command: Sequence[str] = ()
+    # Resources the service's deployments wait for (the schema migration its new code needs).
+    deploy_after: Sequence[pulumi.Resource] = ()
 
 
 class FargateService(pulumi.ComponentResource):
@@ -90,30 +122,10 @@ class FargateService(pulumi.ComponentResource):
             assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", account),
             opts=child,
         )
-        execution_statements = [
-            # ECR offers no narrower resource for the registry token.
-            statement(["ecr:GetAuthorizationToken"], ["*"], sid="RegistryToken"),
-            statement(
-                ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                [args.repository_arn],
-                sid="PullImage",
-            ),
-            statement(
-                ["logs:CreateLogStream", "logs:PutLogEvents"],
-                [pulumi.Output.concat(log_group.arn, ":*")],
-                sid="WriteLogs",
-            ),
-        ]
-        # The same secret may back several variables (e.g. two JSON keys); grant it once.
-        secret_arns = list(dict.fromkeys(ref.secret_arn for ref in args.secrets.values()))
-        if secret_arns:
-            execution_statements.append(
-                statement(["secretsmanager:GetSecretValue"], secret_arns, sid="InjectSecrets")
-            )
         execution_policy = aws.iam.RolePolicy(
             f"{name}-execution-policy",
             role=self.execution_role.id,
-            policy=policy_document(*execution_statements),
+            policy=policy_document(*execution_statements(args.repository_arn, log_group, args.secrets)),
             opts=child,
         )
 
@@ -246,7 +258,11 @@ class FargateService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 ignore_changes=["desiredCount"] if autoscaled else None,
-                depends_on=[execution_policy, *([task_policy] if task_policy is not None else [])],
+                depends_on=[
+                    execution_policy,
+                    *([task_policy] if task_policy is not None else []),
+                    *args.deploy_after,
+                ],
             ),
         )
         if autoscaled:

@@ -14,10 +14,13 @@ from components.buckets import PrivateBucket, PrivateBucketArgs
 from components.config_model import AuthConfig, DatabaseConfig, FilesConfig, Scaling
 from components.container_image import ContainerImage, ContainerImageArgs
 from components.database import Database, DatabaseArgs
-from components.fargate_service import Attachment, FargateService, FargateServiceArgs, SecretRef
+from components.fargate_service import Attachment, FargateService, FargateServiceArgs
+from components.files_migration import FilesMigration, FilesMigrationArgs
 from components.iam import statement
 
 ROUTES = load_app_module("files/files_service/routes.py")
+# Who logs in to the database and how (the services' side of the contract).
+DATABASE_ROLES = load_app_module("files/files_service/database_roles.py")
 SETTINGS_PORT = 8080
 # Objects the pre-signed POST created but the client never completed carry this tag until completion.
 PENDING_TAG = ("upload-state", "pending")
@@ -37,6 +40,8 @@ class FilesArgs:
     attachment: Attachment
     kms_encryption: bool
     versioning: bool
+    # The stack's SDK layer, for the migration's task runner Lambda.
+    sdk_layer_arn: pulumi.Input[str]
 
 
 class Files(pulumi.ComponentResource):
@@ -109,14 +114,23 @@ class Files(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        secret = self.database.master_secret_arn
-        environment: dict[str, pulumi.Input[str]] = {
-            "FILES_BUCKET": self.bucket.name,
-            "AWS_REGION": args.attachment.region,
+        # TLS that checks the server's name against the RDS CAs in the image, for every client.
+        database_tls: dict[str, pulumi.Input[str]] = {
             "DATABASE_HOST": self.database.address,
             "DATABASE_PORT": "5432",
             "DATABASE_NAME": self.database.db_name,
-            "DATABASE_SSLMODE": "require",
+            "DATABASE_SSLMODE": "verify-full",
+            "DATABASE_SSLROOTCERT": DATABASE_ROLES.RDS_CA_BUNDLE,
+        }
+        # The services hold no database secret: they log in as the application role with an IAM token
+        # per new connection (signed with the task role's credentials), so nothing they were handed at
+        # start-up can go stale when RDS rotates the master password.
+        environment: dict[str, pulumi.Input[str]] = {
+            "FILES_BUCKET": self.bucket.name,
+            "AWS_REGION": args.attachment.region,
+            **database_tls,
+            "DATABASE_AUTH": "iam",
+            "DATABASE_USER": DATABASE_ROLES.APP_ROLE,
             "AUTH_ISSUER": args.auth.issuer,
             "AUTH_JWKS_URL": args.auth.jwks_url,
             "AUTH_AUDIENCE": args.auth.audience,
@@ -126,6 +140,24 @@ class Files(pulumi.ComponentResource):
             "PRESIGN_TTL_SECONDS": str(args.files.presign_ttl_seconds),
             "LOG_LEVEL": "INFO",
         }
+        # The schema first: new service code only starts once its migrations are in (the services
+        # refuse to start on a schema without them).
+        self.migration = FilesMigration(
+            f"{name}-migrate",
+            FilesMigrationArgs(
+                name_prefix=args.name_prefix,
+                image=self.image.image_ref,
+                repository_arn=self.image.repository_arn,
+                database=self.database,
+                database_tls=database_tls,
+                attachment=args.attachment,
+                sdk_layer_arn=args.sdk_layer_arn,
+            ),
+            opts=child,
+        )
+        connect = statement(
+            ["rds-db:connect"], [self.database.connect_arn(DATABASE_ROLES.APP_ROLE)], sid="DatabaseLogin"
+        )
         self.services: dict[str, FargateService] = {}
         for role, scaling in (("upload", args.upload), ("download", args.download)):
             self.services[role] = FargateService(
@@ -142,11 +174,8 @@ class Files(pulumi.ComponentResource):
                     scaling=scaling,
                     attachment=args.attachment,
                     environment={**environment, "FILES_ROLE": role, "PORT": str(SETTINGS_PORT)},
-                    secrets={
-                        "DATABASE_USER": SecretRef(secret, "username"),
-                        "DATABASE_PASSWORD": SecretRef(secret, "password"),
-                    },
-                    task_role_statements=self._bucket_statements(role, key),
+                    task_role_statements=[*self._bucket_statements(role, key), connect],
+                    deploy_after=[self.migration.invocation],
                 ),
                 opts=child,
             )

@@ -1,8 +1,9 @@
-"""The mailer's Lambda archive: which files go in, and a byte-for-byte reproducible zip of them.
+"""The Lambdas' archives (the mailer's, the task runner's): which files go in, and a byte-for-byte
+reproducible zip of them.
 
-The Pulumi component ships exactly `mailer_files(root)` (one file list, one truth), so a test can
-show that the archive only changes when the code does. The zip is deterministic (sorted entries,
-fixed timestamps and permissions), so its hash is a stable `source_code_hash`.
+The Pulumi components ship exactly `package_files(root, packages)` (one file list, one truth), so a
+test can show that an archive only changes when its code does. The zip is deterministic (sorted
+entries, fixed timestamps and permissions), so its hash is a stable `source_code_hash`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import hashlib
 import io
 import sys
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MAILER_ROOT = REPO_ROOT / "app_code" / "mailer"
 COMMON_ROOT = REPO_ROOT / "app_code" / "common"
-PACKAGES = ("mailer",)
+TASK_RUNNER_ROOT = REPO_ROOT / "app_code" / "task_runner"
+MAILER_PACKAGES = ("mailer",)
+TASK_RUNNER_PACKAGES = ("task_runner",)
 # What the Lambdas run: the runtime identifier and the instruction set (Graviton). The SDK layer is
 # installed and compiled for exactly these (components/lambda_layer.py).
 RUNTIME = "python3.13"
@@ -27,13 +30,23 @@ _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
 
 
 def mailer_files(root: Path = MAILER_ROOT) -> list[Path]:
-    """The archive's files, relative to `root` and sorted: the packages' Python sources only.
+    """The mailer archive's files (both mailer functions ship it)."""
+    return package_files(root, MAILER_PACKAGES)
+
+
+def task_runner_files(root: Path = TASK_RUNNER_ROOT) -> list[Path]:
+    """The task runner archive's files (the Lambda that runs one-off ECS tasks during a deploy)."""
+    return package_files(root, TASK_RUNNER_PACKAGES)
+
+
+def package_files(root: Path, packages: Sequence[str]) -> list[Path]:
+    """An archive's files, relative to `root` and sorted: the packages' Python sources only.
 
     An allow-list, not "everything under root": caches, editor files or a stray virtualenv in the
     working tree must never reach production or change the hash.
     """
     files: set[Path] = set()
-    for package in PACKAGES:
+    for package in packages:
         base = root / package
         if not (base / "__init__.py").is_file():
             raise FileNotFoundError(f"{base} is not a Python package")

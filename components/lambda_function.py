@@ -4,12 +4,19 @@ wired so the function starts with logging and permissions already in place."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
 
 from components.iam import assume_role_policy, policy_document, statement
 from components.lambda_archive import ARCHITECTURE, RUNTIME
+
+
+def code_archive(root: Path, files: Sequence[Path]) -> pulumi.AssetArchive:
+    """A function's code from an explicit, sorted file list (components/lambda_archive.py), so previews
+    only change when the code does."""
+    return pulumi.AssetArchive({p.as_posix(): pulumi.FileAsset(str(root / p)) for p in files})
 
 
 def lambda_function(
@@ -23,7 +30,7 @@ def lambda_function(
     name_prefix: str,
     log_retention_days: int,
     timeout: int,
-    environment: dict[str, pulumi.Input[str]],
+    environment: dict[str, pulumi.Input[str]] | None,
     statements: list[dict[str, object]],
 ) -> aws.lambda_.Function:
     """`<name_prefix>-<function>`; its children are named `<name>-<function>[-logs|-role|-policy]`."""
@@ -60,7 +67,8 @@ def lambda_function(
         role=role.arn,
         timeout=timeout,
         memory_size=256,
-        environment=aws.lambda_.FunctionEnvironmentArgs(variables=environment),
+        # None: a function configured by its events alone has no environment block at all.
+        environment=aws.lambda_.FunctionEnvironmentArgs(variables=environment) if environment else None,
         logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=log_group.name),
         tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="PassThrough"),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[log_group, policy]),

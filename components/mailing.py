@@ -14,9 +14,8 @@ from components.alarms import Alarm, create_alarms
 from components.config_model import MAIL_MAX_RECIPIENTS, AuthConfig, MailConfig
 from components.dynamo import table_args
 from components.iam import statement
-from components.lambda_archive import ARCHITECTURE, MAILER_ROOT, REPO_ROOT, RUNTIME, mailer_files
-from components.lambda_function import lambda_function
-from components.lambda_layer import LOCK, build_layer
+from components.lambda_archive import MAILER_ROOT, mailer_files
+from components.lambda_function import code_archive, lambda_function
 from components.mail_http_api import mail_http_api
 
 MAILER_SCHEMA = "mailer/mailer/schema.py"
@@ -32,12 +31,14 @@ class MailingArgs:
     data_protection: bool
     log_retention_days: int
     alarm_topic_arn: pulumi.Input[str]
+    # The SDK layer both functions import boto3 from (components/sdk_layer.py).
+    sdk_layer_arn: pulumi.Input[str]
     code_root: Path = MAILER_ROOT
 
 
 def lambda_code(root: Path) -> pulumi.AssetArchive:
-    """The archive from an explicit, sorted file list, so previews only change when the code does."""
-    return pulumi.AssetArchive({p.as_posix(): pulumi.FileAsset(str(root / p)) for p in mailer_files(root)})
+    """The mailer archive both functions run."""
+    return code_archive(root, mailer_files(root))
 
 
 class Mailing(pulumi.ComponentResource):
@@ -119,19 +120,7 @@ class Mailing(pulumi.ComponentResource):
         )
 
         code = lambda_code(args.code_root)
-        # The SDK the functions import, from the mailer's lock (components/lambda_layer.py): a new
-        # version is published only when the lock changes; the old one is deleted once no function
-        # uses it (replacement creates the new version first).
-        self.sdk_layer = aws.lambda_.LayerVersion(
-            f"{name}-sdk",
-            layer_name=f"{prefix}-sdk",
-            description=f"boto3 and its dependencies from {LOCK.relative_to(REPO_ROOT).as_posix()}",
-            code=pulumi.FileArchive(str(build_layer())),
-            compatible_runtimes=[RUNTIME],
-            compatible_architectures=[ARCHITECTURE],
-            opts=child,
-        )
-        layers = [self.sdk_layer.arn]
+        layers = [args.sdk_layer_arn]
         sender = mail.sender_address
         self.mailer = lambda_function(
             self,

@@ -33,6 +33,9 @@ class Network(pulumi.ComponentResource):
     public_subnet_ids: list[pulumi.Output[str]]
     private_subnet_ids: list[pulumi.Output[str]]
     isolated_subnet_ids: list[pulumi.Output[str]]
+    # Per tier, what a task in it needs before it can reach the internet: its default route and the
+    # subnets' association with that route table.
+    egress: dict[str, list[pulumi.Resource]]
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("motion:network:Network", name, None, opts)
@@ -84,16 +87,21 @@ class Network(pulumi.ComponentResource):
         public_rt = aws.ec2.RouteTable(
             f"{name}-public-rt", vpc_id=self.vpc.id, tags={"Name": f"{prefix}-public"}, opts=child
         )
-        aws.ec2.Route(
-            f"{name}-public-default",
-            route_table_id=public_rt.id,
-            destination_cidr_block="0.0.0.0/0",
-            gateway_id=igw.id,
-            opts=child,
+        self.egress = {"public": [], "private": []}
+        self.egress["public"].append(
+            aws.ec2.Route(
+                f"{name}-public-default",
+                route_table_id=public_rt.id,
+                destination_cidr_block="0.0.0.0/0",
+                gateway_id=igw.id,
+                opts=child,
+            )
         )
         for index, subnet in enumerate(subnets["public"]):
-            aws.ec2.RouteTableAssociation(
-                f"{name}-public-{index}", subnet_id=subnet.id, route_table_id=public_rt.id, opts=child
+            self.egress["public"].append(
+                aws.ec2.RouteTableAssociation(
+                    f"{name}-public-{index}", subnet_id=subnet.id, route_table_id=public_rt.id, opts=child
+                )
             )
 
         nat_ids = self._nat_gateways(name, prefix, cfg, subnets["public"], igw, child)
@@ -108,15 +116,19 @@ class Network(pulumi.ComponentResource):
             if nat_ids:
                 # Each AZ leaves through its own NAT where there is one per AZ, so losing an AZ
                 # never cuts egress for the others.
-                aws.ec2.Route(
-                    f"{name}-private-default-{index}",
-                    route_table_id=rt.id,
-                    destination_cidr_block="0.0.0.0/0",
-                    nat_gateway_id=nat_ids[index % len(nat_ids)],
-                    opts=child,
+                self.egress["private"].append(
+                    aws.ec2.Route(
+                        f"{name}-private-default-{index}",
+                        route_table_id=rt.id,
+                        destination_cidr_block="0.0.0.0/0",
+                        nat_gateway_id=nat_ids[index % len(nat_ids)],
+                        opts=child,
+                    )
                 )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-private-{index}", subnet_id=subnet.id, route_table_id=rt.id, opts=child
+            self.egress["private"].append(
+                aws.ec2.RouteTableAssociation(
+                    f"{name}-private-{index}", subnet_id=subnet.id, route_table_id=rt.id, opts=child
+                )
             )
             route_tables.append(rt)
         isolated_rt = aws.ec2.RouteTable(

@@ -19,6 +19,7 @@ from components.frontend import Frontend, FrontendArgs
 from components.mailing import Mailing, MailingArgs
 from components.network import Network, NetworkArgs
 from components.platform import Platform, PlatformArgs
+from components.sdk_layer import SdkLayer
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Stack:
     config: StackConfig
     network: Network
     platform: Platform
+    sdk_layer: SdkLayer
     mailing: Mailing
     files: Files
     chat: Chat
@@ -94,6 +96,8 @@ def build(config: StackConfig) -> Stack:
         opts=with_aws,
     )
 
+    # One SDK layer for every Python Lambda of the stack (the mailer's and the task runner's).
+    layer = SdkLayer("sdk", config.name_prefix, opts=with_aws)
     mailing = Mailing(
         "mailing",
         MailingArgs(
@@ -104,6 +108,7 @@ def build(config: StackConfig) -> Stack:
             data_protection=config.data_protection,
             log_retention_days=config.log_retention_days,
             alarm_topic_arn=platform.alarm_topic_arn,
+            sdk_layer_arn=layer.arn,
         ),
         opts=with_aws,
     )
@@ -120,6 +125,7 @@ def build(config: StackConfig) -> Stack:
         vpc_id=network.vpc_id,
         subnet_ids=network.private_subnet_ids if private else network.public_subnet_ids,
         assign_public_ip=not private,
+        egress=network.egress["private" if private else "public"],
         alarm_topic_arn=platform.alarm_topic_arn,
         log_retention_days=config.log_retention_days,
         region=config.region,
@@ -138,6 +144,7 @@ def build(config: StackConfig) -> Stack:
             attachment=attachment,
             kms_encryption=config.s3_kms_encryption,
             versioning=config.data_protection,
+            sdk_layer_arn=layer.arn,
         ),
         opts=with_aws,
     )
@@ -208,6 +215,7 @@ def build(config: StackConfig) -> Stack:
         config=config,
         network=network,
         platform=platform,
+        sdk_layer=layer,
         mailing=mailing,
         files=files,
         chat=chat,

@@ -46,6 +46,8 @@ class RecordedResource:
     property_dependencies: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # The `ignore_changes` option: inputs the engine keeps at their old values on an update.
     ignore_changes: frozenset[str] = frozenset()
+    # URNs it was known by before (`aliases`): the engine moves that state to it instead of replacing.
+    alias_urns: frozenset[str] = frozenset()
 
     def json(self, key: str) -> Any:
         """An input that holds a JSON document (IAM policies, container definitions), parsed."""
@@ -163,6 +165,9 @@ def computed_outputs(type_: str, name: str, inputs: Mapping[str, Any], region: s
             identifier=inputs.get("identifier") or f"{inputs.get('identifierPrefix', name + '-')}0123abcd",
             address=f"{name}.cluster.{region}.rds.amazonaws.com",
             port=5432,
+            # DbiResourceId: "db-" and 26 upper-case letters and digits, as in the RDS User Guide's
+            # examples (db-12ABC34DEFG5HIJ6KLMNOP78QR); stable per name, unlike the real one.
+            resourceId="db-" + hashlib.sha256(name.encode()).hexdigest()[:26].upper(),
             masterUserSecrets=[
                 {
                     "secretArn": f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:rds!{name}-AbCdEf",
@@ -190,6 +195,19 @@ def computed_outputs(type_: str, name: str, inputs: Mapping[str, Any], region: s
         out.update(arn=f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{inputs.get('name') or name}")
     elif type_ == "vercel:index/project:Project":
         out.update(id=f"prj_{name}")
+    elif type_ == "aws:ecs/cluster:Cluster":
+        out.update(arn=f"arn:aws:ecs:{region}:{ACCOUNT}:cluster/{inputs.get('name') or name}")
+    elif type_ == "aws:ecs/taskDefinition:TaskDefinition":
+        # A new task definition is revision 1 of its family (ECS: family:revision).
+        family = inputs.get("family") or name
+        out.update(
+            arn=f"arn:aws:ecs:{region}:{ACCOUNT}:task-definition/{family}:1",
+            arnWithoutRevision=f"arn:aws:ecs:{region}:{ACCOUNT}:task-definition/{family}",
+            revision=1,
+        )
+    elif type_ == "aws:iam/role:Role":
+        # IAM is global: no region in its ARNs; a role without a name gets the provider's generated one.
+        out.update(arn=f"arn:aws:iam::{ACCOUNT}:role/{inputs.get('name') or name + '-0123abcd'}")
     elif type_ == "aws:kms/key:Key":
         out.update(keyId=f"{name}-key-id", arn=f"arn:aws:kms:{region}:{ACCOUNT}:key/{name}")
     elif type_ == RANDOM_PASSWORD:
@@ -295,10 +313,31 @@ class _Mocks(pulumi.runtime.Mocks):
         return _call(args.token, args.args, self.region), []
 
 
+def _alias_urns(request: Any, project: str, stack: str) -> frozenset[str]:
+    """The URNs a registration's aliases stand for, computed as the engine does: a spec's missing
+    name or type is the resource's own, and the type is qualified by its parent's (pulumi/pulumi
+    `resource.NewURN`: parent type `$` own type)."""
+    found: set[str] = set()
+    for alias in request.aliases:
+        if alias.urn:
+            found.add(alias.urn)
+            continue
+        spec = alias.spec
+        name, type_ = spec.name or request.name, spec.type or request.type
+        parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+        parent_type = parent.split("::")[2] if parent.count("::") >= 3 else ""
+        qualified = (
+            type_ if not parent_type or parent_type == "pulumi:pulumi:Stack" else f"{parent_type}${type_}"
+        )
+        found.add(f"urn:pulumi:{spec.stack or stack}::{spec.project or project}::{qualified}::{name}")
+    return frozenset(found)
+
+
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: _Mocks) -> None:
+    def __init__(self, mocks: _Mocks, project: str, stack: str) -> None:
         super().__init__(mocks)
         self.recorded: list[RecordedResource] = []
+        self.project, self.stack = project, stack
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
@@ -321,6 +360,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                         key: frozenset(deps.urns) for key, deps in request.propertyDependencies.items()
                     },
                     ignore_changes=frozenset(request.ignoreChanges),
+                    alias_urns=_alias_urns(request, self.project, self.stack),
                 )
             )
         return response
@@ -356,7 +396,7 @@ def run_program(stack: str, config: Mapping[str, str], program: Callable[[], Any
     # current one is deprecated when there is none).
     asyncio.set_event_loop(_mock_loop())
     mocks = _Mocks(region)
-    monitor = _RecordingMonitor(mocks)
+    monitor = _RecordingMonitor(mocks, "motion", stack)
     pulumi.runtime.set_mocks(mocks, project="motion", stack=stack, preview=False, monitor=monitor)
     # The one secret every stack needs; `pulumi config set --secret` puts it in the real stack file.
     config = {"vercel:apiToken": "mock-vercel-token", **config}

@@ -49,6 +49,9 @@ DEFAULT_ADMIN_USERNAMES = frozenset(
 )
 # The log types a PostgreSQL instance must export so errors and slow queries survive the instance.
 POSTGRES_LOG_EXPORTS = frozenset({"postgresql"})
+# The engines the AWS Config rule behind FSBP RDS.10 (rds-instance-iam-authentication-enabled) checks:
+# the ones that support IAM database authentication.
+IAM_AUTH_ENGINES = frozenset({"mysql", "postgres", "aurora", "aurora-mysql", "aurora-postgresql"})
 MIN_BACKUP_RETENTION_DAYS = 7
 
 
@@ -194,6 +197,18 @@ def _rds_admin_username(db: Resource, ctx: Context) -> list[str]:
     if username.lower() in DEFAULT_ADMIN_USERNAMES:
         return [f"master username '{username}' is a well-known default: choose a custom one"]
     return []
+
+
+def _rds_iam_authentication(db: Resource, ctx: Context) -> list[str]:
+    engine = db.get("engine")
+    if isinstance(engine, str) and engine not in IAM_AUTH_ENGINES:
+        return []
+    if is_true(db.get("iamDatabaseAuthenticationEnabled")):
+        return []
+    return [
+        "IAM database authentication is off, so every client needs a password (and a copy that goes "
+        "stale when it rotates): set iamDatabaseAuthenticationEnabled true"
+    ]
 
 
 def _rds_managed_password(db: Resource, ctx: Context) -> list[str]:
@@ -379,6 +394,16 @@ RULES: list[Rule] = [
         remediation="Set manage_master_user_password=True and remove password; services read the secret by ARN.",
         resource_types=(DB_INSTANCE,),
         check=_rds_managed_password,
+    ),
+    ResourceRule(
+        name="rds-iam-authentication",
+        control="FSBP RDS.10",
+        description="RDS instances accept IAM database authentication, so applications log in without a password.",
+        severity="medium",
+        remediation="Set iam_database_authentication_enabled=True and grant rds-db:connect on the app role's "
+        "dbuser ARN; only the migration step keeps the master secret.",
+        resource_types=(DB_INSTANCE,),
+        check=_rds_iam_authentication,
     ),
     ResourceRule(
         name="elasticache-encryption-at-rest",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -127,6 +128,42 @@ def _broad_managed_policies(resource: Resource, ctx: Context) -> list[str]:
     ]
 
 
+def _grants_pass_role(statement: dict[str, Any]) -> bool:
+    """Does the statement allow iam:PassRole, by name or by a pattern such as iam:Pass*? ("*" alone is
+    iam-no-wildcard-actions' finding.)"""
+    return any(a != "*" and fnmatch.fnmatchcase("iam:passrole", a.lower()) for a in _actions(statement))
+
+
+def _names_passed_to_service(condition: Any) -> bool:
+    return isinstance(condition, dict) and any(
+        isinstance(keys, dict) and any(str(k).lower() == "iam:passedtoservice" for k in keys)
+        for keys in condition.values()
+    )
+
+
+def _pass_role_scoped(resource: Resource, ctx: Context) -> list[str]:
+    """iam:PassRole lets a principal hand a role's permissions to a service it controls, so it names
+    the roles and the service (IAM User Guide, "Grant a user permissions to pass a role to an AWS
+    service": restrict Resource to the roles, and use the iam:PassedToService condition key)."""
+    problems = []
+    for statement in _allow_statements(resource):
+        if not _grants_pass_role(statement):
+            continue
+        resources = statement.get("Resource")
+        if not is_unknown(resources):
+            broad = sorted(r for r in as_list(resources) if isinstance(r, str) and ("*" in r or "?" in r))
+            if broad or "NotResource" in statement:
+                problems.append(
+                    f"iam:PassRole on {', '.join(broad) or 'NotResource'}: name the role ARNs it may pass"
+                )
+        condition = statement.get("Condition")
+        if not is_unknown(condition) and not _names_passed_to_service(condition):
+            problems.append(
+                "iam:PassRole without an iam:PassedToService condition: name the service it passes to"
+            )
+    return problems
+
+
 def _log_retention(group: Resource, ctx: Context) -> list[str]:
     value = group.get("retentionInDays")
     if is_unknown(value):
@@ -170,6 +207,16 @@ RULES: list[Rule] = [
         remediation="Replace the managed policy with an inline or customer managed policy naming actions and ARNs.",
         resource_types=(*POLICY_ATTACHMENTS, ROLE),
         check=_broad_managed_policies,
+    ),
+    ResourceRule(
+        name="iam-pass-role-scoped",
+        control="Motion IAM-2",
+        description="iam:PassRole names the roles it may pass and, with iam:PassedToService, the service.",
+        severity="high",
+        remediation="List the role ARNs (no wildcards) and add a StringEquals iam:PassedToService condition "
+        "(e.g. ecs-tasks.amazonaws.com).",
+        resource_types=(*POLICY_DOCUMENTS, ROLE),
+        check=_pass_role_scoped,
     ),
     ResourceRule(
         name="cloudwatch-log-retention",

@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import json
+import re
 
+import pytest
 from harness import RecordedResource, StackRun
 
+from components.app_facts import load_app_module
+from devstack.mocked_program import ACCOUNT, computed_outputs
+
 TD = "aws:ecs/taskDefinition:TaskDefinition"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+DATABASE_ROLES = load_app_module("files/files_service/database_roles.py")
+SERVICES = ("upload", "download")
+# RDS User Guide, "Creating and using an IAM policy for IAM database access": the resource of
+# rds-db:connect is one database account in one DB instance,
+# arn:aws:rds-db:region:account-id:dbuser:DbiResourceId/db-user-name, where DbiResourceId is the
+# instance's resource id ("db-" and upper-case letters and digits in the guide's examples), not its
+# identifier. A wrong ARN is accepted by IAM and by the mocks alike; the login then fails.
+CONNECT_ARN = re.compile(
+    r"arn:aws:rds-db:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d):(?P<account>\d{12}):dbuser:"
+    r"(?P<dbi>db-[A-Z0-9]+)/(?P<user>[A-Za-z_][A-Za-z0-9_]*)"
+)
 
 
 def bucket(run: StackRun) -> RecordedResource:
@@ -82,6 +99,7 @@ def test_database_private_encrypted_tls_managed_password(stack: StackRun) -> Non
         p["name"]: p["value"] for p in stack.one("aws:rds/parameterGroup:ParameterGroup").inputs["parameters"]
     }
     assert params["rds.force_ssl"] == "1"
+    assert db["iamDatabaseAuthenticationEnabled"] is True
     assert db["autoMinorVersionUpgrade"] is True and db["enabledCloudwatchLogsExports"] == [
         "postgresql",
         "upgrade",
@@ -96,18 +114,18 @@ def test_database_posture_per_stack(dev: StackRun, production: StackRun) -> None
     assert p["performanceInsightsEnabled"] is True and p["maxAllocatedStorage"] > p["allocatedStorage"]
 
 
-def test_database_admits_only_the_two_file_services(stack: StackRun) -> None:
+def test_database_admits_only_the_two_file_services_and_the_migration(stack: StackRun) -> None:
     db_sg = stack.one("aws:ec2/securityGroup:SecurityGroup", "files-db")
     ingress = [
         r.inputs
         for r in stack.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
         if r.inputs["securityGroupId"] == db_sg.id
     ]
-    services = {
-        stack.one("aws:ec2/securityGroup:SecurityGroup", f"files-{role}-sg").id
-        for role in ("upload", "download")
+    clients = {
+        stack.one("aws:ec2/securityGroup:SecurityGroup", f"files-{client}-sg").id
+        for client in ("upload", "download", "migrate")
     }
-    assert {r["referencedSecurityGroupId"] for r in ingress} == services
+    assert {r["referencedSecurityGroupId"] for r in ingress} == clients
     assert all(r["fromPort"] == r["toPort"] == 5432 and "cidrIpv4" not in r for r in ingress)
 
 
@@ -146,9 +164,11 @@ def test_two_services_with_their_own_roles_and_path_rules(stack: StackRun) -> No
     for doc in policies.values():
         for stmt in doc["Statement"]:
             for resource in stmt["Resource"]:
-                assert resource.endswith("/uploads/*") or stmt["Sid"] in ("ListBucketFor404", "ObjectKey"), (
-                    stmt
-                )
+                assert resource.endswith("/uploads/*") or stmt["Sid"] in (
+                    "ListBucketFor404",
+                    "ObjectKey",
+                    "DatabaseLogin",  # checked in test_services_may_connect_only_as_the_app_role_...
+                ), stmt
 
 
 def test_s3_statements_are_the_ones_s3s_answer_for_a_missing_object_relies_on(stack: StackRun) -> None:
@@ -209,20 +229,83 @@ def test_s3_statements_are_the_ones_s3s_answer_for_a_missing_object_relies_on(st
     ]
 
 
-def test_containers_read_only_non_root_logged_and_secrets_by_reference(stack: StackRun) -> None:
-    for role in ("upload", "download"):
+def test_containers_read_only_non_root_logged(stack: StackRun) -> None:
+    for role in SERVICES:
         td = stack.one(TD, f"files-{role}")
         (c,) = td.json("containerDefinitions")
         assert c["readonlyRootFilesystem"] is True and c["privileged"] is False and c["user"] == "10001:10001"
         assert c["logConfiguration"]["logDriver"] == "awslogs"
-        env = {e["name"]: e["value"] for e in c["environment"]}
-        assert env["FILES_ROLE"] == role and env["DATABASE_SSLMODE"] == "require"
-        assert "DATABASE_PASSWORD" not in env and "DATABASE_USER" not in env
-        secrets = {s["name"]: s["valueFrom"] for s in c["secrets"]}
-        assert secrets["DATABASE_PASSWORD"].endswith(":password::") and secrets["DATABASE_USER"].endswith(
-            ":username::"
-        )
         assert td.inputs["requiresCompatibilities"] == ["FARGATE"]
+
+
+def test_services_log_in_as_the_app_role_with_iam_over_verified_tls(stack: StackRun) -> None:
+    """The contract in files_service/database_roles.py: no password at all, an IAM token per
+    connection for APP_ROLE, and TLS that verifies RDS's certificate and host name."""
+    for role in SERVICES:
+        (c,) = stack.one(TD, f"files-{role}").json("containerDefinitions")
+        env = {e["name"]: e["value"] for e in c["environment"]}
+        assert env["FILES_ROLE"] == role
+        assert (
+            env["DATABASE_AUTH"] == "iam" and env["DATABASE_USER"] == DATABASE_ROLES.APP_ROLE == "files_app"
+        )
+        assert env["DATABASE_SSLMODE"] == "verify-full"
+        assert env["DATABASE_SSLROOTCERT"] == DATABASE_ROLES.RDS_CA_BUNDLE
+        assert "DATABASE_PASSWORD" not in env
+        # Nothing injected at start-up: the master secret rotates, an injected copy would go stale.
+        assert c.get("secrets", []) == []
+
+
+def service_policies(run: StackRun, role: str) -> tuple[dict, dict]:
+    def doc(name: str) -> dict:
+        return run.one(ROLE_POLICY, name).json("policy")
+
+    return doc(f"files-{role}-execution-policy"), doc(f"files-{role}-task-policy")
+
+
+def test_services_cannot_read_the_master_secret(stack: StackRun) -> None:
+    secret = stack.one("aws:rds/instance:Instance")
+    secret_arn = computed_outputs(secret.type, secret.name, secret.inputs, stack.config.region)[
+        "masterUserSecrets"
+    ][0]["secretArn"]
+    for role in SERVICES:
+        for doc in service_policies(stack, role):
+            for stmt in doc["Statement"]:
+                assert not [a for a in stmt["Action"] if a.startswith("secretsmanager:")], stmt
+                assert not [r for r in stmt["Resource"] if ":secretsmanager:" in r or r == secret_arn], stmt
+
+
+def test_services_may_connect_only_as_the_app_role_to_this_instance(stack: StackRun) -> None:
+    instance = stack.one("aws:rds/instance:Instance")
+    outputs = computed_outputs(instance.type, instance.name, instance.inputs, stack.config.region)
+    for role in SERVICES:
+        _, task = service_policies(stack, role)
+        connects = [s for s in task["Statement"] if any(a.startswith("rds-db:") for a in s["Action"])]
+        assert len(connects) == 1, connects
+        (statement,) = connects
+        assert statement["Action"] == ["rds-db:connect"] and "Condition" not in statement
+        (arn,) = statement["Resource"]
+        match = CONNECT_ARN.fullmatch(arn)
+        assert match, f"{arn} is not an rds-db:connect resource ARN"
+        assert match["region"] == stack.config.region and match["account"] == ACCOUNT
+        assert match["dbi"] == outputs["resourceId"] != outputs["identifier"]
+        assert match["user"] == DATABASE_ROLES.APP_ROLE
+
+
+@pytest.mark.parametrize(
+    ("arn", "valid"),
+    [
+        ("arn:aws:rds-db:us-east-2:123456789012:dbuser:db-ABCDEFGHIJKL01234/db_user", True),
+        ("arn:aws:rds-db:us-east-1:123456789012:dbuser:db-12ABC34DEFG5HIJ6KLMNOP78QR/files_app", True),
+        # the instance identifier instead of its resource id
+        ("arn:aws:rds-db:us-east-1:123456789012:dbuser:motion-dev-0123abcd/files_app", False),
+        ("arn:aws:rds:us-east-1:123456789012:db:db-ABCDEFGHIJKL01234", False),  # the instance's own ARN
+        ("arn:aws:rds-db:us-east-1:123456789012:dbuser:db-ABCDEFGHIJKL01234/*", False),  # any user
+        ("arn:aws:rds-db:us-east-1:123456789012:dbuser:*/files_app", False),  # any instance
+        ("arn:aws:rds-db:us-east-1::dbuser:db-ABCDEFGHIJKL01234/files_app", False),  # no account
+    ],
+)
+def test_the_connect_arn_check_follows_the_rds_format(arn: str, valid: bool) -> None:
+    assert bool(CONNECT_ARN.fullmatch(arn)) is valid
 
 
 def test_services_circuit_breaker_spread_and_autoscaling(dev: StackRun, production: StackRun) -> None:

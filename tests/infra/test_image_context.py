@@ -132,8 +132,16 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path / "app_code"
 
 
+def is_remote_source(source: str) -> bool:
+    """An ADD source BuildKit fetches itself instead of reading it from the context: an http(s) URL
+    (moby/buildkit frontend/dockerfile/dockerfile2llb, `isHTTPSource`; a git URL is a source of its
+    own, which no Dockerfile here uses)."""
+    return source.startswith(("http://", "https://"))
+
+
 def copy_sources(dockerfile: Path) -> list[str]:
-    """The sources of every COPY/ADD that reads the build context (not `--from` another stage)."""
+    """The sources of every COPY/ADD that reads the build context (not `--from` another stage, not
+    an ADD of a URL)."""
     text = re.sub(r"\\\n", " ", dockerfile.read_text())
     sources: list[str] = []
     for line in text.splitlines():
@@ -145,9 +153,24 @@ def copy_sources(dockerfile: Path) -> list[str]:
         flags = [a for a in args if a.startswith("--")]
         if any(f.startswith("--from=") for f in flags):
             continue
-        paths = [a for a in args if not a.startswith("--")]
-        sources += paths[:-1]
+        paths = [a for a in args if not a.startswith("--")][:-1]
+        remote = [p for p in paths if is_remote_source(p)]
+        # BuildKit refuses a URL as a COPY source ("source can't be a URL for COPY"): only ADD fetches.
+        assert not remote or words[0].upper() == "ADD", f"COPY of a URL in {dockerfile}: {remote}"
+        sources += [p for p in paths if not is_remote_source(p)]
     return sources
+
+
+def test_an_added_url_is_not_a_context_input(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "FROM scratch\nADD --chmod=644 https://example.com/ca.pem /ca.pem\nADD local.txt /local.txt\n"
+        'COPY --from=build /out /out\nCOPY ["a b.txt", "/dest/"]\n'
+    )
+    assert copy_sources(dockerfile) == ["local.txt", "a b.txt"]
+    dockerfile.write_text("FROM scratch\nCOPY https://example.com/ca.pem /ca.pem\n")
+    with pytest.raises(AssertionError, match="COPY of a URL"):
+        copy_sources(dockerfile)
 
 
 def dockerfile_inputs(context: Path, dockerfile: Path) -> set[str]:

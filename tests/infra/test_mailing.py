@@ -40,8 +40,16 @@ def test_visibility_timeout_is_six_times_the_mailer_timeout(stack: StackRun) -> 
     assert stack.one(QUEUE, "queue").inputs["visibilityTimeoutSeconds"] >= 6 * mailer["timeout"]
 
 
+def mailing_functions(stack: StackRun) -> list:
+    return [
+        f
+        for f in stack.of_type(FUNCTION)
+        if (c := stack.component_of(f)) and c.type == "motion:mailing:Mailing"
+    ]
+
+
 def test_functions_are_current_arm64_python_from_one_archive(stack: StackRun) -> None:
-    functions = {f.inputs["handler"]: f.inputs for f in stack.of_type(FUNCTION)}
+    functions = {f.inputs["handler"]: f.inputs for f in mailing_functions(stack)}
     assert set(functions) == {"mailer.worker.handler", "mailer.api.handler"}
     for inputs in functions.values():
         assert inputs["runtime"] == RUNTIME == "python3.13"
@@ -59,21 +67,33 @@ LAYER_VERSION_ARN = re.compile(r"arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:l
 
 
 def test_functions_import_the_locked_sdk_from_a_layer_built_for_their_runtime(stack: StackRun) -> None:
-    layer = stack.one("aws:lambda/layerVersion:LayerVersion", "mailing-sdk")
+    layer = stack.one("aws:lambda/layerVersion:LayerVersion", "sdk-layer")
     inputs = layer.inputs
     assert LAYER_NAME.fullmatch(inputs["layerName"]) and 1 <= len(inputs["layerName"]) <= 140
     assert len(inputs["description"]) <= 256
     code = inputs["code"]
     assert isinstance(code, pulumi.FileArchive) and code.path == str(build_layer())
-    functions = stack.of_type(FUNCTION)
-    assert len(functions) == 2
-    for function in functions:
+    assert len(mailing_functions(stack)) == 2
+    for function in stack.of_type(FUNCTION):  # every Python function of the stack uses the one layer
         (arn,) = function.inputs["layers"]  # one layer (Lambda takes at most 5)
         assert LAYER_VERSION_ARN.fullmatch(arn) and f":layer:{inputs['layerName']}:" in arn
         assert layer.urn in function.dependencies
         # Built for what the function runs: same runtime, same instruction set.
         assert inputs["compatibleRuntimes"] == [function.inputs["runtime"]]
         assert inputs["compatibleArchitectures"] == function.inputs["architectures"]
+
+
+def test_the_layer_is_one_per_stack_and_kept_its_state_when_it_left_the_mailing_component(
+    stack: StackRun,
+) -> None:
+    layer = stack.one("aws:lambda/layerVersion:LayerVersion")
+    component = stack.component_of(layer)
+    # A stack-level component of its own: shared by every function, owned by none of their components.
+    assert component is not None and component.type == "motion:lambda:SdkLayer"
+    assert stack.component_of(component) is None
+    # Where it lived before: without this alias the engine would delete it and publish a new version.
+    former = f"urn:pulumi:{stack.stack}::motion::motion:mailing:Mailing$aws:lambda/layerVersion:LayerVersion::mailing-sdk"
+    assert former in layer.alias_urns and former != layer.urn
 
 
 def test_event_source_mapping_reports_partial_failures_and_caps_concurrency(stack: StackRun) -> None:

@@ -11,6 +11,7 @@ COMPONENT_TYPES = {
     "motion:frontend:Frontend",
     "motion:files:Files",
     "motion:chat:Chat",
+    "motion:lambda:SdkLayer",
 }
 
 

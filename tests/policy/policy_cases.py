@@ -300,6 +300,7 @@ database = res(
         "backupRetentionPeriod": 7.0,
         "autoMinorVersionUpgrade": True,
         "enabledCloudwatchLogsExports": ["postgresql", "upgrade"],
+        "iamDatabaseAuthenticationEnabled": True,
     },
 )
 
@@ -336,6 +337,24 @@ RDS_CASES = [
     violates("rds-managed-master-password", "not managed", but(database, manageMasterUserPassword=None)),
     violates(
         "rds-managed-master-password", "password in the program", but(database, password="hunter2-hunter2")
+    ),
+    passes("rds-iam-authentication", "enabled", database),
+    passes(
+        "rds-iam-authentication", "not known yet", but(database, iamDatabaseAuthenticationEnabled=UNKNOWN)
+    ),
+    passes(
+        "rds-iam-authentication",
+        "engine without IAM authentication",
+        but(database, engine="sqlserver-ex", iamDatabaseAuthenticationEnabled=None),
+    ),
+    violates(
+        "rds-iam-authentication",
+        "unset (provider default off)",
+        but(database, iamDatabaseAuthenticationEnabled=None),
+    ),
+    violates("rds-iam-authentication", "off", but(database, iamDatabaseAuthenticationEnabled=False)),
+    violates(
+        "rds-iam-authentication", "off, as a string", but(database, iamDatabaseAuthenticationEnabled="false")
     ),
 ]
 
@@ -912,6 +931,19 @@ attachment = res(
     },
 )
 
+PASS = {
+    "Effect": "Allow",
+    "Action": ["iam:PassRole"],
+    "Resource": [
+        f"arn:aws:iam::{ACCOUNT}:role/migrate-execution",
+        f"arn:aws:iam::{ACCOUNT}:role/migrate-task",
+    ],
+    "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+}
+pass_roles = res(
+    "aws:iam/rolePolicy:RolePolicy", "runner-policy", {"role": "runner-role-id", "policy": document(PASS)}
+)
+
 IAM_CASES = [
     passes("iam-no-wildcard-actions", "named actions", role_policy),
     passes(
@@ -985,6 +1017,38 @@ IAM_CASES = [
         "iam-no-broad-managed-policies",
         "role managedPolicyArns",
         but(role, managedPolicyArns=["arn:aws:iam::aws:policy/AmazonSQSFullAccess"]),
+    ),
+    passes("iam-pass-role-scoped", "no PassRole", role_policy),
+    passes("iam-pass-role-scoped", "named roles, to one service", pass_roles),
+    passes("iam-pass-role-scoped", "preview: document unknown", but(pass_roles, policy=UNKNOWN)),
+    violates("iam-pass-role-scoped", "any role", but(pass_roles, policy=document({**PASS, "Resource": "*"}))),
+    violates(
+        "iam-pass-role-scoped",
+        "every role under a path",
+        but(pass_roles, policy=document({**PASS, "Resource": f"arn:aws:iam::{ACCOUNT}:role/migrate-*"})),
+    ),
+    violates(
+        "iam-pass-role-scoped",
+        "to any service",
+        but(pass_roles, policy=document({k: v for k, v in PASS.items() if k != "Condition"})),
+    ),
+    violates(
+        "iam-pass-role-scoped",
+        "a condition on something else",
+        but(
+            pass_roles,
+            policy=document({**PASS, "Condition": {"StringEquals": {"aws:RequestedRegion": REGION}}}),
+        ),
+    ),
+    violates(
+        "iam-pass-role-scoped",
+        "iam:Pass* counts",
+        but(pass_roles, policy=document({**PASS, "Action": "iam:Pass*", "Resource": "*"})),
+    ),
+    violates(
+        "iam-pass-role-scoped",
+        "role inline policy",
+        but(role, inlinePolicies=[{"name": "pass", "policy": document({**PASS, "Resource": "*"})}]),
     ),
 ]
 

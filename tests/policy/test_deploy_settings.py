@@ -4,7 +4,8 @@ program asks for (under mocks) and what the README tells a person to set up:
 - every secret, variable and environment a workflow reads is in its header and in the README's table;
 - every secret the program needs reaches every Pulumi step;
 - every data-source call the program makes during a preview is allowed to the preview role;
-- every AWS service the program creates resources in is named for the deploy role;
+- every AWS service the program creates resources in is named for the deploy role, and so is every
+  action a resource's creation calls beyond managing the resource (invoking a function);
 - every job that builds the images can build for their platform (QEMU + buildx on x86_64 runners).
 """
 
@@ -67,6 +68,17 @@ MODULE_SERVICES: dict[str, tuple[str, ...]] = {
     "sesv2": ("ses",),
     "sns": ("sns",),
     "sqs": ("sqs",),
+}
+
+
+# Resources whose creation calls an API beyond creating the resource itself, from the provider's source
+# for that resource (hashicorp/terraform-provider-aws): the deploy role needs these actions by name,
+# since "create, change and delete the stack's resources" does not imply them.
+CALLS_ON_CREATE: dict[str, tuple[str, ...]] = {
+    # internal/service/lambda/invocation.go: Create (and replacement) calls Invoke, RequestResponse,
+    # which IAM authorizes as lambda:InvokeFunction. What the function then does (the migration
+    # runner's ecs:RunTask) is its own role's business, not the deploy role's.
+    "aws:lambda/invocation:Invocation": ("lambda:InvokeFunction",),
 }
 
 
@@ -160,6 +172,19 @@ def test_the_deploy_role_names_every_service_the_program_creates_resources_in(st
         assert module in MODULE_SERVICES, f"aws:{module}: add its IAM service prefix to MODULE_SERVICES"
         for service in MODULE_SERVICES[module]:
             assert f"`{service}`" in row, f"the README's deploy role does not name {service} (aws:{module})"
+
+
+def test_the_deploy_role_may_make_the_calls_resources_make_when_created(stack_run: StackRun) -> None:
+    row = readme_role_row("deploy")
+    for type_ in sorted({r.type for r in stack_run.resources} & set(CALLS_ON_CREATE)):
+        for action in CALLS_ON_CREATE[type_]:
+            assert f"`{action}`" in row, f"the README's deploy role lacks {action} (creating {type_})"
+
+
+def test_every_call_on_create_is_made_by_some_stack() -> None:
+    # An entry no stack uses is a stale row in the README's deploy role: drop both.
+    used = {r.type for stack in STACKS for r in run_stack(stack).resources}
+    assert set(CALLS_ON_CREATE) <= used
 
 
 def image_platforms(stack_run: StackRun) -> set[str]:

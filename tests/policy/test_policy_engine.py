@@ -61,6 +61,7 @@ DATABASE = {
     "storageEncrypted": True,
     "enabledCloudwatchLogsExports": ["postgresql"],
     "deletionProtection": False,
+    "iamDatabaseAuthenticationEnabled": True,
 }
 
 
