@@ -62,7 +62,9 @@ def test_tokens_botocore_makes_are_accepted_for_their_user_and_endpoint() -> Non
         ({"port": 6432}, {}, "not for db.local:5432"),
         ({"key": "ASIAREVOKED"}, {}, "unknown or revoked credentials"),
         ({}, {"region": "eu-west-1"}, "not scoped to rds-db in eu-west-1"),
-        ({}, {"now": dt.datetime.now(dt.UTC) + dt.timedelta(minutes=16)}, "expired"),
+        # 16 minutes after signing (a timedelta: resolved when the test runs, not when it is collected).
+        ({}, {"now": dt.timedelta(minutes=16)}, "expired"),
+        ({}, {"now": -dt.timedelta(minutes=6)}, "not valid yet"),
         ({}, {"secrets": {"ASIAEXAMPLE1": ("secret-one", "another-session")}}, "session token"),
         ({}, {"secrets": {"ASIAEXAMPLE1": ("wrong-secret", "session-one")}}, "signature does not match"),
     ],
@@ -71,6 +73,8 @@ def test_misdirected_forged_or_expired_tokens_are_refused(
     token_args: dict[str, Any], check_args: dict[str, Any], reason: str
 ) -> None:
     kwargs: dict[str, Any] = {"endpoint": ENDPOINT, "user": APP_ROLE, "region": REGION, "secrets": KEYS}
+    if isinstance(check_args.get("now"), dt.timedelta):
+        check_args = {**check_args, "now": dt.datetime.now(dt.UTC) + check_args["now"]}
     with pytest.raises(TokenRejected, match=reason):
         check_token(botocore_token(**token_args), **{**kwargs, **check_args})
 
