@@ -85,9 +85,6 @@ class Chat(pulumi.ComponentResource):
             f"{name}-redis-auth-token", length=AUTH_TOKEN_LENGTH, special=False, opts=child
         )
         token: pulumi.Output[str] = pulumi.Output.secret(self.auth_token_value.result)
-        aws.secretsmanager.SecretVersion(
-            f"{name}-redis-auth-value", secret_id=self.auth_token.id, secret_string=token, opts=child
-        )
 
         self.redis_security_group = aws.ec2.SecurityGroup(
             f"{name}-redis-sg",
@@ -141,6 +138,16 @@ class Chat(pulumi.ComponentResource):
                 )
             ],
             opts=child,
+        )
+
+        # After the group: during a rotation (ROTATE strategy) the group accepts both tokens before
+        # the secret moves to the new one, so a task starting meanwhile never reads a token the
+        # group does not accept yet.
+        aws.secretsmanager.SecretVersion(
+            f"{name}-redis-auth-value",
+            secret_id=self.auth_token.id,
+            secret_string=token,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.redis]),
         )
 
         self.service = FargateService(

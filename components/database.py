@@ -90,6 +90,12 @@ class Database(pulumi.ComponentResource):
             # The services log in with a short-lived IAM token per connection (nothing to rotate, so
             # nothing goes stale in a running task); only the migration step uses the master secret.
             iam_database_authentication_enabled=True,
+            # Modifications otherwise wait for the maintenance window (RDS User Guide, "Using the
+            # schedule modifications setting"; IAM authentication is one of them:
+            # PendingModifiedValues.IAMDatabaseAuthenticationEnabled), while the services' new task
+            # definitions, which log in only with IAM tokens, roll out in the same `pulumi up`.
+            # What a reviewed preview shows is what the deploy applies.
+            apply_immediately=True,
             opts=child,
         )
         self.address = self.instance.address

@@ -9,8 +9,9 @@ password as RDS verifies a token (Amazon RDS User Guide, "IAM database authentic
 &DBUser=<user>` for service `rds-db` and this endpoint's host:port, signed by credentials it knows,
 unexpired (X-Amz-Expires, at most 900 s), for the user logging in. Only then does it log in to
 PostgreSQL over the Unix socket as that user (which pg_hba trusts there and nowhere else; the role
-has no password, so a direct TCP login fails) and relay bytes both ways. Cancel requests are
-forwarded as they are.
+has no password, so a direct TCP login fails), and, as RDS does, admits the login only if the role
+is a member of `rds_iam` ("Creating a database account using IAM authentication"); then it relays
+bytes both ways. Cancel requests are forwarded as they are.
 
 `check_token` is the verification alone, with no I/O, so it is tested against tokens botocore
 generates (the library the services use) and against forged, expired and misdirected ones.
@@ -76,7 +77,10 @@ def check_token(
     host, sep, query = token.partition("/?")
     if not sep or host != endpoint:
         raise TokenRejected(f"token is not for {endpoint}")
-    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    try:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError as err:
+        raise TokenRejected("token is not a query string") from err
     params = dict(pairs)
     if len(params) != len(pairs):
         raise TokenRejected("token repeats a parameter")
@@ -257,14 +261,34 @@ class RdsIamProxy:
             writer.write(_error(f'PAM authentication failed for user "{user}"'))
             await writer.drain()
             return
-        self.accepted.append(accepted)
         upstream_reader, upstream_writer = await asyncio.open_unix_connection(
             str(self.socket_dir / f".s.PGSQL.{self.upstream_port}")
         )
         # The client's own startup packet: PostgreSQL answers AuthenticationOk (trust on the
-        # socket) and the rest of the login, which the client takes as the answer to its token.
+        # socket) and the rest of the login, which the client gets as the answer to its token, but
+        # only once the role is known to be granted rds_iam.
         upstream_writer.write(struct.pack("!I", len(body) + 4) + body)
         await upstream_writer.drain()
+        login = await _until_ready(upstream_reader)
+        if login is None:
+            writer.write(_error(f'PAM authentication failed for user "{user}"'))
+            await writer.drain()
+            upstream_writer.close()
+            return
+        query = b"SELECT pg_has_role(current_user, 'rds_iam', 'MEMBER')\0"
+        upstream_writer.write(b"Q" + struct.pack("!I", len(query) + 4) + query)
+        await upstream_writer.drain()
+        answer = await _until_ready(upstream_reader)
+        if answer is None or not _first_value_is_true(answer):
+            self.refused.append(f"{user} is not granted rds_iam")
+            log.warning("refused IAM login as %s: not granted rds_iam", user)
+            writer.write(_error(f'PAM authentication failed for user "{user}"'))
+            await writer.drain()
+            upstream_writer.close()
+            return
+        self.accepted.append(accepted)
+        writer.write(login)
+        await writer.drain()
         await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
 
     async def _forward_cancel(self, body: bytes) -> None:
@@ -274,6 +298,35 @@ class RdsIamProxy:
         writer.write(struct.pack("!I", len(body) + 4) + body)
         await writer.drain()
         writer.close()
+
+
+async def _until_ready(reader: asyncio.StreamReader) -> bytes | None:
+    """PostgreSQL's messages up to and including ReadyForQuery, or None after an ErrorResponse."""
+    messages = b""
+    while True:
+        kind = await reader.readexactly(1)
+        header = await reader.readexactly(4)
+        (length,) = struct.unpack("!I", header)
+        payload = await reader.readexactly(length - 4)
+        if kind == b"E":
+            return None
+        messages += kind + header + payload
+        if kind == b"Z":
+            return messages
+
+
+def _first_value_is_true(messages: bytes) -> bool:
+    """Whether the first DataRow among `messages` holds the text value 't'."""
+    offset = 0
+    while offset < len(messages):
+        kind = messages[offset : offset + 1]
+        (length,) = struct.unpack("!I", messages[offset + 1 : offset + 5])
+        if kind == b"D":
+            # Int16 column count, then Int32 length + bytes of the first column.
+            (size,) = struct.unpack("!i", messages[offset + 7 : offset + 11])
+            return size == 1 and messages[offset + 11 : offset + 12] == b"t"
+        offset += 1 + length
+    return False
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

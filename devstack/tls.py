@@ -43,6 +43,9 @@ def make_local_tls(directory: Path, names: tuple[str, ...] = ("127.0.0.1", "loca
         .add_extension(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
         )
+        # Key identifiers: Python 3.13 verifies with VERIFY_X509_STRICT by default, which requires
+        # them (the images and Lambdas run 3.13; RDS's own CA certificates carry both).
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
@@ -62,6 +65,10 @@ def make_local_tls(directory: Path, names: tuple[str, ...] = ("127.0.0.1", "loca
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     tls = LocalTls(directory / "ca.pem", directory / "server.pem", directory / "server.key")

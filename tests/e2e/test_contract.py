@@ -3,14 +3,14 @@ definition environment + secrets, Lambda environment) in both stacks, and what `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 
 import certifi
 import pytest
 from harness import StackRun, run_stack
 
 from devstack.backend import Backend
+from tests.recording import Recording
 
 # Read by a service but deliberately not set by the cloud: optional knobs with defaults, and
 # AWS_ENDPOINT_URL (local API only). Anything else a service reads must be set.
@@ -42,36 +42,10 @@ ECS_PROVIDED = {"AWS_CONTAINER_CREDENTIALS_FULL_URI"}
 IMAGE_FILES = {"DATABASE_SSLROOTCERT": certifi.where()}
 
 
-class Recording(Mapping[str, str]):
-    """An environment that remembers every name the settings parser asks for."""
-
-    def __init__(self, values: Mapping[str, str]) -> None:
-        self._values = dict(values)
-        self.asked: set[str] = set()
-
-    def __getitem__(self, key: str) -> str:
-        self.asked.add(key)
-        return self._values[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.asked.add(key)
-        return self._values.get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        if isinstance(key, str):
-            self.asked.add(key)
-        return key in self._values
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-
 def reads(parse: Callable[[Mapping[str, str]], object], values: Mapping[str, str]) -> set[str]:
     env = Recording(values)
     parse(env)  # must succeed: the deployed values are valid settings
+    assert Recording.ITERATED not in env.asked, "the parser iterated the whole environment"
     return env.asked
 
 

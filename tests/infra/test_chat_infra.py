@@ -206,6 +206,8 @@ def test_group_and_secret_take_the_token_from_one_stateful_password(stack: Stack
     assert not group.ignore_changes & {"authToken", "authTokenUpdateStrategy"}
     assert "secretString" not in version.ignore_changes
     assert group.inputs["authTokenUpdateStrategy"] == "ROTATE"
+    # The secret moves to a new token only after the group accepts it.
+    assert group.urn in version.dependencies
 
 
 @pytest.fixture(scope="module")

@@ -100,6 +100,9 @@ def test_database_private_encrypted_tls_managed_password(stack: StackRun) -> Non
     }
     assert params["rds.force_ssl"] == "1"
     assert db["iamDatabaseAuthenticationEnabled"] is True
+    # Enabling IAM authentication is otherwise deferred to the maintenance window, while the services
+    # that log in only with IAM tokens roll out at once.
+    assert db["applyImmediately"] is True
     assert db["autoMinorVersionUpgrade"] is True and db["enabledCloudwatchLogsExports"] == [
         "postgresql",
         "upgrade",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -127,20 +128,34 @@ def ssl_context(settings: DatabaseSettings) -> ssl.SSLContext | str | bool:
 def iam_token_source(settings: DatabaseSettings) -> Callable[[], Awaitable[str]]:
     """A fresh RDS IAM authentication token per call (botocore's RDSSigner: a SigV4-presigned
     `connect` request for DBUser, the form RDS documents), signed off the event loop because a
-    credential refresh may block on the container credentials endpoint."""
+    credential refresh may block on the container credentials endpoint.
+
+    Credentials that cannot be had (the endpoint down when they must be refreshed) raise
+    ConnectionError, which the pool and the start-up loop treat like an unreachable database
+    (retry, then 503), never a 500. The client is made on first use, inside that same handling."""
+    import botocore.exceptions
     import botocore.session
 
-    client = botocore.session.get_session().create_client("rds", region_name=settings.region)
+    clients: list[Any] = []
+    lock = threading.Lock()
 
     def generate() -> str:
+        with lock:
+            if not clients:
+                clients.append(
+                    botocore.session.get_session().create_client("rds", region_name=settings.region)
+                )
         return str(
-            client.generate_db_auth_token(
+            clients[0].generate_db_auth_token(
                 DBHostname=settings.host, Port=settings.port, DBUsername=settings.user, Region=settings.region
             )
         )
 
     async def token() -> str:
-        return await asyncio.to_thread(generate)
+        try:
+            return await asyncio.to_thread(generate)
+        except botocore.exceptions.BotoCoreError as err:
+            raise ConnectionError(f"cannot sign an IAM database token: {err}") from err
 
     return token
 

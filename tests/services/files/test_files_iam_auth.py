@@ -8,8 +8,12 @@ task role's credentials endpoint; the service runs its real entry point against 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import socket
 import ssl
+import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,8 @@ import pytest
 from files_service.database_roles import APP_ROLE
 from files_service.migrator import SchemaNotReady, check_schema, load_migrations, migrate
 
+from components.interpreters import find_python
+from components.lambda_layer import LAYER_PYTHON
 from devstack.credentials import CredentialsEndpoint
 from devstack.identity import Issuer
 from devstack.rds_iam import RdsIamProxy, TokenRejected, check_token
@@ -91,23 +97,26 @@ def _defaults() -> dict[str, Any]:
     return {"endpoint": ENDPOINT, "user": APP_ROLE, "region": REGION, "secrets": KEYS}
 
 
+def rds_iam_proxy(postgres: PostgresServer, credentials: CredentialsEndpoint) -> RdsIamProxy:
+    """The RDS IAM stand-in in front of `postgres`, trusting what `credentials` has handed out."""
+    assert postgres.tls is not None
+    return RdsIamProxy(
+        port=free_port(),
+        socket_dir=postgres.socket_dir,
+        upstream_port=postgres.port,
+        certfile=postgres.tls.cert_file,
+        keyfile=postgres.tls.key_file,
+        region=REGION,
+        secrets=credentials.valid,
+    )
+
+
 @pytest.fixture
 def iam_stack(postgres: PostgresServer) -> Iterator[tuple[CredentialsEndpoint, RdsIamProxy, str]]:
     """A migrated database, the credentials endpoint and the RDS IAM stand-in in front of `postgres`."""
     database = create_database(postgres)
     assert postgres.tls is not None
-    with (
-        CredentialsEndpoint(free_port()) as credentials,
-        RdsIamProxy(
-            port=free_port(),
-            socket_dir=postgres.socket_dir,
-            upstream_port=postgres.port,
-            certfile=postgres.tls.cert_file,
-            keyfile=postgres.tls.key_file,
-            region=REGION,
-            secrets=credentials.valid,
-        ) as proxy,
-    ):
+    with CredentialsEndpoint(free_port()) as credentials, rds_iam_proxy(postgres, credentials) as proxy:
         yield credentials, proxy, database
 
 
@@ -319,3 +328,132 @@ def test_a_service_on_an_unmigrated_database_refuses_to_start_naming_the_step(
             await conn.close()
 
     asyncio.run(partly())
+
+
+def set_rds_iam(server: PostgresServer, granted: bool) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(server.dsn)
+        try:
+            verb = "GRANT rds_iam TO" if granted else "REVOKE rds_iam FROM"
+            await conn.execute(f"{verb} {APP_ROLE}")
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def test_a_role_without_rds_iam_or_a_malformed_token_is_refused_as_rds_refuses_it(
+    iam_stack: tuple[CredentialsEndpoint, RdsIamProxy, str], postgres: PostgresServer
+) -> None:
+    credentials, proxy, database = iam_stack
+    assert postgres.tls is not None
+    tls = ssl.create_default_context(cafile=str(postgres.tls.ca_file))
+    issued = credentials.current
+    session = botocore.session.Session()
+    session.set_credentials(issued.access_key, issued.secret_key, issued.session_token)
+    rds = session.create_client("rds", region_name=REGION)
+
+    def token() -> str:
+        return str(
+            rds.generate_db_auth_token(
+                DBHostname=LOCALHOST, Port=proxy.port, DBUsername=APP_ROLE, Region=REGION
+            )
+        )
+
+    async def login(password: Any) -> None:
+        conn = await asyncpg.connect(
+            host=LOCALHOST, port=proxy.port, user=APP_ROLE, password=password, database=database, ssl=tls
+        )
+        await conn.close()
+
+    # RDS checks the token only for roles granted rds_iam: without the grant, a valid token fails.
+    set_rds_iam(postgres, granted=False)
+    try:
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            asyncio.run(login(token))
+        assert proxy.refused[-1] == f"{APP_ROLE} is not granted rds_iam"
+    finally:
+        set_rds_iam(postgres, granted=True)
+    asyncio.run(login(token))
+    # A malformed token is a refused login (FATAL 28P01), not a dropped connection.
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        asyncio.run(login(f"{LOCALHOST}:{proxy.port}/?a"))
+    assert proxy.refused[-1] == "token is not a query string"
+
+
+def test_the_local_ca_passes_python_3_13s_strict_verification(postgres: PostgresServer) -> None:
+    # The images run 3.13, whose default context sets VERIFY_X509_STRICT (key identifiers required).
+    assert postgres.tls is not None
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(postgres.tls.cert_file, postgres.tls.key_file)
+    listener = socket.create_server((LOCALHOST, 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with contextlib.suppress(ssl.SSLError, OSError), server.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(1)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    check = (
+        "import socket, ssl, sys; ctx = ssl.create_default_context(cafile=sys.argv[1]);"
+        "assert ctx.verify_flags & ssl.VERIFY_X509_STRICT;"
+        "s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[2]))), server_hostname='127.0.0.1');"
+        "print(s.version()); s.close()"
+    )
+    done = subprocess.run(
+        [str(find_python(LAYER_PYTHON)), "-I", "-c", check, str(postgres.tls.ca_file), str(port)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    listener.close()
+    thread.join(5)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("TLSv1.")
+
+
+def test_credentials_that_cannot_be_refreshed_make_503_not_500_and_recover(
+    postgres: PostgresServer,
+    moto_server: MotoServer,
+    files_bucket: str,
+    issuer: Issuer,
+    jwks_url: str,
+    tmp_path: Path,
+) -> None:
+    database = create_database(postgres)
+    assert postgres.tls is not None
+    port = free_port()
+    # Credentials within botocore's mandatory refresh window: each signature must fetch new ones.
+    credentials = CredentialsEndpoint(port, lifetime=dt.timedelta(minutes=5)).start()
+    with rds_iam_proxy(postgres, credentials) as proxy:
+        base = service_env(
+            server=postgres,
+            database=database,
+            moto=moto_server,
+            bucket=files_bucket,
+            issuer=issuer,
+            jwks_url=jwks_url,
+        )
+        service = ServiceProcess(
+            iam_env(base, credentials, proxy, postgres.tls.ca_file), tmp_path / "files.log"
+        ).start()
+        owner = issuer.mint("user_owner", ["proj-iam"])
+        listing = f"{service.url}/files/v1/projects/proj-iam/files"
+        try:
+            assert httpx.get(listing, headers=bearer(owner)).status_code == 200
+            credentials.stop()  # the credentials endpoint goes away
+            terminate_app_connections(postgres, database)
+            down = httpx.get(listing, headers=bearer(owner), timeout=30)
+            assert down.status_code == 503 and "Retry-After" in down.headers, down.text
+            credentials = CredentialsEndpoint(port, lifetime=dt.timedelta(minutes=5)).start()
+            proxy.secrets = credentials.valid
+            assert httpx.get(listing, headers=bearer(owner), timeout=30).status_code == 200
+        finally:
+            service.stop()
+            credentials.stop()
+    # botocore logs its failed refreshes (with its own tracebacks); the service handled every request
+    # (no "unhandled error", which is what a 500 logs: files_service.app._internal_error).
+    log = service.log_path.read_text()
+    assert "Refreshing temporary credentials failed" in log and "unhandled error" not in log

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator, Mapping
 from typing import Any
 
 import mailer
@@ -13,6 +12,7 @@ from mailer.api import MailApi
 from mailer.message import EVENT_VERSION
 from mailer.validation import MESSAGE_ID, encode_cursor
 
+from tests.recording import Recording
 from tests.services.mailer.support import MailEnv, claims_event
 
 SEND = "POST /mail/messages"
@@ -283,34 +283,6 @@ def test_good_idempotency_keys_are_accepted(mail_env: MailEnv, key: str) -> None
     assert call(mail_env.api(), keyed(key))[0] == 202
 
 
-class RecordingHeaders(Mapping[str, str]):
-    """Event headers that remember every name the handler asks for; iterating counts as reading
-    every header, which the CORS configuration could not express."""
-
-    def __init__(self, values: Mapping[str, str]) -> None:
-        self._values = dict(values)
-        self.asked: set[str] = set()
-
-    def __getitem__(self, key: str) -> str:
-        self.asked.add(key)
-        return self._values[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.asked.add(key)
-        return self._values.get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        self.asked.add(str(key))
-        return key in self._values
-
-    def __iter__(self) -> Iterator[str]:
-        self.asked.add("<every header>")
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-
 def test_the_api_reads_exactly_the_request_headers_the_mailer_declares(mail_env: MailEnv) -> None:
     """`mailer.REQUEST_HEADERS` is what the program allows in the HTTP API's CORS configuration
     (components/mail_cors.py): a header read here but not declared there would be refused to browsers,
@@ -318,7 +290,7 @@ def test_the_api_reads_exactly_the_request_headers_the_mailer_declares(mail_env:
     api = mail_env.api()
     asked: set[str] = set()
     for event in (keyed("retry-me"), claims_event(LIST)):
-        headers = RecordingHeaders({**event["headers"], "x-unread": "1"})
+        headers = Recording({**event["headers"], "x-unread": "1"})
         event["headers"] = headers
         assert call(api, event)[0] in (200, 202)
         asked |= headers.asked
