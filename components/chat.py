@@ -11,6 +11,7 @@ import pulumi_aws as aws
 import pulumi_random
 
 from components.alarms import Alarm, create_alarms
+from components.alb_rules import LISTENER_PRIORITIES
 from components.app_facts import load_app_module
 from components.config_model import AuthConfig, CacheConfig, Scaling
 from components.container_image import ContainerImage, ContainerImageArgs
@@ -20,7 +21,7 @@ from components.iam import statement
 
 FACTS = load_app_module("chat/chat_service/__init__.py")
 REDIS_PORT = 6379
-LISTENER_PRIORITY = 200
+LISTENER_PRIORITY = LISTENER_PRIORITIES["chat"]
 # Each WebSocket upgrade is one ALB request; a task comfortably holds this many new sockets a minute.
 UPGRADES_PER_TARGET = 500
 # The Redis AUTH token: well inside ElastiCache's 16-128 characters.

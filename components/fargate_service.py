@@ -11,6 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alarms import Alarm, create_alarms
+from components.alb_rules import NOT_FOUND_BODY, NOT_FOUND_CONTENT_TYPE, NOT_FOUND_STATUS, service_rules
 from components.config_model import Scaling
 from components.container_definition import container_definition
 from components.iam import assume_role_policy, policy_document, statement
@@ -208,18 +209,32 @@ class FargateService(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        aws.lb.ListenerRule(
-            f"{name}-rule",
-            listener_arn=att.listener_arn,
-            priority=args.listener_priority,
-            conditions=[
-                aws.lb.ListenerRuleConditionArgs(
-                    path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=list(args.path_patterns))
+        # The service's paths, and before them (when they would cover it) a 404 for its health check
+        # path: the health checks reach the tasks directly, the public must not (components/alb_rules.py).
+        for rule in service_rules(args.listener_priority, args.path_patterns, args.health_check_path):
+            if rule.forward:
+                action = aws.lb.ListenerRuleActionArgs(type="forward", target_group_arn=self.target_group.arn)
+            else:
+                action = aws.lb.ListenerRuleActionArgs(
+                    type="fixed-response",
+                    fixed_response=aws.lb.ListenerRuleActionFixedResponseArgs(
+                        content_type=NOT_FOUND_CONTENT_TYPE,
+                        message_body=NOT_FOUND_BODY,
+                        status_code=str(NOT_FOUND_STATUS),
+                    ),
                 )
-            ],
-            actions=[aws.lb.ListenerRuleActionArgs(type="forward", target_group_arn=self.target_group.arn)],
-            opts=child,
-        )
+            aws.lb.ListenerRule(
+                f"{name}-rule" if rule.forward else f"{name}-health-not-public",
+                listener_arn=att.listener_arn,
+                priority=rule.priority,
+                conditions=[
+                    aws.lb.ListenerRuleConditionArgs(
+                        path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=list(rule.patterns))
+                    )
+                ],
+                actions=[action],
+                opts=child,
+            )
         autoscaled = args.scaling.max > args.scaling.min
         self.service = aws.ecs.Service(
             f"{name}-service",

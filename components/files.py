@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.alb_rules import LISTENER_PRIORITIES
 from components.app_facts import load_app_module
 from components.buckets import PrivateBucket, PrivateBucketArgs
 from components.config_model import AuthConfig, DatabaseConfig, FilesConfig, Scaling
@@ -24,7 +25,7 @@ DATABASE_ROLES = load_app_module("files/files_service/database_roles.py")
 SETTINGS_PORT = 8080
 # Objects the pre-signed POST created but the client never completed carry this tag until completion.
 PENDING_TAG = ("upload-state", "pending")
-LISTENER_PRIORITY = {"upload": 100, "download": 110}
+LISTENER_PRIORITY = {role: LISTENER_PRIORITIES[f"files-{role}"] for role in ("upload", "download")}
 
 
 @dataclass(frozen=True)

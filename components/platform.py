@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.alb_rules import NOT_FOUND_BODY, NOT_FOUND_CONTENT_TYPE, NOT_FOUND_STATUS
 from components.buckets import PrivateBucket, PrivateBucketArgs
 
 # TLS 1.3 with 1.2 as the floor: AWS's recommended policy for new HTTPS listeners.
@@ -137,7 +138,9 @@ class Platform(pulumi.ComponentResource):
         not_found = aws.lb.ListenerDefaultActionArgs(
             type="fixed-response",
             fixed_response=aws.lb.ListenerDefaultActionFixedResponseArgs(
-                content_type="application/json", message_body='{"error":"not found"}', status_code="404"
+                content_type=NOT_FOUND_CONTENT_TYPE,
+                message_body=NOT_FOUND_BODY,
+                status_code=str(NOT_FOUND_STATUS),
             ),
         )
         if args.certificate_arn:

@@ -1,6 +1,8 @@
 """A local stand-in for the shared ALB's HTTP path rules, so a frontend can use one files URL locally
 (`VITE_FILES_SERVICE_URL`) as it does in the cloud: requests go to the Upload or the Download service
-by the same path patterns the listener rules use, anything else gets the ALB's 404.
+by the same path patterns the listener rules use, anything else gets the ALB's 404, and so does a
+service's health check path where its patterns would cover it (components/alb_rules.py), as in the
+cloud.
 
     python -m devstack.alb --port 8707 --target upload=http://127.0.0.1:8702 --target download=...
 """
@@ -10,18 +12,57 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from components.alb_rules import (
+    LISTENER_PRIORITIES,
+    NOT_FOUND_BODY,
+    NOT_FOUND_CONTENT_TYPE,
+    NOT_FOUND_STATUS,
+    PathRule,
+    pattern_matches,
+    service_rules,
+)
 from components.app_facts import load_app_module
 from devstack.servers import LOCALHOST
 
 FILES_ROUTES = load_app_module("files/files_service/routes.py")
+CHAT_FACTS = load_app_module("chat/chat_service/__init__.py")
+
+
+@dataclass(frozen=True)
+class Service:
+    """What the listener knows of one service: its path patterns, health check path and priority."""
+
+    path_patterns: tuple[str, ...]
+    health_check_path: str
+    priority: int
+
+
+# The services behind the shared ALB, by `--target` name, from the same facts the program reads.
+SERVICES: dict[str, Service] = {
+    "upload": Service(
+        tuple(FILES_ROUTES.ALB_PATH_PATTERNS["upload"]),
+        FILES_ROUTES.HEALTH_CHECK_PATH,
+        LISTENER_PRIORITIES["files-upload"],
+    ),
+    "download": Service(
+        tuple(FILES_ROUTES.ALB_PATH_PATTERNS["download"]),
+        FILES_ROUTES.HEALTH_CHECK_PATH,
+        LISTENER_PRIORITIES["files-download"],
+    ),
+    # Plain HTTP only (no WebSocket upgrades): enough to show its health path is refused.
+    "chat": Service(
+        tuple(CHAT_FACTS.ALB_PATH_PATTERNS), CHAT_FACTS.HEALTH_CHECK_PATH, LISTENER_PRIORITIES["chat"]
+    ),
+}
 # Hop-by-hop headers never cross a proxy (RFC 9110 7.6.1); the ALB sets its own Host/X-Forwarded-*.
 HOP_BY_HOP = {
     "connection",
@@ -37,22 +78,34 @@ HOP_BY_HOP = {
 }
 
 
-def pick_target(path: str, rules: Sequence[tuple[Sequence[str], str]]) -> str | None:
-    """The first rule whose path patterns match, like listener rules in priority order."""
-    for patterns, target in rules:
-        if any(FILES_ROUTES.alb_pattern_matches(pattern, path) for pattern in patterns):
-            return target
+def listener_rules(targets: Mapping[str, str]) -> list[tuple[PathRule, str | None]]:
+    """The listener's rules for `targets` (service name -> base URL), as the program builds them
+    (components/alb_rules.service_rules): each service's forward rule, and a 404 for its health path
+    where its patterns cover it."""
+    rules: list[tuple[PathRule, str | None]] = []
+    for name, url in targets.items():
+        service = SERVICES[name]
+        for rule in service_rules(service.priority, service.path_patterns, service.health_check_path):
+            rules.append((rule, url.rstrip("/") if rule.forward else None))
+    return rules
+
+
+def pick_target(path: str, rules: Sequence[tuple[PathRule, str | None]]) -> str | None:
+    """The URL the listener forwards `path` to, or None for its 404 (the default rule, or a refusal)."""
+    for rule, url in sorted(rules, key=lambda item: item[0].priority):
+        if any(pattern_matches(pattern, path) for pattern in rule.patterns):
+            return url
     return None
 
 
 def make_app(targets: Mapping[str, str]) -> Starlette:
-    rules = [(FILES_ROUTES.ALB_PATH_PATTERNS[role], url.rstrip("/")) for role, url in targets.items()]
+    rules = listener_rules(targets)
     client = httpx.AsyncClient(timeout=30)
 
     async def forward(request: Request) -> Response:
         target = pick_target(request.url.path, rules)
         if target is None:
-            return JSONResponse({"error": "not found"}, status_code=404)
+            return Response(NOT_FOUND_BODY, status_code=NOT_FOUND_STATUS, media_type=NOT_FOUND_CONTENT_TYPE)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         headers["x-forwarded-for"] = request.client.host if request.client else LOCALHOST
         upstream = await client.request(
@@ -85,13 +138,13 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         metavar="ROLE=URL",
-        help="a files service role (upload, download) and its base URL",
+        help=f"a service ({', '.join(SERVICES)}) and its base URL",
     )
     args = parser.parse_args(argv)
     targets = dict(item.split("=", 1) for item in args.target)
-    unknown = set(targets) - set(FILES_ROUTES.ALB_PATH_PATTERNS)
+    unknown = set(targets) - set(SERVICES)
     if unknown or not targets:
-        parser.error(f"--target ROLE=URL with ROLE in {sorted(FILES_ROUTES.ALB_PATH_PATTERNS)}")
+        parser.error(f"--target ROLE=URL with ROLE in {sorted(SERVICES)}")
     uvicorn.run(make_app(targets), host=LOCALHOST, port=args.port, log_level="warning")
 
 

@@ -437,6 +437,10 @@ class Backend:
             ]
         )
         env["PYTHONUNBUFFERED"] = "1"
+        # The services bind 0.0.0.0 by default, right in a task (awsvpc gives it its own interface,
+        # reachable only through its security group) and wrong here, where that would open them to
+        # the whole network: locally every process binds the loopback interface only.
+        env["HOST"] = LOCALHOST
         log = (self.log_dir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
             [sys.executable, *args],

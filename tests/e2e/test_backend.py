@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from files_service.routes import HEALTH_CHECK_PATH as FILES_HEALTH
 from harness import run_stack
 from motion_common.auth import TokenVerifier
 
@@ -85,6 +86,15 @@ def test_the_local_alb_routes_by_the_listener_rules(backend: Backend) -> None:
     assert listed.status_code == 200 and listed.json()["files"] == []
     missing = httpx.get(f"{files.removesuffix('/files/v1')}/elsewhere")
     assert missing.status_code == 404 and missing.json() == {"error": "not found"}
+    # Health checks reach each service directly; through the listener they are the ALB's 404.
+    root = files.removesuffix("/files/v1")
+    for path in (FILES_HEALTH, f"{FILES_HEALTH}?verbose=1"):
+        refused = httpx.get(f"{root}{path}")
+        assert refused.status_code == 404 and refused.json() == {"error": "not found"}, path
+    assert (
+        httpx.get(f"{backend.state.urls['files-upload'].removesuffix('/files/v1')}{FILES_HEALTH}").status_code
+        == 200
+    )
     # Each service alone serves only its own role's routes: the router is what joins them.
     direct = httpx.get(f"{backend.state.urls['files-upload']}/projects/router-project/files", headers=headers)
     assert direct.status_code == 404

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Final
 from motion_common.auth import AuthError, TokenVerifier
 
 from chat_service import protocol as proto
-from chat_service.connection import AUTHENTICATING, OPEN
+from chat_service.connection import AUTHENTICATING, OPEN, TOKEN_LEEWAY_SECONDS
 from chat_service.settings import Settings
 
 if TYPE_CHECKING:
@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# How long past its expiry a token keeps its connection open (the sweep checks it each ping interval).
-TOKEN_LEEWAY_SECONDS: Final = 5.0
 TOKEN_CACHE_SIZE: Final = 2048
 
 
@@ -34,6 +32,7 @@ class Authenticator:
             issuer=settings.auth_issuer,
             audience=settings.auth_audience,
             cache_size=TOKEN_CACHE_SIZE,
+            leeway_seconds=TOKEN_LEEWAY_SECONDS,
         )
         # Token checks get their own threads so a slow DynamoDB never holds up logins.
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chat-auth")
@@ -70,6 +69,7 @@ class Authenticator:
             conn.close(proto.CLOSE_UNAUTHORIZED, "unauthorized: token is for another user")
             return
         conn.identity = identity
+        conn.arm(identity)
         for project in conn.joined:
             if not identity.member_of(project):
                 conn.forbidden(project)

@@ -8,6 +8,7 @@ connections (projects, fan-out, persistence, authentication).
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Final
 
 from motion_common.auth import Identity
@@ -17,6 +18,11 @@ from chat_service import protocol as proto
 from chat_service.history import answer_history
 from chat_service.keys import now_ms
 from chat_service.ratelimit import Bucket
+
+# How long past its `exp` a token keeps its connection open: the verifier's own leeway for clock
+# skew (motion_common.auth.TokenVerifier), so a token is valid on the connection exactly as long as
+# a new connection would accept it.
+TOKEN_LEEWAY_SECONDS: Final = 5.0
 
 if TYPE_CHECKING:
     from chat_service.server import ChatServer
@@ -46,6 +52,7 @@ class Connection(WSListener):
     """The picows listener of one client socket."""
 
     __slots__ = (
+        "deadline",
         "early",
         "fragments",
         "frames",
@@ -79,6 +86,8 @@ class Connection(WSListener):
         self.reading = 0
         self.early: list[bytes] | None = None
         self.fragments: bytearray | None = None
+        # Closes the connection the moment its token stops being valid; re-armed by each `auth`.
+        self.deadline: asyncio.TimerHandle | None = None
 
     # --- picows callbacks ----------------------------------------------------------------------
 
@@ -100,6 +109,7 @@ class Connection(WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.state = CLOSING
+        self.disarm()
         self.server.disconnected(self)
 
     def pause_writing(self) -> None:
@@ -159,6 +169,7 @@ class Connection(WSListener):
     def opened(self, identity: Identity) -> None:
         self.identity = identity
         self.state = OPEN
+        self.arm(identity)
         self.send(self.server.hello(self))
         early, self.early = self.early, None
         for payload in early or ():
@@ -166,7 +177,33 @@ class Connection(WSListener):
                 break
             self.handle(payload)
 
+    def arm(self, identity: Identity) -> None:
+        """Close the connection when `identity`'s token expires (plus the verifier's leeway), to the
+        second: a timer per connection, because a sweep every ping interval let an expired token
+        keep its connection for up to that interval."""
+        self.disarm()
+        loop = asyncio.get_running_loop()
+        # The loop's clock is monotonic and the token's is the wall clock: convert once, here.
+        remaining = identity.expires_at + TOKEN_LEEWAY_SECONDS - time.time()
+        self.deadline = loop.call_at(loop.time() + max(0.0, remaining), self.expired)
+
+    def disarm(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
+    def expired(self) -> None:
+        self.deadline = None
+        self.close(proto.CLOSE_UNAUTHORIZED, "unauthorized: token expired")
+
     def handle(self, payload: bytes | memoryview) -> None:
+        identity = self.identity
+        assert identity is not None
+        # Frames read in the same loop pass as the deadline may be handled before its timer runs:
+        # check the clock too, so nothing is accepted after the token's end.
+        if identity.expires_at + TOKEN_LEEWAY_SECONDS <= time.time():
+            self.expired()
+            return
         if not self.frames.take():
             self.close(proto.CLOSE_RATE_LIMITED, "rate limit exceeded: too many frames")
             return
@@ -176,8 +213,6 @@ class Connection(WSListener):
         except proto.ProtocolError as err:
             self.send(proto.error(err.code, err.message, err.ref))
             return
-        identity = self.identity
-        assert identity is not None
         if isinstance(request, proto.Send):
             if request.project not in self.joined:
                 self.send(proto.error("not_joined", "join the project before sending to it", request.ref))
@@ -248,6 +283,7 @@ class Connection(WSListener):
         if self.state == CLOSING:
             return
         self.state = CLOSING
+        self.disarm()
         self.server.leave_all(self)
         transport = self.transport
         if transport.is_disconnected:
