@@ -45,6 +45,9 @@ LOG_RETENTION_DAYS = (
 )
 # fmt: on
 SCALED_SERVICES = ("upload", "download", "chat")
+# CreateDBInstance's MonitoringInterval (RDS API Reference): "Valid Values: 0 | 1 | 5 | 10 | 15 | 30 |
+# 60", 0 turning Enhanced Monitoring off.
+RDS_MONITORING_INTERVALS = (0, 1, 5, 10, 15, 30, 60)
 
 
 class ConfigError(ValueError):
@@ -149,6 +152,7 @@ def _database(r: ConfigReader) -> DatabaseConfig:
         r.get("dbBackupRetentionDays"),
         r.get("dbPerformanceInsights"),
         r.get("dbEngineVersion"),
+        r.get("dbMonitoringIntervalSeconds"),
     )
     r.check("dbInstanceClass", db.instance_class.startswith("db."), f"{db.instance_class!r}")
     r.check("dbAllocatedStorageGb", 20 <= db.allocated_storage_gb <= 65536, f"{db.allocated_storage_gb}")
@@ -159,6 +163,11 @@ def _database(r: ConfigReader) -> DatabaseConfig:
     )
     r.check("dbBackupRetentionDays", 1 <= db.backup_retention_days <= 35, f"{db.backup_retention_days}")
     r.check("dbEngineVersion", db.engine_version.isdigit(), f"{db.engine_version!r}")
+    r.check(
+        "dbMonitoringIntervalSeconds",
+        db.monitoring_interval_seconds in RDS_MONITORING_INTERVALS,
+        f"{db.monitoring_interval_seconds} is not an Enhanced Monitoring interval",
+    )
     return db
 
 
@@ -209,6 +218,7 @@ def _mail(r: ConfigReader) -> MailConfig:
         r.get("mailerTimeoutSeconds"),
         r.get("mailApiThrottleRate"),
         r.get("mailApiThrottleBurst"),
+        r.get("mailApiReservedConcurrency"),
     )
     validate_mail(r, mail)
     return mail

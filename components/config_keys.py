@@ -23,6 +23,10 @@ PROJECT = "motion"
 SUBNET_NEWBITS = 4
 MAX_AZS = 5
 TIERS = ("public", "private", "isolated")
+# Lambda keeps 100 executions of the account's concurrency unreserved (PutFunctionConcurrency, Lambda
+# API Reference: "as long as you leave at least 100 simultaneous executions unreserved"); with the
+# default account quota of 1000 that leaves 900 to reserve. An account with a lower quota rejects less.
+MAX_RESERVED_CONCURRENCY = 900
 REQUIRED: Any = None  # a Key default meaning "no default: the stack must set it"
 
 
@@ -71,6 +75,13 @@ KEYS: tuple[Key, ...] = (
     _k("dbDeletionProtection", "boolean", False, "RDS deletion protection"),
     _k("dbBackupRetentionDays", "integer", 1, "RDS automated backup retention (days)", "1 to 35"),
     _k("dbPerformanceInsights", "boolean", False, "RDS Performance Insights"),
+    _k(
+        "dbMonitoringIntervalSeconds",
+        "integer",
+        0,
+        "RDS Enhanced Monitoring interval (s); 0 disables",
+        "0, 1, 5, 10, 15, 30 or 60",
+    ),
     _k("dbEngineVersion", "string", "17", "PostgreSQL major version", "a PostgreSQL major version"),
     _k("cacheNodeType", "string", "cache.t4g.micro", "ElastiCache node type", "a cache.* type"),
     _k("cacheReplicas", "integer", 0, "Redis replicas beside the primary", "0 to 5"),
@@ -119,6 +130,13 @@ KEYS: tuple[Key, ...] = (
     _k("mailerTimeoutSeconds", "integer", 30, "Mailer Lambda timeout (s)", "3 to 900"),
     _k("mailApiThrottleRate", "integer", 50, "Mail API steady requests/s", "1 to 10000"),
     _k("mailApiThrottleBurst", "integer", 100, "Mail API burst", "1 to 5000"),
+    _k(
+        "mailApiReservedConcurrency",
+        "integer",
+        0,
+        "Executions reserved for the mail API Lambda, also its ceiling; 0 reserves none",
+        f"0 to {MAX_RESERVED_CONCURRENCY}",
+    ),
     _k("filesMaxUploadBytes", "integer", 104857600, "Largest upload accepted (bytes)", "1 to 5 GiB"),
     _k(
         "filesAllowedContentTypes",

@@ -182,6 +182,9 @@ class Mailing(pulumi.ComponentResource):
                 statement(["sqs:SendMessage"], [self.queue.arn], sid="PublishMailEvents"),
                 statement(["dynamodb:Query"], [self.table.arn], sid="ListMessages"),
             ],
+            # A flood of API calls neither takes the account's whole concurrency (the mailer's
+            # included) nor finds it taken by other functions.
+            reserved_concurrency=mail.api_reserved_concurrency,
         )
         aws.lambda_.EventSourceMapping(
             f"{name}-mailer-source",

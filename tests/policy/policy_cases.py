@@ -301,6 +301,8 @@ database = res(
         "autoMinorVersionUpgrade": True,
         "enabledCloudwatchLogsExports": ["postgresql", "upgrade"],
         "iamDatabaseAuthenticationEnabled": True,
+        "monitoringInterval": 60.0,
+        "monitoringRoleArn": f"arn:aws:iam::{ACCOUNT}:role/files-db-monitoring-role",
     },
 )
 
@@ -353,6 +355,14 @@ RDS_CASES = [
         but(database, iamDatabaseAuthenticationEnabled=None),
     ),
     violates("rds-iam-authentication", "off", but(database, iamDatabaseAuthenticationEnabled=False)),
+    passes("rds-enhanced-monitoring", "every 60 s with a role", database, stack=PROD),
+    passes("rds-enhanced-monitoring", "not known yet", but(database, monitoringInterval=UNKNOWN), stack=PROD),
+    violates("rds-enhanced-monitoring", "unset", but(database, monitoringInterval=None), stack=PROD),
+    violates("rds-enhanced-monitoring", "off", but(database, monitoringInterval=0.0), stack=PROD),
+    violates("rds-enhanced-monitoring", "no role", but(database, monitoringRoleArn=None), stack=PROD),
+    violates(
+        "rds-enhanced-monitoring", "interval RDS rejects", but(database, monitoringInterval=20.0), stack=PROD
+    ),
     violates(
         "rds-iam-authentication", "off, as a string", but(database, iamDatabaseAuthenticationEnabled="false")
     ),
@@ -454,7 +464,42 @@ function_url = res(
     {"functionName": "mailer", "authorizationType": "AWS_IAM"},
 )
 
+api_function = res(
+    "aws:lambda/function:Function",
+    "mail-api",
+    {"name": "motion-dev-mail-api", "runtime": "python3.13", "reservedConcurrentExecutions": 100.0},
+)
+
 LAMBDA_CASES = [
+    passes("lambda-api-reserved-concurrency", "reserved", api_function, permission, stack=PROD),
+    passes(
+        "lambda-api-reserved-concurrency",
+        "not invoked by API Gateway",
+        but(api_function, reservedConcurrentExecutions=None),
+        but(permission, principal="events.amazonaws.com"),
+        stack=PROD,
+    ),
+    passes(
+        "lambda-api-reserved-concurrency",
+        "not known yet",
+        but(api_function, reservedConcurrentExecutions=UNKNOWN),
+        permission,
+        stack=PROD,
+    ),
+    violates(
+        "lambda-api-reserved-concurrency",
+        "unset",
+        but(api_function, reservedConcurrentExecutions=None),
+        permission,
+        stack=PROD,
+    ),
+    violates(
+        "lambda-api-reserved-concurrency",
+        "unreserved (-1)",
+        but(api_function, reservedConcurrentExecutions=-1.0),
+        permission,
+        stack=PROD,
+    ),
     passes("lambda-supported-runtime", "python3.13", function),
     passes("lambda-supported-runtime", "container image", but(function, runtime=None, packageType="Image")),
     violates("lambda-supported-runtime", "python3.9", but(function, runtime="python3.9")),
