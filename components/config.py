@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from components.config_keys import KEYS_BY_NAME, PROJECT, PROVIDER_SECRETS
+from components.config_keys import KEYS_BY_NAME, PROJECT, PROVIDER_SECRETS, WAF_RATE_LIMIT_RANGE
 from components.config_model import (
     NAT_STRATEGIES,
     AuthConfig,
@@ -79,6 +79,9 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
     files = _files(r)
     frontend = _frontend(r)
     alarm_email = g("alarmEmail")
+    waf_rate_limit = g("wafRateLimit")
+    low, high = WAF_RATE_LIMIT_RANGE
+    r.check("wafRateLimit", low <= waf_rate_limit <= high, f"{waf_rate_limit}")
     r.check("alarmEmail", bool(EMAIL_PATTERN.match(alarm_email)), f"{alarm_email!r} is not an e-mail address")
 
     config = StackConfig(
@@ -103,6 +106,8 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
         container_insights=g("containerInsights"),
         alb_deletion_protection=g("albDeletionProtection"),
         alb_access_logs=g("albAccessLogs"),
+        waf=g("waf"),
+        waf_rate_limit=waf_rate_limit,
         data_protection=g("dataProtection"),
         s3_kms_encryption=g("s3KmsEncryption"),
     )

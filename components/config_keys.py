@@ -27,6 +27,9 @@ TIERS = ("public", "private", "isolated")
 # API Reference: "as long as you leave at least 100 simultaneous executions unreserved"); with the
 # default account quota of 1000 that leaves 900 to reserve. An account with a lower quota rejects less.
 MAX_RESERVED_CONCURRENCY = 900
+# A rate-based rule's limit (AWS WAF Developer Guide, "Rate-based rule high-level settings": "The lowest
+# limit setting allowed is 10"; WAF API Reference, RateBasedStatement Limit: at most 2,000,000,000).
+WAF_RATE_LIMIT_RANGE = (10, 2_000_000_000)
 REQUIRED: Any = None  # a Key default meaning "no default: the stack must set it"
 
 
@@ -193,6 +196,14 @@ KEYS: tuple[Key, ...] = (
     _k("containerInsights", "boolean", False, "ECS Container Insights"),
     _k("albDeletionProtection", "boolean", False, "Load balancer deletion protection"),
     _k("albAccessLogs", "boolean", False, "Load balancer access logs to S3"),
+    _k("waf", "boolean", False, "AWS WAF web ACL on the load balancer (managed rules, rate limit, logs)"),
+    _k(
+        "wafRateLimit",
+        "integer",
+        2000,
+        "Requests per client IP per 5 minutes before WAF blocks it",
+        f"{WAF_RATE_LIMIT_RANGE[0]} to {WAF_RATE_LIMIT_RANGE[1]}",
+    ),
     _k("dataProtection", "boolean", False, "PITR and deletion protection on tables, S3 versioning"),
     _k("s3KmsEncryption", "boolean", False, "SSE-KMS (with a bucket key) instead of SSE-S3 for file storage"),
 )

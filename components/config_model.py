@@ -133,6 +133,8 @@ class StackConfig:
     container_insights: bool
     alb_deletion_protection: bool
     alb_access_logs: bool
+    waf: bool
+    waf_rate_limit: int
     data_protection: bool
     s3_kms_encryption: bool
 

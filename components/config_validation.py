@@ -177,6 +177,7 @@ HA_REQUIREMENTS: tuple[tuple[str, Callable[[StackConfig], bool], str], ...] = (
     ("dataProtection", lambda c: c.data_protection, "must be true with high availability"),
     ("albDeletionProtection", lambda c: c.alb_deletion_protection, "must be true with high availability"),
     ("albAccessLogs", lambda c: c.alb_access_logs, "must be true with high availability"),
+    ("waf", lambda c: c.waf, "must be true with high availability"),
     (
         "dbMonitoringIntervalSeconds",
         lambda c: c.database.monitoring_interval_seconds > 0,

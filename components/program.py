@@ -20,6 +20,7 @@ from components.mailing import Mailing, MailingArgs
 from components.network import Network, NetworkArgs
 from components.platform import Platform, PlatformArgs
 from components.sdk_layer import SdkLayer
+from components.waf import Waf, WafArgs
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Stack:
     config: StackConfig
     network: Network
     platform: Platform
+    waf: Waf | None
     sdk_layer: SdkLayer
     mailing: Mailing
     files: Files
@@ -94,6 +96,24 @@ def build(config: StackConfig) -> Stack:
             versioned_logs=config.data_protection,
         ),
         opts=with_aws,
+    )
+
+    # Dev may run without it: a web ACL and each of its rules are billed by the month whatever the
+    # traffic (AWS WAF pricing), and dev serves no one but the team.
+    waf = (
+        Waf(
+            "waf",
+            WafArgs(
+                name_prefix=config.name_prefix,
+                load_balancer_arn=platform.alb.arn,
+                rate_limit=config.waf_rate_limit,
+                log_retention_days=config.log_retention_days,
+                alarm_topic_arn=platform.alarm_topic_arn,
+            ),
+            opts=with_aws,
+        )
+        if config.waf
+        else None
     )
 
     # One SDK layer for every Python Lambda of the stack (the mailer's and the task runner's).
@@ -215,6 +235,7 @@ def build(config: StackConfig) -> Stack:
         config=config,
         network=network,
         platform=platform,
+        waf=waf,
         sdk_layer=layer,
         mailing=mailing,
         files=files,

@@ -846,6 +846,61 @@ EC2_CASES = [
 
 LISTENER = "aws:lb/listener:Listener"
 LB_ARN = load_balancer.props["arn"]
+WEB_ACL_ARN = f"arn:aws:wafv2:{REGION}:{ACCOUNT}:regional/webacl/motion-production-alb/1"
+WAF_LOG_GROUP_ARN = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:aws-waf-logs-motion-production"
+web_acl = res(
+    "aws:wafv2/webAcl:WebAcl",
+    "waf-acl",
+    {"name": "motion-production-alb", "scope": "REGIONAL", "arn": WEB_ACL_ARN},
+)
+web_acl_association = res(
+    "aws:wafv2/webAclAssociation:WebAclAssociation",
+    "waf-alb",
+    {"resourceArn": LB_ARN, "webAclArn": WEB_ACL_ARN},
+)
+waf_log_group = res(
+    "aws:cloudwatch/logGroup:LogGroup",
+    "waf-logs",
+    {"name": "aws-waf-logs-motion-production", "retentionInDays": 365.0, "arn": WAF_LOG_GROUP_ARN},
+)
+waf_logging = res(
+    "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration",
+    "waf-logging",
+    {"resourceArn": WEB_ACL_ARN, "logDestinationConfigs": [WAF_LOG_GROUP_ARN]},
+)
+WAF_CASES = [
+    passes("alb-waf", "associated", load_balancer, web_acl, web_acl_association, stack=PROD),
+    passes("alb-waf", "internal load balancer", but(load_balancer, internal=True), stack=PROD),
+    violates("alb-waf", "no web ACL", load_balancer, stack=PROD),
+    violates(
+        "alb-waf",
+        "web ACL of another load balancer",
+        load_balancer,
+        web_acl,
+        but(
+            web_acl_association,
+            resourceArn=f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:loadbalancer/app/x/2",
+        ),
+        stack=PROD,
+    ),
+    violates(
+        "alb-waf",
+        "CloudFront web ACL",
+        load_balancer,
+        but(web_acl, scope="CLOUDFRONT"),
+        web_acl_association,
+        stack=PROD,
+    ),
+    passes("waf-logging", "to an aws-waf-logs- group", web_acl, waf_log_group, waf_logging),
+    violates("waf-logging", "no logging", web_acl, waf_log_group),
+    violates(
+        "waf-logging",
+        "group without the prefix",
+        web_acl,
+        but(waf_log_group, name="/motion/production/waf"),
+        waf_logging,
+    ),
+]
 https_listener = res(
     LISTENER,
     "https",
@@ -1209,6 +1264,7 @@ CASES: list[Case] = [
     *ECR_CASES,
     *EC2_CASES,
     *ALB_CASES,
+    *WAF_CASES,
     *IAM_CASES,
     *LOG_CASES,
     *STACK_CASES,
