@@ -205,6 +205,12 @@ KEYS: tuple[Key, ...] = (
         f"{WAF_RATE_LIMIT_RANGE[0]} to {WAF_RATE_LIMIT_RANGE[1]}",
     ),
     _k("dataProtection", "boolean", False, "PITR and deletion protection on tables, S3 versioning"),
+    _k(
+        "logsKmsEncryption",
+        "boolean",
+        False,
+        "CloudWatch log groups encrypted with a customer managed KMS key of the stack",
+    ),
     _k("s3KmsEncryption", "boolean", False, "SSE-KMS (with a bucket key) instead of SSE-S3 for file storage"),
 )
 KEYS_BY_NAME = {key.name: key for key in KEYS}

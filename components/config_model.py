@@ -137,6 +137,7 @@ class StackConfig:
     waf_rate_limit: int
     data_protection: bool
     s3_kms_encryption: bool
+    logs_kms_encryption: bool
 
     @property
     def tls(self) -> bool:

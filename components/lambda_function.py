@@ -33,6 +33,7 @@ def lambda_function(
     environment: dict[str, pulumi.Input[str]] | None,
     statements: list[dict[str, object]],
     reserved_concurrency: int = 0,
+    log_kms_key_arn: pulumi.Input[str] | None = None,
 ) -> aws.lambda_.Function:
     """`<name_prefix>-<function>`; its children are named `<name>-<function>[-logs|-role|-policy]`.
 
@@ -46,6 +47,7 @@ def lambda_function(
         f"{name}-{function}-logs",
         name=f"/aws/lambda/{full_name}",
         retention_in_days=log_retention_days,
+        kms_key_id=log_kms_key_arn,
         opts=child,
     )
     role = aws.iam.Role(

@@ -16,6 +16,7 @@ from components.fargate_service import Attachment
 from components.files import ROUTES as FILES_ROUTES
 from components.files import Files, FilesArgs
 from components.frontend import Frontend, FrontendArgs
+from components.kms import LogKey
 from components.mailing import Mailing, MailingArgs
 from components.network import Network, NetworkArgs
 from components.platform import Platform, PlatformArgs
@@ -67,6 +68,13 @@ def build(config: StackConfig) -> Stack:
         "aws", region=config.region, default_tags=aws.ProviderDefaultTagsArgs(tags=config.tags)
     )
     with_aws = pulumi.ResourceOptions(providers={"aws": provider})
+    # Before every log group: each names it when created.
+    log_key = (
+        LogKey("logs", config.name_prefix, config.data_protection, opts=with_aws)
+        if config.logs_kms_encryption
+        else None
+    )
+    log_kms_key_arn = log_key.arn if log_key else None
     zones = aws.get_availability_zones(state="available", opts=pulumi.InvokeOptions(provider=provider)).names
 
     network = Network(
@@ -76,6 +84,7 @@ def build(config: StackConfig) -> Stack:
             network=config.network,
             availability_zones=tuple(zones),
             log_retention_days=config.log_retention_days,
+            log_kms_key_arn=log_kms_key_arn,
         ),
         opts=with_aws,
     )
@@ -127,6 +136,7 @@ def build(config: StackConfig) -> Stack:
             cors_origins=config.frontend.origins,
             data_protection=config.data_protection,
             log_retention_days=config.log_retention_days,
+            log_kms_key_arn=log_kms_key_arn,
             alarm_topic_arn=platform.alarm_topic_arn,
             sdk_layer_arn=layer.arn,
         ),
@@ -148,6 +158,7 @@ def build(config: StackConfig) -> Stack:
         egress=network.egress["private" if private else "public"],
         alarm_topic_arn=platform.alarm_topic_arn,
         log_retention_days=config.log_retention_days,
+        log_kms_key_arn=log_kms_key_arn,
         region=config.region,
     )
     files = Files(

@@ -140,6 +140,12 @@ BAD_CASES: list[tuple[str, dict[str, Any], str | None, str]] = [
         "motion:dbMonitoringIntervalSeconds: high availability needs Enhanced Monitoring",
     ),
     ("production", {"waf": False}, None, "motion:waf: must be true with high availability"),
+    (
+        "production",
+        {"logsKmsEncryption": False},
+        None,
+        "motion:logsKmsEncryption: must be true with high availability",
+    ),
     ("dev", {"wafRateLimit": 9}, None, "motion:wafRateLimit: 9 (allowed: 10 to 2000000000)"),
     (
         "dev",

@@ -1158,7 +1158,68 @@ log_group = res(
     "aws:cloudwatch/logGroup:LogGroup", "upload-logs", {"name": "/motion/dev/upload", "retentionInDays": 7.0}
 )
 
+LOG_KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0f3c9a52-6b7e-4d4e-9f4a-2b1c7d8e9f00"
+LOGS_STATEMENT = {
+    "Sid": "CloudWatchLogsEncryptsLogGroups",
+    "Effect": "Allow",
+    "Principal": {"Service": f"logs.{REGION}.amazonaws.com"},
+    "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+    "Resource": "*",
+    "Condition": {
+        "ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:*"}
+    },
+}
+ROOT_STATEMENT = {
+    "Sid": "AccountAdministers",
+    "Effect": "Allow",
+    "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+    "Action": "kms:*",
+    "Resource": "*",
+}
+
+
+def log_key(*statements: dict[str, Any]) -> Resource:
+    return res(
+        "aws:kms/key:Key",
+        "logs-key",
+        {"arn": LOG_KEY_ARN, "policy": json.dumps({"Version": "2012-10-17", "Statement": list(statements)})},
+    )
+
+
+encrypted_log_group = but(log_group, kmsKeyId=LOG_KEY_ARN)
+
 LOG_CASES = [
+    passes(
+        "cloudwatch-log-group-key-policy",
+        "logs principal under the encryption context",
+        encrypted_log_group,
+        log_key(ROOT_STATEMENT, LOGS_STATEMENT),
+    ),
+    passes("cloudwatch-log-group-key-policy", "no key of ours", log_group, log_key(ROOT_STATEMENT)),
+    violates(
+        "cloudwatch-log-group-key-policy",
+        "key without the logs principal",
+        encrypted_log_group,
+        log_key(ROOT_STATEMENT),
+    ),
+    violates(
+        "cloudwatch-log-group-key-policy",
+        "global logs principal",
+        encrypted_log_group,
+        log_key(ROOT_STATEMENT, {**LOGS_STATEMENT, "Principal": {"Service": "logs.amazonaws.com"}}),
+    ),
+    violates(
+        "cloudwatch-log-group-key-policy",
+        "no encryption context condition",
+        encrypted_log_group,
+        log_key(ROOT_STATEMENT, {k: v for k, v in LOGS_STATEMENT.items() if k != "Condition"}),
+    ),
+    violates(
+        "cloudwatch-log-group-key-policy",
+        "cannot generate data keys",
+        encrypted_log_group,
+        log_key(ROOT_STATEMENT, {**LOGS_STATEMENT, "Action": ["kms:Decrypt*", "kms:Describe*"]}),
+    ),
     passes("cloudwatch-log-retention", "a week in dev", log_group),
     passes(
         "cloudwatch-log-retention", "a year in production", but(log_group, retentionInDays=365.0), stack=PROD
