@@ -106,8 +106,8 @@ class Chat(pulumi.ComponentResource):
             f"{name}-redis-slow-log",
             name=f"/motion/{prefix}/redis-slow-log",
             retention_in_days=att.log_retention_days,
-            # No key of ours: ElastiCache delivers this log itself (vended logs), and what it needs
-            # of a customer managed key is not yet checked here.
+            # CloudWatch Logs' own encryption: ElastiCache delivers this log itself (vended logs), and
+            # only the log groups our code and roles write to take the stack's key.
             opts=child,
         )
         failover = args.cache.replicas > 0

@@ -11,8 +11,8 @@ from devstack.mocked_program import ACCOUNT, computed_outputs
 
 KEY = "aws:kms/key:Key"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
-# Delivered by the service itself (vended logs), not put by our code: left on CloudWatch Logs' own
-# encryption until what those deliveries need of a customer managed key is checked.
+# Delivered by the service itself (vended logs), not put by our code or roles: they keep CloudWatch
+# Logs' own encryption.
 VENDED = {"waf-logs", "chat-redis-slow-log"}
 
 
