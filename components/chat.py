@@ -104,6 +104,8 @@ class Chat(pulumi.ComponentResource):
             f"{name}-redis-slow-log",
             name=f"/motion/{prefix}/redis-slow-log",
             retention_in_days=att.log_retention_days,
+            # CloudWatch Logs' own encryption: ElastiCache delivers this log itself (vended logs), and
+            # only the log groups our code and roles write to take the stack's key.
             opts=child,
         )
         failover = args.cache.replicas > 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from components.config_keys import KEYS_BY_NAME, PROJECT, PROVIDER_SECRETS
+from components.config_keys import KEYS_BY_NAME, PROJECT, PROVIDER_SECRETS, WAF_RATE_LIMIT_RANGE
 from components.config_model import (
     NAT_STRATEGIES,
     AuthConfig,
@@ -45,6 +45,9 @@ LOG_RETENTION_DAYS = (
 )
 # fmt: on
 SCALED_SERVICES = ("upload", "download", "chat")
+# CreateDBInstance's MonitoringInterval (RDS API Reference): "Valid Values: 0 | 1 | 5 | 10 | 15 | 30 |
+# 60", 0 turning Enhanced Monitoring off.
+RDS_MONITORING_INTERVALS = (0, 1, 5, 10, 15, 30, 60)
 
 
 class ConfigError(ValueError):
@@ -76,6 +79,9 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
     files = _files(r)
     frontend = _frontend(r)
     alarm_email = g("alarmEmail")
+    waf_rate_limit = g("wafRateLimit")
+    low, high = WAF_RATE_LIMIT_RANGE
+    r.check("wafRateLimit", low <= waf_rate_limit <= high, f"{waf_rate_limit}")
     r.check("alarmEmail", bool(EMAIL_PATTERN.match(alarm_email)), f"{alarm_email!r} is not an e-mail address")
 
     config = StackConfig(
@@ -100,8 +106,11 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
         container_insights=g("containerInsights"),
         alb_deletion_protection=g("albDeletionProtection"),
         alb_access_logs=g("albAccessLogs"),
+        waf=g("waf"),
+        waf_rate_limit=waf_rate_limit,
         data_protection=g("dataProtection"),
         s3_kms_encryption=g("s3KmsEncryption"),
+        logs_kms_encryption=g("logsKmsEncryption"),
     )
     validate_frontend_domains(r, config)
     validate_high_availability(r, config)
@@ -149,6 +158,7 @@ def _database(r: ConfigReader) -> DatabaseConfig:
         r.get("dbBackupRetentionDays"),
         r.get("dbPerformanceInsights"),
         r.get("dbEngineVersion"),
+        r.get("dbMonitoringIntervalSeconds"),
     )
     r.check("dbInstanceClass", db.instance_class.startswith("db."), f"{db.instance_class!r}")
     r.check("dbAllocatedStorageGb", 20 <= db.allocated_storage_gb <= 65536, f"{db.allocated_storage_gb}")
@@ -159,6 +169,11 @@ def _database(r: ConfigReader) -> DatabaseConfig:
     )
     r.check("dbBackupRetentionDays", 1 <= db.backup_retention_days <= 35, f"{db.backup_retention_days}")
     r.check("dbEngineVersion", db.engine_version.isdigit(), f"{db.engine_version!r}")
+    r.check(
+        "dbMonitoringIntervalSeconds",
+        db.monitoring_interval_seconds in RDS_MONITORING_INTERVALS,
+        f"{db.monitoring_interval_seconds} is not an Enhanced Monitoring interval",
+    )
     return db
 
 
@@ -209,6 +224,7 @@ def _mail(r: ConfigReader) -> MailConfig:
         r.get("mailerTimeoutSeconds"),
         r.get("mailApiThrottleRate"),
         r.get("mailApiThrottleBurst"),
+        r.get("mailApiReservedConcurrency"),
     )
     validate_mail(r, mail)
     return mail

@@ -23,6 +23,13 @@ PROJECT = "motion"
 SUBNET_NEWBITS = 4
 MAX_AZS = 5
 TIERS = ("public", "private", "isolated")
+# Lambda keeps 100 executions of the account's concurrency unreserved (PutFunctionConcurrency, Lambda
+# API Reference: "as long as you leave at least 100 simultaneous executions unreserved"); with the
+# default account quota of 1000 that leaves 900 to reserve. An account with a lower quota rejects less.
+MAX_RESERVED_CONCURRENCY = 900
+# A rate-based rule's limit (AWS WAF Developer Guide, "Rate-based rule high-level settings": "The lowest
+# limit setting allowed is 10"; WAF API Reference, RateBasedStatement Limit: at most 2,000,000,000).
+WAF_RATE_LIMIT_RANGE = (10, 2_000_000_000)
 REQUIRED: Any = None  # a Key default meaning "no default: the stack must set it"
 
 
@@ -71,6 +78,13 @@ KEYS: tuple[Key, ...] = (
     _k("dbDeletionProtection", "boolean", False, "RDS deletion protection"),
     _k("dbBackupRetentionDays", "integer", 1, "RDS automated backup retention (days)", "1 to 35"),
     _k("dbPerformanceInsights", "boolean", False, "RDS Performance Insights"),
+    _k(
+        "dbMonitoringIntervalSeconds",
+        "integer",
+        0,
+        "RDS Enhanced Monitoring interval (s); 0 disables",
+        "0, 1, 5, 10, 15, 30 or 60",
+    ),
     _k("dbEngineVersion", "string", "17", "PostgreSQL major version", "a PostgreSQL major version"),
     _k("cacheNodeType", "string", "cache.t4g.micro", "ElastiCache node type", "a cache.* type"),
     _k("cacheReplicas", "integer", 0, "Redis replicas beside the primary", "0 to 5"),
@@ -119,6 +133,13 @@ KEYS: tuple[Key, ...] = (
     _k("mailerTimeoutSeconds", "integer", 30, "Mailer Lambda timeout (s)", "3 to 900"),
     _k("mailApiThrottleRate", "integer", 50, "Mail API steady requests/s", "1 to 10000"),
     _k("mailApiThrottleBurst", "integer", 100, "Mail API burst", "1 to 5000"),
+    _k(
+        "mailApiReservedConcurrency",
+        "integer",
+        0,
+        "Executions reserved for the mail API Lambda, also its ceiling; 0 reserves none",
+        f"0 to {MAX_RESERVED_CONCURRENCY}",
+    ),
     _k("filesMaxUploadBytes", "integer", 104857600, "Largest upload accepted (bytes)", "1 to 5 GiB"),
     _k(
         "filesAllowedContentTypes",
@@ -175,7 +196,21 @@ KEYS: tuple[Key, ...] = (
     _k("containerInsights", "boolean", False, "ECS Container Insights"),
     _k("albDeletionProtection", "boolean", False, "Load balancer deletion protection"),
     _k("albAccessLogs", "boolean", False, "Load balancer access logs to S3"),
+    _k("waf", "boolean", False, "AWS WAF web ACL on the load balancer (managed rules, rate limit, logs)"),
+    _k(
+        "wafRateLimit",
+        "integer",
+        2000,
+        "Requests per client IP per 5 minutes before WAF blocks it",
+        f"{WAF_RATE_LIMIT_RANGE[0]} to {WAF_RATE_LIMIT_RANGE[1]}",
+    ),
     _k("dataProtection", "boolean", False, "PITR and deletion protection on tables, S3 versioning"),
+    _k(
+        "logsKmsEncryption",
+        "boolean",
+        False,
+        "CloudWatch log groups encrypted with a customer managed KMS key of the stack",
+    ),
     _k("s3KmsEncryption", "boolean", False, "SSE-KMS (with a bucket key) instead of SSE-S3 for file storage"),
 )
 KEYS_BY_NAME = {key.name: key for key in KEYS}

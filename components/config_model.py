@@ -50,6 +50,7 @@ class DatabaseConfig:
     backup_retention_days: int
     performance_insights: bool
     engine_version: str
+    monitoring_interval_seconds: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,7 @@ class MailConfig:
     mailer_timeout_seconds: int
     api_throttle_rate: int
     api_throttle_burst: int
+    api_reserved_concurrency: int
 
     @property
     def sender_address(self) -> str:
@@ -131,8 +133,11 @@ class StackConfig:
     container_insights: bool
     alb_deletion_protection: bool
     alb_access_logs: bool
+    waf: bool
+    waf_rate_limit: int
     data_protection: bool
     s3_kms_encryption: bool
+    logs_kms_encryption: bool
 
     @property
     def tls(self) -> bool:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from components.config_keys import MAX_AZS, SUBNET_NEWBITS, TIERS
+from components.config_keys import MAX_AZS, MAX_RESERVED_CONCURRENCY, SUBNET_NEWBITS, TIERS
 
 if TYPE_CHECKING:
     from components.config_model import FrontendConfig, MailConfig, NetworkConfig, StackConfig
@@ -71,6 +71,11 @@ def validate_mail(r: ConfigReader, mail: MailConfig) -> None:
     r.check("mailerTimeoutSeconds", 3 <= mail.mailer_timeout_seconds <= 900, f"{mail.mailer_timeout_seconds}")
     r.check("mailApiThrottleRate", 1 <= mail.api_throttle_rate <= 10_000, f"{mail.api_throttle_rate}")
     r.check("mailApiThrottleBurst", 1 <= mail.api_throttle_burst <= 5_000, f"{mail.api_throttle_burst}")
+    r.check(
+        "mailApiReservedConcurrency",
+        0 <= mail.api_reserved_concurrency <= MAX_RESERVED_CONCURRENCY,
+        f"{mail.api_reserved_concurrency}",
+    )
 
 
 def validate_frontend(r: ConfigReader, frontend: FrontendConfig) -> None:
@@ -172,6 +177,18 @@ HA_REQUIREMENTS: tuple[tuple[str, Callable[[StackConfig], bool], str], ...] = (
     ("dataProtection", lambda c: c.data_protection, "must be true with high availability"),
     ("albDeletionProtection", lambda c: c.alb_deletion_protection, "must be true with high availability"),
     ("albAccessLogs", lambda c: c.alb_access_logs, "must be true with high availability"),
+    ("waf", lambda c: c.waf, "must be true with high availability"),
+    ("logsKmsEncryption", lambda c: c.logs_kms_encryption, "must be true with high availability"),
+    (
+        "dbMonitoringIntervalSeconds",
+        lambda c: c.database.monitoring_interval_seconds > 0,
+        "high availability needs Enhanced Monitoring (an interval above 0)",
+    ),
+    (
+        "mailApiReservedConcurrency",
+        lambda c: c.mail.api_reserved_concurrency > 0,
+        "high availability reserves executions for the mail API (above 0)",
+    ),
 )
 
 

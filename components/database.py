@@ -12,8 +12,12 @@ import pulumi_aws as aws
 
 from components.alarms import Alarm, create_alarms
 from components.config_model import DatabaseConfig
+from components.iam import assume_role_policy
 
 PORT = 5432
+# The AWS managed policy for Enhanced Monitoring's role (AWS Managed Policy Reference,
+# AmazonRDSEnhancedMonitoringRole): log groups and streams named RDS* only.
+ENHANCED_MONITORING_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
 # Not a default admin name ("postgres", "admin", ...), which scanners try first.
 MASTER_USERNAME = "motion_owner"
 DB_NAME = "motion_files"
@@ -58,6 +62,8 @@ class Database(pulumi.ComponentResource):
             opts=child,
         )
         protected = cfg.deletion_protection
+        self._account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
+        monitoring_role = self._monitoring_role(name, cfg) if cfg.monitoring_interval_seconds else None
         self.instance = aws.rds.Instance(
             f"{name}-instance",
             identifier_prefix=f"{args.name_prefix}-",
@@ -96,17 +102,42 @@ class Database(pulumi.ComponentResource):
             # definitions, which log in only with IAM tokens, roll out in the same `pulumi up`.
             # What a reviewed preview shows is what the deploy applies.
             apply_immediately=True,
-            opts=child,
+            # OS metrics every N seconds to CloudWatch Logs (RDSOSMetrics), through the role below.
+            monitoring_interval=cfg.monitoring_interval_seconds,
+            monitoring_role_arn=monitoring_role.arn if monitoring_role else None,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self._monitoring_attachment] if monitoring_role else None
+            ),
         )
         self.address = self.instance.address
         self.db_name = DB_NAME
         self._region = aws.get_region_output(opts=pulumi.InvokeOptions(parent=self)).region
-        self._account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
         self.master_secret_arn: pulumi.Output[str] = self.instance.master_user_secrets.apply(
             lambda secrets: str(secrets[0].secret_arn)
         )
         self._alarms(name, args)
         self.register_outputs({"address": self.address, "master_secret_arn": self.master_secret_arn})
+
+    def _monitoring_role(self, name: str, cfg: DatabaseConfig) -> aws.iam.Role:
+        """The role Enhanced Monitoring assumes to write OS metrics (RDS User Guide, "Setting up and
+        enabling Enhanced Monitoring"): trusted by monitoring.rds.amazonaws.com, pinned to this account
+        with aws:SourceAccount as that page's "Protecting against the confused deputy problem" shows,
+        with the managed AmazonRDSEnhancedMonitoringRole policy attached."""
+        role = aws.iam.Role(
+            f"{name}-monitoring-role",
+            assume_role_policy=assume_role_policy(
+                "monitoring.rds.amazonaws.com", source_account=self._account
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # The instance waits for the attachment: RDS checks the role can write when monitoring starts.
+        self._monitoring_attachment = aws.iam.RolePolicyAttachment(
+            f"{name}-monitoring-policy",
+            role=role.id,
+            policy_arn=ENHANCED_MONITORING_POLICY,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return role
 
     def connect_arn(self, db_user: str) -> pulumi.Output[str]:
         """What `rds-db:connect` names to let a principal log in as `db_user` with IAM authentication.

@@ -72,6 +72,8 @@ class Attachment:
     alarm_topic_arn: pulumi.Input[str]
     log_retention_days: int
     region: str
+    # The stack's key for log groups (None: CloudWatch Logs' own encryption).
+    log_kms_key_arn: pulumi.Input[str] | None
     # What must exist before a task in `subnet_ids` can reach AWS's APIs (routes to the internet or
     # NAT gateway); a service retries failed starts, a one-off task does not.
     egress: Sequence[pulumi.Resource] = ()
@@ -115,7 +117,11 @@ class FargateService(pulumi.ComponentResource):
         full_name = f"{args.name_prefix}-{args.service}"
 
         log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs", name=f"/motion/{full_name}", retention_in_days=att.log_retention_days, opts=child
+            f"{name}-logs",
+            name=f"/motion/{full_name}",
+            retention_in_days=att.log_retention_days,
+            kms_key_id=att.log_kms_key_arn,
+            opts=child,
         )
         account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
         self.execution_role = aws.iam.Role(

@@ -69,6 +69,7 @@ class FilesMigration(pulumi.ComponentResource):
             f"{name}-logs",
             name=f"/motion/{self.family}",
             retention_in_days=att.log_retention_days,
+            kms_key_id=att.log_kms_key_arn,
             opts=child,
         )
         master = args.database.master_secret_arn
@@ -149,6 +150,7 @@ class FilesMigration(pulumi.ComponentResource):
             layers=[args.sdk_layer_arn],
             name_prefix=self.family,  # <prefix>-files-migrate-runner
             log_retention_days=att.log_retention_days,
+            log_kms_key_arn=att.log_kms_key_arn,
             timeout=RUNNER_TIMEOUT_SECONDS,
             environment=None,  # everything it needs is in the event
             statements=self._runner_statements(att, region, account),

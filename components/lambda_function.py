@@ -32,8 +32,14 @@ def lambda_function(
     timeout: int,
     environment: dict[str, pulumi.Input[str]] | None,
     statements: list[dict[str, object]],
+    reserved_concurrency: int = 0,
+    log_kms_key_arn: pulumi.Input[str] | None = None,
 ) -> aws.lambda_.Function:
-    """`<name_prefix>-<function>`; its children are named `<name>-<function>[-logs|-role|-policy]`."""
+    """`<name_prefix>-<function>`; its children are named `<name>-<function>[-logs|-role|-policy]`.
+
+    `reserved_concurrency` above 0 reserves that many executions for the function, which is also its
+    ceiling; 0 leaves it on the account's unreserved pool (the provider's default, -1: an explicit 0
+    would throttle every invocation)."""
     child = pulumi.ResourceOptions(parent=parent)
     full_name = f"{name_prefix}-{function}"
     # Created before the function, so Lambda never creates an unmanaged group without retention.
@@ -41,6 +47,7 @@ def lambda_function(
         f"{name}-{function}-logs",
         name=f"/aws/lambda/{full_name}",
         retention_in_days=log_retention_days,
+        kms_key_id=log_kms_key_arn,
         opts=child,
     )
     role = aws.iam.Role(
@@ -67,6 +74,7 @@ def lambda_function(
         role=role.arn,
         timeout=timeout,
         memory_size=256,
+        reserved_concurrent_executions=reserved_concurrency or None,
         # None: a function configured by its events alone has no environment block at all.
         environment=aws.lambda_.FunctionEnvironmentArgs(variables=environment) if environment else None,
         logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=log_group.name),

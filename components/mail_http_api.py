@@ -22,6 +22,7 @@ def mail_http_api(
     mail: MailConfig,
     log_retention_days: int,
     function: aws.lambda_.Function,
+    log_kms_key_arn: pulumi.Input[str] | None = None,
 ) -> pulumi.Output[str]:
     """The API's base URL; resources are named `<name>-api*`, `<name>-jwt` and `<name>-route-*`."""
     child = pulumi.ResourceOptions(parent=parent)
@@ -71,6 +72,7 @@ def mail_http_api(
         f"{name}-api-access-logs",
         name=f"/motion/{prefix}-api/access",
         retention_in_days=log_retention_days,
+        kms_key_id=log_kms_key_arn,
         opts=child,
     )
     stage = aws.apigatewayv2.Stage(

@@ -30,6 +30,7 @@ class MailingArgs:
     cors_origins: Sequence[str]
     data_protection: bool
     log_retention_days: int
+    log_kms_key_arn: pulumi.Input[str] | None
     alarm_topic_arn: pulumi.Input[str]
     # The SDK layer both functions import boto3 from (components/sdk_layer.py).
     sdk_layer_arn: pulumi.Input[str]
@@ -131,6 +132,7 @@ class Mailing(pulumi.ComponentResource):
             layers=layers,
             name_prefix=args.name_prefix,
             log_retention_days=args.log_retention_days,
+            log_kms_key_arn=args.log_kms_key_arn,
             timeout=mail.mailer_timeout_seconds,
             environment={
                 "MESSAGES_TABLE": self.table.name,
@@ -171,6 +173,7 @@ class Mailing(pulumi.ComponentResource):
             layers=layers,
             name_prefix=args.name_prefix,
             log_retention_days=args.log_retention_days,
+            log_kms_key_arn=args.log_kms_key_arn,
             timeout=10,
             environment={
                 "MESSAGES_TABLE": self.table.name,
@@ -182,6 +185,9 @@ class Mailing(pulumi.ComponentResource):
                 statement(["sqs:SendMessage"], [self.queue.arn], sid="PublishMailEvents"),
                 statement(["dynamodb:Query"], [self.table.arn], sid="ListMessages"),
             ],
+            # A flood of API calls neither takes the account's whole concurrency (the mailer's
+            # included) nor finds it taken by other functions.
+            reserved_concurrency=mail.api_reserved_concurrency,
         )
         aws.lambda_.EventSourceMapping(
             f"{name}-mailer-source",
@@ -204,6 +210,7 @@ class Mailing(pulumi.ComponentResource):
             auth=args.auth,
             mail=mail,
             log_retention_days=args.log_retention_days,
+            log_kms_key_arn=args.log_kms_key_arn,
             function=self.api_function,
         )
         self._alarms(name, prefix, args)

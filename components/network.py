@@ -26,6 +26,7 @@ class NetworkArgs:
     network: NetworkConfig
     availability_zones: tuple[str, ...]
     log_retention_days: int
+    log_kms_key_arn: pulumi.Input[str] | None
 
 
 class Network(pulumi.ComponentResource):
@@ -153,7 +154,7 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
         if cfg.flow_logs:
-            self._flow_logs(name, prefix, args.log_retention_days, child)
+            self._flow_logs(name, prefix, args.log_retention_days, args.log_kms_key_arn, child)
 
         self.register_outputs(
             {
@@ -189,11 +190,19 @@ class Network(pulumi.ComponentResource):
             ids.append(nat.id)
         return ids
 
-    def _flow_logs(self, name: str, prefix: str, retention: int, child: pulumi.ResourceOptions) -> None:
+    def _flow_logs(
+        self,
+        name: str,
+        prefix: str,
+        retention: int,
+        kms_key_arn: pulumi.Input[str] | None,
+        child: pulumi.ResourceOptions,
+    ) -> None:
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-flow-logs",
             name=f"/motion/{prefix}/vpc-flow-logs",
             retention_in_days=retention,
+            kms_key_id=kms_key_arn,
             opts=child,
         )
         caller = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self))

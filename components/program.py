@@ -16,10 +16,12 @@ from components.fargate_service import Attachment
 from components.files import ROUTES as FILES_ROUTES
 from components.files import Files, FilesArgs
 from components.frontend import Frontend, FrontendArgs
+from components.kms import LogKey
 from components.mailing import Mailing, MailingArgs
 from components.network import Network, NetworkArgs
 from components.platform import Platform, PlatformArgs
 from components.sdk_layer import SdkLayer
+from components.waf import Waf, WafArgs
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class Stack:
     config: StackConfig
     network: Network
     platform: Platform
+    waf: Waf | None
     sdk_layer: SdkLayer
     mailing: Mailing
     files: Files
@@ -65,6 +68,13 @@ def build(config: StackConfig) -> Stack:
         "aws", region=config.region, default_tags=aws.ProviderDefaultTagsArgs(tags=config.tags)
     )
     with_aws = pulumi.ResourceOptions(providers={"aws": provider})
+    # Before every log group: each names it when created.
+    log_key = (
+        LogKey("logs", config.name_prefix, config.data_protection, opts=with_aws)
+        if config.logs_kms_encryption
+        else None
+    )
+    log_kms_key_arn = log_key.arn if log_key else None
     zones = aws.get_availability_zones(state="available", opts=pulumi.InvokeOptions(provider=provider)).names
 
     network = Network(
@@ -74,6 +84,7 @@ def build(config: StackConfig) -> Stack:
             network=config.network,
             availability_zones=tuple(zones),
             log_retention_days=config.log_retention_days,
+            log_kms_key_arn=log_kms_key_arn,
         ),
         opts=with_aws,
     )
@@ -96,6 +107,24 @@ def build(config: StackConfig) -> Stack:
         opts=with_aws,
     )
 
+    # Dev may run without it: a web ACL and each of its rules are billed by the month whatever the
+    # traffic (AWS WAF pricing), and dev serves no one but the team.
+    waf = (
+        Waf(
+            "waf",
+            WafArgs(
+                name_prefix=config.name_prefix,
+                load_balancer_arn=platform.alb.arn,
+                rate_limit=config.waf_rate_limit,
+                log_retention_days=config.log_retention_days,
+                alarm_topic_arn=platform.alarm_topic_arn,
+            ),
+            opts=with_aws,
+        )
+        if config.waf
+        else None
+    )
+
     # One SDK layer for every Python Lambda of the stack (the mailer's and the task runner's).
     layer = SdkLayer("sdk", config.name_prefix, opts=with_aws)
     mailing = Mailing(
@@ -107,6 +136,7 @@ def build(config: StackConfig) -> Stack:
             cors_origins=config.frontend.origins,
             data_protection=config.data_protection,
             log_retention_days=config.log_retention_days,
+            log_kms_key_arn=log_kms_key_arn,
             alarm_topic_arn=platform.alarm_topic_arn,
             sdk_layer_arn=layer.arn,
         ),
@@ -128,6 +158,7 @@ def build(config: StackConfig) -> Stack:
         egress=network.egress["private" if private else "public"],
         alarm_topic_arn=platform.alarm_topic_arn,
         log_retention_days=config.log_retention_days,
+        log_kms_key_arn=log_kms_key_arn,
         region=config.region,
     )
     files = Files(
@@ -215,6 +246,7 @@ def build(config: StackConfig) -> Stack:
         config=config,
         network=network,
         platform=platform,
+        waf=waf,
         sdk_layer=layer,
         mailing=mailing,
         files=files,

@@ -215,6 +215,33 @@ def _ecs_redundant(service: Resource, ctx: Context) -> list[str]:
     return [f"desiredCount is {shown}; production runs at least {MIN_PRODUCTION_TASKS} tasks across AZs"]
 
 
+def _api_reserved_concurrency(resources: Sequence[Resource], ctx: Context) -> list[Violation]:
+    # A function API Gateway invokes scales with its callers: without reserved concurrency a flood of
+    # requests takes the account's whole pool (every other function throttles), and other functions'
+    # bursts can starve it. Reserved concurrency is both its share and its ceiling (PutFunctionConcurrency).
+    found: list[Violation] = []
+    for function in of_type(resources, FUNCTION):
+        invoked_by_api = any(
+            p.get("principal") == "apigateway.amazonaws.com"
+            for p in referrers(function, resources, (PERMISSION,), "function")
+        )
+        if not invoked_by_api:
+            continue
+        value = function.get("reservedConcurrentExecutions")
+        reserved = number(value)
+        if is_unknown(value) or (reserved is not None and reserved >= 1):
+            continue
+        shown = "unset" if reserved is None else f"{reserved:g}"
+        found.append(
+            Violation(
+                function.urn,
+                f"function '{function.name}' is invoked by API Gateway with reservedConcurrentExecutions "
+                f"{shown}: reserve at least 1",
+            )
+        )
+    return found
+
+
 def _ecs_public_ip(resources: Sequence[Resource], ctx: Context) -> list[Violation]:
     # Without NAT (dev), tasks in public subnets need a public IP to reach AWS APIs; their security
     # group admits only the ALB. Once the stack has NAT gateways, a public IP is pure exposure.
@@ -289,6 +316,16 @@ RULES: list[Rule] = [
         remediation="Store the secret in Secrets Manager, pass its ARN (…_SECRET_ARN) and read it at runtime.",
         resource_types=(FUNCTION,),
         check=_lambda_env_secrets,
+    ),
+    StackRule(
+        name="lambda-api-reserved-concurrency",
+        control="Motion REL-6",
+        description="In production, Lambda functions behind API Gateway have reserved concurrency.",
+        severity="medium",
+        remediation="Set reserved_concurrent_executions on the function (config motion:mailApiReservedConcurrency).",
+        resource_types=(FUNCTION, PERMISSION),
+        check=_api_reserved_concurrency,
+        production_only=True,
     ),
     ResourceRule(
         name="ecs-readonly-root-filesystem",

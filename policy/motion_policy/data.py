@@ -53,6 +53,8 @@ POSTGRES_LOG_EXPORTS = frozenset({"postgresql"})
 # the ones that support IAM database authentication.
 IAM_AUTH_ENGINES = frozenset({"mysql", "postgres", "aurora", "aurora-mysql", "aurora-postgresql"})
 MIN_BACKUP_RETENTION_DAYS = 7
+# CreateDBInstance's MonitoringInterval (RDS API Reference), 0 (off) left out.
+RDS_MONITORING_INTERVALS = frozenset({1.0, 5.0, 10.0, 15.0, 30.0, 60.0})
 
 
 # --- SQS -------------------------------------------------------------------------------------------
@@ -209,6 +211,23 @@ def _rds_iam_authentication(db: Resource, ctx: Context) -> list[str]:
         "IAM database authentication is off, so every client needs a password (and a copy that goes "
         "stale when it rotates): set iamDatabaseAuthenticationEnabled true"
     ]
+
+
+def _rds_enhanced_monitoring(db: Resource, ctx: Context) -> list[str]:
+    # The AWS Config rule behind FSBP RDS.6 (rds-enhanced-monitoring-enabled) is NON_COMPLIANT when
+    # monitoringInterval is 0; CreateDBInstance needs a MonitoringRoleArn for any other interval.
+    interval, role = db.get("monitoringInterval"), db.get("monitoringRoleArn")
+    if is_unknown(interval):
+        return []
+    seconds = number(interval)
+    if seconds not in RDS_MONITORING_INTERVALS:
+        shown = "unset" if seconds is None else f"{seconds:g}"
+        return [f"monitoringInterval is {shown}: set it to one of 1, 5, 10, 15, 30, 60 (Enhanced Monitoring)"]
+    if not is_set(role):
+        return [
+            "Enhanced Monitoring needs a monitoringRoleArn (a role trusted by monitoring.rds.amazonaws.com)"
+        ]
+    return []
 
 
 def _rds_managed_password(db: Resource, ctx: Context) -> list[str]:
@@ -404,6 +423,17 @@ RULES: list[Rule] = [
         "dbuser ARN; only the migration step keeps the master secret.",
         resource_types=(DB_INSTANCE,),
         check=_rds_iam_authentication,
+    ),
+    ResourceRule(
+        name="rds-enhanced-monitoring",
+        control="FSBP RDS.6",
+        description="In production, RDS instances have Enhanced Monitoring (OS metrics) on.",
+        severity="low",
+        remediation="Set monitoring_interval (config motion:dbMonitoringIntervalSeconds) and monitoring_role_arn "
+        "to a role trusted by monitoring.rds.amazonaws.com with AmazonRDSEnhancedMonitoringRole.",
+        resource_types=(DB_INSTANCE,),
+        check=_rds_enhanced_monitoring,
+        production_only=True,
     ),
     ResourceRule(
         name="elasticache-encryption-at-rest",

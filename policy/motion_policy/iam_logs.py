@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .model import Context, Resource, ResourceRule, Rule, as_list, get_path, is_unknown, number, parse_json
+from .model import (
+    Context,
+    Resource,
+    ResourceRule,
+    Rule,
+    StackRule,
+    Violation,
+    as_list,
+    get_path,
+    is_unknown,
+    number,
+    of_type,
+    parse_json,
+    refers_to,
+)
 
 ROLE = "aws:iam/role:Role"
 # Resources whose `policy` is an identity policy (what a principal may do).
@@ -24,6 +38,13 @@ POLICY_ATTACHMENTS = (
     "aws:iam/policyAttachment:PolicyAttachment",
 )
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+KMS_KEY = "aws:kms/key:Key"
+# CloudWatch Logs User Guide, "Encrypt log data in CloudWatch Logs using AWS Key Management Service":
+# the key policy lets the regional principal logs.<region>.amazonaws.com use the key, conditioned on
+# kms:EncryptionContext:aws:logs:arn (the log group's ARN). Without it, associating the key fails.
+LOGS_PRINCIPAL = re.compile(r"^logs\.[a-z]{2}(-[a-z]+)+-\d\.amazonaws\.com$")
+LOGS_CONTEXT_KEY = "kms:encryptioncontext:aws:logs:arn"
+LOGS_KEY_ACTIONS = ("kms:generatedatakey", "kms:decrypt")
 
 # Actions that AWS authorizes only on Resource "*": the service has no resource type to name for
 # them (IAM Service Authorization Reference, "Resource types" column empty). Everything else must name
@@ -178,6 +199,47 @@ def _log_retention(group: Resource, ctx: Context) -> list[str]:
     return []
 
 
+def _grants_cloudwatch_logs(policy: Any) -> bool:
+    for statement in as_list(get_path(policy, "Statement")):
+        if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
+            continue
+        services = as_list(get_path(statement, "Principal", "Service"))
+        if not any(isinstance(s, str) and LOGS_PRINCIPAL.match(s) for s in services):
+            continue
+        actions = [a.lower() for a in as_list(statement.get("Action")) if isinstance(a, str)]
+        allowed = all(any(fnmatch.fnmatchcase(needed, a) for a in actions) for needed in LOGS_KEY_ACTIONS)
+        conditions = statement.get("Condition") or {}
+        scoped = any(
+            operator in ("ArnLike", "ArnEquals")
+            and isinstance(values, dict)
+            and any(k.lower() == LOGS_CONTEXT_KEY for k in values)
+            for operator, values in conditions.items()
+        )
+        if allowed and scoped:
+            return True
+    return False
+
+
+def _log_group_keys(resources: Sequence[Resource], ctx: Context) -> list[Violation]:
+    keys = of_type(resources, KMS_KEY)
+    found = []
+    for group in of_type(resources, LOG_GROUP):
+        for key in keys:
+            if not refers_to(group, "kmsKeyId", key):
+                continue
+            policy = parse_json(key.get("policy"))
+            if is_unknown(policy) or _grants_cloudwatch_logs(policy):
+                continue
+            found.append(
+                Violation(
+                    group.urn,
+                    f"log group '{group.name}' names key '{key.name}', whose policy does not let "
+                    "logs.<region>.amazonaws.com use it under kms:EncryptionContext:aws:logs:arn: AWS rejects it",
+                )
+            )
+    return found
+
+
 RULES: list[Rule] = [
     ResourceRule(
         name="iam-no-wildcard-actions",
@@ -226,5 +288,17 @@ RULES: list[Rule] = [
         remediation="Set retention_in_days (config motion:logRetentionDays; production uses 365 or more).",
         resource_types=(LOG_GROUP,),
         check=_log_retention,
+    ),
+    StackRule(
+        name="cloudwatch-log-group-key-policy",
+        control="Motion ENC-2",
+        description="A log group encrypted with a key of the stack names a key CloudWatch Logs may use, for "
+        "this account's log groups only.",
+        severity="high",
+        remediation="Give the key a statement allowing Service logs.<region>.amazonaws.com kms:Encrypt*, Decrypt*, "
+        "ReEncrypt*, GenerateDataKey*, Describe* with ArnLike kms:EncryptionContext:aws:logs:arn "
+        "arn:aws:logs:<region>:<account>:log-group:* (components/kms.py).",
+        resource_types=(LOG_GROUP, KMS_KEY),
+        check=_log_group_keys,
     ),
 ]

@@ -12,6 +12,7 @@ from .model import (
     Rule,
     StackRule,
     Violation,
+    as_bool,
     as_list,
     get_path,
     is_set,
@@ -32,6 +33,13 @@ FLOW_LOG = "aws:ec2/flowLog:FlowLog"
 LOAD_BALANCERS = ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
 LISTENERS = ("aws:lb/listener:Listener", "aws:alb/listener:Listener")
 LISTENER_RULES = ("aws:lb/listenerRule:ListenerRule", "aws:alb/listenerRule:ListenerRule")
+WEB_ACL = "aws:wafv2/webAcl:WebAcl"
+WEB_ACL_ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"
+WEB_ACL_LOGGING = "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+# PutLoggingConfiguration (WAF API Reference): a logging destination's name "must start with
+# aws-waf-logs-"; for a log group, that is its name.
+WAF_LOG_PREFIX = "aws-waf-logs-"
 
 WORLD_CIDRS = frozenset({"0.0.0.0/0", "::/0"})
 # The only ports the internet may reach, and only on the load balancer's security group.
@@ -253,6 +261,58 @@ def _https_required(resources: Sequence[Resource], ctx: Context) -> list[Violati
     ]
 
 
+# --- AWS WAF --------------------------------------------------------------------------------------
+
+
+def _alb_waf(resources: Sequence[Resource], ctx: Context) -> list[Violation]:
+    associations = of_type(resources, WEB_ACL_ASSOCIATION)
+    acls = of_type(resources, WEB_ACL)
+    found = []
+    for lb in _application_lbs(resources):
+        if as_bool(lb.get("internal")) is True:
+            continue
+        guarding = [a for a in associations if refers_to(a, "resourceArn", lb)]
+        if not guarding:
+            found.append(
+                Violation(lb.urn, f"internet-facing load balancer '{lb.name}' has no AWS WAF web ACL")
+            )
+            continue
+        for association in guarding:
+            for acl in acls:
+                scope = acl.get("scope")
+                if refers_to(association, "webAclArn", acl) and not is_unknown(scope) and scope != "REGIONAL":
+                    found.append(
+                        Violation(
+                            acl.urn, f"web ACL '{acl.name}' on a load balancer must have scope REGIONAL"
+                        )
+                    )
+    return found
+
+
+def _waf_logging(resources: Sequence[Resource], ctx: Context) -> list[Violation]:
+    configs = of_type(resources, WEB_ACL_LOGGING)
+    groups = of_type(resources, LOG_GROUP)
+    found = []
+    for acl in of_type(resources, WEB_ACL):
+        mine = [c for c in configs if refers_to(c, "resourceArn", acl)]
+        if not mine:
+            found.append(
+                Violation(acl.urn, f"web ACL '{acl.name}' logs nothing: add a WebAclLoggingConfiguration")
+            )
+        for config in mine:
+            for group in groups:
+                name = group.get("name")
+                wrong = isinstance(name, str) and not name.startswith(WAF_LOG_PREFIX)
+                if wrong and refers_to(config, "logDestinationConfigs", group):
+                    found.append(
+                        Violation(
+                            config.urn,
+                            f"log group '{name}' cannot receive WAF logs: its name must start with {WAF_LOG_PREFIX}",
+                        )
+                    )
+    return found
+
+
 RULES: list[Rule] = [
     StackRule(
         name="ec2-default-security-group-closed",
@@ -341,5 +401,27 @@ RULES: list[Rule] = [
         resource_types=LOAD_BALANCERS,
         check=_https_required,
         production_only=True,
+    ),
+    StackRule(
+        name="alb-waf",
+        control="NIST ELB.16",
+        description="In production, internet-facing Application Load Balancers are associated with a REGIONAL "
+        "AWS WAF web ACL.",
+        severity="medium",
+        remediation="Create aws.wafv2.WebAcl(scope='REGIONAL') and aws.wafv2.WebAclAssociation(resource_arn=alb.arn) "
+        "(config motion:waf).",
+        resource_types=LOAD_BALANCERS,
+        check=_alb_waf,
+        production_only=True,
+    ),
+    StackRule(
+        name="waf-logging",
+        control="NIST WAF.11",
+        description="Every AWS WAF web ACL logs its traffic, to a destination named aws-waf-logs-*.",
+        severity="low",
+        remediation="Create aws.wafv2.WebAclLoggingConfiguration(resource_arn=acl.arn, log_destination_configs="
+        "[log_group.arn]) with a log group named aws-waf-logs-<name>.",
+        resource_types=(WEB_ACL,),
+        check=_waf_logging,
     ),
 ]

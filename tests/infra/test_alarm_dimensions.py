@@ -77,6 +77,14 @@ _ECS_SERVICE = _sets({"ClusterName"}, {"ClusterName", "ServiceName"})
 # CloudWatch dimensions for Amazon RDS").
 _RDS_INSTANCE = _sets({"DBInstanceIdentifier"}, {"DatabaseClass"}, {"EngineName"}, {"SourceRegion"})
 
+# AWS/WAFV2: "AWS WAF for Application Load Balancer can use the following dimension combinations:
+# Region, Rule, WebACL; Region, RuleGroup, WebACL; Region, Rule, RuleGroup" (AWS WAF Developer Guide,
+# "AWS WAF metrics and dimensions"; WebACL and RuleGroup are their metric names, Rule a rule's metric
+# name or ALL).
+_WAF_REGIONAL = _sets(
+    {"Region", "Rule", "WebACL"}, {"Region", "RuleGroup", "WebACL"}, {"Region", "Rule", "RuleGroup"}
+)
+
 DOCUMENTED: Mapping[tuple[str, str], DimensionSets] = {
     ("AWS/ElastiCache", "DatabaseMemoryUsagePercentage"): _ELASTICACHE_NODE,
     ("AWS/ElastiCache", "Evictions"): _ELASTICACHE_NODE,
@@ -90,6 +98,7 @@ DOCUMENTED: Mapping[tuple[str, str], DimensionSets] = {
     ("AWS/ECS", "CPUUtilization"): _ECS_SERVICE,
     ("AWS/RDS", "CPUUtilization"): _RDS_INSTANCE,
     ("AWS/RDS", "FreeStorageSpace"): _RDS_INSTANCE,
+    ("AWS/WAFV2", "BlockedRequests"): _WAF_REGIONAL,
 }
 
 
@@ -136,3 +145,11 @@ def test_the_check_rejects_what_aws_does_not_publish() -> None:
     assert undocumented({**good, "dimensions": {"CacheClusterId": ""}})
     alb = {"namespace": "AWS/ApplicationELB", "metricName": "UnHealthyHostCount"}
     assert undocumented({**alb, "dimensions": {"LoadBalancer": "app/x/1"}}), "no per-ALB healthy host count"
+    waf = {"namespace": "AWS/WAFV2", "metricName": "BlockedRequests"}
+    assert (
+        undocumented({**waf, "dimensions": {"Region": "us-east-1", "Rule": "ALL", "WebACL": "acl"}}) is None
+    )
+    # Without Region it is the CloudFront form, which a regional web ACL does not publish.
+    assert undocumented({**waf, "dimensions": {"Rule": "ALL", "WebACL": "acl"}}), (
+        "Region is required for an ALB"
+    )

@@ -129,6 +129,38 @@ BAD_CASES: list[tuple[str, dict[str, Any], str | None, str]] = [
     ("dev", {"mailMaxConcurrency": 1}, None, "motion:mailMaxConcurrency: 1 (allowed: 2 to 1000)"),
     (
         "dev",
+        {"dbMonitoringIntervalSeconds": 20},
+        None,
+        "motion:dbMonitoringIntervalSeconds: 20 is not an Enhanced Monitoring interval",
+    ),
+    (
+        "production",
+        {"dbMonitoringIntervalSeconds": 0},
+        None,
+        "motion:dbMonitoringIntervalSeconds: high availability needs Enhanced Monitoring",
+    ),
+    ("production", {"waf": False}, None, "motion:waf: must be true with high availability"),
+    (
+        "production",
+        {"logsKmsEncryption": False},
+        None,
+        "motion:logsKmsEncryption: must be true with high availability",
+    ),
+    ("dev", {"wafRateLimit": 9}, None, "motion:wafRateLimit: 9 (allowed: 10 to 2000000000)"),
+    (
+        "dev",
+        {"mailApiReservedConcurrency": 901},
+        None,
+        "motion:mailApiReservedConcurrency: 901 (allowed: 0 to 900)",
+    ),
+    (
+        "production",
+        {"mailApiReservedConcurrency": 0},
+        None,
+        "motion:mailApiReservedConcurrency: high availability reserves executions for the mail API",
+    ),
+    (
+        "dev",
         {"frontendDomains": [1]},
         "Stack 'dev' with configuration key 'frontendDomains' must be of type 'array<string>'",
         "motion:frontendDomains: '[1]' is not a valid array (expected a list of strings)",

@@ -117,6 +117,36 @@ def test_database_posture_per_stack(dev: StackRun, production: StackRun) -> None
     assert p["performanceInsightsEnabled"] is True and p["maxAllocatedStorage"] > p["allocatedStorage"]
 
 
+def test_enhanced_monitoring_in_production_through_its_own_role(dev: StackRun, production: StackRun) -> None:
+    d = dev.one("aws:rds/instance:Instance").inputs
+    assert d["monitoringInterval"] == 0 and "monitoringRoleArn" not in d
+    assert not [r for r in dev.of_type("aws:iam/role:Role") if "monitoring" in r.name]
+    db = production.one("aws:rds/instance:Instance")
+    # CreateDBInstance (RDS API Reference): MonitoringInterval "Valid Values: 0 | 1 | 5 | 10 | 15 | 30 |
+    # 60"; "If MonitoringInterval is set to a value other than 0, supply a MonitoringRoleArn value."
+    assert db.inputs["monitoringInterval"] in (1, 5, 10, 15, 30, 60)
+    role = next(r for r in production.of_type("aws:iam/role:Role") if r.name == "files-db-monitoring-role")
+    arn = computed_outputs(role.type, role.name, role.inputs, production.config.region)["arn"]
+    assert db.inputs["monitoringRoleArn"] == arn
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    # RDS User Guide, "Setting up and enabling Enhanced Monitoring": the role trusts
+    # monitoring.rds.amazonaws.com (not rds.amazonaws.com) and carries AmazonRDSEnhancedMonitoringRole.
+    assert trust == [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "monitoring.rds.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
+        }
+    ]
+    attachment = production.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert attachment.inputs == {
+        "role": role.id,
+        "policyArn": "arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
+    }
+    assert attachment.urn in db.dependencies
+
+
 def test_database_admits_only_the_two_file_services_and_the_migration(stack: StackRun) -> None:
     db_sg = stack.one("aws:ec2/securityGroup:SecurityGroup", "files-db")
     ingress = [

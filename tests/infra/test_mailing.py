@@ -104,6 +104,22 @@ def test_event_source_mapping_reports_partial_failures_and_caps_concurrency(stac
     assert esm["eventSourceArn"].endswith(":motion-" + stack.stack + "-mail-events")
 
 
+def test_the_mail_api_has_reserved_concurrency_in_production(dev: StackRun, production: StackRun) -> None:
+    def functions(run: StackRun) -> dict[str, dict]:
+        return {f.inputs["name"]: f.inputs for f in run.of_type("aws:lambda/function:Function")}
+
+    # Unset in dev: the provider's default (-1) leaves the function on the unreserved pool; an
+    # explicit 0 would throttle every call.
+    assert all("reservedConcurrentExecutions" not in f for f in functions(dev).values())
+    prod = functions(production)
+    reserved = production.config.mail.api_reserved_concurrency
+    assert 0 < reserved <= 900
+    assert prod["motion-production-mail-api"]["reservedConcurrentExecutions"] == reserved
+    assert [n for n, f in prod.items() if "reservedConcurrentExecutions" in f] == [
+        "motion-production-mail-api"
+    ]
+
+
 def test_each_function_has_its_own_least_privilege_role(stack: StackRun) -> None:
     policies = {
         p.name: p.json("policy")

@@ -301,6 +301,8 @@ database = res(
         "autoMinorVersionUpgrade": True,
         "enabledCloudwatchLogsExports": ["postgresql", "upgrade"],
         "iamDatabaseAuthenticationEnabled": True,
+        "monitoringInterval": 60.0,
+        "monitoringRoleArn": f"arn:aws:iam::{ACCOUNT}:role/files-db-monitoring-role",
     },
 )
 
@@ -353,6 +355,14 @@ RDS_CASES = [
         but(database, iamDatabaseAuthenticationEnabled=None),
     ),
     violates("rds-iam-authentication", "off", but(database, iamDatabaseAuthenticationEnabled=False)),
+    passes("rds-enhanced-monitoring", "every 60 s with a role", database, stack=PROD),
+    passes("rds-enhanced-monitoring", "not known yet", but(database, monitoringInterval=UNKNOWN), stack=PROD),
+    violates("rds-enhanced-monitoring", "unset", but(database, monitoringInterval=None), stack=PROD),
+    violates("rds-enhanced-monitoring", "off", but(database, monitoringInterval=0.0), stack=PROD),
+    violates("rds-enhanced-monitoring", "no role", but(database, monitoringRoleArn=None), stack=PROD),
+    violates(
+        "rds-enhanced-monitoring", "interval RDS rejects", but(database, monitoringInterval=20.0), stack=PROD
+    ),
     violates(
         "rds-iam-authentication", "off, as a string", but(database, iamDatabaseAuthenticationEnabled="false")
     ),
@@ -454,7 +464,42 @@ function_url = res(
     {"functionName": "mailer", "authorizationType": "AWS_IAM"},
 )
 
+api_function = res(
+    "aws:lambda/function:Function",
+    "mail-api",
+    {"name": "motion-dev-mail-api", "runtime": "python3.13", "reservedConcurrentExecutions": 100.0},
+)
+
 LAMBDA_CASES = [
+    passes("lambda-api-reserved-concurrency", "reserved", api_function, permission, stack=PROD),
+    passes(
+        "lambda-api-reserved-concurrency",
+        "not invoked by API Gateway",
+        but(api_function, reservedConcurrentExecutions=None),
+        but(permission, principal="events.amazonaws.com"),
+        stack=PROD,
+    ),
+    passes(
+        "lambda-api-reserved-concurrency",
+        "not known yet",
+        but(api_function, reservedConcurrentExecutions=UNKNOWN),
+        permission,
+        stack=PROD,
+    ),
+    violates(
+        "lambda-api-reserved-concurrency",
+        "unset",
+        but(api_function, reservedConcurrentExecutions=None),
+        permission,
+        stack=PROD,
+    ),
+    violates(
+        "lambda-api-reserved-concurrency",
+        "unreserved (-1)",
+        but(api_function, reservedConcurrentExecutions=-1.0),
+        permission,
+        stack=PROD,
+    ),
     passes("lambda-supported-runtime", "python3.13", function),
     passes("lambda-supported-runtime", "container image", but(function, runtime=None, packageType="Image")),
     violates("lambda-supported-runtime", "python3.9", but(function, runtime="python3.9")),
@@ -801,6 +846,61 @@ EC2_CASES = [
 
 LISTENER = "aws:lb/listener:Listener"
 LB_ARN = load_balancer.props["arn"]
+WEB_ACL_ARN = f"arn:aws:wafv2:{REGION}:{ACCOUNT}:regional/webacl/motion-production-alb/1"
+WAF_LOG_GROUP_ARN = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:aws-waf-logs-motion-production"
+web_acl = res(
+    "aws:wafv2/webAcl:WebAcl",
+    "waf-acl",
+    {"name": "motion-production-alb", "scope": "REGIONAL", "arn": WEB_ACL_ARN},
+)
+web_acl_association = res(
+    "aws:wafv2/webAclAssociation:WebAclAssociation",
+    "waf-alb",
+    {"resourceArn": LB_ARN, "webAclArn": WEB_ACL_ARN},
+)
+waf_log_group = res(
+    "aws:cloudwatch/logGroup:LogGroup",
+    "waf-logs",
+    {"name": "aws-waf-logs-motion-production", "retentionInDays": 365.0, "arn": WAF_LOG_GROUP_ARN},
+)
+waf_logging = res(
+    "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration",
+    "waf-logging",
+    {"resourceArn": WEB_ACL_ARN, "logDestinationConfigs": [WAF_LOG_GROUP_ARN]},
+)
+WAF_CASES = [
+    passes("alb-waf", "associated", load_balancer, web_acl, web_acl_association, stack=PROD),
+    passes("alb-waf", "internal load balancer", but(load_balancer, internal=True), stack=PROD),
+    violates("alb-waf", "no web ACL", load_balancer, stack=PROD),
+    violates(
+        "alb-waf",
+        "web ACL of another load balancer",
+        load_balancer,
+        web_acl,
+        but(
+            web_acl_association,
+            resourceArn=f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:loadbalancer/app/x/2",
+        ),
+        stack=PROD,
+    ),
+    violates(
+        "alb-waf",
+        "CloudFront web ACL",
+        load_balancer,
+        but(web_acl, scope="CLOUDFRONT"),
+        web_acl_association,
+        stack=PROD,
+    ),
+    passes("waf-logging", "to an aws-waf-logs- group", web_acl, waf_log_group, waf_logging),
+    violates("waf-logging", "no logging", web_acl, waf_log_group),
+    violates(
+        "waf-logging",
+        "group without the prefix",
+        web_acl,
+        but(waf_log_group, name="/motion/production/waf"),
+        waf_logging,
+    ),
+]
 https_listener = res(
     LISTENER,
     "https",
@@ -1058,7 +1158,68 @@ log_group = res(
     "aws:cloudwatch/logGroup:LogGroup", "upload-logs", {"name": "/motion/dev/upload", "retentionInDays": 7.0}
 )
 
+LOG_KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0f3c9a52-6b7e-4d4e-9f4a-2b1c7d8e9f00"
+LOGS_STATEMENT = {
+    "Sid": "CloudWatchLogsEncryptsLogGroups",
+    "Effect": "Allow",
+    "Principal": {"Service": f"logs.{REGION}.amazonaws.com"},
+    "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+    "Resource": "*",
+    "Condition": {
+        "ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:*"}
+    },
+}
+ROOT_STATEMENT = {
+    "Sid": "AccountAdministers",
+    "Effect": "Allow",
+    "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+    "Action": "kms:*",
+    "Resource": "*",
+}
+
+
+def log_key(*statements: dict[str, Any]) -> Resource:
+    return res(
+        "aws:kms/key:Key",
+        "logs-key",
+        {"arn": LOG_KEY_ARN, "policy": json.dumps({"Version": "2012-10-17", "Statement": list(statements)})},
+    )
+
+
+encrypted_log_group = but(log_group, kmsKeyId=LOG_KEY_ARN)
+
 LOG_CASES = [
+    passes(
+        "cloudwatch-log-group-key-policy",
+        "logs principal under the encryption context",
+        encrypted_log_group,
+        log_key(ROOT_STATEMENT, LOGS_STATEMENT),
+    ),
+    passes("cloudwatch-log-group-key-policy", "no key of ours", log_group, log_key(ROOT_STATEMENT)),
+    violates(
+        "cloudwatch-log-group-key-policy",
+        "key without the logs principal",
+        encrypted_log_group,
+        log_key(ROOT_STATEMENT),
+    ),
+    violates(
+        "cloudwatch-log-group-key-policy",
+        "global logs principal",
+        encrypted_log_group,
+        log_key(ROOT_STATEMENT, {**LOGS_STATEMENT, "Principal": {"Service": "logs.amazonaws.com"}}),
+    ),
+    violates(
+        "cloudwatch-log-group-key-policy",
+        "no encryption context condition",
+        encrypted_log_group,
+        log_key(ROOT_STATEMENT, {k: v for k, v in LOGS_STATEMENT.items() if k != "Condition"}),
+    ),
+    violates(
+        "cloudwatch-log-group-key-policy",
+        "cannot generate data keys",
+        encrypted_log_group,
+        log_key(ROOT_STATEMENT, {**LOGS_STATEMENT, "Action": ["kms:Decrypt*", "kms:Describe*"]}),
+    ),
     passes("cloudwatch-log-retention", "a week in dev", log_group),
     passes(
         "cloudwatch-log-retention", "a year in production", but(log_group, retentionInDays=365.0), stack=PROD
@@ -1164,6 +1325,7 @@ CASES: list[Case] = [
     *ECR_CASES,
     *EC2_CASES,
     *ALB_CASES,
+    *WAF_CASES,
     *IAM_CASES,
     *LOG_CASES,
     *STACK_CASES,

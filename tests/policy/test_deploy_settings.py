@@ -68,6 +68,7 @@ MODULE_SERVICES: dict[str, tuple[str, ...]] = {
     "sesv2": ("ses",),
     "sns": ("sns",),
     "sqs": ("sqs",),
+    "wafv2": ("wafv2",),
 }
 
 
@@ -79,6 +80,15 @@ CALLS_ON_CREATE: dict[str, tuple[str, ...]] = {
     # which IAM authorizes as lambda:InvokeFunction. What the function then does (the migration
     # runner's ecs:RunTask) is its own role's business, not the deploy role's.
     "aws:lambda/invocation:Invocation": ("lambda:InvokeFunction",),
+    # Turning on WAF logging to a log group (PutLoggingConfiguration) has CloudWatch Logs add the log
+    # group's resource policy with the caller's permissions: CloudWatch Logs User Guide, "Logs sent to
+    # CloudWatch Logs", "User permissions".
+    "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration": (
+        "logs:CreateLogDelivery",
+        "logs:PutResourcePolicy",
+        "logs:DescribeResourcePolicies",
+        "logs:DescribeLogGroups",
+    ),
 }
 
 

@@ -160,3 +160,49 @@ def test_jobs_that_run_the_program_or_the_tests_have_the_lambdas_python(path: Pa
         assert versions[-1] == workflow["env"]["PYTHON_VERSION"], f"{job_id}: the default python changed"
         checked += 1
     assert checked >= 2
+
+
+# A third-party action pinned by its full commit SHA, the release it is in a comment for people and
+# Renovate (its github-actions manager keeps digest and comment in step): a tag can be moved to other
+# code after review, a commit cannot (GitHub Docs, "Security hardening for GitHub Actions", "Using
+# third-party actions": "Pinning an action to a full length commit SHA is currently the only way to use
+# an action as an immutable release"). Each SHA is the tag's commit read from the action's repository.
+PINNED_USES = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40} # v\d+(\.\d+)*$")
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>.*?)\s*$")
+
+
+def unpinned_uses(text: str) -> list[str]:
+    """The `uses:` references in a workflow's text not pinned to a commit SHA with its tag in a comment
+    (the comment is gone once YAML is parsed, so this reads lines). Local actions (`./`) are the
+    repository's own code at the same commit."""
+    bad = []
+    for line in text.splitlines():
+        match = USES_LINE.match(line)
+        if match and not match["ref"].startswith("./") and not PINNED_USES.match(match["ref"]):
+            bad.append(match["ref"])
+    return bad
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+def test_actions_are_pinned_to_commit_shas(path: Path) -> None:
+    text = path.read_text()
+    assert sum(1 for line in text.splitlines() if USES_LINE.match(line)) == len(
+        [s for _, _, s in steps(load(path.name)) if "uses" in s]
+    ), "every uses: is on one line of its own"
+    assert unpinned_uses(text) == []
+
+
+def test_the_pin_check_catches_tags_and_short_shas() -> None:
+    assert unpinned_uses("      - uses: actions/checkout@v6\n") == ["actions/checkout@v6"]
+    assert unpinned_uses("        uses: pulumi/actions@v7 # v7\n") == ["pulumi/actions@v7 # v7"]
+    assert unpinned_uses("      - uses: actions/checkout@d23441a # v6.1.0\n") == [
+        "actions/checkout@d23441a # v6.1.0"
+    ]
+    assert unpinned_uses("      - uses: actions/checkout@d23441a48e516b6c34aea4fa41551a30e30af803\n") == [
+        "actions/checkout@d23441a48e516b6c34aea4fa41551a30e30af803"
+    ]
+    assert (
+        unpinned_uses("      - uses: actions/checkout@d23441a48e516b6c34aea4fa41551a30e30af803 # v6.1.0\n")
+        == []
+    )
+    assert unpinned_uses("      - uses: ./.github/actions/local\n") == []
