@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 import time
 import uuid
@@ -72,6 +73,23 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (id) DO NOTHING
 RETURNING id, project_id, owner_id, object_key, file_name, content_type, size_bytes, status, created_at, completed_at
 """
+# Quotas, checked and the row inserted in one transaction under two advisory locks (the user's,
+# then the project's, always in that order so that two requests cannot deadlock): concurrent
+# requests take turns, so the counts they see include each other's rows and a cap holds exactly.
+# Two-key advisory locks with this class id (the 4 bytes "file") and hashtext() of the name; a hash
+# collision only makes two users (or projects) take turns needlessly.
+_QUOTA_LOCK_SQL = (
+    "SELECT pg_advisory_xact_lock(1718185061, hashtext($1)), pg_advisory_xact_lock(1718185062, hashtext($2))"
+)
+# Pending uploads whose upload form is still valid: an expired form can post nothing new, so it
+# no longer counts against the user (its bytes still count against the project until completed
+# or swept). Also the oldest one's age, for Retry-After.
+_PENDING_QUOTA_SQL = """
+SELECT count(*) AS pending, min(created_at) AS oldest FROM files
+WHERE owner_id = $1 AND status = 'pending' AND created_at > now() - make_interval(secs => $2)
+"""
+_PROJECT_BYTES_SQL = "SELECT coalesce(sum(size_bytes), 0)::bigint FROM files WHERE project_id = $1"
+_NOW_SQL = "SELECT now()"
 _COMPLETE_SQL = """
 UPDATE files SET status = 'available', completed_at = now()
 WHERE id = $1 AND status = 'pending'
@@ -162,6 +180,31 @@ def connect_arguments(settings: DatabaseSettings, *, application_name: str, time
         "command_timeout": timeout,
         "server_settings": {"application_name": application_name},
     }
+
+
+class QuotaExceeded(Exception):
+    """An upload request over a quota; nothing was inserted."""
+
+
+class TooManyPending(QuotaExceeded):
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(f"{limit} pending uploads")
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class ProjectFull(QuotaExceeded):
+    def __init__(self, limit: int, used: int) -> None:
+        super().__init__(f"{used} of {limit} bytes")
+        self.limit = limit
+        self.used = used
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    max_pending_per_user: int
+    pending_window_seconds: int
+    max_project_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,13 +302,40 @@ class Database:
         file_name: str,
         content_type: str,
         size_bytes: int,
+        quota: Quota,
     ) -> asyncpg.Record:
-        row = await self._fetchrow(
-            _INSERT_SQL, file_id, project_id, owner_id, object_key, file_name, content_type, size_bytes
-        )
-        if row is None:
-            # The insert committed but its answer was lost; the retry found the row already there.
-            row = await self.get_file(file_id)
+        """Insert the pending file if the owner and the project are within `quota`, else raise
+        TooManyPending or ProjectFull; the check and the insert are one transaction."""
+
+        async def op(conn: asyncpg.Connection) -> asyncpg.Record | None:
+            async with conn.transaction():
+                existing = await conn.fetchrow(_GET_SQL, file_id)
+                if existing is not None:
+                    # The insert committed but its answer was lost; the retry finds the row there.
+                    return existing
+                await conn.execute(_QUOTA_LOCK_SQL, owner_id, project_id)
+                pending = await conn.fetchrow(
+                    _PENDING_QUOTA_SQL, owner_id, float(quota.pending_window_seconds)
+                )
+                if pending["pending"] >= quota.max_pending_per_user:
+                    now = await conn.fetchval(_NOW_SQL)
+                    frees_in = (pending["oldest"] - now).total_seconds() + quota.pending_window_seconds
+                    raise TooManyPending(quota.max_pending_per_user, max(1, math.ceil(frees_in)))
+                used = await conn.fetchval(_PROJECT_BYTES_SQL, project_id)
+                if used + size_bytes > quota.max_project_bytes:
+                    raise ProjectFull(quota.max_project_bytes, used)
+                return await conn.fetchrow(
+                    _INSERT_SQL,
+                    file_id,
+                    project_id,
+                    owner_id,
+                    object_key,
+                    file_name,
+                    content_type,
+                    size_bytes,
+                )
+
+        row = await self._run(op)
         assert row is not None
         return row
 

@@ -9,6 +9,7 @@ import uuid
 from starlette.requests import Request
 from starlette.responses import Response
 
+from files_service.db import ProjectFull, Quota, TooManyPending
 from files_service.handler_base import HandlerBase
 from files_service.names import content_type_allowed, normalize_content_type, sanitize_file_name
 from files_service.request_parsing import check_fields, checked_project_id, read_json_object
@@ -53,9 +54,28 @@ class UploadHandlers(HandlerBase):
             raise ApiError(403, "you are not a member of this project")
         file_id = uuid.uuid4()
         object_key = f"{OBJECT_KEY_PREFIX}{project_id}/{file_id}"
-        row = await self.db.create_pending(
-            file_id, project_id, identity.user_id, object_key, file_name, content_type, size
+        quota = Quota(
+            max_pending_per_user=self.settings.max_pending_uploads_per_user,
+            pending_window_seconds=self.ttl,
+            max_project_bytes=self.settings.max_project_bytes,
         )
+        try:
+            row = await self.db.create_pending(
+                file_id, project_id, identity.user_id, object_key, file_name, content_type, size, quota
+            )
+        except TooManyPending as err:
+            raise ApiError(
+                429,
+                f"you have {err.limit} uploads pending, the most allowed: complete or delete one, "
+                f"or wait until the oldest upload form expires",
+                {"Retry-After": str(err.retry_after)},
+            ) from err
+        except ProjectFull as err:
+            raise ApiError(
+                413,
+                f"project {project_id} would exceed its storage quota of {err.limit} bytes "
+                f"({err.used} bytes used or reserved by pending uploads); delete files to make room",
+            ) from err
         # The object is created tagged as pending, so that the bucket's lifecycle rule removes it if
         # the upload is never completed; completion removes the tag.
         post = self.signer.presign_post(
