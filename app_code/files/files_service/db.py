@@ -58,12 +58,12 @@ class DatabaseUnavailable(RuntimeError):
 
 
 _DOWNLOAD_SQL = """
-SELECT f.project_id, f.owner_id, f.object_key, f.file_name, f.content_type, f.size_bytes, f.status,
+SELECT f.project_id, f.owner_id, f.object_key, f.stored_key, f.file_name, f.content_type, f.size_bytes, f.status,
        EXISTS (SELECT 1 FROM file_shares s
                WHERE s.file_id = f.id AND s.user_id = $2 AND s.expires_at > now()) AS shared
 FROM files f WHERE f.id = $1
 """
-_GET_SQL = "SELECT id, project_id, owner_id, object_key, file_name, content_type, size_bytes, status, created_at, completed_at FROM files WHERE id = $1"
+_GET_SQL = "SELECT id, project_id, owner_id, object_key, stored_key, file_name, content_type, size_bytes, status, created_at, completed_at FROM files WHERE id = $1"
 _SHARED_SQL = (
     "SELECT EXISTS (SELECT 1 FROM file_shares WHERE file_id = $1 AND user_id = $2 AND expires_at > now())"
 )
@@ -71,7 +71,7 @@ _INSERT_SQL = """
 INSERT INTO files (id, project_id, owner_id, object_key, file_name, content_type, size_bytes)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (id) DO NOTHING
-RETURNING id, project_id, owner_id, object_key, file_name, content_type, size_bytes, status, created_at, completed_at
+RETURNING id, project_id, owner_id, object_key, stored_key, file_name, content_type, size_bytes, status, created_at, completed_at
 """
 # Quotas, checked and the row inserted in one transaction under two advisory locks (the user's,
 # then the project's, always in that order so that two requests cannot deadlock): concurrent
@@ -91,9 +91,9 @@ WHERE owner_id = $1 AND status = 'pending' AND created_at > now() - make_interva
 _PROJECT_BYTES_SQL = "SELECT coalesce(sum(size_bytes), 0)::bigint FROM files WHERE project_id = $1"
 _NOW_SQL = "SELECT now()"
 _COMPLETE_SQL = """
-UPDATE files SET status = 'available', completed_at = now()
+UPDATE files SET status = 'available', completed_at = now(), stored_key = $2, stored_etag = $3
 WHERE id = $1 AND status = 'pending'
-RETURNING id, project_id, owner_id, object_key, file_name, content_type, size_bytes, status, created_at, completed_at
+RETURNING id, project_id, owner_id, object_key, stored_key, file_name, content_type, size_bytes, status, created_at, completed_at
 """
 _DELETE_SQL = "DELETE FROM files WHERE id = $1"
 _LIST_SQL = """
@@ -339,9 +339,10 @@ class Database:
         assert row is not None
         return row
 
-    async def mark_available(self, file_id: uuid.UUID) -> asyncpg.Record | None:
-        """The file after marking it available, or None if it was not pending any more."""
-        return await self._fetchrow(_COMPLETE_SQL, file_id)
+    async def mark_available(self, file_id: uuid.UUID, stored_key: str, etag: str) -> asyncpg.Record | None:
+        """The file after marking it available with the object downloads get, or None if it was
+        not pending any more."""
+        return await self._fetchrow(_COMPLETE_SQL, file_id, stored_key, etag)
 
     async def delete_file(self, file_id: uuid.UUID) -> None:
         await self._run(lambda conn: conn.execute(_DELETE_SQL, file_id))

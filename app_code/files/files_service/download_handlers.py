@@ -40,8 +40,10 @@ class DownloadHandlers(HandlerBase):
         if row["status"] != "available":
             raise ApiError(409, "the file's upload has not been completed")
         now = datetime.now(UTC)
+        # The copy completion made, which no upload form can overwrite; files completed before it
+        # existed have none, and their forms expired long ago.
         url = self.signer.presign_get(
-            row["object_key"],
+            row["stored_key"] or row["object_key"],
             self.ttl,
             {"response-content-disposition": content_disposition(row["file_name"])},
             now,

@@ -347,18 +347,23 @@ def test_completion_removes_the_pending_tag(
     done = client.post(f"{UPLOADS}/{file['id']}/complete", headers=owner)
     assert done.status_code == 200, done.text
     assert done.json()["file"]["status"] == "available"
-    assert _tags(s3, files_bucket, key) == []
+    # Downloads get the untagged copy; the upload key, which nothing reads any more, is gone.
+    assert _tags(s3, files_bucket, key + ".stored") == []
+    assert s3.list_objects_v2(Bucket=files_bucket, Prefix=key)["Contents"][0]["Key"] == key + ".stored"
 
     # A retried completion answers the same.
     again = client.post(f"{UPLOADS}/{file['id']}/complete", headers=owner)
     assert again.status_code == 200 and again.json() == done.json()
 
-    # The form stays valid for its TTL; posting it again after completion tags the object anew.
-    # A later completion removes that tag too, so the lifecycle rule cannot expire the file.
-    s3.put_object_tagging(Bucket=files_bucket, Key=key, Tagging={"TagSet": PENDING_TAG_SET})
+    # The form stays valid for its TTL; posting it again after completion creates the upload key
+    # anew, tagged pending (so the lifecycle rule expires it), and never touches the stored copy.
+    _upload_tagged(s3, files_bucket, file)
     again = client.post(f"{UPLOADS}/{file['id']}/complete", headers=owner)
     assert again.status_code == 200 and again.json() == done.json()
-    assert _tags(s3, files_bucket, key) == []
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=files_bucket, Prefix=key)["Contents"]] == [
+        key + ".stored"
+    ]
+    assert _tags(s3, files_bucket, key + ".stored") == []
 
 
 @pytest.mark.parametrize("failure", [_slow_down, _unreachable], ids=["s3-slow-down", "s3-unreachable"])
@@ -388,7 +393,7 @@ def test_completion_is_503_and_stays_pending_until_the_tag_is_removed(
     done = client.post(f"{UPLOADS}/{file['id']}/complete", headers=owner)
     assert done.status_code == 200, done.text
     assert done.json()["file"]["status"] == "available"
-    assert _tags(s3, files_bucket, key) == []
+    assert _tags(s3, files_bucket, key + ".stored") == []
 
 
 def test_retried_completion_of_an_available_file_succeeds_even_if_s3_fails(
@@ -430,7 +435,7 @@ def test_download_allowed_for_owner_members_and_grantees(
     assert body["file_name"] == "ünï report.pdf" and body["method"] == "GET"
     url = urlsplit(body["url"])
     query = parse_qs(url.query)
-    assert url.path.endswith(f"/uploads/alpha/{file['id']}")
+    assert url.path.endswith(f"/uploads/alpha/{file['id']}.stored")
     assert query["response-content-disposition"] == [
         "attachment; filename=\"_n_ report.pdf\"; filename*=UTF-8''%C3%BCn%C3%AF%20report.pdf"
     ]
