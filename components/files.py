@@ -12,7 +12,15 @@ import pulumi_aws as aws
 from components.alb_rules import LISTENER_PRIORITIES
 from components.app_facts import load_app_module
 from components.buckets import PrivateBucket, PrivateBucketArgs
-from components.config_model import AuthConfig, DatabaseConfig, FilesConfig, Scaling
+from components.config_model import (
+    FILES_MAX_PENDING_UPLOADS_PER_USER,
+    FILES_MAX_PROJECT_BYTES,
+    FILES_MAX_SHARE_DAYS,
+    AuthConfig,
+    DatabaseConfig,
+    FilesConfig,
+    Scaling,
+)
 from components.container_image import ContainerImage, ContainerImageArgs
 from components.database import Database, DatabaseArgs
 from components.fargate_service import Attachment, FargateService, FargateServiceArgs
@@ -139,6 +147,10 @@ class Files(pulumi.ComponentResource):
             "MAX_UPLOAD_BYTES": str(args.files.max_upload_bytes),
             "ALLOWED_CONTENT_TYPES": ",".join(args.files.allowed_content_types),
             "PRESIGN_TTL_SECONDS": str(args.files.presign_ttl_seconds),
+            # The same limits on every stack (config_model).
+            "MAX_SHARE_DAYS": str(FILES_MAX_SHARE_DAYS),
+            "MAX_PENDING_UPLOADS_PER_USER": str(FILES_MAX_PENDING_UPLOADS_PER_USER),
+            "MAX_PROJECT_BYTES": str(FILES_MAX_PROJECT_BYTES),
             "LOG_LEVEL": "INFO",
         }
         # The schema first: new service code only starts once its migrations are in (the services

@@ -28,7 +28,13 @@ from typing import Any
 import boto3
 
 from components.app_facts import APP_CODE, load_app_module
-from components.config_model import MAIL_MAX_RECIPIENTS, StackConfig
+from components.config_model import (
+    FILES_MAX_PENDING_UPLOADS_PER_USER,
+    FILES_MAX_PROJECT_BYTES,
+    FILES_MAX_SHARE_DAYS,
+    MAIL_MAX_RECIPIENTS,
+    StackConfig,
+)
 from components.mail_cors import MailApiCors, mail_api_cors
 from devstack.apigw import cors_argument
 from devstack.credentials import CredentialsEndpoint
@@ -395,6 +401,10 @@ class Backend:
             "MAX_UPLOAD_BYTES": str(cfg.files.max_upload_bytes),
             "ALLOWED_CONTENT_TYPES": ",".join(cfg.files.allowed_content_types),
             "PRESIGN_TTL_SECONDS": str(cfg.files.presign_ttl_seconds),
+            # As components/files.py sets them.
+            "MAX_SHARE_DAYS": str(FILES_MAX_SHARE_DAYS),
+            "MAX_PENDING_UPLOADS_PER_USER": str(FILES_MAX_PENDING_UPLOADS_PER_USER),
+            "MAX_PROJECT_BYTES": str(FILES_MAX_PROJECT_BYTES),
             "LOG_LEVEL": "INFO",
         }
         chat = {

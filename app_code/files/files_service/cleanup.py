@@ -13,6 +13,7 @@ import logging
 import random
 
 from files_service.db import Database, DatabaseUnavailable
+from files_service.routes import stored_key
 from files_service.storage import ObjectStore, StorageError, StorageForbidden
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ async def sweep_abandoned(
         keys = await db.delete_abandoned(older_than_seconds, BATCH)
         for key in keys:
             try:
+                # And its stored copy, which exists if a completion failed between copying the
+                # object and marking the row available; the copy carries no pending tag.
+                await storage.delete(stored_key(key))
                 await storage.delete(key)
             except StorageError as err:
                 # The row is gone already; an object left behind costs storage, not correctness (the

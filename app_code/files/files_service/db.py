@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 import threading
 import time
@@ -58,12 +59,12 @@ class DatabaseUnavailable(RuntimeError):
 
 
 _DOWNLOAD_SQL = """
-SELECT f.project_id, f.owner_id, f.object_key, f.file_name, f.content_type, f.size_bytes, f.status,
+SELECT f.project_id, f.owner_id, f.object_key, f.stored_key, f.file_name, f.content_type, f.size_bytes, f.status,
        EXISTS (SELECT 1 FROM file_shares s
                WHERE s.file_id = f.id AND s.user_id = $2 AND s.expires_at > now()) AS shared
 FROM files f WHERE f.id = $1
 """
-_GET_SQL = "SELECT id, project_id, owner_id, object_key, file_name, content_type, size_bytes, status, created_at, completed_at FROM files WHERE id = $1"
+_GET_SQL = "SELECT id, project_id, owner_id, object_key, stored_key, file_name, content_type, size_bytes, status, created_at, completed_at FROM files WHERE id = $1"
 _SHARED_SQL = (
     "SELECT EXISTS (SELECT 1 FROM file_shares WHERE file_id = $1 AND user_id = $2 AND expires_at > now())"
 )
@@ -71,12 +72,29 @@ _INSERT_SQL = """
 INSERT INTO files (id, project_id, owner_id, object_key, file_name, content_type, size_bytes)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (id) DO NOTHING
-RETURNING id, project_id, owner_id, object_key, file_name, content_type, size_bytes, status, created_at, completed_at
+RETURNING id, project_id, owner_id, object_key, stored_key, file_name, content_type, size_bytes, status, created_at, completed_at
 """
+# Quotas, checked and the row inserted in one transaction under two advisory locks (the user's,
+# then the project's, always in that order so that two requests cannot deadlock): concurrent
+# requests take turns, so the counts they see include each other's rows and a cap holds exactly.
+# Two-key advisory locks with this class id (the 4 bytes "file") and hashtext() of the name; a hash
+# collision only makes two users (or projects) take turns needlessly.
+_QUOTA_LOCK_SQL = (
+    "SELECT pg_advisory_xact_lock(1718185061, hashtext($1)), pg_advisory_xact_lock(1718185062, hashtext($2))"
+)
+# Pending uploads whose upload form is still valid: an expired form can post nothing new, so it
+# no longer counts against the user (its bytes still count against the project until completed
+# or swept). Also the oldest one's age, for Retry-After.
+_PENDING_QUOTA_SQL = """
+SELECT count(*) AS pending, min(created_at) AS oldest FROM files
+WHERE owner_id = $1 AND status = 'pending' AND created_at > now() - make_interval(secs => $2)
+"""
+_PROJECT_BYTES_SQL = "SELECT coalesce(sum(size_bytes), 0)::bigint FROM files WHERE project_id = $1"
+_NOW_SQL = "SELECT now()"
 _COMPLETE_SQL = """
-UPDATE files SET status = 'available', completed_at = now()
+UPDATE files SET status = 'available', completed_at = now(), stored_key = $2, stored_etag = $3
 WHERE id = $1 AND status = 'pending'
-RETURNING id, project_id, owner_id, object_key, file_name, content_type, size_bytes, status, created_at, completed_at
+RETURNING id, project_id, owner_id, object_key, stored_key, file_name, content_type, size_bytes, status, created_at, completed_at
 """
 _DELETE_SQL = "DELETE FROM files WHERE id = $1"
 _LIST_SQL = """
@@ -179,6 +197,31 @@ def connect_arguments(settings: DatabaseSettings, *, application_name: str, time
     }
 
 
+class QuotaExceeded(Exception):
+    """An upload request over a quota; nothing was inserted."""
+
+
+class TooManyPending(QuotaExceeded):
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(f"{limit} pending uploads")
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class ProjectFull(QuotaExceeded):
+    def __init__(self, limit: int, used: int) -> None:
+        super().__init__(f"{used} of {limit} bytes")
+        self.limit = limit
+        self.used = used
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    max_pending_per_user: int
+    pending_window_seconds: int
+    max_project_bytes: int
+
+
 @dataclass(frozen=True, slots=True)
 class Database:
     pool: asyncpg.Pool
@@ -274,19 +317,47 @@ class Database:
         file_name: str,
         content_type: str,
         size_bytes: int,
+        quota: Quota,
     ) -> asyncpg.Record:
-        row = await self._fetchrow(
-            _INSERT_SQL, file_id, project_id, owner_id, object_key, file_name, content_type, size_bytes
-        )
-        if row is None:
-            # The insert committed but its answer was lost; the retry found the row already there.
-            row = await self.get_file(file_id)
+        """Insert the pending file if the owner and the project are within `quota`, else raise
+        TooManyPending or ProjectFull; the check and the insert are one transaction."""
+
+        async def op(conn: asyncpg.Connection) -> asyncpg.Record | None:
+            async with conn.transaction():
+                existing = await conn.fetchrow(_GET_SQL, file_id)
+                if existing is not None:
+                    # The insert committed but its answer was lost; the retry finds the row there.
+                    return existing
+                await conn.execute(_QUOTA_LOCK_SQL, owner_id, project_id)
+                pending = await conn.fetchrow(
+                    _PENDING_QUOTA_SQL, owner_id, float(quota.pending_window_seconds)
+                )
+                if pending["pending"] >= quota.max_pending_per_user:
+                    now = await conn.fetchval(_NOW_SQL)
+                    frees_in = (pending["oldest"] - now).total_seconds() + quota.pending_window_seconds
+                    raise TooManyPending(quota.max_pending_per_user, max(1, math.ceil(frees_in)))
+                used = await conn.fetchval(_PROJECT_BYTES_SQL, project_id)
+                if used + size_bytes > quota.max_project_bytes:
+                    raise ProjectFull(quota.max_project_bytes, used)
+                return await conn.fetchrow(
+                    _INSERT_SQL,
+                    file_id,
+                    project_id,
+                    owner_id,
+                    object_key,
+                    file_name,
+                    content_type,
+                    size_bytes,
+                )
+
+        row = await self._run(op)
         assert row is not None
         return row
 
-    async def mark_available(self, file_id: uuid.UUID) -> asyncpg.Record | None:
-        """The file after marking it available, or None if it was not pending any more."""
-        return await self._fetchrow(_COMPLETE_SQL, file_id)
+    async def mark_available(self, file_id: uuid.UUID, stored_key: str, etag: str) -> asyncpg.Record | None:
+        """The file after marking it available with the object downloads get, or None if it was
+        not pending any more."""
+        return await self._fetchrow(_COMPLETE_SQL, file_id, stored_key, etag)
 
     async def delete_file(self, file_id: uuid.UUID) -> None:
         await self._run(lambda conn: conn.execute(_DELETE_SQL, file_id))

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.responses import Response
 
-from files_service.handler_base import HandlerBase
+from files_service.handler_base import LEFT_PROJECT, HandlerBase
 from files_service.names import content_disposition
 from files_service.openapi import MAX_LIST_LIMIT
 from files_service.request_parsing import (
@@ -17,6 +17,7 @@ from files_service.request_parsing import (
     decode_cursor,
     encode_cursor,
     parse_expires_at,
+    parse_limit,
     path_file_id,
     path_user_id,
     read_json_object,
@@ -33,15 +34,16 @@ class DownloadHandlers(HandlerBase):
         row = await self.db.download_info(file_id, identity.user_id)
         if row is None:
             raise ApiError(404, "no such file")
-        if not (
-            row["owner_id"] == identity.user_id or row["project_id"] in identity.projects or row["shared"]
-        ):
+        # Membership now, or an unexpired share; being the owner alone is not enough (see handler_base).
+        if not (identity.member_of(row["project_id"]) or row["shared"]):
             raise ApiError(403, "you may not download this file")
         if row["status"] != "available":
             raise ApiError(409, "the file's upload has not been completed")
         now = datetime.now(UTC)
+        # The copy completion made, which no upload form can overwrite; files completed before it
+        # existed have none, and their forms expired long ago.
         url = self.signer.presign_get(
-            row["object_key"],
+            row["stored_key"] or row["object_key"],
             self.ttl,
             {"response-content-disposition": content_disposition(row["file_name"])},
             now,
@@ -66,11 +68,7 @@ class DownloadHandlers(HandlerBase):
         row = await self.db.get_file(file_id)
         if row is None:
             raise ApiError(404, "no such file")
-        allowed = (
-            row["owner_id"] == identity.user_id
-            or row["project_id"] in identity.projects
-            or await self.db.has_share(file_id, identity.user_id)
-        )
+        allowed = identity.member_of(row["project_id"]) or await self.db.has_share(file_id, identity.user_id)
         if not allowed:
             raise ApiError(403, "you may not see this file")
         return JSONResponse(file_json(row))
@@ -78,12 +76,7 @@ class DownloadHandlers(HandlerBase):
     async def list_project_files(self, request: Request) -> Response:
         identity = self._identity(request)
         project_id = checked_project_id(request.path_params["project_id"])
-        limit_raw = request.query_params.get("limit")
-        limit = DEFAULT_LIST_LIMIT
-        if limit_raw is not None:
-            if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= MAX_LIST_LIMIT:
-                raise ApiError(400, f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
-            limit = int(limit_raw)
+        limit = parse_limit(request.query_params.get("limit"), DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
         cursor = request.query_params.get("cursor")
         after = decode_cursor(cursor) if cursor else None
         if not identity.member_of(project_id):
@@ -92,8 +85,11 @@ class DownloadHandlers(HandlerBase):
         next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
         return JSONResponse({"files": [file_json(r) for r in rows[:limit]], "next_cursor": next_cursor})
 
+    # Any current member may see and revoke a file's shares, not only its owner: the service cannot
+    # tell that an owner has left (membership is only in the caller's own token), so a leaver's
+    # shares would otherwise keep working with nobody able to end them.
     async def list_shares(self, request: Request) -> Response:
-        _, row = await self._owned_file(request)
+        _, row = await self._member_file(request)
         shares = await self.db.list_shares(row["id"])
         return JSONResponse({"shares": [share_json(s) for s in shares]})
 
@@ -103,19 +99,21 @@ class DownloadHandlers(HandlerBase):
         user_id = path_user_id(request)
         data = await read_json_object(request)
         check_fields(data, ("expires_at",))
-        expires_at = parse_expires_at(data["expires_at"])
+        expires_at = parse_expires_at(data["expires_at"], self.settings.max_share_days)
         row = await self.db.get_file(file_id)
         if row is None:
             raise ApiError(404, "no such file")
         if row["owner_id"] != identity.user_id:
             raise ApiError(403, "only the file's owner may share it")
+        if not identity.member_of(row["project_id"]):
+            raise ApiError(403, LEFT_PROJECT)
         share = await self.db.upsert_share(file_id, user_id, identity.user_id, expires_at)
         if share is None:
             raise ApiError(404, "no such file")
         return JSONResponse(share_json(share))
 
     async def revoke_share(self, request: Request) -> Response:
-        _, row = await self._owned_file(request)
+        _, row = await self._member_file(request)
         user_id = path_user_id(request)
         if not await self.db.delete_share(row["id"], user_id):
             raise ApiError(404, "this user has no share of the file")

@@ -1,5 +1,9 @@
 """What every handler shares: the dependencies the app's lifespan opens, the token check, and the
-"only the owner may" check."""
+"only a current member (or the owner, while a member) may" checks.
+
+Project membership is a claim of the caller's session token and nothing else, so it is checked on
+every request, owners included: owning a file grants nothing once its owner has left the project.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,10 @@ from files_service.routes import AUTHORIZATION_HEADER
 from files_service.settings import Settings
 from files_service.signer import S3Signer
 from files_service.storage import ObjectStore
+
+LEFT_PROJECT = (
+    "you are not a member of the file's project (any more): owning a file grants nothing without it"
+)
 
 
 class HandlerBase:
@@ -53,4 +61,17 @@ class HandlerBase:
             raise ApiError(404, "no such file")
         if row["owner_id"] != identity.user_id:
             raise ApiError(403, "only the file's owner may do this")
+        if not identity.member_of(row["project_id"]):
+            raise ApiError(403, LEFT_PROJECT)
+        return identity, row
+
+    async def _member_file(self, request: Request) -> tuple[Identity, asyncpg.Record]:
+        """The file, if the caller is a current member of its project (owner or not)."""
+        identity = self._identity(request)
+        file_id = path_file_id(request)
+        row = await self.db.get_file(file_id)
+        if row is None:
+            raise ApiError(404, "no such file")
+        if not identity.member_of(row["project_id"]):
+            raise ApiError(403, "only members of the file's project may do this")
         return identity, row

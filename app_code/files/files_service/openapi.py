@@ -33,7 +33,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         403: "Not allowed",
         404: "No such file or share",
         409: "The file is not in a state that allows this",
-        413: "Request body too large",
+        413: "Request body too large, or the project's storage quota would be exceeded",
+        429: "Too many uploads pending (see Retry-After)",
         500: "The service's own fault (e.g. the file store refused its request); logged, nothing changed",
         503: "Database or object storage temporarily unavailable",
     }
@@ -189,7 +190,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                 },
                 "responses": {
                     "201": _json(_ref("UploadTicket"), "Pending file and its upload form"),
-                    **_errors(400, 401, 403, 413, 503),
+                    **_errors(400, 401, 403, 413, 429, 503),
                 },
             }
         },

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -40,20 +41,47 @@ def checked_project_id(value: object, where: str = "project_id") -> str:
 
 
 def encode_cursor(row: asyncpg.Record) -> str:
-    raw = f"{row['created_at'].isoformat()}|{row['id']}".encode()
+    created_at: datetime = row["created_at"].astimezone(UTC)
+    raw = f"{created_at.isoformat()}|{row['id']}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+# What encode_cursor writes: unpadded URL-safe base64 of "<UTC ISO time>|<UUID>", well under this.
+MAX_CURSOR_CHARS = 128
+_CURSOR_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_CURSOR_CHARS}}}")
+CURSOR_ERROR = "cursor is not one this service returned"
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """Only exactly what encode_cursor writes is accepted: anything else (another time zone, a date
+    PostgreSQL or Python cannot take, a non-canonical UUID, stray bytes) would otherwise reach the
+    query and fail there as a 500."""
+    if not _CURSOR_RE.fullmatch(cursor):
+        raise ApiError(400, CURSOR_ERROR)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
         created, _, file_id = raw.partition("|")
         created_at = datetime.fromisoformat(created)
-        if created_at.tzinfo is None or not UUID_RE.fullmatch(file_id):
-            raise ValueError(cursor)
-        return created_at, uuid.UUID(file_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError) as err:
-        raise ApiError(400, "cursor is not one this service returned") from err
+        valid = (
+            created_at.utcoffset() == timedelta(0)
+            and created_at.isoformat() == created
+            and UUID_RE.fullmatch(file_id) is not None
+            and str(uuid.UUID(file_id)) == file_id
+        )
+    except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError, TypeError) as err:
+        raise ApiError(400, CURSOR_ERROR) from err
+    if not valid:
+        raise ApiError(400, CURSOR_ERROR)
+    return created_at, uuid.UUID(file_id)
+
+
+def parse_limit(raw: str | None, default: int, maximum: int) -> int:
+    """A page size: ASCII digits only (str.isdigit also takes '²' and other digits int() refuses)."""
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4 and 1 <= int(raw) <= maximum):
+        raise ApiError(400, f"limit must be an integer from 1 to {maximum}")
+    return int(raw)
 
 
 def check_fields(data: dict[str, Any], required: tuple[str, ...]) -> None:
@@ -67,7 +95,7 @@ def check_fields(data: dict[str, Any], required: tuple[str, ...]) -> None:
 
 async def read_json_object(request: Request) -> dict[str, Any]:
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+    if length is not None and length.isascii() and length.isdigit() and int(length) > MAX_BODY_BYTES:
         raise ApiError(413, f"request body must be at most {MAX_BODY_BYTES} bytes")
     body = bytearray()
     async for chunk in request.stream():
@@ -85,7 +113,7 @@ async def read_json_object(request: Request) -> dict[str, Any]:
     return data
 
 
-def parse_expires_at(value: object) -> datetime:
+def parse_expires_at(value: object, max_days: int) -> datetime:
     if not isinstance(value, str) or len(value) > 64:
         raise ApiError(400, "expires_at must be an ISO 8601 date-time string with a time zone")
     try:
@@ -95,6 +123,9 @@ def parse_expires_at(value: object) -> datetime:
         parsed = parsed.astimezone(UTC)
     except (ValueError, OverflowError) as err:
         raise ApiError(400, f"expires_at is not an ISO 8601 date-time: {value!r}") from err
-    if parsed <= datetime.now(UTC):
+    now = datetime.now(UTC)
+    if parsed <= now:
         raise ApiError(400, "expires_at must be in the future")
+    if parsed > now + timedelta(days=max_days):
+        raise ApiError(400, f"expires_at must be at most {max_days} days from now")
     return parsed

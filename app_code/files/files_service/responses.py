@@ -23,6 +23,7 @@ class ApiError(Exception):
         405: "method_not_allowed",
         409: "conflict",
         413: "payload_too_large",
+        429: "too_many_requests",
         500: "internal_error",
         503: "unavailable",
     }

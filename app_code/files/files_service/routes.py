@@ -17,6 +17,17 @@ HEALTH_CHECK_PATH = "/files/healthz"
 OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
 # Every object the service creates lives under this prefix; IAM grants are scoped to it.
 OBJECT_KEY_PREFIX = "uploads/"
+# Completion copies the uploaded object to its object key plus this suffix and downloads are signed
+# for the copy. An upload form stays valid for its TTL and pins its key exactly (S3 checks the POST
+# policy), so re-posting it after completion writes only the upload key, never the stored one: the
+# bytes that completion checked are the bytes every download gets.
+STORED_KEY_SUFFIX = ".stored"
+
+
+def stored_key(object_key: str) -> str:
+    return object_key + STORED_KEY_SUFFIX
+
+
 # The tag (key, value) every uploaded object carries from its pre-signed POST until its completion
 # removes it. The bucket's lifecycle rule (components/files.py PENDING_TAG, kept equal by
 # tests/services/files/test_files_routes.py) expires objects carrying it, as a safety net for
@@ -70,6 +81,8 @@ ALB_PATH_PATTERNS: dict[ServiceRole, tuple[str, ...]] = {
 #   against PutObjectTagging as well as PutObject (without it every upload is refused with 403);
 #   completion removes the tag with DeleteObjectTagging, so the lifecycle rule never expires a
 #   completed file.
+#   Completion then copies the object to its stored key (CopyObject: GetObject on the source,
+#   PutObject on the target, both under uploads/), so no new action is needed for it.
 # - download only signs pre-signed GETs, of available files only; without ListBucket, S3 answers
 #   a browser's GET of an object that is gone (deleted after the URL was signed) with 403
 #   AccessDenied rather than 404; the service itself never asks S3 about a key with this role.

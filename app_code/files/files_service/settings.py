@@ -32,6 +32,17 @@ DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_POST_UPLOAD_BYTES = 5 * 1024**3
 DEFAULT_PRESIGN_TTL_SECONDS = 300
 MAX_PRESIGN_TTL_SECONDS = 900
+# A share is a grant to someone outside the project that nobody re-checks, so it must end: shares
+# expire after at most this many days (the owner can renew one by sharing again).
+DEFAULT_MAX_SHARE_DAYS = 30
+MAX_MAX_SHARE_DAYS = 365
+# Quotas: how many uploads one user may have pending at once (each holds a valid upload form), and
+# how many bytes a project may hold, pending uploads included (they are counted as declared, since
+# S3 enforces the declared size exactly).
+DEFAULT_MAX_PENDING_UPLOADS_PER_USER = 20
+MAX_MAX_PENDING_UPLOADS_PER_USER = 10_000
+DEFAULT_MAX_PROJECT_BYTES = 10 * 1024**3
+MAX_MAX_PROJECT_BYTES = 1024**5
 DEFAULT_ALLOWED_CONTENT_TYPES = (
     "application/pdf",
     "application/zip",
@@ -93,6 +104,9 @@ class Settings:
     allowed_content_types: tuple[str, ...]
     presign_ttl_seconds: int
     log_level: str
+    max_share_days: int = DEFAULT_MAX_SHARE_DAYS
+    max_pending_uploads_per_user: int = DEFAULT_MAX_PENDING_UPLOADS_PER_USER
+    max_project_bytes: int = DEFAULT_MAX_PROJECT_BYTES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -127,6 +141,18 @@ class _Parser(EnvReader):
         allowed = self.content_types()
         ttl = self.integer("PRESIGN_TTL_SECONDS", DEFAULT_PRESIGN_TTL_SECONDS, 1, MAX_PRESIGN_TTL_SECONDS)
         log_level = self.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True)
+        share_days = self.integer("MAX_SHARE_DAYS", DEFAULT_MAX_SHARE_DAYS, 1, MAX_MAX_SHARE_DAYS)
+        pending = self.integer(
+            "MAX_PENDING_UPLOADS_PER_USER",
+            DEFAULT_MAX_PENDING_UPLOADS_PER_USER,
+            1,
+            MAX_MAX_PENDING_UPLOADS_PER_USER,
+        )
+        project_bytes = self.integer("MAX_PROJECT_BYTES", DEFAULT_MAX_PROJECT_BYTES, 1, MAX_MAX_PROJECT_BYTES)
+        if project_bytes < max_upload:
+            self.problems.append(
+                f"MAX_PROJECT_BYTES ({project_bytes}) must be at least MAX_UPLOAD_BYTES ({max_upload})"
+            )
         host = self.raw("HOST") or "0.0.0.0"
         self.raise_if_problems("files service")
         return Settings(
@@ -145,6 +171,9 @@ class _Parser(EnvReader):
             allowed_content_types=allowed,
             presign_ttl_seconds=ttl,
             log_level=log_level,
+            max_share_days=share_days,
+            max_pending_uploads_per_user=pending,
+            max_project_bytes=project_bytes,
         )
 
     def database(self, region: str | None) -> DatabaseSettings:

@@ -69,6 +69,7 @@ class StorageForbidden(StorageError):
 class ObjectInfo:
     size: int
     content_type: str
+    etag: str
 
 
 def _code(err: ClientError) -> str:
@@ -142,7 +143,11 @@ class ObjectStore:
                 raise StorageUnavailable(f"S3 HEAD failed: {err}") from err
             except BotoCoreError as err:
                 raise StorageUnavailable(f"S3 HEAD failed: {err}") from err
-            return ObjectInfo(size=int(head["ContentLength"]), content_type=str(head.get("ContentType", "")))
+            return ObjectInfo(
+                size=int(head["ContentLength"]),
+                content_type=str(head.get("ContentType", "")),
+                etag=str(head.get("ETag", "")),
+            )
         raise AssertionError("unreachable: the last try returns or raises")
 
     def _delete(self, key: str) -> None:
@@ -173,6 +178,35 @@ class ObjectStore:
                 raise StorageUnavailable(f"S3 DeleteObjectTagging failed: {err}") from err
             return True
         raise AssertionError("unreachable: the last try returns or raises")
+
+    def _copy(self, source: str, target: str, etag: str) -> str | None:
+        try:
+            copied = self._client.copy_object(
+                Bucket=self.bucket,
+                Key=target,
+                CopySource={"Bucket": self.bucket, "Key": source},
+                # Only the bytes that were checked: a re-post between the HEAD and this copy fails it.
+                CopySourceIfMatch=etag,
+                MetadataDirective="COPY",
+                # Without the pending tag: the lifecycle rule must never expire a completed file.
+                TaggingDirective="REPLACE",
+                Tagging="",
+            )
+        except ClientError as err:
+            code = _code(err)
+            if code in ("PreconditionFailed", "412", *_MISSING):
+                return None
+            if code in _DENIED:
+                raise StorageForbidden(f"S3 refused CopyObject of {source!r}: {err}") from err
+            raise StorageUnavailable(f"S3 CopyObject failed: {err}") from err
+        except BotoCoreError as err:
+            raise StorageUnavailable(f"S3 CopyObject failed: {err}") from err
+        return str(copied.get("CopyObjectResult", {}).get("ETag", etag))
+
+    async def copy_if_match(self, source: str, target: str, etag: str) -> str | None:
+        """Copy `source` to `target` (untagged) if its ETag is still `etag`; the copy's ETag, or None
+        if the source changed or is gone. Repeating it is safe."""
+        return await asyncio.to_thread(self._copy, source, target, etag)
 
     async def head(self, key: str) -> ObjectInfo | None:
         """The object's size and content type, or None if there is no such object (whether S3 said

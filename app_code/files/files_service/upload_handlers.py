@@ -9,11 +9,12 @@ import uuid
 from starlette.requests import Request
 from starlette.responses import Response
 
+from files_service.db import ProjectFull, Quota, TooManyPending
 from files_service.handler_base import HandlerBase
 from files_service.names import content_type_allowed, normalize_content_type, sanitize_file_name
 from files_service.request_parsing import check_fields, checked_project_id, read_json_object
 from files_service.responses import ApiError, JSONResponse, file_json, iso_time
-from files_service.routes import OBJECT_KEY_PREFIX
+from files_service.routes import OBJECT_KEY_PREFIX, stored_key
 from files_service.storage import PENDING_TAGGING, ObjectStore, StorageError, StorageForbidden
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,28 @@ class UploadHandlers(HandlerBase):
             raise ApiError(403, "you are not a member of this project")
         file_id = uuid.uuid4()
         object_key = f"{OBJECT_KEY_PREFIX}{project_id}/{file_id}"
-        row = await self.db.create_pending(
-            file_id, project_id, identity.user_id, object_key, file_name, content_type, size
+        quota = Quota(
+            max_pending_per_user=self.settings.max_pending_uploads_per_user,
+            pending_window_seconds=self.ttl,
+            max_project_bytes=self.settings.max_project_bytes,
         )
+        try:
+            row = await self.db.create_pending(
+                file_id, project_id, identity.user_id, object_key, file_name, content_type, size, quota
+            )
+        except TooManyPending as err:
+            raise ApiError(
+                429,
+                f"you have {err.limit} uploads pending, the most allowed: complete or delete one, "
+                f"or wait until the oldest upload form expires",
+                {"Retry-After": str(err.retry_after)},
+            ) from err
+        except ProjectFull as err:
+            raise ApiError(
+                413,
+                f"project {project_id} would exceed its storage quota of {err.limit} bytes "
+                f"({err.used} bytes used or reserved by pending uploads); delete files to make room",
+            ) from err
         # The object is created tagged as pending, so that the bucket's lifecycle rule removes it if
         # the upload is never completed; completion removes the tag.
         post = self.signer.presign_post(
@@ -80,13 +100,10 @@ class UploadHandlers(HandlerBase):
         storage = self._storage()
         if row["status"] == "available":
             # A retried completion (e.g. after a lost response) succeeds again. The upload form may
-            # have been posted again since (it stays valid for its TTL), which tags the object as
-            # pending anew; removing the tag again is cheap, and only best effort here.
-            try:
-                await storage.remove_tags(row["object_key"])
-            except StorageError as err:
-                level = logging.ERROR if isinstance(err, StorageForbidden) else logging.WARNING
-                log.log(level, "could not remove the pending tag of %s: %s", row["object_key"], err)
+            # have been posted again since (it stays valid for its TTL); that wrote only the upload
+            # key, which downloads never use, so it is removed again, best effort (the lifecycle
+            # rule expires it anyway: a re-posted object carries the pending tag).
+            await self._discard_upload(row["object_key"])
             return JSONResponse({"file": file_json(row)})
         # None both when S3 answers 404 and when, lacking s3:ListBucket, it hides the missing object
         # behind a 403 (storage.py tells the two 403s apart): either way the client has not uploaded
@@ -114,17 +131,36 @@ class UploadHandlers(HandlerBase):
         # row stays pending and the client retries the completion.
         if not await storage.remove_tags(row["object_key"]):
             raise ApiError(409, NOT_UPLOADED)
-        completed = await self.db.mark_available(row["id"])
+        # Pin what was checked: copy exactly those bytes (by ETag) to a key no upload form can write,
+        # and sign downloads for the copy only; a re-post of the form can then change nothing that
+        # downloads return (routes.STORED_KEY_SUFFIX).
+        target = stored_key(row["object_key"])
+        etag = await storage.copy_if_match(row["object_key"], target, info.etag)
+        if etag is None:
+            raise ApiError(409, "the uploaded object changed while it was being completed: complete again")
+        completed = await self.db.mark_available(row["id"], target, etag)
         if completed is None:
             completed = await self.db.get_file(row["id"])
             if completed is None:
+                # Deleted meanwhile (by its owner or the sweep): the copy must not outlive the row.
+                await storage.delete(target)
                 raise ApiError(404, "no such file")
+        await self._discard_upload(row["object_key"])
         return JSONResponse({"file": file_json(completed)})
+
+    async def _discard_upload(self, object_key: str) -> None:
+        """Remove the upload key of a completed file, best effort: nothing reads it any more."""
+        try:
+            await self._storage().delete(object_key)
+        except StorageError as err:
+            level = logging.ERROR if isinstance(err, StorageForbidden) else logging.WARNING
+            log.log(level, "could not delete the upload object %s: %s", object_key, err)
 
     async def delete_file(self, request: Request) -> Response:
         _, row = await self._owned_file(request)
         # Object first: if the row went first and the object delete failed, nothing would point
         # at the orphan any more. A failure here leaves both, and the client can retry.
+        await self._storage().delete(stored_key(row["object_key"]))
         await self._storage().delete(row["object_key"])
         await self.db.delete_file(row["id"])
         return Response(status_code=204)

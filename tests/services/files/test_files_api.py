@@ -87,6 +87,10 @@ def make_file(client: httpx.Client, auth: Auth, s3: Any, files_bucket: str) -> C
     return make
 
 
+def b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
 def assert_error(resp: httpx.Response, status: int, fragment: str = "") -> None:
     assert resp.status_code == status, resp.text
     body = resp.json()
@@ -343,18 +347,23 @@ def test_completion_removes_the_pending_tag(
     done = client.post(f"{UPLOADS}/{file['id']}/complete", headers=owner)
     assert done.status_code == 200, done.text
     assert done.json()["file"]["status"] == "available"
-    assert _tags(s3, files_bucket, key) == []
+    # Downloads get the untagged copy; the upload key, which nothing reads any more, is gone.
+    assert _tags(s3, files_bucket, key + ".stored") == []
+    assert s3.list_objects_v2(Bucket=files_bucket, Prefix=key)["Contents"][0]["Key"] == key + ".stored"
 
     # A retried completion answers the same.
     again = client.post(f"{UPLOADS}/{file['id']}/complete", headers=owner)
     assert again.status_code == 200 and again.json() == done.json()
 
-    # The form stays valid for its TTL; posting it again after completion tags the object anew.
-    # A later completion removes that tag too, so the lifecycle rule cannot expire the file.
-    s3.put_object_tagging(Bucket=files_bucket, Key=key, Tagging={"TagSet": PENDING_TAG_SET})
+    # The form stays valid for its TTL; posting it again after completion creates the upload key
+    # anew, tagged pending (so the lifecycle rule expires it), and never touches the stored copy.
+    _upload_tagged(s3, files_bucket, file)
     again = client.post(f"{UPLOADS}/{file['id']}/complete", headers=owner)
     assert again.status_code == 200 and again.json() == done.json()
-    assert _tags(s3, files_bucket, key) == []
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=files_bucket, Prefix=key)["Contents"]] == [
+        key + ".stored"
+    ]
+    assert _tags(s3, files_bucket, key + ".stored") == []
 
 
 @pytest.mark.parametrize("failure", [_slow_down, _unreachable], ids=["s3-slow-down", "s3-unreachable"])
@@ -384,7 +393,7 @@ def test_completion_is_503_and_stays_pending_until_the_tag_is_removed(
     done = client.post(f"{UPLOADS}/{file['id']}/complete", headers=owner)
     assert done.status_code == 200, done.text
     assert done.json()["file"]["status"] == "available"
-    assert _tags(s3, files_bucket, key) == []
+    assert _tags(s3, files_bucket, key + ".stored") == []
 
 
 def test_retried_completion_of_an_available_file_succeeds_even_if_s3_fails(
@@ -417,8 +426,8 @@ def test_download_allowed_for_owner_members_and_grantees(
 ) -> None:
     file = make_file(name="ünï report.pdf")
     path = f"/files/v1/files/{file['id']}/download"
-    # The owner even after leaving the project, a member, and (below) a grantee.
-    for headers in [auth("owner"), auth("member", "alpha", "gamma")]:
+    # The owner (while a member), a member, and (below) a grantee.
+    for headers in [auth("owner", "alpha"), auth("member", "alpha", "gamma")]:
         for method in ("GET", "POST"):
             resp = client.request(method, path, headers=headers)
             assert resp.status_code == 200, resp.text
@@ -426,7 +435,7 @@ def test_download_allowed_for_owner_members_and_grantees(
     assert body["file_name"] == "ünï report.pdf" and body["method"] == "GET"
     url = urlsplit(body["url"])
     query = parse_qs(url.query)
-    assert url.path.endswith(f"/uploads/alpha/{file['id']}")
+    assert url.path.endswith(f"/uploads/alpha/{file['id']}.stored")
     assert query["response-content-disposition"] == [
         "attachment; filename=\"_n_ report.pdf\"; filename*=UTF-8''%C3%BCn%C3%AF%20report.pdf"
     ]
@@ -494,7 +503,7 @@ def test_expired_share_no_longer_grants(
     assert_error(client.get(path, headers=auth("brief")), 403)
 
 
-def test_only_the_owner_shares_revokes_or_lists_shares(
+def test_only_the_owner_shares_and_members_list_or_revoke(
     client: httpx.Client, auth: Auth, make_file: Callable[..., dict[str, Any]]
 ) -> None:
     file = make_file()
@@ -502,11 +511,66 @@ def test_only_the_owner_shares_revokes_or_lists_shares(
     member = auth("member", "alpha")
     until = {"expires_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}
     assert_error(client.put(f"{shares}/friend", json=until, headers=member), 403, "owner")
-    assert client.put(f"{shares}/friend", json=until, headers=auth("owner")).status_code == 200
-    assert_error(client.delete(f"{shares}/friend", headers=member), 403, "owner")
-    assert_error(client.get(shares, headers=member), 403, "owner")
-    # A grantee cannot pass the file on either.
+    assert client.put(f"{shares}/friend", json=until, headers=auth("owner", "alpha")).status_code == 200
+    # A grantee cannot pass the file on, see its shares or end them.
     assert_error(client.put(f"{shares}/another", json=until, headers=auth("friend")), 403, "owner")
+    assert_error(client.get(shares, headers=auth("friend")), 403, "members")
+    assert_error(client.delete(f"{shares}/friend", headers=auth("friend")), 403, "members")
+    # Any current member sees and ends shares (so that a leaver's shares can be ended).
+    assert [s["user_id"] for s in client.get(shares, headers=member).json()["shares"]] == ["friend"]
+    assert client.delete(f"{shares}/friend", headers=member).status_code == 204
+
+
+def test_a_leaver_loses_every_operation_on_their_own_files(
+    client: httpx.Client, auth: Auth, make_file: Callable[..., dict[str, Any]]
+) -> None:
+    """The attack: the owner is removed from the project (a token without it) and tries everything."""
+    file = make_file(owner="leaver")
+    pending = make_file(owner="leaver", complete=False)
+    until = {"expires_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}
+    fid = file["id"]
+    assert (
+        client.put(
+            f"/files/v1/files/{fid}/shares/pal", json=until, headers=auth("leaver", "alpha")
+        ).status_code
+        == 200
+    )
+    left = auth("leaver", "beta")
+    for method, path, body in [
+        ("GET", f"/files/v1/files/{fid}", None),
+        ("GET", f"/files/v1/files/{fid}/download", None),
+        ("POST", f"/files/v1/files/{fid}/download", None),
+        ("GET", f"/files/v1/files/{fid}/shares", None),
+        ("PUT", f"/files/v1/files/{fid}/shares/accomplice", until),
+        ("DELETE", f"/files/v1/files/{fid}/shares/pal", None),
+        ("POST", f"{UPLOADS}/{pending['id']}/complete", None),
+        ("DELETE", f"{UPLOADS}/{fid}", None),
+        ("GET", "/files/v1/projects/alpha/files", None),
+    ]:
+        assert_error(client.request(method, path, json=body, headers=left), 403)
+    # Nothing changed: the file is there, and the share the leaver granted while a member still
+    # works until it expires or a member revokes it (app_code/files/README.md, "Leaving a project").
+    member = auth("member", "alpha")
+    assert client.get(f"/files/v1/files/{fid}", headers=member).status_code == 200
+    assert client.get(f"/files/v1/files/{fid}/download", headers=auth("pal")).status_code == 200
+    assert client.delete(f"/files/v1/files/{fid}/shares/pal", headers=member).status_code == 204
+    assert_error(client.get(f"/files/v1/files/{fid}/download", headers=auth("pal")), 403)
+    # Rejoining restores the owner's rights.
+    assert client.get(f"/files/v1/files/{fid}/download", headers=auth("leaver", "alpha")).status_code == 200
+
+
+def test_shares_are_capped_at_max_share_days(
+    client: httpx.Client, app_server: InProcessServer, auth: Auth, make_file: Callable[..., dict[str, Any]]
+) -> None:
+    file = make_file()
+    path = f"/files/v1/files/{file['id']}/shares/friend"
+    owner = auth("owner", "alpha")
+    days = app_server.settings.max_share_days
+    for far in ["9999-12-31T23:59:59Z", (datetime.now(UTC) + timedelta(days=days, minutes=1)).isoformat()]:
+        assert_error(client.put(path, json={"expires_at": far}, headers=owner), 400, f"at most {days} days")
+    assert client.get(f"/files/v1/files/{file['id']}/shares", headers=owner).json() == {"shares": []}
+    near = (datetime.now(UTC) + timedelta(days=days, minutes=-1)).isoformat()
+    assert client.put(path, json={"expires_at": near}, headers=owner).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -514,6 +578,7 @@ def test_only_the_owner_shares_revokes_or_lists_shares(
     [
         ({"expires_at": "2001-01-01T00:00:00Z"}, "in the future"),
         ({"expires_at": "2999-01-01T00:00:00"}, "time zone"),
+        ({"expires_at": "2999-01-01T00:00:00Z"}, "at most 30 days"),
         ({"expires_at": "tomorrow"}, "ISO 8601"),
         ({"expires_at": "9999-12-31T23:59:59-05:00"}, "ISO 8601"),
         ({"expires_at": 1700000000}, "ISO 8601"),
@@ -534,7 +599,7 @@ def test_invalid_share_requests_are_400(
 
 
 def test_share_targets_must_be_user_ids(client: httpx.Client, auth: Auth) -> None:
-    until = {"expires_at": "2999-01-01T00:00:00Z"}
+    until = {"expires_at": (datetime.now(UTC) + timedelta(days=1)).isoformat()}
     resp = client.put(f"/files/v1/files/{OTHER_ID}/shares/a%20b", json=until, headers=auth("owner"))
     assert_error(resp, 400, "user_id")
     resp = client.put(f"/files/v1/files/{OTHER_ID}/shares/friend", json=until, headers=auth("owner"))
@@ -589,6 +654,19 @@ def test_listing_pages_through_a_project_newest_first(
         ("limit=ten", "limit"),
         ("cursor=%%%", "cursor"),
         ("cursor=bm9wZQ", "cursor"),
+        ("limit=%C2%B2", "limit"),
+        ("limit=%D9%A3", "limit"),
+        ("limit=+5", "limit"),
+        ("limit=1_0", "limit"),
+        ("limit=00000000000000000000010", "limit"),
+        # Out-of-range or foreign times and non-canonical ids, each a 500 before.
+        ("cursor=" + b64("0001-01-01T00:00:00+14:00|" + OTHER_ID), "cursor"),
+        ("cursor=" + b64("9999-12-31T23:59:59-14:00|" + OTHER_ID), "cursor"),
+        ("cursor=" + b64("2020-01-01T00:00:00+01:00|" + OTHER_ID), "cursor"),
+        ("cursor=" + b64("2020-01-01T00:00:00+00:00|" + "ABCDEF00-0000-4000-8000-000000000000"), "cursor"),
+        ("cursor=" + b64("2020-01-01 00:00:00+00:00|" + OTHER_ID), "cursor"),
+        ("cursor=" + b64("2020-01-01T00:00:00+00:00|" + OTHER_ID) + "~", "cursor"),
+        ("cursor=" + "A" * 500, "cursor"),
     ],
 )
 def test_invalid_listing_parameters_are_400(

@@ -5,6 +5,8 @@ database restart."""
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import time
 from collections import Counter
@@ -78,8 +80,8 @@ def test_upload_complete_download(
     done = httpx.post(f"{service.url}/files/v1/uploads/{file['id']}/complete", headers=bearer(owner))
     assert done.status_code == 200, done.text
     assert done.json()["file"]["status"] == "available"
-    # An available file's object no longer carries the tag the lifecycle rule expires.
-    assert s3.get_object_tagging(Bucket=files_bucket, Key=key)["TagSet"] == []
+    # An available file's object (the stored copy) carries no tag the lifecycle rule expires.
+    assert s3.get_object_tagging(Bucket=files_bucket, Key=key + ".stored")["TagSet"] == []
     # A retried completion (lost response) is answered the same way.
     again = httpx.post(f"{service.url}/files/v1/uploads/{file['id']}/complete", headers=bearer(owner))
     assert (
@@ -106,10 +108,44 @@ def test_upload_complete_download(
     # Deleting removes the object and the metadata.
     deleted = httpx.delete(f"{service.url}/files/v1/uploads/{file['id']}", headers=bearer(owner))
     assert deleted.status_code == 204
-    with pytest.raises(s3.exceptions.ClientError, match="404"):
-        s3.head_object(Bucket=files_bucket, Key=key)
+    for gone in (key, key + ".stored"):
+        with pytest.raises(s3.exceptions.ClientError, match="404"):
+            s3.head_object(Bucket=files_bucket, Key=gone)
     gone = httpx.get(f"{service.url}/files/v1/files/{file['id']}/download", headers=bearer(owner))
     assert gone.status_code == 404
+
+
+def test_reposting_the_upload_form_after_completion_changes_nothing_downloads_return(
+    service: ServiceProcess, issuer: Issuer, s3: Any, files_bucket: str
+) -> None:
+    """The attack: complete an upload, then post its still-valid form again with other bytes of the
+    same size and type (which S3 would accept: the policy pins key, type and size, not content)."""
+    owner = issuer.mint("user_swapper", ["proj-1"])
+    original, swapped = b"the approved contract\n", b"the tampered contract\n"
+    assert len(original) == len(swapped)
+    ticket = request_upload(service.url, owner, name="c.txt", content_type="text/plain", size=len(original))
+    file_id, upload = ticket["file"]["id"], ticket["upload"]
+    assert post_form(upload, original, "text/plain").status_code in (200, 201, 204)
+    done = httpx.post(f"{service.url}/files/v1/uploads/{file_id}/complete", headers=bearer(owner))
+    assert done.status_code == 200, done.text
+
+    # moto checks no POST policy, so what makes the stored copy unreachable for a form is asserted
+    # on the policy itself: it pins the upload key exactly, and the stored key is another key.
+    policy = json.loads(base64.b64decode(upload["fields"]["policy"]))
+    key_conditions = [
+        c for c in policy["conditions"] if "key" in c or (isinstance(c, list) and c[1] == "$key")
+    ]
+    assert key_conditions == [{"key": upload["fields"]["key"]}]
+
+    assert post_form(upload, swapped, "text/plain").status_code in (200, 201, 204)
+    # The owner (or an attacker holding the form) even completes again: still the original.
+    again = httpx.post(f"{service.url}/files/v1/uploads/{file_id}/complete", headers=bearer(owner))
+    assert again.status_code == 200, again.text
+    assert post_form(upload, swapped, "text/plain").status_code in (200, 201, 204)
+    for reader in (owner, issuer.mint("user_reader", ["proj-1"])):
+        url = httpx.get(f"{service.url}/files/v1/files/{file_id}/download", headers=bearer(reader))
+        assert url.status_code == 200, url.text
+        assert httpx.get(url.json()["url"]).content == original
 
 
 @pytest.mark.parametrize(

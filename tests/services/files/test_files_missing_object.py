@@ -135,7 +135,7 @@ def test_completing_before_the_upload_is_a_409_whichever_way_s3_says_missing(
     assert {k: after[k] for k in ("object_key", "size_bytes", "content_type", "owner_id")} == {
         k: before[k] for k in ("object_key", "size_bytes", "content_type", "owner_id")
     }
-    assert s3.get_object(Bucket=files_bucket, Key=key)["Body"].read() == b"hello"
+    assert s3.get_object(Bucket=files_bucket, Key=key + ".stored")["Body"].read() == b"hello"
 
 
 def test_a_403_on_an_object_that_exists_is_a_logged_server_error_that_changes_nothing(

@@ -95,6 +95,11 @@ def test_full_environment_is_parsed() -> None:
         ("ALLOWED_CONTENT_TYPES", " , ", "ALLOWED_CONTENT_TYPES must list at least one"),
         ("PRESIGN_TTL_SECONDS", "3600", "PRESIGN_TTL_SECONDS must be between 1 and 900"),
         ("LOG_LEVEL", "chatty", "LOG_LEVEL must be one of"),
+        ("MAX_SHARE_DAYS", "0", "MAX_SHARE_DAYS must be between 1 and 365"),
+        ("MAX_SHARE_DAYS", "forever", "MAX_SHARE_DAYS must be an integer"),
+        ("MAX_PENDING_UPLOADS_PER_USER", "0", "MAX_PENDING_UPLOADS_PER_USER must be between 1 and"),
+        ("MAX_PROJECT_BYTES", "10GiB", "MAX_PROJECT_BYTES must be an integer"),
+        ("MAX_PROJECT_BYTES", "1000", "MAX_PROJECT_BYTES (1000) must be at least MAX_UPLOAD_BYTES"),
     ],
 )
 def test_bad_values_are_named(name: str, value: str, fragment: str) -> None:
