@@ -1,5 +1,7 @@
 """Mailing: mail API (HTTP API + JWT authorizer -> Lambda) -> SQS -> mailer Lambda -> SES, every message
-stored in DynamoDB, dead letters alarmed."""
+stored in DynamoDB, dead letters alarmed. Recipients are resolved in a user directory (DynamoDB) that
+a third function keeps from Clerk's webhooks (a route without the authorizer, Svix-signed, the
+signing secret in Secrets Manager)."""
 
 from __future__ import annotations
 
@@ -80,6 +82,21 @@ class Mailing(pulumi.ComponentResource):
         self.table = aws.dynamodb.Table(
             f"{name}-messages",
             **table_args(f"{prefix}-messages", MAILER_SCHEMA, args.data_protection),
+            opts=child,
+        )
+
+        self.users = aws.dynamodb.Table(
+            f"{name}-users",
+            **table_args(f"{prefix}-users", MAILER_SCHEMA, args.data_protection, "USERS_TABLE"),
+            opts=child,
+        )
+        # Clerk's webhook signing secret (`whsec_...`). Its value is Clerk's: an operator puts it here
+        # (README, "Clerk webhooks"); the program only creates the secret and lets the webhook read it.
+        self.webhook_secret = aws.secretsmanager.Secret(
+            f"{name}-clerk-webhook-secret",
+            name_prefix=f"{prefix}-clerk-webhook-",
+            description="Svix signing secret of the Clerk webhook endpoint that keeps the mail directory",
+            recovery_window_in_days=7 if args.data_protection else 0,
             opts=child,
         )
 
@@ -175,12 +192,41 @@ class Mailing(pulumi.ComponentResource):
             environment={
                 "MESSAGES_TABLE": self.table.name,
                 "MAIL_QUEUE_URL": self.queue.url,
+                "USERS_TABLE": self.users.name,
                 "MAX_RECIPIENTS": str(MAIL_MAX_RECIPIENTS),
                 "LOG_LEVEL": "INFO",
             },
             statements=[
                 statement(["sqs:SendMessage"], [self.queue.arn], sid="PublishMailEvents"),
                 statement(["dynamodb:Query"], [self.table.arn], sid="ListMessages"),
+                # Reads only: the API resolves senders and recipients, it never changes the directory.
+                statement(["dynamodb:BatchGetItem"], [self.users.arn], sid="ResolveUsers"),
+            ],
+        )
+        self.webhook_function = lambda_function(
+            self,
+            name,
+            "mail-directory",
+            "mailer.webhook.handler",
+            code,
+            layers=layers,
+            name_prefix=args.name_prefix,
+            log_retention_days=args.log_retention_days,
+            timeout=10,
+            environment={
+                "USERS_TABLE": self.users.name,
+                "WEBHOOK_SECRET_ARN": self.webhook_secret.arn,
+                "LOG_LEVEL": "INFO",
+            },
+            statements=[
+                statement(
+                    ["dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:PutItem"],
+                    [self.users.arn],
+                    sid="KeepDirectory",
+                ),
+                statement(
+                    ["secretsmanager:GetSecretValue"], [self.webhook_secret.arn], sid="ReadSigningSecret"
+                ),
             ],
         )
         aws.lambda_.EventSourceMapping(
@@ -205,6 +251,7 @@ class Mailing(pulumi.ComponentResource):
             mail=mail,
             log_retention_days=args.log_retention_days,
             function=self.api_function,
+            webhook_function=self.webhook_function,
         )
         self._alarms(name, prefix, args)
 
@@ -223,6 +270,8 @@ class Mailing(pulumi.ComponentResource):
                 "queue_url": self.queue.url,
                 "dead_letter_queue_url": self.dead_letters.url,
                 "table_name": self.table.name,
+                "users_table_name": self.users.name,
+                "webhook_secret_arn": self.webhook_secret.arn,
                 "api_url": self.api_url,
                 "dkim_records": self.dkim_records,
             }
@@ -256,6 +305,14 @@ class Mailing(pulumi.ComponentResource):
                 ),
                 Alarm(
                     "api-errors", "AWS/Lambda", "Errors", "Sum", 0.0, {"FunctionName": self.api_function.name}
+                ),
+                Alarm(
+                    "directory-errors",
+                    "AWS/Lambda",
+                    "Errors",
+                    "Sum",
+                    0.0,
+                    {"FunctionName": self.webhook_function.name},
                 ),
             ],
             args.alarm_topic_arn,

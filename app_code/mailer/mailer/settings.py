@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-Role = Literal["api", "worker"]
+Role = Literal["api", "worker", "webhook"]
 
 # SES v2 SendEmail accepts at most 50 destinations per message, and we send one e-mail per message
 # (that is what makes "one message id, one e-mail" checkable), so the cap cannot go higher.
@@ -29,7 +29,9 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    messages_table: str
+    messages_table: str  # "" for the webhook, which never touches messages
+    users_table: str | None = None
+    webhook_secret_arn: str | None = None
     mail_queue_url: str | None = None
     sender_address: str | None = None
     ses_configuration_set: str | None = None
@@ -52,7 +54,11 @@ class Settings:
                 problems.append(f"{name} must be set for the mail {role}")
             return value
 
-        table = required("MESSAGES_TABLE")
+        table = required("MESSAGES_TABLE") if role != "webhook" else get("MESSAGES_TABLE")
+        # The directory: the API resolves recipients in it, the webhook keeps it.
+        users_table = required("USERS_TABLE") if role != "worker" else get("USERS_TABLE")
+        # The ARN of the Svix signing secret, never the secret itself (it is read at runtime).
+        secret_arn = required("WEBHOOK_SECRET_ARN") if role == "webhook" else get("WEBHOOK_SECRET_ARN")
         queue_url = required("MAIL_QUEUE_URL") if role == "api" else get("MAIL_QUEUE_URL")
         sender = required("SENDER_ADDRESS") if role == "worker" else get("SENDER_ADDRESS")
         if sender is not None and not _SENDER.fullmatch(sender):
@@ -79,10 +85,12 @@ class Settings:
             problems.append(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
 
         # Everything at once, so one failed deploy shows every variable to fix.
-        if problems or table is None:
+        if problems:
             raise SettingsError(f"invalid mail {role} settings: " + "; ".join(problems))
         return cls(
-            messages_table=table,
+            messages_table=table or "",
+            users_table=users_table,
+            webhook_secret_arn=secret_arn,
             mail_queue_url=queue_url,
             sender_address=sender,
             ses_configuration_set=get("SES_CONFIGURATION_SET"),

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mailer.message import MailMessage
+from mailer.message import MailMessage, Recipient
 from mailer.schema import PARTITION_KEY, SORT_KEY
 
 MESSAGE_SORT_KEY = "MESSAGE"
@@ -53,8 +53,9 @@ def user_partition(user_id: str) -> str:
     return f"USER#{user_id}"
 
 
-def address_partition(address: str) -> str:
-    return f"ADDR#{address}"
+def inbox_partition(user_id: str) -> str:
+    """Where a user's received mail is kept: by user id, never by an address a token claims."""
+    return f"INBOX#{user_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,23 +80,35 @@ def _content(message: MailMessage) -> dict[str, Any]:
     item: dict[str, Any] = {
         "message_id": {"S": message.message_id},
         "sender_id": {"S": message.sender_id},
-        "recipients": {"L": [{"S": r} for r in message.recipients]},
+        "recipients": {
+            "L": [{"M": {"user_id": {"S": r.user_id}, "email": {"S": r.email}}} for r in message.recipients]
+        },
         "subject": {"S": message.subject},
         "body": {"S": message.body},
         "created_at": {"S": message.created_at},
     }
     if message.sender_email is not None:
         item["sender_email"] = {"S": message.sender_email}
+    if message.sender_name is not None:
+        item["sender_name"] = {"S": message.sender_name}
     return item
 
 
+def _optional(item: dict[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    return str(value["S"]) if value else None
+
+
 def _message(item: dict[str, Any]) -> MailMessage:
-    sender_email = item.get("sender_email")
     return MailMessage(
         message_id=item["message_id"]["S"],
         sender_id=item["sender_id"]["S"],
-        sender_email=sender_email["S"] if sender_email else None,
-        recipients=tuple(value["S"] for value in item["recipients"]["L"]),
+        sender_email=_optional(item, "sender_email"),
+        sender_name=_optional(item, "sender_name"),
+        recipients=tuple(
+            Recipient(value["M"]["user_id"]["S"], value["M"]["email"]["S"])
+            for value in item["recipients"]["L"]
+        ),
         subject=item["subject"]["S"],
         body=item["body"]["S"],
         created_at=item["created_at"]["S"],
@@ -103,12 +116,16 @@ def _message(item: dict[str, Any]) -> MailMessage:
 
 
 def _entry(item: dict[str, Any], folders: Iterable[str]) -> dict[str, Any]:
-    sender_email = item.get("sender_email")
     return {
         "id": item["message_id"]["S"],
         "folders": sorted(folders),
-        "from": {"user_id": item["sender_id"]["S"], "email": sender_email["S"] if sender_email else None},
-        "to": [value["S"] for value in item["recipients"]["L"]],
+        "from": {
+            "user_id": item["sender_id"]["S"],
+            "name": _optional(item, "sender_name"),
+            "email": _optional(item, "sender_email"),
+        },
+        # User ids only: recipients' addresses stay in the message item, for the worker.
+        "to": [value["M"]["user_id"]["S"] for value in item["recipients"]["L"]],
         "subject": item["subject"]["S"],
         "body": item["body"]["S"],
         "created_at": item["created_at"]["S"],
@@ -166,7 +183,11 @@ class MessageStore:
             }
         ]
         items += [
-            {PARTITION_KEY: {"S": address_partition(r)}, SORT_KEY: sort_key, "folder": {"S": "received"}}
+            {
+                PARTITION_KEY: {"S": inbox_partition(r.user_id)},
+                SORT_KEY: sort_key,
+                "folder": {"S": "received"},
+            }
             for r in message.recipients
         ]
         requests = [{"PutRequest": {"Item": {**item, **content}}} for item in items]
@@ -286,7 +307,7 @@ class MessageStore:
         item: dict[str, Any] | None = result.get("Item")
         return item
 
-    def list_mailbox(self, user_id: str, email: str | None, limit: int, before: str | None) -> Page:
+    def list_mailbox(self, user_id: str, limit: int, before: str | None) -> Page:
         """The user's sent and received messages, newest first, `limit` at a time.
 
         Sort keys order all partitions on one time line, so "older than the last one shown" is a
@@ -295,9 +316,9 @@ class MessageStore:
         A message sent to oneself sits in both partitions under the same sort key and is shown
         once, in both folders.
         """
-        partitions = [user_partition(user_id)]
-        if email is not None:
-            partitions.append(address_partition(email))
+        # Both partitions are named by the authorizer's `sub` alone: no claim the identity provider
+        # lets a user influence (such as `email`) can open someone else's mail.
+        partitions = [user_partition(user_id), inbox_partition(user_id)]
         merged: dict[str, tuple[str, dict[str, Any], set[str]]] = {}
         for partition in partitions:
             for item in self._query(partition, before, limit + 1):

@@ -180,7 +180,7 @@ class Worker:
 
         request: dict[str, Any] = {
             "FromEmailAddress": self._sender,
-            "Destination": {"ToAddresses": list(message.recipients)},
+            "Destination": {"ToAddresses": [r.email for r in message.recipients]},
             "Content": {
                 "Simple": {
                     "Subject": {"Data": message.subject, "Charset": "UTF-8"},
