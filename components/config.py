@@ -209,6 +209,8 @@ def _mail(r: ConfigReader) -> MailConfig:
         r.get("mailerTimeoutSeconds"),
         r.get("mailApiThrottleRate"),
         r.get("mailApiThrottleBurst"),
+        r.get("mailQuotaPerHour"),
+        r.get("mailQuotaPerDay"),
     )
     validate_mail(r, mail)
     return mail

@@ -119,6 +119,14 @@ KEYS: tuple[Key, ...] = (
     _k("mailerTimeoutSeconds", "integer", 30, "Mailer Lambda timeout (s)", "3 to 900"),
     _k("mailApiThrottleRate", "integer", 50, "Mail API steady requests/s", "1 to 10000"),
     _k("mailApiThrottleBurst", "integer", 100, "Mail API burst", "1 to 5000"),
+    _k("mailQuotaPerHour", "integer", 100, "E-mails one user may send per clock hour", "1 to 10000"),
+    _k(
+        "mailQuotaPerDay",
+        "integer",
+        300,
+        "E-mails one user may send per UTC day",
+        "1 to 100000, at least mailQuotaPerHour",
+    ),
     _k("filesMaxUploadBytes", "integer", 104857600, "Largest upload accepted (bytes)", "1 to 5 GiB"),
     _k(
         "filesAllowedContentTypes",

@@ -77,6 +77,9 @@ class MailConfig:
     mailer_timeout_seconds: int
     api_throttle_rate: int
     api_throttle_burst: int
+    # E-mails (one per recipient) a user may send per clock hour / UTC day (mailer.quota).
+    quota_per_hour: int
+    quota_per_day: int
 
     @property
     def sender_address(self) -> str:

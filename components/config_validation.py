@@ -71,6 +71,12 @@ def validate_mail(r: ConfigReader, mail: MailConfig) -> None:
     r.check("mailerTimeoutSeconds", 3 <= mail.mailer_timeout_seconds <= 900, f"{mail.mailer_timeout_seconds}")
     r.check("mailApiThrottleRate", 1 <= mail.api_throttle_rate <= 10_000, f"{mail.api_throttle_rate}")
     r.check("mailApiThrottleBurst", 1 <= mail.api_throttle_burst <= 5_000, f"{mail.api_throttle_burst}")
+    r.check("mailQuotaPerHour", 1 <= mail.quota_per_hour <= 10_000, f"{mail.quota_per_hour}")
+    r.check(
+        "mailQuotaPerDay",
+        mail.quota_per_hour <= mail.quota_per_day <= 100_000,
+        f"{mail.quota_per_day} (must be at least mailQuotaPerHour, {mail.quota_per_hour})",
+    )
 
 
 def validate_frontend(r: ConfigReader, frontend: FrontendConfig) -> None:

@@ -90,6 +90,13 @@ class Mailing(pulumi.ComponentResource):
             **table_args(f"{prefix}-users", MAILER_SCHEMA, args.data_protection, "USERS_TABLE"),
             opts=child,
         )
+        # Send quota counters (mailer.quota): a table of their own, so the API's write access to
+        # them cannot reach the directory.
+        self.quotas = aws.dynamodb.Table(
+            f"{name}-quotas",
+            **table_args(f"{prefix}-quotas", MAILER_SCHEMA, args.data_protection, "QUOTAS_TABLE"),
+            opts=child,
+        )
         # Clerk's webhook signing secret (`whsec_...`). Its value is Clerk's: an operator puts it here
         # (README, "Clerk webhooks"); the program only creates the secret and lets the webhook read it.
         self.webhook_secret = aws.secretsmanager.Secret(
@@ -193,6 +200,9 @@ class Mailing(pulumi.ComponentResource):
                 "MESSAGES_TABLE": self.table.name,
                 "MAIL_QUEUE_URL": self.queue.url,
                 "USERS_TABLE": self.users.name,
+                "QUOTAS_TABLE": self.quotas.name,
+                "QUOTA_PER_HOUR": str(mail.quota_per_hour),
+                "QUOTA_PER_DAY": str(mail.quota_per_day),
                 "MAX_RECIPIENTS": str(MAIL_MAX_RECIPIENTS),
                 "LOG_LEVEL": "INFO",
             },
@@ -201,6 +211,8 @@ class Mailing(pulumi.ComponentResource):
                 statement(["dynamodb:Query"], [self.table.arn], sid="ListMessages"),
                 # Reads only: the API resolves senders and recipients, it never changes the directory.
                 statement(["dynamodb:BatchGetItem"], [self.users.arn], sid="ResolveUsers"),
+                # One conditional UpdateItem per charge (and per refund).
+                statement(["dynamodb:UpdateItem"], [self.quotas.arn], sid="ChargeQuota"),
             ],
         )
         self.webhook_function = lambda_function(
@@ -271,6 +283,7 @@ class Mailing(pulumi.ComponentResource):
                 "dead_letter_queue_url": self.dead_letters.url,
                 "table_name": self.table.name,
                 "users_table_name": self.users.name,
+                "quotas_table_name": self.quotas.name,
                 "webhook_secret_arn": self.webhook_secret.arn,
                 "api_url": self.api_url,
                 "dkim_records": self.dkim_records,
@@ -305,6 +318,25 @@ class Mailing(pulumi.ComponentResource):
                 ),
                 Alarm(
                     "api-errors", "AWS/Lambda", "Errors", "Sum", 0.0, {"FunctionName": self.api_function.name}
+                ),
+                # Send volume across all users: an hour's worth of ten users' quotas in 5 minutes
+                # is no normal team's traffic (metrics: mailer/metrics.py, published as EMF).
+                Alarm(
+                    "send-volume",
+                    "Motion/Mail",
+                    "EmailsAccepted",
+                    "Sum",
+                    float(10 * args.mail.quota_per_hour),
+                    {"FunctionName": self.api_function.name},
+                ),
+                # Many quota refusals in 5 minutes: someone is hammering the API.
+                Alarm(
+                    "quota-refusals",
+                    "Motion/Mail",
+                    "QuotaRefusals",
+                    "Sum",
+                    20.0,
+                    {"FunctionName": self.api_function.name},
                 ),
                 Alarm(
                     "directory-errors",

@@ -431,7 +431,13 @@ class Backend:
         return {
             "upload": {**files, "FILES_ROLE": "upload", "PORT": str(self.port("upload"))},
             "download": {**files, "FILES_ROLE": "download", "PORT": str(self.port("download"))},
-            "mail-api": {**mail.api_env(), "MAX_RECIPIENTS": str(MAIL_MAX_RECIPIENTS), "LOG_LEVEL": "INFO"},
+            "mail-api": {
+                **mail.api_env(),
+                "QUOTA_PER_HOUR": str(cfg.mail.quota_per_hour),
+                "QUOTA_PER_DAY": str(cfg.mail.quota_per_day),
+                "MAX_RECIPIENTS": str(MAIL_MAX_RECIPIENTS),
+                "LOG_LEVEL": "INFO",
+            },
             "mailer": {**mail.worker_env(), "LOG_LEVEL": "INFO"},
             "mail-webhook": {**mail.webhook_env(), "LOG_LEVEL": "INFO"},
             "chat-a": {**chat, "PORT": str(self.port("chat-a"))},

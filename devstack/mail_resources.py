@@ -38,6 +38,7 @@ class MailResources:
     visibility_timeout: int
     configuration_set: str
     users_table: str
+    quotas_table: str
     webhook_secret_arn: str
     # The signing secret's value, for the local Clerk stand-in that signs webhooks with it; the
     # functions never get it from here (they read it from Secrets Manager by ARN).
@@ -49,6 +50,7 @@ class MailResources:
             "MESSAGES_TABLE": self.table_name,
             "MAIL_QUEUE_URL": self.queue_url,
             "USERS_TABLE": self.users_table,
+            "QUOTAS_TABLE": self.quotas_table,
         }
 
     def webhook_env(self) -> dict[str, str]:
@@ -118,13 +120,14 @@ def create_mail_resources(
         dynamodb.create_table(**create_table_kwargs(table))
     dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
 
-    users = f"{prefix}-users"
-    with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
-        dynamodb.create_table(**create_table_kwargs(users))
-    dynamodb.get_waiter("table_exists").wait(TableName=users, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-    dynamodb.update_time_to_live(
-        TableName=users, TimeToLiveSpecification={"Enabled": True, "AttributeName": USERS_TTL_ATTRIBUTE}
-    )
+    users, quotas = f"{prefix}-users", f"{prefix}-quotas"
+    for name in (users, quotas):
+        with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
+            dynamodb.create_table(**create_table_kwargs(name))
+        dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+        dynamodb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": USERS_TTL_ATTRIBUTE}
+        )
     secret_arn, secret = _webhook_secret(session.client("secretsmanager"), f"{prefix}-clerk-webhook")
 
     domain = sender_domain(sender_address)
@@ -151,6 +154,7 @@ def create_mail_resources(
         visibility_timeout=visibility_timeout,
         configuration_set=prefix,
         users_table=users,
+        quotas_table=quotas,
         webhook_secret_arn=secret_arn,
         webhook_secret=secret,
     )

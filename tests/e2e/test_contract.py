@@ -30,13 +30,24 @@ OPTIONAL = {
         "CHAT_SHUTDOWN_GRACE_SECONDS",
     },
     "mail-api": {"SENDER_ADDRESS", "SES_CONFIGURATION_SET", "WEBHOOK_SECRET_ARN"},
-    "mailer": {"MAIL_QUEUE_URL", "MAX_RECIPIENTS", "USERS_TABLE", "WEBHOOK_SECRET_ARN"},
+    "mailer": {
+        "MAIL_QUEUE_URL",
+        "MAX_RECIPIENTS",
+        "USERS_TABLE",
+        "WEBHOOK_SECRET_ARN",
+        "QUOTAS_TABLE",
+        "QUOTA_PER_HOUR",
+        "QUOTA_PER_DAY",
+    },
     "mail-webhook": {
         "MESSAGES_TABLE",
         "MAIL_QUEUE_URL",
         "SENDER_ADDRESS",
         "SES_CONFIGURATION_SET",
         "MAX_RECIPIENTS",
+        "QUOTAS_TABLE",
+        "QUOTA_PER_HOUR",
+        "QUOTA_PER_DAY",
     },
 }
 

@@ -77,6 +77,10 @@ _ECS_SERVICE = _sets({"ClusterName"}, {"ClusterName", "ServiceName"})
 # CloudWatch dimensions for Amazon RDS").
 _RDS_INSTANCE = _sets({"DBInstanceIdentifier"}, {"DatabaseClass"}, {"EngineName"}, {"SourceRegion"})
 
+# Motion/Mail: the mail API's own metrics, published as Embedded Metric Format with the one
+# dimension set {FunctionName} (documented in app_code/mailer/mailer/metrics.py, its table).
+_MOTION_MAIL = _sets({"FunctionName"})
+
 DOCUMENTED: Mapping[tuple[str, str], DimensionSets] = {
     ("AWS/ElastiCache", "DatabaseMemoryUsagePercentage"): _ELASTICACHE_NODE,
     ("AWS/ElastiCache", "Evictions"): _ELASTICACHE_NODE,
@@ -90,6 +94,8 @@ DOCUMENTED: Mapping[tuple[str, str], DimensionSets] = {
     ("AWS/ECS", "CPUUtilization"): _ECS_SERVICE,
     ("AWS/RDS", "CPUUtilization"): _RDS_INSTANCE,
     ("AWS/RDS", "FreeStorageSpace"): _RDS_INSTANCE,
+    ("Motion/Mail", "EmailsAccepted"): _MOTION_MAIL,
+    ("Motion/Mail", "QuotaRefusals"): _MOTION_MAIL,
 }
 
 

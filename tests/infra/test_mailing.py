@@ -137,6 +137,9 @@ def test_each_function_has_its_own_least_privilege_role(stack: StackRun) -> None
         "mailing-mail-api-policy": {"dynamodb:BatchGetItem"},
         "mailing-mail-directory-policy": {"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:PutItem"},
     }
+    # The quota counters: the API's one conditional UpdateItem, nobody else.
+    [quotas_arn] = [r for r in by_resource if r.endswith(f"table/motion-{stack.stack}-mail-quotas")]
+    assert by_resource[quotas_arn] == {"mailing-mail-api-policy": {"dynamodb:UpdateItem"}}
     [secret_arn] = [r for r in by_resource if ":secretsmanager:" in r]
     assert by_resource[secret_arn] == {"mailing-mail-directory-policy": {"secretsmanager:GetSecretValue"}}
     assert stack.one("aws:secretsmanager/secret:Secret", "clerk-webhook").inputs["namePrefix"] == (
@@ -167,17 +170,18 @@ def test_messages_table_encrypted_on_demand_and_protected_in_production(
     dev: StackRun, production: StackRun
 ) -> None:
     for run, protected in ((dev, False), (production, True)):
-        for which in ("mailing-messages", "mailing-users"):
+        for which in ("mailing-messages", "mailing-users", "mailing-quotas"):
             table = run.one("aws:dynamodb/table:Table", which).inputs
             assert table["billingMode"] == "PAY_PER_REQUEST"
             assert table["serverSideEncryption"]["enabled"] is True
             assert table["pointInTimeRecovery"]["enabled"] is protected
             assert table["deletionProtectionEnabled"] is protected
         # Delivery records (replay protection) and quota counters expire by TTL.
-        assert run.one("aws:dynamodb/table:Table", "mailing-users").inputs["ttl"] == {
-            "attributeName": "expires_at",
-            "enabled": True,
-        }
+        for which in ("mailing-users", "mailing-quotas"):
+            assert run.one("aws:dynamodb/table:Table", which).inputs["ttl"] == {
+                "attributeName": "expires_at",
+                "enabled": True,
+            }
 
 
 def test_ses_identity_with_dkim_and_configuration_set(stack: StackRun) -> None:
@@ -257,3 +261,19 @@ def test_alarms_on_dead_letters_errors_and_age(stack: StackRun) -> None:
     } <= alarms
     dlq_alarm = stack.one("aws:cloudwatch/metricAlarm:MetricAlarm", "dead-letters").inputs
     assert dlq_alarm["threshold"] == 0 and dlq_alarm["comparisonOperator"] == "GreaterThanThreshold"
+
+
+def test_the_api_is_told_the_stacks_quota_and_volume_and_refusals_are_alarmed(stack: StackRun) -> None:
+    api = stack.one(FUNCTION, "mailing-mail-api").inputs["environment"]["variables"]
+    assert (api["QUOTA_PER_HOUR"], api["QUOTA_PER_DAY"]) == (
+        str(stack.config.mail.quota_per_hour),
+        str(stack.config.mail.quota_per_day),
+    )
+    alarms = {a.name: a.inputs for a in stack.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    for name, metric in (
+        ("mailing-send-volume", "EmailsAccepted"),
+        ("mailing-quota-refusals", "QuotaRefusals"),
+    ):
+        alarm = alarms[name]
+        assert (alarm["namespace"], alarm["metricName"], alarm["statistic"]) == ("Motion/Mail", metric, "Sum")
+        assert alarm["dimensions"] == {"FunctionName": f"motion-{stack.stack}-mail-api"}

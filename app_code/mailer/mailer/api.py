@@ -10,7 +10,9 @@ address gets nothing of theirs.
 - `POST /mail/messages` `{"recipients": ["<user id>", ...], "subject": "...", "body": "..."}`:
   validate; every recipient must be a directory user sharing a project with the caller (else 403
   naming each refused recipient); assign a message id, publish the event (with the addresses the
-  directory holds) to SQS, answer 202 `{"id": ...}`. The mailer stores and sends it.
+  directory holds) to SQS, answer 202 `{"id": ...}`. The mailer stores and sends it, one e-mail per
+  recipient. Each recipient counts against the sender's quota (`mailer.quota`, per hour and per
+  day); a request that would exceed it gets 429 with Retry-After and is not queued.
   With an `Idempotency-Key` header the id is derived from (caller, key) instead of drawn at random,
   so a retried request yields the same id, and the mailer, idempotent on the id, sends one e-mail.
 - `GET /mail/messages?limit=20&cursor=...`: the caller's sent and received messages, newest first,
@@ -27,6 +29,8 @@ from typing import Any
 from mailer.directory import DirectoryUser, UserDirectory
 from mailer.logs import get_logger, log
 from mailer.message import MAX_USER_ID_CHARS, MailMessage, Recipient
+from mailer.metrics import EMAILS_ACCEPTED, QUOTA_REFUSALS, emf
+from mailer.quota import SendQuota
 from mailer.settings import Settings
 from mailer.store import MessageStore
 from mailer.validation import (
@@ -99,6 +103,7 @@ class MailApi:
         store: MessageStore,
         sqs: Any,
         directory: UserDirectory,
+        quota: SendQuota,
         logger: logging.Logger | None = None,
     ) -> None:
         if settings.mail_queue_url is None:
@@ -107,6 +112,7 @@ class MailApi:
         self._queue_url = settings.mail_queue_url
         self._store = store
         self._directory = directory
+        self._quota = quota
         self._sqs = sqs
         self._log = logger or get_logger(settings.log_level)
 
@@ -176,6 +182,32 @@ class MailApi:
         except Exception:
             log(self._log, logging.ERROR, "directory lookup failed", exc_info=True, sender_id=sub)
             return response(503, {"message": "the user directory is unavailable; try again"})
+        try:
+            charge = self._quota.charge(sub, len(recipients))
+        except Exception:
+            log(self._log, logging.ERROR, "quota check failed", exc_info=True, sender_id=sub)
+            return response(503, {"message": "the send quota cannot be checked right now; try again"})
+        if not charge.allowed:
+            log(
+                self._log,
+                logging.WARNING,
+                "quota refused",
+                sender_id=sub,
+                recipients=len(recipients),
+                reason=charge.reason,
+                retry_after=charge.retry_after,
+                aws_request_id=request_id,
+                **emf({QUOTA_REFUSALS: 1}),
+            )
+            return response(
+                429,
+                {
+                    "message": "send quota exceeded",
+                    "reason": charge.reason,
+                    "retry_after": charge.retry_after,
+                },
+                {"retry-after": str(charge.retry_after)},
+            )
         message = MailMessage.accept(
             request,
             sender_id=sub,
@@ -194,8 +226,20 @@ class MailApi:
             self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=message.to_event())
         except Exception:
             log(self._log, logging.ERROR, "publishing failed", exc_info=True, **fields)
+            try:
+                # Not accepted, so not counted; if the refund fails the user loses a little quota.
+                self._quota.refund(sub, charge)
+            except Exception:
+                log(self._log, logging.WARNING, "quota refund failed", exc_info=True, **fields)
             return response(503, {"message": "the message could not be queued; try again"})
-        log(self._log, logging.INFO, "queued", recipients=len(message.recipients), **fields)
+        log(
+            self._log,
+            logging.INFO,
+            "queued",
+            recipients=len(message.recipients),
+            **fields,
+            **emf({EMAILS_ACCEPTED: len(message.recipients)}),
+        )
         return response(202, {"id": message.message_id, "status": "queued", "created_at": message.created_at})
 
     def _list(self, event: dict[str, Any], sub: str, request_id: str | None) -> dict[str, Any]:
@@ -232,13 +276,15 @@ def _default_api() -> MailApi:
             from mailer import aws
 
             settings = Settings.from_env("api")
-            assert settings.users_table is not None  # required for the api role
+            # Both required for the api role (Settings.from_env refuses to build without them).
+            assert settings.users_table is not None and settings.quotas_table is not None
             dynamodb = aws.client("dynamodb")
             _api = MailApi(
                 settings,
                 MessageStore(dynamodb, settings.messages_table),
                 aws.client("sqs"),
                 UserDirectory(dynamodb, settings.users_table),
+                SendQuota(dynamodb, settings.quotas_table, settings.quota_per_hour, settings.quota_per_day),
             )
         return _api
 

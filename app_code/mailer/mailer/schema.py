@@ -39,6 +39,9 @@ TABLE: Final[dict[str, Any]] = {
 # records and quota counters expire through TTL on this attribute.
 USERS_TTL_ATTRIBUTE: Final = "expires_at"
 USERS_TABLE: Final[dict[str, Any]] = {**TABLE, "TimeToLiveAttribute": USERS_TTL_ATTRIBUTE}
+# Send quota counters (`mailer.quota`), a table of their own so the API's write permission on it
+# cannot touch the directory.
+QUOTAS_TABLE: Final[dict[str, Any]] = USERS_TABLE
 
 
 def create_table_kwargs(table_name: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 from mailer.api import MailApi
 from mailer.directory import UserDirectory
 from mailer.message import MailMessage, Recipient
+from mailer.quota import SendQuota
 from mailer.settings import Settings
 from mailer.store import MessageStore
 from mailer.validation import SendRequest
@@ -88,8 +89,13 @@ class MailEnv:
         for project in projects:
             directory.add_membership(user_id, project)
 
-    def api(self, sqs: Any = None, **overrides: Any) -> MailApi:
-        return MailApi(self.settings(**overrides), self.store(), sqs or self.sqs, self.directory())
+    def quota(self, per_hour: int = 100, per_day: int = 300) -> SendQuota:
+        return SendQuota(self.dynamodb, self.resources.quotas_table, per_hour, per_day)
+
+    def api(self, sqs: Any = None, quota: SendQuota | None = None, **overrides: Any) -> MailApi:
+        return MailApi(
+            self.settings(**overrides), self.store(), sqs or self.sqs, self.directory(), quota or self.quota()
+        )
 
     def message(
         self, sender: str = "user_alice", recipients: tuple[str, ...] = ("bob@example.org",), **kwargs: Any

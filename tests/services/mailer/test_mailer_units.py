@@ -30,6 +30,7 @@ BASE_ENV = {
     "MAIL_QUEUE_URL": "https://sqs.example/q",
     "SENDER_ADDRESS": "Motion <no-reply@mail.example.com>",
     "USERS_TABLE": "users",
+    "QUOTAS_TABLE": "quotas",
 }
 
 
@@ -60,6 +61,10 @@ def test_settings_defaults_and_optional_values() -> None:
         ("worker", {**BASE_ENV, "LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ("api", {"MESSAGES_TABLE": "t", "MAIL_QUEUE_URL": "q"}, "USERS_TABLE"),
         ("webhook", {"USERS_TABLE": "u"}, "WEBHOOK_SECRET_ARN"),
+        ("api", {**BASE_ENV, "QUOTAS_TABLE": ""}, "QUOTAS_TABLE"),
+        ("api", {**BASE_ENV, "QUOTA_PER_HOUR": "0"}, "QUOTA_PER_HOUR"),
+        ("api", {**BASE_ENV, "QUOTA_PER_DAY": "lots"}, "QUOTA_PER_DAY"),
+        ("api", {**BASE_ENV, "QUOTA_PER_HOUR": "20", "QUOTA_PER_DAY": "10"}, "QUOTA_PER_HOUR must not exceed"),
         ("webhook", {"WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:x"}, "USERS_TABLE"),
     ],
 )
@@ -236,6 +241,7 @@ def test_resources_can_be_created_again(aws_env: dict[str, str], aws_clients: Cl
         "MESSAGES_TABLE": first.table_name,
         "MAIL_QUEUE_URL": first.queue_url,
         "USERS_TABLE": first.users_table,
+        "QUOTAS_TABLE": first.quotas_table,
     }
     assert first.webhook_env() == {
         "USERS_TABLE": first.users_table,
