@@ -5,7 +5,8 @@ The local backend (`devstack.mail_resources`) and the Pulumi component both buil
 
 | item | `pk` | `sk` | holds |
 |---|---|---|---|
-| message | `MSG#<message id>` | `MESSAGE` | content + delivery state (`send_state`, ...) |
+| message | `MSG#<message id>` | `MESSAGE` | content + overall state (`send_state`) |
+| delivery | `MSG#<message id>` | `TO#<recipient's user id>` | that recipient's e-mail: `send_state`, claim, lease, `ses_message_id` |
 | sender's mailbox entry | `USER#<sender's user id>` | `<created_at>#<message id>` | content, `folder` = `sent` |
 | recipient's mailbox entry | `INBOX#<recipient's user id>` | `<created_at>#<message id>` | content, `folder` = `received` |
 

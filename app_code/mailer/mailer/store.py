@@ -1,6 +1,8 @@
-"""The messages table (layout in `mailer.schema`): storing messages, the send claim, mailboxes.
+"""The messages table (layout in `mailer.schema`): storing messages, the send claims, mailboxes.
 
-Delivery state lives on the message item and moves only through conditional writes:
+Each recipient gets an e-mail of their own (no shared To:), so each has a delivery item
+(`MSG#<message id>` / `TO#<recipient user id>`), created by its first claim. Its state moves only
+through conditional writes:
 
     pending --claim--> sending --SES accepted--> sent
        ^                  |
@@ -12,9 +14,12 @@ A claim carries a lease that outlives the invocation holding it (the Lambda's re
 a margin). Finding `sending` with a live lease means another invocation is on it right now: retry
 later. Finding it with an expired lease means the holder died between claiming and recording the
 result, possibly after SES accepted the e-mail; sending again could deliver it twice, so the
-message becomes `unknown` and its record goes to the dead-letter queue for an operator (SES event
+delivery becomes `unknown` and its record goes to the dead-letter queue for an operator (SES event
 logs, tagged with the message id, tell whether it went out). At-least-once delivery from SQS thus
 never becomes two e-mails; the price is that a crash at the worst moment needs a human decision.
+
+The message item's own `send_state` sums its deliveries up: `pending` until every recipient's
+e-mail is `sent` (then `sent`), `unknown` as soon as one delivery is.
 """
 
 from __future__ import annotations
@@ -49,6 +54,10 @@ def message_key(message_id: str) -> dict[str, Any]:
     return {PARTITION_KEY: {"S": f"MSG#{message_id}"}, SORT_KEY: {"S": MESSAGE_SORT_KEY}}
 
 
+def delivery_key(message_id: str, recipient_id: str) -> dict[str, Any]:
+    return {PARTITION_KEY: {"S": f"MSG#{message_id}"}, SORT_KEY: {"S": f"TO#{recipient_id}"}}
+
+
 def user_partition(user_id: str) -> str:
     return f"USER#{user_id}"
 
@@ -63,7 +72,6 @@ class Claim:
     outcome: ClaimOutcome
     claim_id: str | None = None
     attempts: int = 0
-    message: MailMessage | None = None  # when claimed: the stored message, the one to send
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,18 +214,24 @@ class MessageStore:
                 pending = unprocessed
                 time.sleep(delay)
 
-    def claim(self, message_id: str, lease_until_ms: int, now_ms: int) -> Claim:
-        """Take the right to send this message, or say why not (see the module docstring)."""
+    def stored_message(self, message_id: str) -> MailMessage | None:
+        """The message as stored (the one to send, which may differ from a later event; see `save`)."""
+        item = self.get_message_item(message_id)
+        return _message(item) if item is not None else None
+
+    def claim(self, message_id: str, recipient_id: str, lease_until_ms: int, now_ms: int) -> Claim:
+        """Take the right to send this recipient's e-mail, or say why not (see the module docstring)."""
         claim_id = os.urandom(8).hex()
         try:
             result = self._db.update_item(
                 TableName=self._table,
-                Key=message_key(message_id),
+                Key=delivery_key(message_id, recipient_id),
                 UpdateExpression=(
                     "SET #state = :sending, #claim = :claim, #lease = :lease, "
                     "#attempts = if_not_exists(#attempts, :zero) + :one"
                 ),
-                ConditionExpression="#state = :pending",
+                # The first claim creates the delivery item.
+                ConditionExpression="attribute_not_exists(#state) OR #state = :pending",
                 ExpressionAttributeNames=_names("#state", "#claim", "#lease", "#attempts"),
                 ExpressionAttributeValues={
                     ":sending": {"S": SENDING},
@@ -231,14 +245,14 @@ class MessageStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except self._db.exceptions.ConditionalCheckFailedException as err:
-            current = err.response.get("Item") or self.get_message_item(message_id)
+            current = err.response.get("Item") or self.get_delivery_item(message_id, recipient_id)
             if current is None:
-                raise RuntimeError(f"message {message_id} vanished between save and claim") from None
+                raise RuntimeError(
+                    f"delivery {message_id}/{recipient_id} vanished during its claim"
+                ) from None
             return self._why_not(current, now_ms)
         item = result["Attributes"]
-        return Claim(
-            "claimed", claim_id=claim_id, attempts=int(item["attempts"]["N"]), message=_message(item)
-        )
+        return Claim("claimed", claim_id=claim_id, attempts=int(item["attempts"]["N"]))
 
     @staticmethod
     def _why_not(item: dict[str, Any], now_ms: int) -> Claim:
@@ -254,12 +268,14 @@ class MessageStore:
         # way the next delivery decides, after the visibility timeout.
         return Claim("in_flight", claim_id=holder)
 
-    def mark_sent(self, message_id: str, claim_id: str, ses_message_id: str, sent_at: str) -> None:
+    def mark_sent(
+        self, message_id: str, recipient_id: str, claim_id: str, ses_message_id: str, sent_at: str
+    ) -> None:
         # Conditioned on our claim only: if a late duplicate already declared the outcome unknown,
         # we know better now, and `sent` must win so that nobody ever sends it again.
         self._db.update_item(
             TableName=self._table,
-            Key=message_key(message_id),
+            Key=delivery_key(message_id, recipient_id),
             UpdateExpression="SET #state = :sent, ses_message_id = :ses, sent_at = :at REMOVE #lease",
             ConditionExpression="#claim = :claim",
             ExpressionAttributeNames=_names("#state", "#claim", "#lease"),
@@ -271,20 +287,36 @@ class MessageStore:
             },
         )
 
-    def release(self, message_id: str, claim_id: str, reason: str) -> bool:
-        """Give the claim back after SES refused the e-mail, so a later delivery may try again."""
-        return self._transition(message_id, claim_id, PENDING, reason, remove_lease=True)
+    def mark_message_sent(self, message_id: str) -> None:
+        """Every recipient's e-mail is sent: a later duplicate of the event costs one write."""
+        self._set_message_state(message_id, SENT)
 
-    def mark_unknown(self, message_id: str, claim_id: str, reason: str) -> bool:
-        return self._transition(message_id, claim_id, UNKNOWN, reason, remove_lease=False)
+    def _set_message_state(self, message_id: str, state: str) -> None:
+        self._db.update_item(
+            TableName=self._table,
+            Key=message_key(message_id),
+            UpdateExpression="SET #state = :state",
+            ExpressionAttributeNames=_names("#state"),
+            ExpressionAttributeValues={":state": {"S": state}},
+        )
+
+    def release(self, message_id: str, recipient_id: str, claim_id: str, reason: str) -> bool:
+        """Give the claim back after SES refused the e-mail, so a later delivery may try again."""
+        return self._transition(message_id, recipient_id, claim_id, PENDING, reason, remove_lease=True)
+
+    def mark_unknown(self, message_id: str, recipient_id: str, claim_id: str, reason: str) -> bool:
+        changed = self._transition(message_id, recipient_id, claim_id, UNKNOWN, reason, remove_lease=False)
+        # The message is not done, and will not be without an operator: say so on the message too.
+        self._set_message_state(message_id, UNKNOWN)
+        return changed
 
     def _transition(
-        self, message_id: str, claim_id: str, state: str, reason: str, remove_lease: bool
+        self, message_id: str, recipient_id: str, claim_id: str, state: str, reason: str, remove_lease: bool
     ) -> bool:
         try:
             self._db.update_item(
                 TableName=self._table,
-                Key=message_key(message_id),
+                Key=delivery_key(message_id, recipient_id),
                 UpdateExpression="SET #state = :state, #error = :error"
                 + (" REMOVE #lease" if remove_lease else ""),
                 ConditionExpression="#state = :sending AND #claim = :claim",
@@ -304,6 +336,13 @@ class MessageStore:
 
     def get_message_item(self, message_id: str) -> dict[str, Any] | None:
         result = self._db.get_item(TableName=self._table, Key=message_key(message_id), ConsistentRead=True)
+        item: dict[str, Any] | None = result.get("Item")
+        return item
+
+    def get_delivery_item(self, message_id: str, recipient_id: str) -> dict[str, Any] | None:
+        result = self._db.get_item(
+            TableName=self._table, Key=delivery_key(message_id, recipient_id), ConsistentRead=True
+        )
         item: dict[str, Any] | None = result.get("Item")
         return item
 

@@ -64,7 +64,11 @@ def test_settings_defaults_and_optional_values() -> None:
         ("api", {**BASE_ENV, "QUOTAS_TABLE": ""}, "QUOTAS_TABLE"),
         ("api", {**BASE_ENV, "QUOTA_PER_HOUR": "0"}, "QUOTA_PER_HOUR"),
         ("api", {**BASE_ENV, "QUOTA_PER_DAY": "lots"}, "QUOTA_PER_DAY"),
-        ("api", {**BASE_ENV, "QUOTA_PER_HOUR": "20", "QUOTA_PER_DAY": "10"}, "QUOTA_PER_HOUR must not exceed"),
+        (
+            "api",
+            {**BASE_ENV, "QUOTA_PER_HOUR": "20", "QUOTA_PER_DAY": "10"},
+            "QUOTA_PER_HOUR must not exceed",
+        ),
         ("webhook", {"WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:x"}, "USERS_TABLE"),
     ],
 )
