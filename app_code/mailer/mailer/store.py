@@ -123,17 +123,21 @@ def _message(item: dict[str, Any]) -> MailMessage:
     )
 
 
-def _entry(item: dict[str, Any], folders: Iterable[str]) -> dict[str, Any]:
+def _entry(item: dict[str, Any], folders: Iterable[str], viewer: str) -> dict[str, Any]:
+    folders = sorted(folders)
+    recipients = [value["M"]["user_id"]["S"] for value in item["recipients"]["L"]]
+    # The sender sees every recipient; a recipient sees only themselves, as in their e-mail.
+    shown = recipients if "sent" in folders else [r for r in recipients if r == viewer]
     return {
         "id": item["message_id"]["S"],
-        "folders": sorted(folders),
+        "folders": folders,
         "from": {
             "user_id": item["sender_id"]["S"],
             "name": _optional(item, "sender_name"),
             "email": _optional(item, "sender_email"),
         },
         # User ids only: recipients' addresses stay in the message item, for the worker.
-        "to": [value["M"]["user_id"]["S"] for value in item["recipients"]["L"]],
+        "to": shown,
         "subject": item["subject"]["S"],
         "body": item["body"]["S"],
         "created_at": item["created_at"]["S"],
@@ -367,7 +371,9 @@ class MessageStore:
         ordered = sorted(merged.values(), key=lambda entry: entry[0], reverse=True)
         page = ordered[:limit]
         next_before = page[-1][0] if len(ordered) > limit else None
-        return Page(messages=[_entry(item, folders) for _, item, folders in page], next_before=next_before)
+        return Page(
+            messages=[_entry(item, folders, user_id) for _, item, folders in page], next_before=next_before
+        )
 
     def _query(self, partition: str, before: str | None, want: int) -> list[dict[str, Any]]:
         condition = "#pk = :pk" + (" AND #sk < :before" if before is not None else "")

@@ -117,7 +117,9 @@ def test_message_goes_from_api_through_queue_to_ses_and_back_to_the_mailboxes(
         [entry] = received.json()["messages"]
         assert entry["id"] == message_id and entry["folders"] == ["received"]
         assert entry["from"] == {"user_id": "user_alice", "name": "Alice", "email": "alice@example.org"}
-        assert entry["to"] == ["user_bob", "user_carol"]
+        # Bob sees himself as the recipient, not who else got it; Alice's sent entry lists both.
+        assert entry["to"] == ["user_bob"]
+        assert sent.json()["messages"][0]["to"] == ["user_bob", "user_carol"]
         stranger = client.get("/mail/messages", headers=bearer(issuer, "user_dave", email="bob@example.org"))
         assert stranger.json() == {"messages": [], "next_cursor": None}
 

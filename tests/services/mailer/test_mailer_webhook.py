@@ -234,3 +234,12 @@ def test_the_lambda_entry_point_reads_the_secret_by_arn(
         mailer_webhook.reset()
     assert result["statusCode"] == 200
     assert mail_env.directory().get("user_bob") is not None
+
+
+def test_the_local_clerk_stand_in_signs_as_svix_does() -> None:
+    """devstack's signer is written independently of the receiver's; both follow Svix's recipe."""
+    from devstack.identity import svix_signature
+
+    secret = new_webhook_secret()
+    body = json.dumps(user_created("user_bob", "bob@example.org")).encode()
+    assert svix_signature(secret, "msg_1", "1700000000", body) == sign(secret, "msg_1", "1700000000", body)
