@@ -229,7 +229,7 @@ def bench_batches(batches: int, latency_ms: float) -> dict[str, Any]:
         os.environ.update(moto.env())
         resources = create_mail_resources(f"bench-{uuid.uuid4().hex[:8]}")
         from mailer import aws
-        from mailer.message import MailMessage
+        from mailer.message import MailMessage, Recipient
         from mailer.settings import Settings
         from mailer.store import MessageStore
         from mailer.validation import SendRequest
@@ -243,12 +243,18 @@ def bench_batches(batches: int, latency_ms: float) -> dict[str, Any]:
             records = []
             for i in range(BATCH_SIZE):
                 request = SendRequest(
-                    recipients=(f"r{i}@example.org", "team@example.org"),
+                    recipients=(f"user_r{i}", "user_team"),
                     subject=f"bench {uuid.uuid4().hex[:6]}",
                     body="Lorem ipsum dolor sit amet. " * 20,
                 )
                 message = MailMessage.accept(
-                    request, sender_id="user_bench", sender_email="bench@example.org"
+                    request,
+                    sender_id="user_bench",
+                    sender_email="bench@example.org",
+                    recipients=(
+                        Recipient(f"user_r{i}", f"r{i}@example.org"),
+                        Recipient("user_team", "team@example.org"),
+                    ),
                 )
                 records.append(
                     {

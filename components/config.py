@@ -225,6 +225,8 @@ def _mail(r: ConfigReader) -> MailConfig:
         r.get("mailApiThrottleRate"),
         r.get("mailApiThrottleBurst"),
         r.get("mailApiReservedConcurrency"),
+        r.get("mailQuotaPerHour"),
+        r.get("mailQuotaPerDay"),
     )
     validate_mail(r, mail)
     return mail

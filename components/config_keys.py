@@ -140,6 +140,14 @@ KEYS: tuple[Key, ...] = (
         "Executions reserved for the mail API Lambda, also its ceiling; 0 reserves none",
         f"0 to {MAX_RESERVED_CONCURRENCY}",
     ),
+    _k("mailQuotaPerHour", "integer", 100, "E-mails one user may send per clock hour", "1 to 10000"),
+    _k(
+        "mailQuotaPerDay",
+        "integer",
+        300,
+        "E-mails one user may send per UTC day",
+        "1 to 100000, at least mailQuotaPerHour",
+    ),
     _k("filesMaxUploadBytes", "integer", 104857600, "Largest upload accepted (bytes)", "1 to 5 GiB"),
     _k(
         "filesAllowedContentTypes",

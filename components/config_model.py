@@ -84,6 +84,9 @@ class MailConfig:
     api_throttle_rate: int
     api_throttle_burst: int
     api_reserved_concurrency: int
+    # E-mails (one per recipient) a user may send per clock hour / UTC day (mailer.quota).
+    quota_per_hour: int
+    quota_per_day: int
 
     @property
     def sender_address(self) -> str:

@@ -76,6 +76,12 @@ def validate_mail(r: ConfigReader, mail: MailConfig) -> None:
         0 <= mail.api_reserved_concurrency <= MAX_RESERVED_CONCURRENCY,
         f"{mail.api_reserved_concurrency}",
     )
+    r.check("mailQuotaPerHour", 1 <= mail.quota_per_hour <= 10_000, f"{mail.quota_per_hour}")
+    r.check(
+        "mailQuotaPerDay",
+        mail.quota_per_hour <= mail.quota_per_day <= 100_000,
+        f"{mail.quota_per_day} (must be at least mailQuotaPerHour, {mail.quota_per_hour})",
+    )
 
 
 def validate_frontend(r: ConfigReader, frontend: FrontendConfig) -> None:

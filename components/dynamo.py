@@ -10,10 +10,13 @@ import pulumi_aws as aws
 from components.app_facts import load_app_module
 
 
-def table_args(name: str, schema_module: str, data_protection: bool) -> dict[str, Any]:
+def table_args(
+    name: str, schema_module: str, data_protection: bool, definition: str = "TABLE"
+) -> dict[str, Any]:
     """Keyword arguments for `aws.dynamodb.Table`: on-demand, KMS-encrypted, PITR and deletion
-    protection when the stack protects its data."""
-    schema: dict[str, Any] = load_app_module(schema_module).TABLE
+    protection when the stack protects its data. `definition` names the module's table (a module
+    may define several)."""
+    schema: dict[str, Any] = getattr(load_app_module(schema_module), definition)
     keys = {k["KeyType"]: k["AttributeName"] for k in schema["KeySchema"]}
     indexes = [
         aws.dynamodb.TableGlobalSecondaryIndexArgs(

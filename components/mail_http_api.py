@@ -1,5 +1,7 @@
 """The mail API: an HTTP API whose routes, behind Clerk's JWT authorizer, proxy to one Lambda function,
-with throttling and JSON access logs on its single stage."""
+with throttling and JSON access logs on its single stage; and the Clerk webhook route, without the
+authorizer (Clerk sends no session token), proxying to the directory function, which verifies the
+Svix signature of every delivery itself."""
 
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ import pulumi_aws as aws
 
 from components.config_model import AuthConfig, MailConfig
 from components.mail_cors import AUTHORIZER_HEADER, mail_api_cors
+
+# Where Clerk's webhook endpoint points (Clerk dashboard: `<mailApiUrl>/mail/webhooks/clerk`).
+WEBHOOK_PATH = "/mail/webhooks/clerk"
 
 
 def mail_http_api(
@@ -22,6 +27,7 @@ def mail_http_api(
     mail: MailConfig,
     log_retention_days: int,
     function: aws.lambda_.Function,
+    webhook_function: aws.lambda_.Function,
     log_kms_key_arn: pulumi.Input[str] | None = None,
 ) -> pulumi.Output[str]:
     """The API's base URL; resources are named `<name>-api*`, `<name>-jwt` and `<name>-route-*`."""
@@ -68,6 +74,23 @@ def mail_http_api(
             target=pulumi.Output.concat("integrations/", integration.id),
             opts=child,
         )
+    webhook_integration = aws.apigatewayv2.Integration(
+        f"{name}-webhook-integration",
+        api_id=api.id,
+        integration_type="AWS_PROXY",
+        integration_uri=webhook_function.invoke_arn,
+        payload_format_version="2.0",
+        opts=child,
+    )
+    aws.apigatewayv2.Route(
+        f"{name}-route-clerk-webhook",
+        api_id=api.id,
+        route_key=f"POST {WEBHOOK_PATH}",
+        # Deliberately no authorizer: the signature (mailer.webhook) authenticates the request.
+        authorization_type="NONE",
+        target=pulumi.Output.concat("integrations/", webhook_integration.id),
+        opts=child,
+    )
     access_logs = aws.cloudwatch.LogGroup(
         f"{name}-api-access-logs",
         name=f"/motion/{prefix}-api/access",
@@ -106,6 +129,14 @@ def mail_http_api(
         function=function.name,
         principal="apigateway.amazonaws.com",
         source_arn=pulumi.Output.concat(api.execution_arn, "/*/*/mail/messages"),
+        opts=child,
+    )
+    aws.lambda_.Permission(
+        f"{name}-webhook-invoke",
+        action="lambda:InvokeFunction",
+        function=webhook_function.name,
+        principal="apigateway.amazonaws.com",
+        source_arn=pulumi.Output.concat(api.execution_arn, f"/*/POST{WEBHOOK_PATH}"),
         opts=child,
     )
     # Clients call `<url>/mail/messages`; the URL is only usable once the stage exists.

@@ -1,5 +1,7 @@
 """Mailing: mail API (HTTP API + JWT authorizer -> Lambda) -> SQS -> mailer Lambda -> SES, every message
-stored in DynamoDB, dead letters alarmed."""
+stored in DynamoDB, dead letters alarmed. Recipients are resolved in a user directory (DynamoDB) that
+a third function keeps from Clerk's webhooks (a route without the authorizer, Svix-signed, the
+signing secret in Secrets Manager)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from components.mail_http_api import mail_http_api
 
 MAILER_SCHEMA = "mailer/mailer/schema.py"
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+# Clerk delivers directory webhooks one event at a time, retrying failures; a handful suffices.
+WEBHOOK_RESERVED_CONCURRENCY = 5
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,28 @@ class Mailing(pulumi.ComponentResource):
         self.table = aws.dynamodb.Table(
             f"{name}-messages",
             **table_args(f"{prefix}-messages", MAILER_SCHEMA, args.data_protection),
+            opts=child,
+        )
+
+        self.users = aws.dynamodb.Table(
+            f"{name}-users",
+            **table_args(f"{prefix}-users", MAILER_SCHEMA, args.data_protection, "USERS_TABLE"),
+            opts=child,
+        )
+        # Send quota counters (mailer.quota): a table of their own, so the API's write access to
+        # them cannot reach the directory.
+        self.quotas = aws.dynamodb.Table(
+            f"{name}-quotas",
+            **table_args(f"{prefix}-quotas", MAILER_SCHEMA, args.data_protection, "QUOTAS_TABLE"),
+            opts=child,
+        )
+        # Clerk's webhook signing secret (`whsec_...`). Its value is Clerk's: an operator puts it here
+        # (README, "Clerk webhooks"); the program only creates the secret and lets the webhook read it.
+        self.webhook_secret = aws.secretsmanager.Secret(
+            f"{name}-clerk-webhook-secret",
+            name_prefix=f"{prefix}-clerk-webhook-",
+            description="Svix signing secret of the Clerk webhook endpoint that keeps the mail directory",
+            recovery_window_in_days=7 if args.data_protection else 0,
             opts=child,
         )
 
@@ -178,16 +204,55 @@ class Mailing(pulumi.ComponentResource):
             environment={
                 "MESSAGES_TABLE": self.table.name,
                 "MAIL_QUEUE_URL": self.queue.url,
+                "USERS_TABLE": self.users.name,
+                "QUOTAS_TABLE": self.quotas.name,
+                "QUOTA_PER_HOUR": str(mail.quota_per_hour),
+                "QUOTA_PER_DAY": str(mail.quota_per_day),
                 "MAX_RECIPIENTS": str(MAIL_MAX_RECIPIENTS),
                 "LOG_LEVEL": "INFO",
             },
             statements=[
                 statement(["sqs:SendMessage"], [self.queue.arn], sid="PublishMailEvents"),
                 statement(["dynamodb:Query"], [self.table.arn], sid="ListMessages"),
+                # Reads only: the API resolves senders and recipients, it never changes the directory.
+                statement(["dynamodb:BatchGetItem"], [self.users.arn], sid="ResolveUsers"),
+                # One conditional UpdateItem per charge (and per refund).
+                statement(["dynamodb:UpdateItem"], [self.quotas.arn], sid="ChargeQuota"),
             ],
             # A flood of API calls neither takes the account's whole concurrency (the mailer's
             # included) nor finds it taken by other functions.
             reserved_concurrency=mail.api_reserved_concurrency,
+        )
+        self.webhook_function = lambda_function(
+            self,
+            name,
+            "mail-directory",
+            "mailer.webhook.handler",
+            code,
+            layers=layers,
+            name_prefix=args.name_prefix,
+            log_retention_days=args.log_retention_days,
+            log_kms_key_arn=args.log_kms_key_arn,
+            timeout=10,
+            # Reachable from the internet like the API (only a valid signature gets further): where the
+            # API's executions are reserved, a few are reserved for the directory too, which caps what
+            # a flood of forged deliveries can take.
+            reserved_concurrency=WEBHOOK_RESERVED_CONCURRENCY if mail.api_reserved_concurrency else 0,
+            environment={
+                "USERS_TABLE": self.users.name,
+                "WEBHOOK_SECRET_ARN": self.webhook_secret.arn,
+                "LOG_LEVEL": "INFO",
+            },
+            statements=[
+                statement(
+                    ["dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:PutItem"],
+                    [self.users.arn],
+                    sid="KeepDirectory",
+                ),
+                statement(
+                    ["secretsmanager:GetSecretValue"], [self.webhook_secret.arn], sid="ReadSigningSecret"
+                ),
+            ],
         )
         aws.lambda_.EventSourceMapping(
             f"{name}-mailer-source",
@@ -212,6 +277,7 @@ class Mailing(pulumi.ComponentResource):
             log_retention_days=args.log_retention_days,
             log_kms_key_arn=args.log_kms_key_arn,
             function=self.api_function,
+            webhook_function=self.webhook_function,
         )
         self._alarms(name, prefix, args)
 
@@ -230,6 +296,9 @@ class Mailing(pulumi.ComponentResource):
                 "queue_url": self.queue.url,
                 "dead_letter_queue_url": self.dead_letters.url,
                 "table_name": self.table.name,
+                "users_table_name": self.users.name,
+                "quotas_table_name": self.quotas.name,
+                "webhook_secret_arn": self.webhook_secret.arn,
                 "api_url": self.api_url,
                 "dkim_records": self.dkim_records,
             }
@@ -263,6 +332,33 @@ class Mailing(pulumi.ComponentResource):
                 ),
                 Alarm(
                     "api-errors", "AWS/Lambda", "Errors", "Sum", 0.0, {"FunctionName": self.api_function.name}
+                ),
+                # Send volume across all users: an hour's worth of ten users' quotas in 5 minutes
+                # is no normal team's traffic (metrics: mailer/metrics.py, published as EMF).
+                Alarm(
+                    "send-volume",
+                    "Motion/Mail",
+                    "EmailsAccepted",
+                    "Sum",
+                    float(10 * args.mail.quota_per_hour),
+                    {"FunctionName": self.api_function.name},
+                ),
+                # Many quota refusals in 5 minutes: someone is hammering the API.
+                Alarm(
+                    "quota-refusals",
+                    "Motion/Mail",
+                    "QuotaRefusals",
+                    "Sum",
+                    20.0,
+                    {"FunctionName": self.api_function.name},
+                ),
+                Alarm(
+                    "directory-errors",
+                    "AWS/Lambda",
+                    "Errors",
+                    "Sum",
+                    0.0,
+                    {"FunctionName": self.webhook_function.name},
                 ),
             ],
             args.alarm_topic_arn,

@@ -8,6 +8,8 @@ It does what the cloud does in front of `mailer.api.handler`, so the handler run
   `requestContext.authorizer.jwt.claims` (as strings, the way API Gateway passes them);
 - the handler's response (statusCode/headers/body/isBase64Encoded, or a bare JSON value) becomes
   the HTTP response; an exception becomes a 500 `{"message":"Internal Server Error"}`;
+- routes configured without an authorizer (the Clerk webhook route, `PUBLIC_ROUTES`) go to their
+  own handler with no token check at all: that handler authenticates the request (Svix signature);
 - with a CORS configuration (the program's own, `components.mail_cors.mail_api_cors`), CORS is
   the gateway's business as in the cloud (`GatewayCors`): it answers preflights itself, before
   routes and authorization, and sets the CORS headers of the handler's responses.
@@ -45,6 +47,8 @@ if TYPE_CHECKING:
 
 Handler = Callable[[dict[str, Any], Any], Any]
 MAIL_ROUTES = ("POST /mail/messages", "GET /mail/messages")
+# Routes the program deploys with `authorization_type = NONE`, each to its own function.
+WEBHOOK_ROUTE = "POST /mail/webhooks/clerk"
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
 _log = logging.getLogger("devstack.apigw")
 
@@ -233,6 +237,7 @@ def make_app(
     function_name: str = "mail-api",
     function_timeout: float = 30.0,
     cors: MailApiCors | None = None,
+    public: dict[str, Handler] | None = None,
 ) -> Starlette:
     """An ASGI app that authorizes and forwards `routes` ("METHOD /path") to `handler`, handling
     CORS as API Gateway does when `cors` is given (without it, as an API with no CORS config)."""
@@ -240,12 +245,25 @@ def make_app(
     from motion_common.auth import AuthError
 
     route_keys = frozenset(routes)
+    public_routes = dict(public or {})
     gateway_cors = GatewayCors(cors) if cors is not None else None
+
+    async def invoke(target: Handler, event: dict[str, Any]) -> Response:
+        context = LambdaContext(function_name=function_name, timeout_seconds=function_timeout)
+        try:
+            result = await run_in_threadpool(target, event, context)
+        except Exception:
+            _log.exception("handler raised")
+            return JSONResponse({"message": "Internal Server Error"}, status_code=500)
+        return to_response(result)
 
     async def endpoint(request: Request) -> Response:
         if gateway_cors is not None and gateway_cors.is_preflight(request):
             return gateway_cors.preflight(request)
         route_key = f"{request.method} {request.url.path}"
+        if route_key in public_routes:
+            # No authorizer on this route, as deployed; no CORS either (servers call it, not browsers).
+            return await invoke(public_routes[route_key], await build_event(request, route_key, {}))
         if route_key not in route_keys:
             return JSONResponse({"message": "Not Found"}, status_code=404)
         authorization = request.headers.get("authorization")
@@ -258,13 +276,7 @@ def make_app(
         # Verified just above; this only reads the claims out for the event.
         claims = jwt.decode(token, options={"verify_signature": False})
         event = await build_event(request, route_key, claims)
-        context = LambdaContext(function_name=function_name, timeout_seconds=function_timeout)
-        try:
-            result = await run_in_threadpool(handler, event, context)
-        except Exception:
-            _log.exception("handler raised")
-            return JSONResponse({"message": "Internal Server Error"}, status_code=500)
-        response = to_response(result)
+        response = await invoke(handler, event)
         return gateway_cors.decorate(request, response) if gateway_cors is not None else response
 
     return Starlette(routes=[Route("/{path:path}", endpoint, methods=_METHODS)])
@@ -320,7 +332,8 @@ def parse_cors(text: str) -> MailApiCors:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description="Serve mailer.api.handler behind a local JWT-authorizing gateway."
+        description="Serve mailer.api.handler behind a local JWT-authorizing gateway, and the Clerk "
+        "webhook route (mailer.webhook.handler) without the authorizer."
     )
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8083")))
     parser.add_argument("--issuer", default=os.environ.get("AUTH_ISSUER"), help="default: $AUTH_ISSUER")
@@ -340,11 +353,11 @@ def main(argv: list[str] | None = None) -> None:
 
     ensure_importable(COMMON_ROOT)
     ensure_importable()
-    from mailer import api
+    from mailer import api, webhook
     from motion_common.auth import TokenVerifier
 
     verifier = TokenVerifier(jwks_url=args.jwks_url, issuer=args.issuer, audience=args.audience)
-    app = make_app(api.handler, verifier, cors=args.cors)
+    app = make_app(api.handler, verifier, cors=args.cors, public={WEBHOOK_ROUTE: webhook.handler})
     uvicorn.run(app, host=LOCALHOST, port=args.port, log_level="info")
 
 

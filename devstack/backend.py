@@ -36,9 +36,9 @@ from components.config_model import (
     StackConfig,
 )
 from components.mail_cors import MailApiCors, mail_api_cors
-from devstack.apigw import cors_argument
+from devstack.apigw import WEBHOOK_ROUTE, cors_argument
 from devstack.credentials import CredentialsEndpoint
-from devstack.identity import Issuer, JwksServer
+from devstack.identity import ClerkWebhooks, Issuer, JwksServer
 from devstack.mail_resources import MailResources, create_mail_resources
 from devstack.rds_iam import RdsIamProxy
 from devstack.servers import (
@@ -107,6 +107,9 @@ class State:
     chat_table: str
     issuer_file: str
     demo_project: str = DEMO_PROJECT
+    # The Clerk webhook signing secret (a file beside the issuer's key, mode 0600), so that
+    # `make smoke` and tests can sign up users the way Clerk's webhooks do.
+    webhook_secret_file: str = ""
 
     def save(self, path: Path = STATE_FILE) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,6 +123,13 @@ class State:
 
     def issuer(self) -> Issuer:
         return Issuer.load(Path(self.issuer_file))
+
+    def clerk(self) -> ClerkWebhooks:
+        """Clerk's webhooks to this backend's mail service (users created there enter its directory)."""
+        path = WEBHOOK_ROUTE.partition(" ")[2]
+        return ClerkWebhooks(
+            url=f"{self.urls['mail-api']}{path}", secret=Path(self.webhook_secret_file).read_text().strip()
+        )
 
 
 @dataclass
@@ -213,7 +223,8 @@ class Backend:
                     "--cors",
                     cors_argument(self.mail_api_cors),
                 ],
-                envs["mail-api"],
+                # One local process plays both functions behind the HTTP API: the API and the webhook.
+                {**envs["mail-api"], **envs["mail-webhook"]},
             )
             self._spawn(
                 "mail-poller",
@@ -268,10 +279,19 @@ class Backend:
             mail_dlq_url=aws["mail"].dlq_url,
             chat_table=aws["chat_table"],
             issuer_file=str(issuer_file),
+            webhook_secret_file=str(
+                self._write_private(issuer_file.parent / "clerk-webhook-secret", aws["mail"].webhook_secret)
+            ),
         )
         if self.state_file is not None:
             self.state.save(self.state_file)
         return self.state
+
+    @staticmethod
+    def _write_private(path: Path, text: str) -> Path:
+        path.touch(mode=0o600)
+        path.write_text(text)
+        return path
 
     # --- cloud resources in the local AWS API ------------------------------------------------------
 
@@ -421,8 +441,15 @@ class Backend:
         return {
             "upload": {**files, "FILES_ROLE": "upload", "PORT": str(self.port("upload"))},
             "download": {**files, "FILES_ROLE": "download", "PORT": str(self.port("download"))},
-            "mail-api": {**mail.api_env(), "MAX_RECIPIENTS": str(MAIL_MAX_RECIPIENTS), "LOG_LEVEL": "INFO"},
+            "mail-api": {
+                **mail.api_env(),
+                "QUOTA_PER_HOUR": str(cfg.mail.quota_per_hour),
+                "QUOTA_PER_DAY": str(cfg.mail.quota_per_day),
+                "MAX_RECIPIENTS": str(MAIL_MAX_RECIPIENTS),
+                "LOG_LEVEL": "INFO",
+            },
             "mailer": {**mail.worker_env(), "LOG_LEVEL": "INFO"},
+            "mail-webhook": {**mail.webhook_env(), "LOG_LEVEL": "INFO"},
             "chat-a": {**chat, "PORT": str(self.port("chat-a"))},
             "chat-b": {**chat, "PORT": str(self.port("chat-b"))},
         }

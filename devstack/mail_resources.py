@@ -1,4 +1,5 @@
-"""The mailing service's AWS resources in the local AWS API: queue + DLQ, messages table, SES identity.
+"""The mailing service's AWS resources in the local AWS API: queue + DLQ, messages table, user
+directory table, the Clerk webhook signing secret (Secrets Manager), SES identity.
 
 The cloud gets the same resources from the Pulumi component; the table definition is shared
 (`mailer.schema.TABLE`), and the queue attributes mirror the component's defaults.
@@ -6,8 +7,10 @@ The cloud gets the same resources from the Pulumi component; the table definitio
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -34,10 +37,25 @@ class MailResources:
     max_receive_count: int
     visibility_timeout: int
     configuration_set: str
+    users_table: str
+    quotas_table: str
+    webhook_secret_arn: str
+    # The signing secret's value, for the local Clerk stand-in that signs webhooks with it; the
+    # functions never get it from here (they read it from Secrets Manager by ARN).
+    webhook_secret: str
 
     def api_env(self) -> dict[str, str]:
         """The mail API function's environment (the contract in docs/service-settings.md)."""
-        return {"MESSAGES_TABLE": self.table_name, "MAIL_QUEUE_URL": self.queue_url}
+        return {
+            "MESSAGES_TABLE": self.table_name,
+            "MAIL_QUEUE_URL": self.queue_url,
+            "USERS_TABLE": self.users_table,
+            "QUOTAS_TABLE": self.quotas_table,
+        }
+
+    def webhook_env(self) -> dict[str, str]:
+        """The directory webhook function's environment."""
+        return {"USERS_TABLE": self.users_table, "WEBHOOK_SECRET_ARN": self.webhook_secret_arn}
 
     def worker_env(self) -> dict[str, str]:
         """The mailer function's environment."""
@@ -49,7 +67,7 @@ class MailResources:
 
     def env(self) -> dict[str, str]:
         """Both functions' variables, for one local process that runs the API and the poller."""
-        return {**self.api_env(), **self.worker_env()}
+        return {**self.api_env(), **self.worker_env(), **self.webhook_env()}
 
 
 def sender_domain(sender_address: str) -> str:
@@ -73,7 +91,7 @@ def create_mail_resources(
     against any moto server. The whole sender domain is verified, as the cloud's SES identity is.
     """
     ensure_importable()
-    from mailer.schema import create_table_kwargs
+    from mailer.schema import USERS_TTL_ATTRIBUTE, create_table_kwargs
 
     session = session or boto3.session.Session()
     sqs = session.client("sqs")
@@ -102,6 +120,16 @@ def create_mail_resources(
         dynamodb.create_table(**create_table_kwargs(table))
     dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
 
+    users, quotas = f"{prefix}-users", f"{prefix}-quotas"
+    for name in (users, quotas):
+        with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
+            dynamodb.create_table(**create_table_kwargs(name))
+        dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+        dynamodb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": USERS_TTL_ATTRIBUTE}
+        )
+    secret_arn, secret = _webhook_secret(session.client("secretsmanager"), f"{prefix}-clerk-webhook")
+
     domain = sender_domain(sender_address)
     with contextlib.suppress(sesv2.exceptions.AlreadyExistsException):
         sesv2.create_email_identity(EmailIdentity=domain)
@@ -125,7 +153,25 @@ def create_mail_resources(
         max_receive_count=max_receive_count,
         visibility_timeout=visibility_timeout,
         configuration_set=prefix,
+        users_table=users,
+        quotas_table=quotas,
+        webhook_secret_arn=secret_arn,
+        webhook_secret=secret,
     )
+
+
+def new_webhook_secret() -> str:
+    """A secret in Svix's format: `whsec_` and the base64 of the HMAC key."""
+    return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+def _webhook_secret(secrets: Any, name: str) -> tuple[str, str]:
+    try:
+        created = secrets.create_secret(Name=name, SecretString=new_webhook_secret())
+        arn = str(created["ARN"])
+    except secrets.exceptions.ResourceExistsException:
+        arn = str(secrets.describe_secret(SecretId=name)["ARN"])
+    return arn, str(secrets.get_secret_value(SecretId=arn)["SecretString"])
 
 
 def _queue_arn(sqs: Any, queue_url: str) -> str:

@@ -122,10 +122,14 @@ class Smoke:
 
     def send_and_read_mail(self) -> str:
         subject = f"Smoke {self.run_id}"
+        # Signing up in Clerk sends webhooks; they put both users in the mail directory.
+        clerk = self.state.clerk()
+        clerk.create_user("smoke-alice", "alice@motion.local", [DEMO_PROJECT], name="Smoke Alice")
+        clerk.create_user("smoke-bob", "bob@motion.local", [DEMO_PROJECT], name="Smoke Bob")
         sent = self.http.post(
             f"{self.state.urls['mail-api']}/mail/messages",
             json={
-                "recipients": ["bob@motion.local"],
+                "recipients": ["smoke-bob"],
                 "subject": subject,
                 "body": "Hello from the smoke test.",
             },
@@ -145,7 +149,10 @@ class Smoke:
         check(inbox.status_code == 200, f"read: {inbox.status_code} {inbox.text}")
         ids = [m["id"] for m in inbox.json()["messages"]]
         check(message_id in ids, "the recipient's mailbox lacks the message")
-        return f"message {message_id}: queued, e-mailed once by the mailer, in bob's mailbox"
+        return (
+            f"message {message_id}: users signed up by Clerk webhooks, queued, e-mailed once by the "
+            "mailer, in bob's mailbox"
+        )
 
     def _ses_messages(self) -> list[dict[str, Any]]:
         with urllib.request.urlopen(f"{self.state.aws_endpoint}/moto-api/data.json", timeout=10) as resp:

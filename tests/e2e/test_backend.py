@@ -107,7 +107,10 @@ def test_a_browser_may_call_the_mail_api_with_exactly_the_headers_it_reads(backe
     assert backend.state is not None
     declared = run_stack("dev").one("aws:apigatewayv2/api:Api").inputs["corsConfiguration"]
     url = f"{backend.state.urls['mail-api']}/mail/messages"
-    token = backend.state.issuer().mint("cors-user", ["p"], email="cors-user@example.org")
+    token = backend.state.issuer().mint("cors-user", ["p"])
+    clerk = backend.state.clerk()
+    clerk.create_user("cors-user", "cors-user@example.org", ["p"])
+    clerk.create_user("cors-peer", "cors-peer@example.org", ["p"])
     send = {
         "authorization": f"Bearer {token}",
         "content-type": "application/json",
@@ -136,7 +139,7 @@ def test_a_browser_may_call_the_mail_api_with_exactly_the_headers_it_reads(backe
     )
 
     # The request the browser then sends: accepted, readable by the page, and the key honoured.
-    body = {"recipients": ["someone@example.org"], "subject": "CORS", "body": "from a browser"}
+    body = {"recipients": ["cors-peer"], "subject": "CORS", "body": "from a browser"}
     first, retry = (httpx.post(url, headers={**send, "Origin": origin}, json=body) for _ in range(2))
     assert first.status_code == retry.status_code == 202, first.text
     assert cors_check(first, origin) and first.json()["id"] == retry.json()["id"]

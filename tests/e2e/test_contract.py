@@ -29,8 +29,26 @@ OPTIONAL = {
         "CHAT_PING_INTERVAL_SECONDS",
         "CHAT_SHUTDOWN_GRACE_SECONDS",
     },
-    "mail-api": {"SENDER_ADDRESS", "SES_CONFIGURATION_SET"},
-    "mailer": {"MAIL_QUEUE_URL", "MAX_RECIPIENTS"},
+    "mail-api": {"SENDER_ADDRESS", "SES_CONFIGURATION_SET", "WEBHOOK_SECRET_ARN"},
+    "mailer": {
+        "MAIL_QUEUE_URL",
+        "MAX_RECIPIENTS",
+        "USERS_TABLE",
+        "WEBHOOK_SECRET_ARN",
+        "QUOTAS_TABLE",
+        "QUOTA_PER_HOUR",
+        "QUOTA_PER_DAY",
+    },
+    "mail-webhook": {
+        "MESSAGES_TABLE",
+        "MAIL_QUEUE_URL",
+        "SENDER_ADDRESS",
+        "SES_CONFIGURATION_SET",
+        "MAX_RECIPIENTS",
+        "QUOTAS_TABLE",
+        "QUOTA_PER_HOUR",
+        "QUOTA_PER_DAY",
+    },
 }
 
 
@@ -59,6 +77,7 @@ def parsers() -> dict[str, Callable[[Mapping[str, str]], object]]:
         "chat": ChatSettings.from_env,
         "mail-api": lambda env: MailSettings.from_env("api", env),
         "mailer": lambda env: MailSettings.from_env("worker", env),
+        "mail-webhook": lambda env: MailSettings.from_env("webhook", env),
     }
 
 
@@ -81,6 +100,7 @@ def cloud_envs(run: StackRun) -> dict[str, list[dict[str, str]]]:
         "chat": [container_env(run, "chat-service")],
         "mail-api": [lambdas["mailer.api.handler"]],
         "mailer": [lambdas["mailer.worker.handler"]],
+        "mail-webhook": [lambdas["mailer.webhook.handler"]],
     }
 
 
@@ -92,6 +112,7 @@ def local_envs(backend: Backend) -> dict[str, list[dict[str, str]]]:
         "chat": [envs["chat-a"], envs["chat-b"]],
         "mail-api": [envs["mail-api"]],
         "mailer": [envs["mailer"]],
+        "mail-webhook": [envs["mail-webhook"]],
     }
 
 
@@ -140,6 +161,7 @@ LOCAL_VALUES = {
     "PORT",
     "FILES_BUCKET",
     "MAIL_QUEUE_URL",
+    "WEBHOOK_SECRET_ARN",  # Secrets Manager appends a random suffix to the secret's name
 }
 
 

@@ -84,6 +84,9 @@ _RDS_INSTANCE = _sets({"DBInstanceIdentifier"}, {"DatabaseClass"}, {"EngineName"
 _WAF_REGIONAL = _sets(
     {"Region", "Rule", "WebACL"}, {"Region", "RuleGroup", "WebACL"}, {"Region", "Rule", "RuleGroup"}
 )
+# Motion/Mail: the mail API's own metrics, published as Embedded Metric Format with the one
+# dimension set {FunctionName} (documented in app_code/mailer/mailer/metrics.py, its table).
+_MOTION_MAIL = _sets({"FunctionName"})
 
 DOCUMENTED: Mapping[tuple[str, str], DimensionSets] = {
     ("AWS/ElastiCache", "DatabaseMemoryUsagePercentage"): _ELASTICACHE_NODE,
@@ -99,6 +102,8 @@ DOCUMENTED: Mapping[tuple[str, str], DimensionSets] = {
     ("AWS/RDS", "CPUUtilization"): _RDS_INSTANCE,
     ("AWS/RDS", "FreeStorageSpace"): _RDS_INSTANCE,
     ("AWS/WAFV2", "BlockedRequests"): _WAF_REGIONAL,
+    ("Motion/Mail", "EmailsAccepted"): _MOTION_MAIL,
+    ("Motion/Mail", "QuotaRefusals"): _MOTION_MAIL,
 }
 
 

@@ -11,6 +11,7 @@ from harness import StackRun
 from components.app_facts import load_app_module
 from components.lambda_function import RUNTIME
 from components.lambda_layer import build_layer
+from components.mailing import WEBHOOK_RESERVED_CONCURRENCY
 
 QUEUE = "aws:sqs/queue:Queue"
 FUNCTION = "aws:lambda/function:Function"
@@ -50,7 +51,7 @@ def mailing_functions(stack: StackRun) -> list:
 
 def test_functions_are_current_arm64_python_from_one_archive(stack: StackRun) -> None:
     functions = {f.inputs["handler"]: f.inputs for f in mailing_functions(stack)}
-    assert set(functions) == {"mailer.worker.handler", "mailer.api.handler"}
+    assert set(functions) == {"mailer.worker.handler", "mailer.api.handler", "mailer.webhook.handler"}
     for inputs in functions.values():
         assert inputs["runtime"] == RUNTIME == "python3.13"
         assert inputs["architectures"] == ["arm64"]
@@ -73,7 +74,7 @@ def test_functions_import_the_locked_sdk_from_a_layer_built_for_their_runtime(st
     assert len(inputs["description"]) <= 256
     code = inputs["code"]
     assert isinstance(code, pulumi.FileArchive) and code.path == str(build_layer())
-    assert len(mailing_functions(stack)) == 2
+    assert len(mailing_functions(stack)) == 3
     for function in stack.of_type(FUNCTION):  # every Python function of the stack uses the one layer
         (arn,) = function.inputs["layers"]  # one layer (Lambda takes at most 5)
         assert LAYER_VERSION_ARN.fullmatch(arn) and f":layer:{inputs['layerName']}:" in arn
@@ -115,8 +116,15 @@ def test_the_mail_api_has_reserved_concurrency_in_production(dev: StackRun, prod
     reserved = production.config.mail.api_reserved_concurrency
     assert 0 < reserved <= 900
     assert prod["motion-production-mail-api"]["reservedConcurrentExecutions"] == reserved
-    assert [n for n, f in prod.items() if "reservedConcurrentExecutions" in f] == [
-        "motion-production-mail-api"
+    # The other function reachable from the internet, the directory's webhook, gets a few; the
+    # queue-fed mailer is capped by its event source mapping instead.
+    assert (
+        prod["motion-production-mail-directory"]["reservedConcurrentExecutions"]
+        == WEBHOOK_RESERVED_CONCURRENCY
+    )
+    assert sorted(n for n, f in prod.items() if "reservedConcurrentExecutions" in f) == [
+        "motion-production-mail-api",
+        "motion-production-mail-directory",
     ]
 
 
@@ -127,7 +135,7 @@ def test_each_function_has_its_own_least_privilege_role(stack: StackRun) -> None
         if "mailing" in p.name
     }
     roles = {p.inputs["role"] for p in stack.of_type("aws:iam/rolePolicy:RolePolicy") if "mailing" in p.name}
-    assert len(roles) == 2
+    assert len(roles) == 3
     actions = {name: {a for s in doc["Statement"] for a in s["Action"]} for name, doc in policies.items()}
     assert actions["mailing-mailer-policy"] >= {"sqs:ReceiveMessage", "sqs:DeleteMessage", "ses:SendEmail"}
     assert "sqs:SendMessage" not in actions["mailing-mailer-policy"]
@@ -140,12 +148,37 @@ def test_each_function_has_its_own_least_privilege_role(stack: StackRun) -> None
     }
     assert actions["mailing-mail-api-policy"] >= {"sqs:SendMessage", "dynamodb:Query"}
     assert not {a for a in actions["mailing-mail-api-policy"] if a.startswith("ses:")}
+    # The directory: the API only reads it (BatchGetItem), only the webhook function writes it, and
+    # only the webhook function may read the signing secret; nobody else touches either.
+    users = f"table/motion-{stack.stack}-mail-users"
+    by_resource: dict[str, dict[str, set[str]]] = {}
+    for name, doc in policies.items():
+        for stmt in doc["Statement"]:
+            for resource in stmt["Resource"]:
+                by_resource.setdefault(resource, {}).setdefault(name, set()).update(stmt["Action"])
+    [users_arn] = [r for r in by_resource if r.endswith(users)]
+    assert by_resource[users_arn] == {
+        "mailing-mail-api-policy": {"dynamodb:BatchGetItem"},
+        "mailing-mail-directory-policy": {"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:PutItem"},
+    }
+    # The quota counters: the API's one conditional UpdateItem, nobody else.
+    [quotas_arn] = [r for r in by_resource if r.endswith(f"table/motion-{stack.stack}-mail-quotas")]
+    assert by_resource[quotas_arn] == {"mailing-mail-api-policy": {"dynamodb:UpdateItem"}}
+    [secret_arn] = [r for r in by_resource if ":secretsmanager:" in r]
+    assert by_resource[secret_arn] == {"mailing-mail-directory-policy": {"secretsmanager:GetSecretValue"}}
+    assert stack.one("aws:secretsmanager/secret:Secret", "clerk-webhook").inputs["namePrefix"] == (
+        f"motion-{stack.stack}-mail-clerk-webhook-"
+    )
+    assert not {a for a in actions["mailing-mail-directory-policy"] if a.split(":")[0] in ("sqs", "ses")}
     for doc in policies.values():
         for stmt in doc["Statement"]:
             assert "*" not in stmt["Resource"] and all(":" in a and "*" not in a for a in stmt["Action"])
             for resource in stmt["Resource"]:
                 assert (
-                    f"motion-{stack.stack}" in resource or "mail." in resource or "/aws/lambda/" in resource
+                    f"motion-{stack.stack}" in resource
+                    or "mail." in resource
+                    or "/aws/lambda/" in resource
+                    or resource == secret_arn
                 )
 
 
@@ -161,11 +194,18 @@ def test_messages_table_encrypted_on_demand_and_protected_in_production(
     dev: StackRun, production: StackRun
 ) -> None:
     for run, protected in ((dev, False), (production, True)):
-        table = run.one("aws:dynamodb/table:Table", "mailing").inputs
-        assert table["billingMode"] == "PAY_PER_REQUEST"
-        assert table["serverSideEncryption"]["enabled"] is True
-        assert table["pointInTimeRecovery"]["enabled"] is protected
-        assert table["deletionProtectionEnabled"] is protected
+        for which in ("mailing-messages", "mailing-users", "mailing-quotas"):
+            table = run.one("aws:dynamodb/table:Table", which).inputs
+            assert table["billingMode"] == "PAY_PER_REQUEST"
+            assert table["serverSideEncryption"]["enabled"] is True
+            assert table["pointInTimeRecovery"]["enabled"] is protected
+            assert table["deletionProtectionEnabled"] is protected
+        # Delivery records (replay protection) and quota counters expire by TTL.
+        for which in ("mailing-users", "mailing-quotas"):
+            assert run.one("aws:dynamodb/table:Table", which).inputs["ttl"] == {
+                "attributeName": "expires_at",
+                "enabled": True,
+            }
 
 
 def test_ses_identity_with_dkim_and_configuration_set(stack: StackRun) -> None:
@@ -184,18 +224,27 @@ def test_mail_api_checks_clerk_jwt_throttles_and_logs(stack: StackRun) -> None:
         "issuer": stack.config.auth.issuer,
         "audiences": [stack.config.auth.audience],
     }
-    routes = stack.of_type("aws:apigatewayv2/route:Route")
-    assert sorted(r.inputs["routeKey"] for r in routes) == ["GET /mail/messages", "POST /mail/messages"]
-    assert all(r.inputs["authorizationType"] == "JWT" for r in routes)
+    routes = {r.inputs["routeKey"]: r.inputs for r in stack.of_type("aws:apigatewayv2/route:Route")}
+    assert sorted(routes) == ["GET /mail/messages", "POST /mail/messages", "POST /mail/webhooks/clerk"]
+    assert all(
+        routes[key]["authorizationType"] == "JWT" for key in ("GET /mail/messages", "POST /mail/messages")
+    )
+    # Clerk cannot present a session token: the webhook route has no authorizer, and goes to the
+    # directory function, which verifies the Svix signature (tests/services/mailer/test_mailer_webhook.py).
+    webhook = routes["POST /mail/webhooks/clerk"]
+    assert webhook["authorizationType"] == "NONE" and "authorizerId" not in webhook
+    integrations = {i.urn: i.inputs for i in stack.of_type("aws:apigatewayv2/integration:Integration")}
+    assert len(integrations) == 2
     stage = stack.one("aws:apigatewayv2/stage:Stage").inputs
     assert stage["defaultRouteSettings"]["throttlingRateLimit"] == stack.config.mail.api_throttle_rate
     assert "destinationArn" in stage["accessLogSettings"]
     api = stack.one("aws:apigatewayv2/api:Api").inputs
     assert api["corsConfiguration"]["allowOrigins"] == list(stack.config.frontend.origins)
-    permission = stack.one("aws:lambda/permission:Permission").inputs
-    assert permission["principal"] == "apigateway.amazonaws.com" and permission["sourceArn"].endswith(
-        "/mail/messages"
-    )
+    permissions = {p.name: p.inputs for p in stack.of_type("aws:lambda/permission:Permission")}
+    assert permissions["mailing-api-invoke"]["sourceArn"].endswith("/*/*/mail/messages")
+    # The directory function may be invoked by exactly the webhook route.
+    assert permissions["mailing-webhook-invoke"]["sourceArn"].endswith("/*/POST/mail/webhooks/clerk")
+    assert all(p["principal"] == "apigateway.amazonaws.com" for p in permissions.values())
 
 
 def test_cors_allows_exactly_the_headers_the_api_and_its_authorizer_read(stack: StackRun) -> None:
@@ -236,3 +285,19 @@ def test_alarms_on_dead_letters_errors_and_age(stack: StackRun) -> None:
     } <= alarms
     dlq_alarm = stack.one("aws:cloudwatch/metricAlarm:MetricAlarm", "dead-letters").inputs
     assert dlq_alarm["threshold"] == 0 and dlq_alarm["comparisonOperator"] == "GreaterThanThreshold"
+
+
+def test_the_api_is_told_the_stacks_quota_and_volume_and_refusals_are_alarmed(stack: StackRun) -> None:
+    api = stack.one(FUNCTION, "mailing-mail-api").inputs["environment"]["variables"]
+    assert (api["QUOTA_PER_HOUR"], api["QUOTA_PER_DAY"]) == (
+        str(stack.config.mail.quota_per_hour),
+        str(stack.config.mail.quota_per_day),
+    )
+    alarms = {a.name: a.inputs for a in stack.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    for name, metric in (
+        ("mailing-send-volume", "EmailsAccepted"),
+        ("mailing-quota-refusals", "QuotaRefusals"),
+    ):
+        alarm = alarms[name]
+        assert (alarm["namespace"], alarm["metricName"], alarm["statistic"]) == ("Motion/Mail", metric, "Sum")
+        assert alarm["dimensions"] == {"FunctionName": f"motion-{stack.stack}-mail-api"}

@@ -1,12 +1,18 @@
 """The mail API Lambda, behind an API Gateway HTTP API (payload format 2.0) with a JWT authorizer.
 
-The authorizer has already verified the token; this function trusts the claims it passes on
-(`requestContext.authorizer.jwt.claims`): `sub` is the caller, and `email`, when the token carries
-it, is the caller's address. The address is used as Reply-To and to find the mail the caller
-received, so the identity provider's token template must only put a verified address there.
+The authorizer has already verified the token; this function uses one claim it passes on
+(`requestContext.authorizer.jwt.claims`): `sub`, the caller's user id. Nothing else in the token is
+trusted for mail: the caller's address (Reply-To) and name, the recipients' addresses and who shares
+a project with whom all come from the user directory (`mailer.directory`), which Clerk's webhooks
+keep. Received mail is found by `sub` too, so a token whose `email` claim names someone else's
+address gets nothing of theirs.
 
-- `POST /mail/messages` `{"recipients": [...], "subject": "...", "body": "..."}`: validate, assign a
-  message id, publish the event to SQS, answer 202 `{"id": ...}`. The mailer stores and sends it.
+- `POST /mail/messages` `{"recipients": ["<user id>", ...], "subject": "...", "body": "..."}`:
+  validate; every recipient must be a directory user sharing a project with the caller (else 403
+  naming each refused recipient); assign a message id, publish the event (with the addresses the
+  directory holds) to SQS, answer 202 `{"id": ...}`. The mailer stores and sends it, one e-mail per
+  recipient. Each recipient counts against the sender's quota (`mailer.quota`, per hour and per
+  day); a request that would exceed it gets 429 with Retry-After and is not queued.
   With an `Idempotency-Key` header the id is derived from (caller, key) instead of drawn at random,
   so a retried request yields the same id, and the mailer, idempotent on the id, sends one e-mail.
 - `GET /mail/messages?limit=20&cursor=...`: the caller's sent and received messages, newest first,
@@ -20,15 +26,18 @@ import logging
 import threading
 from typing import Any
 
+from mailer.directory import DirectoryUser, UserDirectory
 from mailer.logs import get_logger, log
-from mailer.message import MAX_USER_ID_CHARS, MailMessage
+from mailer.message import MAX_USER_ID_CHARS, MailMessage, Recipient
+from mailer.metrics import EMAILS_ACCEPTED, QUOTA_REFUSALS, emf
+from mailer.quota import SendQuota
 from mailer.settings import Settings
 from mailer.store import MessageStore
 from mailer.validation import (
     Problem,
+    SendRequest,
     ValidationError,
     encode_cursor,
-    normalize_address,
     parse_idempotency_key,
     parse_list_query,
     parse_send_request,
@@ -78,15 +87,32 @@ def _body(event: dict[str, Any]) -> str | None:
         raise ValidationError([Problem("", "body is not valid base64-encoded UTF-8")]) from None
 
 
+class Forbidden(Exception):
+    """The request is well-formed but the caller may not send it; `problems` say why."""
+
+    def __init__(self, message: str, problems: list[Problem]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.problems = problems
+
+
 class MailApi:
     def __init__(
-        self, settings: Settings, store: MessageStore, sqs: Any, logger: logging.Logger | None = None
+        self,
+        settings: Settings,
+        store: MessageStore,
+        sqs: Any,
+        directory: UserDirectory,
+        quota: SendQuota,
+        logger: logging.Logger | None = None,
     ) -> None:
         if settings.mail_queue_url is None:
             raise ValueError("the mail API needs MAIL_QUEUE_URL")
         self._settings = settings
         self._queue_url = settings.mail_queue_url
         self._store = store
+        self._directory = directory
+        self._quota = quota
         self._sqs = sqs
         self._log = logger or get_logger(settings.log_level)
 
@@ -100,25 +126,95 @@ class MailApi:
             # Only reachable if the route was deployed without the authorizer (or the identity
             # provider issues ids the mailer would refuse): refuse, never guess.
             return response(401, {"message": "Unauthorized"})
-        raw_email = claims.get("email")
-        email = normalize_address(raw_email) if isinstance(raw_email, str) else None
         request_id = getattr(context, "aws_request_id", None)
         try:
             if route == SEND_ROUTE:
-                return self._send(event, sub, email, request_id)
-            return self._list(event, sub, email, request_id)
+                return self._send(event, sub, request_id)
+            return self._list(event, sub, request_id)
         except ValidationError as err:
             return response(
                 400, {"message": "invalid request", "problems": [p.as_dict() for p in err.problems]}
             )
+        except Forbidden as err:
+            log(
+                self._log,
+                logging.WARNING,
+                "send refused",
+                sender_id=sub,
+                reason=err.message,
+                refused=[p.field for p in err.problems],
+                aws_request_id=request_id,
+            )
+            return response(403, {"message": err.message, "problems": [p.as_dict() for p in err.problems]})
 
-    def _send(
-        self, event: dict[str, Any], sub: str, email: str | None, request_id: str | None
-    ) -> dict[str, Any]:
+    def _resolve(self, sub: str, request: SendRequest) -> tuple[DirectoryUser, tuple[Recipient, ...]]:
+        """The sender and the recipients as the directory knows them, or Forbidden with every reason.
+
+        An unknown user id and a user who shares no project with the sender get the same answer,
+        so the API cannot be used to find out who exists.
+        """
+        users = self._directory.get_many([sub, *request.recipients])
+        sender = users.get(sub)
+        if sender is None or not sender.mailable:
+            raise Forbidden(
+                "your account is not in the mail directory yet",
+                [Problem("", "the sender has no primary e-mail address in the directory")],
+            )
+        refused: list[Problem] = []
+        recipients: list[Recipient] = []
+        for index, user_id in enumerate(request.recipients):
+            user = users.get(user_id)
+            if user is None or user.email is None or not (user.projects & sender.projects):
+                refused.append(Problem(f"recipients[{index}]", "not a user who shares a project with you"))
+            else:
+                recipients.append(Recipient(user.user_id, user.email))
+        if refused:
+            raise Forbidden("some recipients cannot be mailed", refused)
+        return sender, tuple(recipients)
+
+    def _send(self, event: dict[str, Any], sub: str, request_id: str | None) -> dict[str, Any]:
         idempotency_key = parse_idempotency_key(event.get("headers"))
         request = parse_send_request(_body(event), self._settings.max_recipients)
+        try:
+            sender, recipients = self._resolve(sub, request)
+        except Forbidden:
+            raise
+        except Exception:
+            log(self._log, logging.ERROR, "directory lookup failed", exc_info=True, sender_id=sub)
+            return response(503, {"message": "the user directory is unavailable; try again"})
+        try:
+            charge = self._quota.charge(sub, len(recipients))
+        except Exception:
+            log(self._log, logging.ERROR, "quota check failed", exc_info=True, sender_id=sub)
+            return response(503, {"message": "the send quota cannot be checked right now; try again"})
+        if not charge.allowed:
+            log(
+                self._log,
+                logging.WARNING,
+                "quota refused",
+                sender_id=sub,
+                recipients=len(recipients),
+                reason=charge.reason,
+                retry_after=charge.retry_after,
+                aws_request_id=request_id,
+                **emf({QUOTA_REFUSALS: 1}),
+            )
+            return response(
+                429,
+                {
+                    "message": "send quota exceeded",
+                    "reason": charge.reason,
+                    "retry_after": charge.retry_after,
+                },
+                {"retry-after": str(charge.retry_after)},
+            )
         message = MailMessage.accept(
-            request, sender_id=sub, sender_email=email, idempotency_key=idempotency_key
+            request,
+            sender_id=sub,
+            sender_email=sender.email,
+            sender_name=sender.display_name,
+            recipients=recipients,
+            idempotency_key=idempotency_key,
         )
         fields: dict[str, Any] = {
             "message_id": message.message_id,
@@ -130,16 +226,26 @@ class MailApi:
             self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=message.to_event())
         except Exception:
             log(self._log, logging.ERROR, "publishing failed", exc_info=True, **fields)
+            try:
+                # Not accepted, so not counted; if the refund fails the user loses a little quota.
+                self._quota.refund(sub, charge)
+            except Exception:
+                log(self._log, logging.WARNING, "quota refund failed", exc_info=True, **fields)
             return response(503, {"message": "the message could not be queued; try again"})
-        log(self._log, logging.INFO, "queued", recipients=len(message.recipients), **fields)
+        log(
+            self._log,
+            logging.INFO,
+            "queued",
+            recipients=len(message.recipients),
+            **fields,
+            **emf({EMAILS_ACCEPTED: len(message.recipients)}),
+        )
         return response(202, {"id": message.message_id, "status": "queued", "created_at": message.created_at})
 
-    def _list(
-        self, event: dict[str, Any], sub: str, email: str | None, request_id: str | None
-    ) -> dict[str, Any]:
+    def _list(self, event: dict[str, Any], sub: str, request_id: str | None) -> dict[str, Any]:
         query = parse_list_query(event.get("queryStringParameters"))
         try:
-            page = self._store.list_mailbox(sub, email, query.limit, query.before)
+            page = self._store.list_mailbox(sub, query.limit, query.before)
         except Exception:
             log(
                 self._log,
@@ -170,8 +276,15 @@ def _default_api() -> MailApi:
             from mailer import aws
 
             settings = Settings.from_env("api")
+            # Both required for the api role (Settings.from_env refuses to build without them).
+            assert settings.users_table is not None and settings.quotas_table is not None
+            dynamodb = aws.client("dynamodb")
             _api = MailApi(
-                settings, MessageStore(aws.client("dynamodb"), settings.messages_table), aws.client("sqs")
+                settings,
+                MessageStore(dynamodb, settings.messages_table),
+                aws.client("sqs"),
+                UserDirectory(dynamodb, settings.users_table),
+                SendQuota(dynamodb, settings.quotas_table, settings.quota_per_hour, settings.quota_per_day),
             )
         return _api
 

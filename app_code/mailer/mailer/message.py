@@ -1,7 +1,12 @@
 """The mail event: what the API publishes to the queue and the worker consumes.
 
-Everything that must be identical on every delivery (message id, creation time) is decided by the
-API before publishing, so a redelivered event always produces the very same stored items.
+Everything that must be identical on every delivery (message id, creation time, the recipients'
+addresses and the sender's name as the directory had them) is decided by the API before
+publishing, so a redelivered event always produces the very same stored items and e-mails.
+
+Version 2 names recipients by user id with the address the directory resolved; version 1 events
+(raw addresses taken from the request) are refused and go to the dead-letter queue, where the
+alarm shows them: nothing the API no longer allows is ever sent.
 """
 
 from __future__ import annotations
@@ -16,17 +21,18 @@ from mailer.settings import SES_MAX_DESTINATIONS
 from mailer.validation import (
     CREATED_AT,
     MESSAGE_ID,
+    USER_ID,
     Problem,
     SendRequest,
     ValidationError,
     check_body,
-    check_recipients,
     check_subject,
     normalize_address,
 )
 
-EVENT_VERSION = 1
+EVENT_VERSION = 2
 MAX_USER_ID_CHARS = 255
+MAX_SENDER_NAME_CHARS = 100
 # Versioned, so that a future change of the derivation cannot map an old key onto a new message.
 _KEYED_ID_NAMESPACE = "motion-mailer-idempotency-key/v1"
 
@@ -72,11 +78,40 @@ def utc_timestamp(now: float | None = None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Recipient:
+    user_id: str
+    email: str  # from the directory when the message was accepted
+
+    def as_dict(self) -> dict[str, str]:
+        return {"user_id": self.user_id, "email": self.email}
+
+
+def _recipients(value: Any, problems: list[Problem]) -> tuple[Recipient, ...]:
+    if not isinstance(value, list) or not 0 < len(value) <= SES_MAX_DESTINATIONS:
+        problems.append(Problem("recipients", f"must be a list of 1 to {SES_MAX_DESTINATIONS} recipients"))
+        return ()
+    found: dict[str, Recipient] = {}
+    for index, entry in enumerate(value):
+        user_id = entry.get("user_id") if isinstance(entry, dict) else None
+        email = entry.get("email") if isinstance(entry, dict) else None
+        if not isinstance(user_id, str) or not USER_ID.fullmatch(user_id):
+            problems.append(Problem(f"recipients[{index}].user_id", "must be a user id"))
+        elif not isinstance(email, str) or normalize_address(email) != email:
+            problems.append(Problem(f"recipients[{index}].email", "must be a normalised e-mail address"))
+        elif user_id in found:
+            problems.append(Problem(f"recipients[{index}]", "duplicate recipient"))
+        else:
+            found[user_id] = Recipient(user_id, email)
+    return tuple(found.values())
+
+
+@dataclass(frozen=True, slots=True)
 class MailMessage:
     message_id: str
     sender_id: str
-    sender_email: str | None
-    recipients: tuple[str, ...]
+    sender_email: str | None  # Reply-To: the sender's primary address in the directory
+    sender_name: str | None  # the directory's display name, shown in the e-mail
+    recipients: tuple[Recipient, ...]
     subject: str
     body: str
     created_at: str
@@ -91,6 +126,8 @@ class MailMessage:
         request: SendRequest,
         sender_id: str,
         sender_email: str | None,
+        recipients: tuple[Recipient, ...],
+        sender_name: str | None = None,
         now: float | None = None,
         idempotency_key: str | None = None,
     ) -> MailMessage:
@@ -101,7 +138,8 @@ class MailMessage:
             else keyed_message_id(sender_id, idempotency_key),
             sender_id=sender_id,
             sender_email=sender_email,
-            recipients=request.recipients,
+            sender_name=sender_name,
+            recipients=recipients,
             subject=request.subject,
             body=request.body,
             created_at=utc_timestamp(moment),
@@ -114,7 +152,8 @@ class MailMessage:
                 "message_id": self.message_id,
                 "sender_id": self.sender_id,
                 "sender_email": self.sender_email,
-                "recipients": list(self.recipients),
+                "sender_name": self.sender_name,
+                "recipients": [r.as_dict() for r in self.recipients],
                 "subject": self.subject,
                 "body": self.body,
                 "created_at": self.created_at,
@@ -149,10 +188,17 @@ class MailMessage:
             not isinstance(sender_email, str) or normalize_address(sender_email) != sender_email
         ):
             problems.append(Problem("sender_email", "must be null or a normalised e-mail address"))
+        sender_name = document.get("sender_name")
+        if sender_name is not None and (
+            not isinstance(sender_name, str)
+            or not 0 < len(sender_name) <= MAX_SENDER_NAME_CHARS
+            or not sender_name.isprintable()
+        ):
+            problems.append(Problem("sender_name", "must be null or a printable display name"))
         created_at = _text(document, "created_at")
         if not CREATED_AT.fullmatch(created_at):
             problems.append(Problem("created_at", "must be a UTC timestamp like 2025-01-31T12:00:00.000Z"))
-        recipients = check_recipients(document.get("recipients"), SES_MAX_DESTINATIONS, problems)
+        recipients = _recipients(document.get("recipients"), problems)
         subject = check_subject(document.get("subject"), problems)
         body = check_body(document.get("body"), problems)
         if problems:
@@ -161,6 +207,7 @@ class MailMessage:
             message_id=message_id,
             sender_id=sender_id,
             sender_email=sender_email,
+            sender_name=sender_name,
             recipients=recipients,
             subject=subject,
             body=body,

@@ -12,12 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-Role = Literal["api", "worker"]
+Role = Literal["api", "worker", "webhook"]
 
 # SES v2 SendEmail accepts at most 50 destinations per message, and we send one e-mail per message
 # (that is what makes "one message id, one e-mail" checkable), so the cap cannot go higher.
 SES_MAX_DESTINATIONS = 50
 DEFAULT_MAX_RECIPIENTS = 50
+# Per-user e-mails per clock hour / UTC day (the stack sets them: mailQuotaPerHour, mailQuotaPerDay).
+DEFAULT_QUOTA_PER_HOUR = 100
+DEFAULT_QUOTA_PER_DAY = 300
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 _SENDER = re.compile(r"(?:[^<>\r\n]*<[^<>\s]+@[^<>\s]+>|[^<>\s]+@[^<>\s]+)")
@@ -29,7 +32,12 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    messages_table: str
+    messages_table: str  # "" for the webhook, which never touches messages
+    users_table: str | None = None
+    webhook_secret_arn: str | None = None
+    quotas_table: str | None = None
+    quota_per_hour: int = DEFAULT_QUOTA_PER_HOUR
+    quota_per_day: int = DEFAULT_QUOTA_PER_DAY
     mail_queue_url: str | None = None
     sender_address: str | None = None
     ses_configuration_set: str | None = None
@@ -52,7 +60,26 @@ class Settings:
                 problems.append(f"{name} must be set for the mail {role}")
             return value
 
-        table = required("MESSAGES_TABLE")
+        table = required("MESSAGES_TABLE") if role != "webhook" else get("MESSAGES_TABLE")
+        # The directory: the API resolves recipients in it, the webhook keeps it.
+        users_table = required("USERS_TABLE") if role != "worker" else get("USERS_TABLE")
+        # The ARN of the Svix signing secret, never the secret itself (it is read at runtime).
+        secret_arn = required("WEBHOOK_SECRET_ARN") if role == "webhook" else get("WEBHOOK_SECRET_ARN")
+        quotas_table = required("QUOTAS_TABLE") if role == "api" else get("QUOTAS_TABLE")
+        quotas: dict[str, int] = {
+            "QUOTA_PER_HOUR": DEFAULT_QUOTA_PER_HOUR,
+            "QUOTA_PER_DAY": DEFAULT_QUOTA_PER_DAY,
+        }
+        for name in quotas:
+            raw = get(name)
+            if raw is None:
+                continue
+            if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 100_000:
+                problems.append(f"{name} must be an integer from 1 to 100000, got {raw!r}")
+            else:
+                quotas[name] = int(raw)
+        if quotas["QUOTA_PER_HOUR"] > quotas["QUOTA_PER_DAY"]:
+            problems.append("QUOTA_PER_HOUR must not exceed QUOTA_PER_DAY")
         queue_url = required("MAIL_QUEUE_URL") if role == "api" else get("MAIL_QUEUE_URL")
         sender = required("SENDER_ADDRESS") if role == "worker" else get("SENDER_ADDRESS")
         if sender is not None and not _SENDER.fullmatch(sender):
@@ -79,10 +106,15 @@ class Settings:
             problems.append(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
 
         # Everything at once, so one failed deploy shows every variable to fix.
-        if problems or table is None:
+        if problems:
             raise SettingsError(f"invalid mail {role} settings: " + "; ".join(problems))
         return cls(
-            messages_table=table,
+            messages_table=table or "",
+            users_table=users_table,
+            webhook_secret_arn=secret_arn,
+            quotas_table=quotas_table,
+            quota_per_hour=quotas["QUOTA_PER_HOUR"],
+            quota_per_day=quotas["QUOTA_PER_DAY"],
             mail_queue_url=queue_url,
             sender_address=sender,
             ses_configuration_set=get("SES_CONFIGURATION_SET"),

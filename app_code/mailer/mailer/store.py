@@ -1,6 +1,8 @@
-"""The messages table (layout in `mailer.schema`): storing messages, the send claim, mailboxes.
+"""The messages table (layout in `mailer.schema`): storing messages, the send claims, mailboxes.
 
-Delivery state lives on the message item and moves only through conditional writes:
+Each recipient gets an e-mail of their own (no shared To:), so each has a delivery item
+(`MSG#<message id>` / `TO#<recipient user id>`), created by its first claim. Its state moves only
+through conditional writes:
 
     pending --claim--> sending --SES accepted--> sent
        ^                  |
@@ -12,9 +14,12 @@ A claim carries a lease that outlives the invocation holding it (the Lambda's re
 a margin). Finding `sending` with a live lease means another invocation is on it right now: retry
 later. Finding it with an expired lease means the holder died between claiming and recording the
 result, possibly after SES accepted the e-mail; sending again could deliver it twice, so the
-message becomes `unknown` and its record goes to the dead-letter queue for an operator (SES event
+delivery becomes `unknown` and its record goes to the dead-letter queue for an operator (SES event
 logs, tagged with the message id, tell whether it went out). At-least-once delivery from SQS thus
 never becomes two e-mails; the price is that a crash at the worst moment needs a human decision.
+
+The message item's own `send_state` sums its deliveries up: `pending` until every recipient's
+e-mail is `sent` (then `sent`), `unknown` as soon as one delivery is.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mailer.message import MailMessage
+from mailer.message import MailMessage, Recipient
 from mailer.schema import PARTITION_KEY, SORT_KEY
 
 MESSAGE_SORT_KEY = "MESSAGE"
@@ -49,12 +54,17 @@ def message_key(message_id: str) -> dict[str, Any]:
     return {PARTITION_KEY: {"S": f"MSG#{message_id}"}, SORT_KEY: {"S": MESSAGE_SORT_KEY}}
 
 
+def delivery_key(message_id: str, recipient_id: str) -> dict[str, Any]:
+    return {PARTITION_KEY: {"S": f"MSG#{message_id}"}, SORT_KEY: {"S": f"TO#{recipient_id}"}}
+
+
 def user_partition(user_id: str) -> str:
     return f"USER#{user_id}"
 
 
-def address_partition(address: str) -> str:
-    return f"ADDR#{address}"
+def inbox_partition(user_id: str) -> str:
+    """Where a user's received mail is kept: by user id, never by an address a token claims."""
+    return f"INBOX#{user_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +72,6 @@ class Claim:
     outcome: ClaimOutcome
     claim_id: str | None = None
     attempts: int = 0
-    message: MailMessage | None = None  # when claimed: the stored message, the one to send
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,36 +88,56 @@ def _content(message: MailMessage) -> dict[str, Any]:
     item: dict[str, Any] = {
         "message_id": {"S": message.message_id},
         "sender_id": {"S": message.sender_id},
-        "recipients": {"L": [{"S": r} for r in message.recipients]},
+        "recipients": {
+            "L": [{"M": {"user_id": {"S": r.user_id}, "email": {"S": r.email}}} for r in message.recipients]
+        },
         "subject": {"S": message.subject},
         "body": {"S": message.body},
         "created_at": {"S": message.created_at},
     }
     if message.sender_email is not None:
         item["sender_email"] = {"S": message.sender_email}
+    if message.sender_name is not None:
+        item["sender_name"] = {"S": message.sender_name}
     return item
 
 
+def _optional(item: dict[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    return str(value["S"]) if value else None
+
+
 def _message(item: dict[str, Any]) -> MailMessage:
-    sender_email = item.get("sender_email")
     return MailMessage(
         message_id=item["message_id"]["S"],
         sender_id=item["sender_id"]["S"],
-        sender_email=sender_email["S"] if sender_email else None,
-        recipients=tuple(value["S"] for value in item["recipients"]["L"]),
+        sender_email=_optional(item, "sender_email"),
+        sender_name=_optional(item, "sender_name"),
+        recipients=tuple(
+            Recipient(value["M"]["user_id"]["S"], value["M"]["email"]["S"])
+            for value in item["recipients"]["L"]
+        ),
         subject=item["subject"]["S"],
         body=item["body"]["S"],
         created_at=item["created_at"]["S"],
     )
 
 
-def _entry(item: dict[str, Any], folders: Iterable[str]) -> dict[str, Any]:
-    sender_email = item.get("sender_email")
+def _entry(item: dict[str, Any], folders: Iterable[str], viewer: str) -> dict[str, Any]:
+    folders = sorted(folders)
+    recipients = [value["M"]["user_id"]["S"] for value in item["recipients"]["L"]]
+    # The sender sees every recipient; a recipient sees only themselves, as in their e-mail.
+    shown = recipients if "sent" in folders else [r for r in recipients if r == viewer]
     return {
         "id": item["message_id"]["S"],
-        "folders": sorted(folders),
-        "from": {"user_id": item["sender_id"]["S"], "email": sender_email["S"] if sender_email else None},
-        "to": [value["S"] for value in item["recipients"]["L"]],
+        "folders": folders,
+        "from": {
+            "user_id": item["sender_id"]["S"],
+            "name": _optional(item, "sender_name"),
+            "email": _optional(item, "sender_email"),
+        },
+        # User ids only: recipients' addresses stay in the message item, for the worker.
+        "to": shown,
         "subject": item["subject"]["S"],
         "body": item["body"]["S"],
         "created_at": item["created_at"]["S"],
@@ -166,7 +195,11 @@ class MessageStore:
             }
         ]
         items += [
-            {PARTITION_KEY: {"S": address_partition(r)}, SORT_KEY: sort_key, "folder": {"S": "received"}}
+            {
+                PARTITION_KEY: {"S": inbox_partition(r.user_id)},
+                SORT_KEY: sort_key,
+                "folder": {"S": "received"},
+            }
             for r in message.recipients
         ]
         requests = [{"PutRequest": {"Item": {**item, **content}}} for item in items]
@@ -185,18 +218,24 @@ class MessageStore:
                 pending = unprocessed
                 time.sleep(delay)
 
-    def claim(self, message_id: str, lease_until_ms: int, now_ms: int) -> Claim:
-        """Take the right to send this message, or say why not (see the module docstring)."""
+    def stored_message(self, message_id: str) -> MailMessage | None:
+        """The message as stored (the one to send, which may differ from a later event; see `save`)."""
+        item = self.get_message_item(message_id)
+        return _message(item) if item is not None else None
+
+    def claim(self, message_id: str, recipient_id: str, lease_until_ms: int, now_ms: int) -> Claim:
+        """Take the right to send this recipient's e-mail, or say why not (see the module docstring)."""
         claim_id = os.urandom(8).hex()
         try:
             result = self._db.update_item(
                 TableName=self._table,
-                Key=message_key(message_id),
+                Key=delivery_key(message_id, recipient_id),
                 UpdateExpression=(
                     "SET #state = :sending, #claim = :claim, #lease = :lease, "
                     "#attempts = if_not_exists(#attempts, :zero) + :one"
                 ),
-                ConditionExpression="#state = :pending",
+                # The first claim creates the delivery item.
+                ConditionExpression="attribute_not_exists(#state) OR #state = :pending",
                 ExpressionAttributeNames=_names("#state", "#claim", "#lease", "#attempts"),
                 ExpressionAttributeValues={
                     ":sending": {"S": SENDING},
@@ -210,14 +249,14 @@ class MessageStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except self._db.exceptions.ConditionalCheckFailedException as err:
-            current = err.response.get("Item") or self.get_message_item(message_id)
+            current = err.response.get("Item") or self.get_delivery_item(message_id, recipient_id)
             if current is None:
-                raise RuntimeError(f"message {message_id} vanished between save and claim") from None
+                raise RuntimeError(
+                    f"delivery {message_id}/{recipient_id} vanished during its claim"
+                ) from None
             return self._why_not(current, now_ms)
         item = result["Attributes"]
-        return Claim(
-            "claimed", claim_id=claim_id, attempts=int(item["attempts"]["N"]), message=_message(item)
-        )
+        return Claim("claimed", claim_id=claim_id, attempts=int(item["attempts"]["N"]))
 
     @staticmethod
     def _why_not(item: dict[str, Any], now_ms: int) -> Claim:
@@ -233,12 +272,14 @@ class MessageStore:
         # way the next delivery decides, after the visibility timeout.
         return Claim("in_flight", claim_id=holder)
 
-    def mark_sent(self, message_id: str, claim_id: str, ses_message_id: str, sent_at: str) -> None:
+    def mark_sent(
+        self, message_id: str, recipient_id: str, claim_id: str, ses_message_id: str, sent_at: str
+    ) -> None:
         # Conditioned on our claim only: if a late duplicate already declared the outcome unknown,
         # we know better now, and `sent` must win so that nobody ever sends it again.
         self._db.update_item(
             TableName=self._table,
-            Key=message_key(message_id),
+            Key=delivery_key(message_id, recipient_id),
             UpdateExpression="SET #state = :sent, ses_message_id = :ses, sent_at = :at REMOVE #lease",
             ConditionExpression="#claim = :claim",
             ExpressionAttributeNames=_names("#state", "#claim", "#lease"),
@@ -250,20 +291,36 @@ class MessageStore:
             },
         )
 
-    def release(self, message_id: str, claim_id: str, reason: str) -> bool:
-        """Give the claim back after SES refused the e-mail, so a later delivery may try again."""
-        return self._transition(message_id, claim_id, PENDING, reason, remove_lease=True)
+    def mark_message_sent(self, message_id: str) -> None:
+        """Every recipient's e-mail is sent: a later duplicate of the event costs one write."""
+        self._set_message_state(message_id, SENT)
 
-    def mark_unknown(self, message_id: str, claim_id: str, reason: str) -> bool:
-        return self._transition(message_id, claim_id, UNKNOWN, reason, remove_lease=False)
+    def _set_message_state(self, message_id: str, state: str) -> None:
+        self._db.update_item(
+            TableName=self._table,
+            Key=message_key(message_id),
+            UpdateExpression="SET #state = :state",
+            ExpressionAttributeNames=_names("#state"),
+            ExpressionAttributeValues={":state": {"S": state}},
+        )
+
+    def release(self, message_id: str, recipient_id: str, claim_id: str, reason: str) -> bool:
+        """Give the claim back after SES refused the e-mail, so a later delivery may try again."""
+        return self._transition(message_id, recipient_id, claim_id, PENDING, reason, remove_lease=True)
+
+    def mark_unknown(self, message_id: str, recipient_id: str, claim_id: str, reason: str) -> bool:
+        changed = self._transition(message_id, recipient_id, claim_id, UNKNOWN, reason, remove_lease=False)
+        # The message is not done, and will not be without an operator: say so on the message too.
+        self._set_message_state(message_id, UNKNOWN)
+        return changed
 
     def _transition(
-        self, message_id: str, claim_id: str, state: str, reason: str, remove_lease: bool
+        self, message_id: str, recipient_id: str, claim_id: str, state: str, reason: str, remove_lease: bool
     ) -> bool:
         try:
             self._db.update_item(
                 TableName=self._table,
-                Key=message_key(message_id),
+                Key=delivery_key(message_id, recipient_id),
                 UpdateExpression="SET #state = :state, #error = :error"
                 + (" REMOVE #lease" if remove_lease else ""),
                 ConditionExpression="#state = :sending AND #claim = :claim",
@@ -286,7 +343,14 @@ class MessageStore:
         item: dict[str, Any] | None = result.get("Item")
         return item
 
-    def list_mailbox(self, user_id: str, email: str | None, limit: int, before: str | None) -> Page:
+    def get_delivery_item(self, message_id: str, recipient_id: str) -> dict[str, Any] | None:
+        result = self._db.get_item(
+            TableName=self._table, Key=delivery_key(message_id, recipient_id), ConsistentRead=True
+        )
+        item: dict[str, Any] | None = result.get("Item")
+        return item
+
+    def list_mailbox(self, user_id: str, limit: int, before: str | None) -> Page:
         """The user's sent and received messages, newest first, `limit` at a time.
 
         Sort keys order all partitions on one time line, so "older than the last one shown" is a
@@ -295,9 +359,9 @@ class MessageStore:
         A message sent to oneself sits in both partitions under the same sort key and is shown
         once, in both folders.
         """
-        partitions = [user_partition(user_id)]
-        if email is not None:
-            partitions.append(address_partition(email))
+        # Both partitions are named by the authorizer's `sub` alone: no claim the identity provider
+        # lets a user influence (such as `email`) can open someone else's mail.
+        partitions = [user_partition(user_id), inbox_partition(user_id)]
         merged: dict[str, tuple[str, dict[str, Any], set[str]]] = {}
         for partition in partitions:
             for item in self._query(partition, before, limit + 1):
@@ -307,7 +371,9 @@ class MessageStore:
         ordered = sorted(merged.values(), key=lambda entry: entry[0], reverse=True)
         page = ordered[:limit]
         next_before = page[-1][0] if len(ordered) > limit else None
-        return Page(messages=[_entry(item, folders) for _, item, folders in page], next_before=next_before)
+        return Page(
+            messages=[_entry(item, folders, user_id) for _, item, folders in page], next_before=next_before
+        )
 
     def _query(self, partition: str, before: str | None, want: int) -> list[dict[str, Any]]:
         condition = "#pk = :pk" + (" AND #sk < :before" if before is not None else "")

@@ -83,12 +83,19 @@ def normalize_address(value: str) -> str | None:
     return address.lower()
 
 
+# Clerk's user ids look like `user_2abc...`; other printable ASCII without spaces or `@` is allowed
+# too (test and local ids), but never an address: recipients are Motion users, not mailboxes.
+USER_ID = re.compile(r"[A-Za-z0-9_.:|-]{1,255}")
+
+
 def check_recipients(value: Any, max_recipients: int, problems: list[Problem]) -> tuple[str, ...]:
+    """The recipients' user ids, in order, each once. Addresses are refused: the API resolves
+    users in its directory, so a request can never name a mailbox outside Motion."""
     if value is None:
         problems.append(Problem("recipients", "required"))
         return ()
     if not isinstance(value, list):
-        problems.append(Problem("recipients", "must be a list of e-mail addresses"))
+        problems.append(Problem("recipients", "must be a list of user ids"))
         return ()
     if not value:
         problems.append(Problem("recipients", "at least one recipient is required"))
@@ -104,12 +111,13 @@ def check_recipients(value: Any, max_recipients: int, problems: list[Problem]) -
         if not isinstance(item, str):
             problems.append(Problem(field, "must be a string"))
             continue
-        address = normalize_address(item)
-        if address is None:
-            problems.append(Problem(field, f"not a valid e-mail address: {item[:80]!r}"))
+        if "@" in item:
+            problems.append(Problem(field, "must be the user id of a Motion user, not an e-mail address"))
             continue
-        # One address listed twice is one mailbox and one destination; keep the first position.
-        seen.setdefault(address, None)
+        if not USER_ID.fullmatch(item):
+            problems.append(Problem(field, f"not a user id: {item[:80]!r}"))
+            continue
+        seen.setdefault(item, None)
     return tuple(seen)
 
 

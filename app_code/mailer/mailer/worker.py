@@ -1,7 +1,7 @@
 """The mailer Lambda: SQS batches in, one e-mail per message out, via SES.
 
-Per record: parse and validate the event, store the message (idempotent), claim the send, call
-SES, record the result (the claim protocol is described in `mailer.store`). Records of a batch
+Per record: parse and validate the event, store the message (idempotent), then per recipient claim
+the send, call SES with that recipient alone, record the result (the claim protocol is described in `mailer.store`). Records of a batch
 run concurrently on a thread pool: they are independent and each is mostly waiting on the network.
 
 Only the records that failed are returned in `batchItemFailures` (the event source mapping has
@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mailer.logs import get_logger, log
-from mailer.message import MailMessage, MalformedEvent, utc_timestamp
+from mailer.message import MailMessage, MalformedEvent, Recipient, utc_timestamp
 from mailer.settings import Settings
 from mailer.store import MessageStore
 
@@ -28,6 +28,15 @@ DEFAULT_CONCURRENCY = 10
 DEFAULT_REMAINING_MS = 15 * 60 * 1000
 # A lease must outlive its holder even if clocks of two Lambda hosts disagree a little.
 LEASE_MARGIN_MS = 10_000
+
+
+def compose(message: MailMessage) -> tuple[str, str]:
+    """Subject and body of the e-mail: both say which Motion user sent it, since From is the
+    service's no-reply address for every sender (Reply-To is the sender's own)."""
+    sender = message.sender_name or f"Motion user {message.sender_id}"
+    subject = f"{sender} via Motion: {message.subject}"
+    body = f"{sender} sent you this message through Motion.\n\n{message.body}"
+    return subject, body
 
 
 class Worker:
@@ -138,8 +147,23 @@ class Worker:
             return False
         fields["message_id"] = message.message_id
         fields["newly_stored"] = self._store.save(message)
-        claim = self._store.claim(message.message_id, lease_until_ms, int(time.time() * 1000))
+        # What was stored, which may differ from this event (see `MessageStore.save`).
+        stored = self._store.stored_message(message.message_id) or message
+        # One e-mail per recipient: nobody sees who else got it, and each has its own claim, so a
+        # failure for one recipient retries that recipient only.
+        done = [self._deliver(stored, recipient, lease_until_ms, fields) for recipient in stored.recipients]
+        if not all(done):
+            return False
+        self._store.mark_message_sent(message.message_id)
+        return True
 
+    def _deliver(
+        self, message: MailMessage, recipient: Recipient, lease_until_ms: int, fields: dict[str, Any]
+    ) -> bool:
+        fields = {**fields, "recipient_id": recipient.user_id}
+        claim = self._store.claim(
+            message.message_id, recipient.user_id, lease_until_ms, int(time.time() * 1000)
+        )
         if claim.outcome == "already_sent":
             log(
                 self._log,
@@ -160,7 +184,10 @@ class Worker:
             return False
         if claim.outcome == "stale" and claim.claim_id is not None:
             self._store.mark_unknown(
-                message.message_id, claim.claim_id, "the claim holder stopped before recording the SES result"
+                message.message_id,
+                recipient.user_id,
+                claim.claim_id,
+                "the claim holder stopped before recording the SES result",
             )
         if claim.outcome != "claimed" or claim.claim_id is None:
             log(
@@ -172,19 +199,21 @@ class Worker:
             )
             return False
         fields["attempt"] = claim.attempts
-        # What was stored, which may differ from this event (see `MessageStore.save`).
-        return self._send(claim.message or message, claim.claim_id, fields)
+        return self._send(message, recipient, claim.claim_id, fields)
 
-    def _send(self, message: MailMessage, claim_id: str, fields: dict[str, Any]) -> bool:
+    def _send(
+        self, message: MailMessage, recipient: Recipient, claim_id: str, fields: dict[str, Any]
+    ) -> bool:
         from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 
+        subject, body = compose(message)
         request: dict[str, Any] = {
             "FromEmailAddress": self._sender,
-            "Destination": {"ToAddresses": list(message.recipients)},
+            "Destination": {"ToAddresses": [recipient.email]},
             "Content": {
                 "Simple": {
-                    "Subject": {"Data": message.subject, "Charset": "UTF-8"},
-                    "Body": {"Text": {"Data": message.body, "Charset": "UTF-8"}},
+                    "Subject": {"Data": subject, "Charset": "UTF-8"},
+                    "Body": {"Text": {"Data": body, "Charset": "UTF-8"}},
                 }
             },
             # Lets SES event publishing (bounces, deliveries) be matched to the stored message.
@@ -199,7 +228,7 @@ class Worker:
         except ClientError as err:
             # SES answered with an error, so it did not take the e-mail: retrying cannot duplicate.
             code = str(err.response.get("Error", {}).get("Code", "Unknown"))
-            self._store.release(message.message_id, claim_id, f"SES {code}")
+            self._store.release(message.message_id, recipient.user_id, claim_id, f"SES {code}")
             permanent = code in ("MessageRejected", "BadRequestException", "NotFoundException")
             log(
                 self._log,
@@ -213,7 +242,7 @@ class Worker:
             return False
         except (EndpointConnectionError, ConnectTimeoutError) as err:
             # No connection was made, so no request reached SES.
-            self._store.release(message.message_id, claim_id, f"connection failed: {err}")
+            self._store.release(message.message_id, recipient.user_id, claim_id, f"connection failed: {err}")
             log(
                 self._log,
                 logging.WARNING,
@@ -226,7 +255,7 @@ class Worker:
             # The request may have reached SES (read timeout, dropped connection): it may have been
             # sent. Never guess "no".
             self._store.mark_unknown(
-                message.message_id, claim_id, f"SES call ended without an answer: {err!r}"
+                message.message_id, recipient.user_id, claim_id, f"SES call ended without an answer: {err!r}"
             )
             log(
                 self._log,
@@ -240,7 +269,9 @@ class Worker:
 
         ses_message_id = str(response.get("MessageId", ""))
         try:
-            self._store.mark_sent(message.message_id, claim_id, ses_message_id, utc_timestamp())
+            self._store.mark_sent(
+                message.message_id, recipient.user_id, claim_id, ses_message_id, utc_timestamp()
+            )
         except Exception:
             # Sent but not recorded: the live claim blocks resends until it expires, after which
             # the message is declared unknown. Failing the record keeps the gap visible.

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailer.api import MailApi
-from mailer.message import MailMessage
+from mailer.directory import UserDirectory
+from mailer.message import MailMessage, Recipient
+from mailer.quota import SendQuota
 from mailer.settings import Settings
 from mailer.store import MessageStore
 from mailer.validation import SendRequest
@@ -71,19 +73,45 @@ class MailEnv:
     def worker(self, ses: Any = None, store: MessageStore | None = None, **kwargs: Any) -> Worker:
         return Worker(self.settings(), store or self.store(), ses or self.session.client("sesv2"), **kwargs)
 
-    def api(self, sqs: Any = None, **overrides: Any) -> MailApi:
-        return MailApi(self.settings(**overrides), self.store(), sqs or self.sqs)
+    def directory(self) -> UserDirectory:
+        return UserDirectory(self.dynamodb, self.resources.users_table)
+
+    def add_user(
+        self,
+        user_id: str,
+        email: str | None,
+        projects: tuple[str, ...] = ("p_demo",),
+        name: str | None = None,
+    ) -> None:
+        """A user as Clerk's webhooks would have put them in the directory."""
+        directory = self.directory()
+        directory.put_profile(user_id, email, name)
+        for project in projects:
+            directory.add_membership(user_id, project)
+
+    def quota(self, per_hour: int = 100, per_day: int = 300) -> SendQuota:
+        return SendQuota(self.dynamodb, self.resources.quotas_table, per_hour, per_day)
+
+    def api(self, sqs: Any = None, quota: SendQuota | None = None, **overrides: Any) -> MailApi:
+        return MailApi(
+            self.settings(**overrides), self.store(), sqs or self.sqs, self.directory(), quota or self.quota()
+        )
 
     def message(
         self, sender: str = "user_alice", recipients: tuple[str, ...] = ("bob@example.org",), **kwargs: Any
     ) -> MailMessage:
+        """A message as the API accepts it; each recipient address stands for user `u_<local part>`."""
         request = SendRequest(
-            recipients=recipients,
+            recipients=tuple(f"u_{r.partition('@')[0]}" for r in recipients),
             subject=kwargs.pop("subject", f"hello {self.token}"),
             body=kwargs.pop("body", "Hi Bob,\nsee you at the review.\n"),
         )
         return MailMessage.accept(
-            request, sender_id=sender, sender_email=kwargs.pop("sender_email", None), **kwargs
+            request,
+            sender_id=sender,
+            sender_email=kwargs.pop("sender_email", None),
+            recipients=tuple(Recipient(f"u_{r.partition('@')[0]}", r) for r in recipients),
+            **kwargs,
         )
 
     def queue_depth(self, queue_url: str) -> int:

@@ -17,7 +17,19 @@ from tests.services.mailer.support import MailEnv, claims_event
 
 SEND = "POST /mail/messages"
 LIST = "GET /mail/messages"
-VALID = {"recipients": ["bob@example.org"], "subject": "Hello", "body": "Hi Bob"}
+VALID = {"recipients": ["user_bob"], "subject": "Hello", "body": "Hi Bob"}
+
+
+@pytest.fixture(autouse=True)
+def people(mail_env: MailEnv) -> None:
+    """The directory as Clerk's webhooks leave it: Alice, Bob and Carol share a project; Dave and
+    Eve are in another one; Mallory is in none."""
+    mail_env.add_user("user_alice", "alice@example.org", ("p_demo",), name="Alice Liddell")
+    mail_env.add_user("user_bob", "bob@example.org", ("p_demo", "p_other"))
+    mail_env.add_user("user_carol", "carol@example.org", ("p_demo",))
+    mail_env.add_user("user_dave", "dave@example.org", ("p_other",))
+    mail_env.add_user("user_eve", "eve@example.org", ("p_other",))
+    mail_env.add_user("user_mallory", "mallory@example.org", ())
 
 
 def call(api: MailApi, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -40,8 +52,17 @@ def test_send_publishes_the_event_and_answers_202(mail_env: MailEnv) -> None:
     event = json.loads(queued["Body"])
     assert event["version"] == EVENT_VERSION
     assert event["message_id"] == body["id"] and event["created_at"] == body["created_at"]
-    assert (event["sender_id"], event["sender_email"]) == ("user_alice", "alice@example.org")
-    assert (event["recipients"], event["subject"], event["body"]) == (["bob@example.org"], "Hello", "Hi Bob")
+    # Reply-To and the name come from the directory, not from the token's `email` claim.
+    assert (event["sender_id"], event["sender_email"], event["sender_name"]) == (
+        "user_alice",
+        "alice@example.org",
+        "Alice Liddell",
+    )
+    assert (event["recipients"], event["subject"], event["body"]) == (
+        [{"user_id": "user_bob", "email": "bob@example.org"}],
+        "Hello",
+        "Hi Bob",
+    )
 
 
 def test_base64_encoded_bodies_are_decoded(mail_env: MailEnv) -> None:
@@ -60,24 +81,24 @@ def test_base64_encoded_bodies_are_decoded(mail_env: MailEnv) -> None:
         (None, "", "JSON body"),
         ("{not json", "", "not valid JSON"),
         ("[1, 2]", "", "JSON object"),
-        ({**VALID, "recipients": ["bob@example"]}, "recipients[0]", "not a valid e-mail address"),
-        ({**VALID, "recipients": ["Bob <bob@example.org>"]}, "recipients[0]", "not a valid e-mail address"),
-        ({**VALID, "recipients": ["a..b@example.org"]}, "recipients[0]", "not a valid e-mail address"),
-        ({**VALID, "recipients": ["x" * 65 + "@example.org"]}, "recipients[0]", "not a valid e-mail address"),
-        ({**VALID, "recipients": ["ok@example.org", 7]}, "recipients[1]", "must be a string"),
+        ({**VALID, "recipients": ["bob@example.org"]}, "recipients[0]", "not an e-mail address"),
+        ({**VALID, "recipients": ["Bob <bob@example.org>"]}, "recipients[0]", "not an e-mail address"),
+        ({**VALID, "recipients": ["user bob"]}, "recipients[0]", "not a user id"),
+        ({**VALID, "recipients": ["u" * 256]}, "recipients[0]", "not a user id"),
+        ({**VALID, "recipients": ["user_bob", 7]}, "recipients[1]", "must be a string"),
         ({**VALID, "recipients": []}, "recipients", "at least one"),
-        ({**VALID, "recipients": "bob@example.org"}, "recipients", "list of e-mail addresses"),
-        ({**VALID, "recipients": [f"r{i}@example.org" for i in range(51)]}, "recipients", "at most 50"),
+        ({**VALID, "recipients": "user_bob"}, "recipients", "list of user ids"),
+        ({**VALID, "recipients": [f"user_{i}" for i in range(51)]}, "recipients", "at most 50"),
         ({"subject": "s", "body": "b"}, "recipients", "required"),
         ({**VALID, "subject": "x" * 201}, "subject", "at most 200 characters, got 201"),
         ({**VALID, "subject": "   "}, "subject", "must not be empty"),
         ({**VALID, "subject": "Hi\r\nBcc: everyone@example.org"}, "subject", "line breaks"),
         ({**VALID, "subject": 42}, "subject", "must be a string"),
-        ({"recipients": ["bob@example.org"], "body": "b"}, "subject", "required"),
+        ({"recipients": ["user_bob"], "body": "b"}, "subject", "required"),
         ({**VALID, "body": "x" * 10_001}, "body", "at most 10000 characters, got 10001"),
         ({**VALID, "body": "nul\x00byte"}, "body", "control characters"),
         ({**VALID, "body": "lone \ud800 surrogate"}, "body", "unpaired surrogates"),
-        ({"recipients": ["bob@example.org"], "subject": "s"}, "body", "required"),
+        ({"recipients": ["user_bob"], "subject": "s"}, "body", "required"),
         ({**VALID, "cc": ["eve@example.org"]}, "cc", "unexpected field"),
     ],
 )
@@ -94,18 +115,18 @@ def test_invalid_requests_get_400_saying_what_is_wrong(
 def test_every_problem_is_reported_at_once(mail_env: MailEnv) -> None:
     status, body = call(
         mail_env.api(),
-        claims_event(SEND, body={"recipients": ["nope", "ok@example.org"], "subject": "", "body": 1}),
+        claims_event(SEND, body={"recipients": ["no@pe", "user_bob"], "subject": "", "body": 1}),
     )
     assert status == 400 and set(problems(body)) == {"recipients[0]", "subject", "body"}
 
 
 def test_recipient_limit_follows_max_recipients(mail_env: MailEnv) -> None:
     api = mail_env.api(MAX_RECIPIENTS=2)
-    three = {**VALID, "recipients": ["a@example.org", "b@example.org", "c@example.org"]}
+    three = {**VALID, "recipients": ["user_bob", "user_carol", "user_alice"]}
     status, body = call(api, claims_event(SEND, body=three))
     assert status == 400 and problems(body)["recipients"] == "at most 2 recipients are allowed, got 3"
-    # Duplicates (in any case) are one recipient.
-    two = {**VALID, "recipients": ["a@example.org", "A@EXAMPLE.ORG"]}
+    # Duplicates are one recipient.
+    two = {**VALID, "recipients": ["user_bob", "user_bob"]}
     assert call(api, claims_event(SEND, body=two))[0] == 202
 
 
@@ -141,16 +162,43 @@ def list_page(api: MailApi, user: str, email: str | None = None, **query: str) -
     return call(api, claims_event(LIST, sub=user, query=query or None, **claims))
 
 
+def test_a_token_claiming_someone_elses_address_reads_none_of_their_mail(mail_env: MailEnv) -> None:
+    """The attack: Mallory's token carries `email` = Bob's address (an identity provider that lets
+    users set an unverified address, a token template mistake). Bob's inbox is keyed by his user
+    id, so she sees nothing of his, and her messages' Reply-To is her own directory address."""
+    api = mail_env.api()
+    assert call(api, claims_event(SEND, sub="user_alice", body=VALID))[0] == 202
+    mail_env.worker().handle(
+        {
+            "Records": [
+                {"messageId": m["MessageId"], "body": m["Body"]}
+                for m in mail_env.sqs.receive_message(
+                    QueueUrl=mail_env.resources.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+                )["Messages"]
+            ]
+        }
+    )
+    assert [m["folders"] for m in list_page(api, "user_bob")[1]["messages"]] == [["received"]]
+
+    status, body = list_page(api, "user_mallory", "bob@example.org")
+    assert (status, body["messages"]) == (200, [])
+
+    mail_env.add_user("user_mallory", "mallory@example.org", ("p_demo",))
+    call(api, claims_event(SEND, sub="user_mallory", body=VALID, email="bob@example.org"))
+    [event] = queued_events(mail_env)
+    assert event["sender_email"] == "mallory@example.org"
+
+
 def test_mailbox_lists_sent_and_received_newest_first_in_pages(mail_env: MailEnv) -> None:
     store = mail_env.store()
     stored = []
     # Alice and Bob write to each other; Alice also writes to herself. One second apart, oldest first.
     plan = [
-        ("user_alice", "alice@example.org", ("bob@example.org",)),
-        ("user_bob", "bob@example.org", ("alice@example.org",)),
-        ("user_alice", "alice@example.org", ("alice@example.org", "bob@example.org")),
-        ("user_bob", "bob@example.org", ("alice@example.org", "carol@example.org")),
-        ("user_alice", "alice@example.org", ("carol@example.org",)),
+        ("u_alice", "alice@example.org", ("bob@example.org",)),
+        ("u_bob", "bob@example.org", ("alice@example.org",)),
+        ("u_alice", "alice@example.org", ("alice@example.org", "bob@example.org")),
+        ("u_bob", "bob@example.org", ("alice@example.org", "carol@example.org")),
+        ("u_alice", "alice@example.org", ("carol@example.org",)),
     ]
     for second, (sender, email, recipients) in enumerate(plan):
         message = mail_env.message(
@@ -166,7 +214,7 @@ def test_mailbox_lists_sent_and_received_newest_first_in_pages(mail_env: MailEnv
     pages = 0
     while True:
         query = {"limit": "2", **({"cursor": cursor} if cursor else {})}
-        status, body = list_page(api, "user_alice", "alice@example.org", **query)
+        status, body = list_page(api, "u_alice", **query)
         assert status == 200 and len(body["messages"]) <= 2
         seen.extend(body["messages"])
         pages += 1
@@ -183,13 +231,13 @@ def test_mailbox_lists_sent_and_received_newest_first_in_pages(mail_env: MailEnv
         ["received"],
         ["sent"],
     ]
-    assert seen[1]["from"] == {"user_id": "user_bob", "email": "bob@example.org"}
+    assert seen[1]["from"] == {"user_id": "u_bob", "name": None, "email": "bob@example.org"}
+    assert seen[2]["to"] == ["u_alice", "u_bob"]
 
-    # Without an e-mail claim only what one sent can be found.
-    status, body = list_page(api, "user_bob")
-    assert [m["id"] for m in body["messages"]] == [stored[3].message_id, stored[1].message_id]
-    # Carol never sent anything but received two messages.
-    status, body = list_page(api, "user_carol", "carol@example.org")
+    status, body = list_page(api, "u_bob")
+    assert [m["id"] for m in body["messages"]] == [m.message_id for m in reversed(stored[:4])]
+    # Carol never sent anything but received two messages; an `email` claim changes nothing.
+    status, body = list_page(api, "u_carol", "alice@example.org")
     assert [m["id"] for m in body["messages"]] == [stored[4].message_id, stored[3].message_id]
     assert body["next_cursor"] is None
 
@@ -297,3 +345,43 @@ def test_the_api_reads_exactly_the_request_headers_the_mailer_declares(mail_env:
     assert asked == set(mailer.REQUEST_HEADERS)
     # Header names arrive lower-cased (payload format 2.0), so the declared names must be too.
     assert all(name == name.lower() for name in mailer.REQUEST_HEADERS)
+
+
+def test_recipients_must_be_users_sharing_a_project_with_the_sender(mail_env: MailEnv) -> None:
+    api = mail_env.api()
+    # Alice shares p_demo with Bob and Carol, nothing with Dave, and nobody is called user_zed.
+    status, body = call(
+        api,
+        claims_event(SEND, body={**VALID, "recipients": ["user_bob", "user_dave", "user_zed", "user_carol"]}),
+    )
+    assert status == 403 and body["message"] == "some recipients cannot be mailed"
+    # Unknown and unrelated users get the same reason: the API does not tell who exists.
+    assert problems(body) == {
+        "recipients[1]": "not a user who shares a project with you",
+        "recipients[2]": "not a user who shares a project with you",
+    }
+    # Dave and Bob share p_other.
+    assert call(api, claims_event(SEND, sub="user_dave", body=VALID))[0] == 202
+    assert mail_env.queue_depth(mail_env.resources.queue_url) == 1
+
+
+def test_the_reviewed_attack_a_new_user_with_no_projects_mails_nobody(mail_env: MailEnv) -> None:
+    """A brand-new user (no projects) posting 50 external addresses, then 50 user ids: 400, then 403."""
+    api = mail_env.api()
+    outsiders = {**VALID, "recipients": [f"victim{i}@example.net" for i in range(50)]}
+    status, body = call(api, claims_event(SEND, sub="user_mallory", body=outsiders))
+    assert status == 400 and all("not an e-mail address" in p for p in problems(body).values())
+    members = {**VALID, "recipients": ["user_alice", "user_bob", "user_carol", "user_dave"]}
+    status, body = call(api, claims_event(SEND, sub="user_mallory", body=members))
+    assert status == 403 and len(problems(body)) == 4
+    # A user Clerk never told us about (no directory entry) cannot send at all.
+    status, body = call(api, claims_event(SEND, sub="user_unknown", body=VALID))
+    assert (status, body["message"]) == (403, "your account is not in the mail directory yet")
+    assert mail_env.queue_depth(mail_env.resources.queue_url) == 0
+
+
+def test_a_membership_removed_stops_mail_at_once(mail_env: MailEnv) -> None:
+    api = mail_env.api()
+    assert call(api, claims_event(SEND, body=VALID))[0] == 202
+    mail_env.directory().remove_membership("user_bob", "p_demo")
+    assert call(api, claims_event(SEND, body=VALID))[0] == 403

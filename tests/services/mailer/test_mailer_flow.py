@@ -73,16 +73,21 @@ def test_message_goes_from_api_through_queue_to_ses_and_back_to_the_mailboxes(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     subject = f"Sprint review {deployed.token}"
+    deployed.add_user("user_alice", "alice@example.org", name="Alice")
+    deployed.add_user("user_bob", "Bob@Example.org".lower())
+    deployed.add_user("user_carol", "carol@example.org")
+    deployed.add_user("user_dave", "dave@example.org", projects=("p_elsewhere",))
     with LocalHttpApi(make_app(mailer_api.handler, verifier)) as gateway:
         client = httpx.Client(base_url=gateway.url, timeout=10)
         posted = client.post(
             "/mail/messages",
             json={
-                "recipients": ["Bob@Example.org", "carol@example.org"],
+                "recipients": ["user_bob", "user_carol"],
                 "subject": subject,
                 "body": "Room 4, 10:00.",
             },
-            headers=bearer(issuer, "user_alice", email="alice@example.org"),
+            # The `email` claim is someone else's: it is not used for anything.
+            headers=bearer(issuer, "user_alice", email="dave@example.org"),
         )
         assert posted.status_code == 202, posted.text
         message_id = posted.json()["id"]
@@ -91,11 +96,16 @@ def test_message_goes_from_api_through_queue_to_ses_and_back_to_the_mailboxes(
         result = poller.run_once()
         assert result.received == 1 and len(result.succeeded) == 1 and not result.failed
 
+        # One e-mail per recipient, nobody else in To:, each saying who sent it.
         emails = outbox.sent(deployed.token)
-        assert len(emails) == 1
-        assert emails[0]["destinations"]["ToAddresses"] == ["bob@example.org", "carol@example.org"]
-        assert emails[0]["source"] == deployed.resources.sender_address
-        assert emails[0]["body"] == "Room 4, 10:00."
+        assert sorted(e["destinations"]["ToAddresses"] for e in emails) == [
+            ["bob@example.org"],
+            ["carol@example.org"],
+        ]
+        for email in emails:
+            assert email["source"] == deployed.resources.sender_address
+            assert email["subject"] == f"Alice via Motion: {subject}"
+            assert email["body"] == "Alice sent you this message through Motion.\n\nRoom 4, 10:00."
         assert deployed.queue_depth(deployed.resources.queue_url) == 0
 
         sent = client.get("/mail/messages", headers=bearer(issuer, "user_alice", email="alice@example.org"))
@@ -103,16 +113,23 @@ def test_message_goes_from_api_through_queue_to_ses_and_back_to_the_mailboxes(
         assert [(m["id"], m["folders"], m["subject"]) for m in sent.json()["messages"]] == [
             (message_id, ["sent"], subject)
         ]
-        received = client.get("/mail/messages", headers=bearer(issuer, "user_bob", email="bob@example.org"))
+        received = client.get("/mail/messages", headers=bearer(issuer, "user_bob"))
         [entry] = received.json()["messages"]
         assert entry["id"] == message_id and entry["folders"] == ["received"]
-        assert entry["from"] == {"user_id": "user_alice", "email": "alice@example.org"}
-        assert entry["to"] == ["bob@example.org", "carol@example.org"]
-        stranger = client.get("/mail/messages", headers=bearer(issuer, "user_dave", email="dave@example.org"))
+        assert entry["from"] == {"user_id": "user_alice", "name": "Alice", "email": "alice@example.org"}
+        # Bob sees himself as the recipient, not who else got it; Alice's sent entry lists both.
+        assert entry["to"] == ["user_bob"]
+        assert sent.json()["messages"][0]["to"] == ["user_bob", "user_carol"]
+        stranger = client.get("/mail/messages", headers=bearer(issuer, "user_dave", email="bob@example.org"))
         assert stranger.json() == {"messages": [], "next_cursor": None}
 
     item = deployed.store().get_message_item(message_id)
-    assert item is not None and item["send_state"]["S"] == "sent" and item["ses_message_id"]["S"]
+    assert item is not None and item["send_state"]["S"] == "sent"
+    for recipient in ("user_bob", "user_carol"):
+        delivery = deployed.store().get_delivery_item(message_id, recipient)
+        assert (
+            delivery is not None and delivery["send_state"]["S"] == "sent" and delivery["ses_message_id"]["S"]
+        )
     logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert any(log["message"] == "queued" and log.get("message_id") == message_id for log in logs)
     assert any(log.get("outcome") == "sent" and log.get("message_id") == message_id for log in logs)
@@ -132,7 +149,7 @@ def test_redelivered_and_duplicated_events_send_one_email(mail_env: MailEnv, out
     assert again == {"batchItemFailures": []}
     assert twice == {"batchItemFailures": []}
     assert len(outbox.sent(mail_env.token)) == 1
-    item = mail_env.store().get_message_item(message.message_id)
+    item = mail_env.store().get_delivery_item(message.message_id, "u_bob")
     assert item is not None and item["attempts"]["N"] == "1"
 
 
@@ -168,7 +185,7 @@ def test_one_failing_record_is_the_only_one_reported_and_retried(mail_env: MailE
         "ann@example.org",
         "ben@example.org",
     ]
-    failed = mail_env.store().get_message_item(messages[1].message_id)
+    failed = mail_env.store().get_delivery_item(messages[1].message_id, "u_throttled")
     assert failed is not None and failed["send_state"]["S"] == "pending"
     assert failed["last_error"]["S"] == "SES TooManyRequestsException"
 
@@ -265,7 +282,7 @@ def test_a_claim_left_by_a_crashed_invocation_is_not_resent(mail_env: MailEnv, o
     store.save(message)
     now_ms = int(time.time() * 1000)
     # An invocation claimed the message and died; its lease has run out.
-    crashed = store.claim(message.message_id, lease_until_ms=now_ms - 1, now_ms=now_ms)
+    crashed = store.claim(message.message_id, "u_bob", lease_until_ms=now_ms - 1, now_ms=now_ms)
     assert crashed.outcome == "claimed"
 
     result = mail_env.worker().handle({"Records": [sqs_record(message.to_event(), "after-crash")]})
@@ -281,18 +298,18 @@ def test_a_live_claim_makes_a_duplicate_wait_not_send(mail_env: MailEnv, outbox:
     store = mail_env.store()
     store.save(message)
     now_ms = int(time.time() * 1000)
-    holder = store.claim(message.message_id, lease_until_ms=now_ms + 60_000, now_ms=now_ms)
+    holder = store.claim(message.message_id, "u_bob", lease_until_ms=now_ms + 60_000, now_ms=now_ms)
     assert holder.outcome == "claimed" and holder.claim_id is not None
 
     record = sqs_record(message.to_event(), "while-in-flight")
     assert mail_env.worker().handle({"Records": [record]}) == {
         "batchItemFailures": [{"itemIdentifier": "while-in-flight"}]
     }
-    item = store.get_message_item(message.message_id)
+    item = store.get_delivery_item(message.message_id, "u_bob")
     assert item is not None and item["send_state"]["S"] == SENDING
 
     # The holder finishes; the redelivered duplicate is then acknowledged without sending.
-    store.mark_sent(message.message_id, holder.claim_id, "ses-123", "2030-01-01T00:00:00.000Z")
+    store.mark_sent(message.message_id, "u_bob", holder.claim_id, "ses-123", "2030-01-01T00:00:00.000Z")
     assert mail_env.worker().handle({"Records": [record]}) == {"batchItemFailures": []}
     assert outbox.sent(mail_env.token) == []
 
@@ -367,7 +384,7 @@ def test_a_crash_between_message_and_mailboxes_is_repaired_by_redelivery(
     api = mail_env.api()
     for event in (
         claims_event("GET /mail/messages", sub="user_alice"),
-        claims_event("GET /mail/messages", sub="user_bob", email="bob@example.org"),
+        claims_event("GET /mail/messages", sub="u_bob"),
     ):
         listed = api.handle(event)
         assert [m["id"] for m in json.loads(listed["body"])["messages"]] == [message.message_id]
@@ -394,7 +411,9 @@ def test_a_post_retried_with_its_idempotency_key_sends_one_email(
     make_mail_env: Callable[..., MailEnv], issuer: Issuer, verifier: TokenVerifier, outbox: Outbox
 ) -> None:
     env = make_mail_env(visibility_timeout=1)
-    request = {"recipients": ["bob@example.org"], "subject": f"Retried {env.token}", "body": "Once."}
+    for user in ("alice", "bob", "carol", "dave"):
+        env.add_user(f"user_{user}", f"{user}@example.org")
+    request = {"recipients": ["user_bob"], "subject": f"Retried {env.token}", "body": "Once."}
     headers = {**bearer(issuer, "user_alice", email="alice@example.org"), "Idempotency-Key": "retry-me"}
     with LocalHttpApi(make_app(env.api().handle, verifier)) as gateway:
         client = httpx.Client(base_url=gateway.url, timeout=10)
@@ -405,7 +424,7 @@ def test_a_post_retried_with_its_idempotency_key_sends_one_email(
         # The same key from another user is another message.
         other = client.post(
             "/mail/messages",
-            json={**request, "recipients": ["carol@example.org"]},
+            json={**request, "recipients": ["user_carol"]},
             headers={**bearer(issuer, "user_dave"), "Idempotency-Key": "retry-me"},
         )
     assert first.status_code == retry.status_code == other.status_code == 202, (first.text, retry.text)
@@ -426,9 +445,11 @@ def test_a_post_retried_with_its_idempotency_key_sends_one_email(
         "carol@example.org",
     ]
     item = env.store().get_message_item(message_id)
-    assert item is not None and item["send_state"]["S"] == "sent" and item["attempts"]["N"] == "1"
+    assert item is not None and item["send_state"]["S"] == "sent"
+    delivery = env.store().get_delivery_item(message_id, "user_bob")
+    assert delivery is not None and delivery["attempts"]["N"] == "1"
     assert item["created_at"]["S"] in {first.json()["created_at"], retry.json()["created_at"]}
-    for partition in ("USER#user_alice", "ADDR#bob@example.org"):
+    for partition in ("USER#user_alice", "INBOX#user_bob"):
         assert [i["message_id"]["S"] for i in mailbox_items(env, partition)] == [message_id]
 
 
@@ -444,7 +465,35 @@ def test_events_sharing_an_id_store_and_send_the_first_stored(mail_env: MailEnv,
     assert worker.handle({"Records": [sqs_record(second.to_event(), "second")]}) == {"batchItemFailures": []}
     assert worker.handle({"Records": [sqs_record(first.to_event(), "first")]}) == {"batchItemFailures": []}
 
-    assert [e["body"] for e in outbox.sent(mail_env.token)] == ["first"]
-    for partition in ("USER#user_alice", "ADDR#bob@example.org"):
+    assert [e["body"].rpartition("\n")[2] for e in outbox.sent(mail_env.token)] == ["first"]
+    for partition in ("USER#user_alice", "INBOX#u_bob"):
         [entry] = mailbox_items(mail_env, partition)
         assert (entry["created_at"]["S"], entry["body"]["S"]) == (first.created_at, "first")
+
+
+def test_each_recipient_gets_an_e_mail_of_their_own_and_a_failure_retries_only_theirs(
+    mail_env: MailEnv, outbox: Outbox
+) -> None:
+    """Three recipients, SES throttles one: the other two get exactly one e-mail each, addressed to
+    them alone; the redelivery sends only the throttled one's."""
+    message = mail_env.message(recipients=("ann@example.org", "throttled@example.org", "ben@example.org"))
+    record = sqs_record(message.to_event(), "three")
+    ses = FaultySes(mail_env.session.client("sesv2"), {"throttled@example.org"}, throttled)
+
+    assert mail_env.worker(ses=ses).handle({"Records": [record]}) == {
+        "batchItemFailures": [{"itemIdentifier": "three"}]
+    }
+    assert sorted(ses.calls) == [["ann@example.org"], ["ben@example.org"], ["throttled@example.org"]]
+    item = mail_env.store().get_message_item(message.message_id)
+    assert item is not None and item["send_state"]["S"] == "pending"
+
+    ses.fail_for = set()
+    assert mail_env.worker(ses=ses).handle({"Records": [record]}) == {"batchItemFailures": []}
+    assert ses.calls[3:] == [["throttled@example.org"]]
+    assert sorted(e["destinations"]["ToAddresses"] for e in outbox.sent(mail_env.token)) == [
+        ["ann@example.org"],
+        ["ben@example.org"],
+        ["throttled@example.org"],
+    ]
+    item = mail_env.store().get_message_item(message.message_id)
+    assert item is not None and item["send_state"]["S"] == "sent"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from mailer.logs import JsonFormatter
-from mailer.message import MailMessage, MalformedEvent, new_message_id
+from mailer.message import MailMessage, MalformedEvent, Recipient, new_message_id
 from mailer.schema import TABLE, create_table_kwargs
 from mailer.settings import Settings, SettingsError
 from mailer.validation import SendRequest, decode_cursor, encode_cursor
@@ -29,6 +29,8 @@ BASE_ENV = {
     "MESSAGES_TABLE": "messages",
     "MAIL_QUEUE_URL": "https://sqs.example/q",
     "SENDER_ADDRESS": "Motion <no-reply@mail.example.com>",
+    "USERS_TABLE": "users",
+    "QUOTAS_TABLE": "quotas",
 }
 
 
@@ -57,6 +59,17 @@ def test_settings_defaults_and_optional_values() -> None:
         ("api", {**BASE_ENV, "MAX_RECIPIENTS": "0"}, "MAX_RECIPIENTS"),
         ("api", {**BASE_ENV, "MAX_RECIPIENTS": "51"}, "MAX_RECIPIENTS"),
         ("worker", {**BASE_ENV, "LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ("api", {"MESSAGES_TABLE": "t", "MAIL_QUEUE_URL": "q"}, "USERS_TABLE"),
+        ("webhook", {"USERS_TABLE": "u"}, "WEBHOOK_SECRET_ARN"),
+        ("api", {**BASE_ENV, "QUOTAS_TABLE": ""}, "QUOTAS_TABLE"),
+        ("api", {**BASE_ENV, "QUOTA_PER_HOUR": "0"}, "QUOTA_PER_HOUR"),
+        ("api", {**BASE_ENV, "QUOTA_PER_DAY": "lots"}, "QUOTA_PER_DAY"),
+        (
+            "api",
+            {**BASE_ENV, "QUOTA_PER_HOUR": "20", "QUOTA_PER_DAY": "10"},
+            "QUOTA_PER_HOUR must not exceed",
+        ),
+        ("webhook", {"WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:x"}, "USERS_TABLE"),
     ],
 )
 def test_bad_settings_name_the_variable(role: str, env: dict[str, str], names: str) -> None:
@@ -80,8 +93,14 @@ def test_every_bad_setting_is_named_in_one_error() -> None:
 
 
 def message() -> MailMessage:
-    request = SendRequest(recipients=("bob@example.org",), subject="Hi", body="Body\n")
-    return MailMessage.accept(request, sender_id="user_alice", sender_email="alice@example.org")
+    request = SendRequest(recipients=("user_bob",), subject="Hi", body="Body\n")
+    return MailMessage.accept(
+        request,
+        sender_id="user_alice",
+        sender_email="alice@example.org",
+        sender_name="Alice",
+        recipients=(Recipient("user_bob", "bob@example.org"),),
+    )
 
 
 def test_events_round_trip() -> None:
@@ -92,15 +111,18 @@ def test_events_round_trip() -> None:
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"version": 2}, "version"),
+        ({"version": 1}, "version"),
         ({"message_id": "../../etc"}, "message_id"),
         ({"message_id": "a" * 32 + "\n"}, "message_id"),
         ({"created_at": "\uff12\uff10\uff12\uff15-01-31T12:00:00.000Z"}, "created_at"),  # full-width digits
         ({"sender_id": ""}, "sender_id"),
         ({"sender_email": "Alice@Example.org"}, "sender_email"),
         ({"created_at": "yesterday"}, "created_at"),
-        ({"recipients": ["not an address"]}, "recipients[0]"),
-        ({"recipients": [f"r{i}@example.org" for i in range(51)]}, "recipients"),
+        ({"recipients": ["bob@example.org"]}, "recipients[0].user_id"),
+        ({"recipients": [{"user_id": "user_bob", "email": "Bob@x.org"}]}, "recipients[0].email"),
+        ({"recipients": [{"user_id": "u", "email": "b@x.org"}] * 2}, "recipients[1]"),
+        ({"recipients": [{"user_id": f"u{i}", "email": "b@x.org"} for i in range(51)]}, "recipients"),
+        ({"sender_name": "Eve\r\nBcc: x"}, "sender_name"),
         ({"subject": "a\nb"}, "subject"),
         ({"body": None}, "body"),
     ],
@@ -219,7 +241,17 @@ def test_resources_can_be_created_again(aws_env: dict[str, str], aws_clients: Cl
         QueueUrl=first.queue_url, AttributeNames=["RedrivePolicy"]
     )["Attributes"]["RedrivePolicy"]
     assert json.loads(redrive) == {"deadLetterTargetArn": first.dlq_arn, "maxReceiveCount": 3}
-    assert first.api_env() == {"MESSAGES_TABLE": first.table_name, "MAIL_QUEUE_URL": first.queue_url}
+    assert first.api_env() == {
+        "MESSAGES_TABLE": first.table_name,
+        "MAIL_QUEUE_URL": first.queue_url,
+        "USERS_TABLE": first.users_table,
+        "QUOTAS_TABLE": first.quotas_table,
+    }
+    assert first.webhook_env() == {
+        "USERS_TABLE": first.users_table,
+        "WEBHOOK_SECRET_ARN": first.webhook_secret_arn,
+    }
+    assert first.webhook_secret.startswith("whsec_")
     assert first.worker_env() == {
         "MESSAGES_TABLE": first.table_name,
         "SENDER_ADDRESS": first.sender_address,

@@ -1,0 +1,43 @@
+"""Custom metrics as CloudWatch Embedded Metric Format (EMF) fields of the JSON log line.
+
+CloudWatch Logs extracts the metrics from the `_aws` member of a log event
+(https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html),
+so publishing costs no API call and no IAM permission. Namespace `Motion/Mail`, one dimension set,
+`{FunctionName}` (the function's name, which the Lambda runtime sets in AWS_LAMBDA_FUNCTION_NAME);
+the alarms in components/mailing.py watch these, and tests/infra/test_alarm_dimensions.py lists them:
+
+| metric | unit | published by | meaning |
+|---|---|---|---|
+| `EmailsAccepted` | Count | mail API | e-mails (one per recipient) of each accepted message |
+| `QuotaRefusals` | Count | mail API | requests answered 429 because the sender's quota was used up |
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+NAMESPACE = "Motion/Mail"
+DIMENSION = "FunctionName"
+EMAILS_ACCEPTED = "EmailsAccepted"
+QUOTA_REFUSALS = "QuotaRefusals"
+
+
+def emf(values: dict[str, int]) -> dict[str, Any]:
+    """Log fields that make CloudWatch record `values` (metric name -> count) for this function."""
+    function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
+    return {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [[DIMENSION]],
+                    "Metrics": [{"Name": name, "Unit": "Count"} for name in values],
+                }
+            ],
+        },
+        DIMENSION: function,
+        **values,
+    }
