@@ -230,6 +230,8 @@ def build(config: StackConfig) -> Stack:
         "mailQueueUrl": mailing.queue.url,
         "mailDeadLetterQueueUrl": mailing.dead_letters.url,
         "mailMessagesTable": mailing.table.name,
+        # Where the Clerk webhook endpoint's signing secret goes after the first `pulumi up`.
+        "mailWebhookSecretArn": mailing.webhook_secret.arn,
         "sesDkimRecords": mailing.dkim_records,
         "filesServiceUrl": files_url,
         "filesBucket": files.bucket_name,

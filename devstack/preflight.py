@@ -152,6 +152,18 @@ def _clerk_instance(config: Mapping[str, Any]) -> list[Finding]:
     return findings
 
 
+def check_manual_steps(outputs: Mapping[str, Any] | None) -> list[Finding]:
+    """What only an operator can do and nothing here can check: a reminder, not a blocker."""
+    where = (outputs or {}).get("mailWebhookSecretArn") or "the `mailWebhookSecretArn` stack output"
+    return [
+        Finding(
+            "next",
+            'create the Clerk webhook endpoint for the mail directory (README, "Clerk webhooks") and store '
+            f"its signing secret in {where}: until then every delivery is refused and nobody can be mailed",
+        )
+    ]
+
+
 def check_dns(outputs: Mapping[str, Any] | None, resolve: Resolver) -> list[Finding]:
     if outputs is None:
         return [
@@ -233,7 +245,7 @@ def run(
     resolve: Resolver,
 ) -> tuple[int, str]:
     document = load_yaml(stack_file.read_text()) or {}
-    findings = check_config(stack, document) + check_dns(outputs, resolve)
+    findings = check_config(stack, document) + check_dns(outputs, resolve) + check_manual_steps(outputs)
     return (1 if any(f.blocking for f in findings) else 0), report(stack, findings)
 
 

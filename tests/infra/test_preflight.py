@@ -131,7 +131,16 @@ def test_a_complete_stack_with_its_records_published_passes(
         published.nameserver,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "Preflight of stack 'production': nothing left, ready"
+    first, *rest = result.stdout.strip().splitlines()
+    assert first == "Preflight of stack 'production': nothing left, ready"
+    # What no check can see stays listed, not blocking: the Clerk webhook secret, named by its ARN.
+    assert rest == [
+        "after the first `pulumi up`:",
+        '  - create the Clerk webhook endpoint for the mail directory (README, "Clerk webhooks") and store '
+        f"its signing secret in {outputs['mailWebhookSecretArn']}: until then every delivery is refused "
+        "and nobody can be mailed",
+    ]
+    assert outputs["mailWebhookSecretArn"].startswith("arn:aws:secretsmanager:")
 
 
 def test_an_unpublished_record_fails_and_is_named(stack_file: Path, outputs: dict[str, Any]) -> None:
@@ -152,7 +161,8 @@ def test_an_unpublished_record_fails_and_is_named(stack_file: Path, outputs: dic
     assert f"CNAME {missing} -> {records[missing]} (SES DKIM): DNS answers nothing" in text
     assert f"CNAME {wrong} -> {records[wrong]} (API host -> load balancer): DNS answers old-alb.elb" in text
     assert f"A {unpointed} -> {records[unpointed]} (frontend -> Vercel): DNS answers 192.0.2.10" in text
-    assert text.count("\n  - ") == 3, text
+    # The three records, and the reminder that never blocks (the Clerk webhook secret).
+    assert text.count("\n  - ") == 4 and "Clerk webhook endpoint" in text, text
 
 
 def test_the_secret_may_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
