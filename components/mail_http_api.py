@@ -10,11 +10,14 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_aws as aws
 
+from components.app_facts import load_app_module
 from components.config_model import AuthConfig, MailConfig
 from components.mail_cors import AUTHORIZER_HEADER, mail_api_cors
 
-# Where Clerk's webhook endpoint points (Clerk dashboard: `<mailApiUrl>/mail/webhooks/clerk`).
-WEBHOOK_PATH = "/mail/webhooks/clerk"
+# Where Clerk's webhook endpoint points: the mailer states it (app_code/mailer/mailer/__init__.py).
+_MAILER = load_app_module("mailer/mailer/__init__.py")
+WEBHOOK_PATH: str = _MAILER.WEBHOOK_PATH
+WEBHOOK_METHOD: str = _MAILER.WEBHOOK_METHOD
 
 
 def mail_http_api(
@@ -85,7 +88,7 @@ def mail_http_api(
     aws.apigatewayv2.Route(
         f"{name}-route-clerk-webhook",
         api_id=api.id,
-        route_key=f"POST {WEBHOOK_PATH}",
+        route_key=f"{WEBHOOK_METHOD} {WEBHOOK_PATH}",
         # Deliberately no authorizer: the signature (mailer.webhook) authenticates the request.
         authorization_type="NONE",
         target=pulumi.Output.concat("integrations/", webhook_integration.id),
@@ -136,7 +139,7 @@ def mail_http_api(
         action="lambda:InvokeFunction",
         function=webhook_function.name,
         principal="apigateway.amazonaws.com",
-        source_arn=pulumi.Output.concat(api.execution_arn, f"/*/POST{WEBHOOK_PATH}"),
+        source_arn=pulumi.Output.concat(api.execution_arn, f"/*/{WEBHOOK_METHOD}{WEBHOOK_PATH}"),
         opts=child,
     )
     # Clients call `<url>/mail/messages`; the URL is only usable once the stage exists.

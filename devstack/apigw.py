@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from components.app_facts import load_app_module
 from components.lambda_archive import COMMON_ROOT, ensure_importable
 from components.mail_cors import MailApiCors
 from devstack.servers import LOCALHOST, ServerError, free_port, wait_until
@@ -47,8 +48,9 @@ if TYPE_CHECKING:
 
 Handler = Callable[[dict[str, Any], Any], Any]
 MAIL_ROUTES = ("POST /mail/messages", "GET /mail/messages")
-# Routes the program deploys with `authorization_type = NONE`, each to its own function.
-WEBHOOK_ROUTE = "POST /mail/webhooks/clerk"
+# The route the program deploys with `authorization_type = NONE`, to its own function, as the
+# mailer states it (app_code/mailer/mailer/__init__.py).
+WEBHOOK_ROUTE: str = load_app_module("mailer/mailer/__init__.py").WEBHOOK_ROUTE
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
 _log = logging.getLogger("devstack.apigw")
 

@@ -12,6 +12,7 @@ from components.app_facts import load_app_module
 from components.lambda_function import RUNTIME
 from components.lambda_layer import build_layer
 from components.mailing import WEBHOOK_RESERVED_CONCURRENCY
+from devstack.apigw import WEBHOOK_ROUTE
 
 QUEUE = "aws:sqs/queue:Queue"
 FUNCTION = "aws:lambda/function:Function"
@@ -233,6 +234,8 @@ def test_mail_api_checks_clerk_jwt_throttles_and_logs(stack: StackRun) -> None:
     # directory function, which verifies the Svix signature (tests/services/mailer/test_mailer_webhook.py).
     webhook = routes["POST /mail/webhooks/clerk"]
     assert webhook["authorizationType"] == "NONE" and "authorizerId" not in webhook
+    # The local API Gateway serves without a token exactly the routes the cloud does.
+    assert {key for key, route in routes.items() if route["authorizationType"] == "NONE"} == {WEBHOOK_ROUTE}
     integrations = {i.urn: i.inputs for i in stack.of_type("aws:apigatewayv2/integration:Integration")}
     assert len(integrations) == 2
     stage = stack.one("aws:apigatewayv2/stage:Stage").inputs

@@ -1,8 +1,9 @@
 """Motion's mailing service: the mail API (HTTP API Lambda) and the mailer (SQS Lambda).
 
-Both Lambdas ship from one archive of `app_code/mailer`; `mailer.api.handler` and
-`mailer.worker.handler` are their entry points. Only the standard library and boto3 (provided by
-the Lambda runtime) are used, and boto3 is imported on first use so a cold import stays small.
+The Lambdas ship from one archive of `app_code/mailer`; `mailer.api.handler`, `mailer.worker.handler`
+and `mailer.webhook.handler` are their entry points. Only the standard library and boto3 (from the SDK
+layer built from this package's lock, components/lambda_layer.py) are used, and boto3 is imported on
+first use so a cold import stays small. This module is plain data: the program loads it by path.
 """
 
 # The request headers the mail API reads, lower-case as API Gateway's payload format 2.0 hands them
@@ -12,3 +13,10 @@ the Lambda runtime) are used, and boto3 is imported on first use so a cold impor
 # tests/services/mailer/test_mailer_api.py records what the handler reads and holds it to this list.
 IDEMPOTENCY_KEY_HEADER = "idempotency-key"
 REQUEST_HEADERS: tuple[str, ...] = (IDEMPOTENCY_KEY_HEADER,)
+
+# Where Clerk delivers the directory's webhooks (Clerk dashboard: `<mailApiUrl>` + WEBHOOK_PATH): the
+# one route the program deploys without the JWT authorizer (components/mail_http_api.py), and the
+# one the local API Gateway stand-in serves without a token (devstack/apigw.py).
+WEBHOOK_METHOD = "POST"
+WEBHOOK_PATH = "/mail/webhooks/clerk"
+WEBHOOK_ROUTE = f"{WEBHOOK_METHOD} {WEBHOOK_PATH}"

@@ -44,7 +44,6 @@ from mailer.logs import get_logger, log
 from mailer.message import MAX_USER_ID_CHARS
 from mailer.validation import normalize_address
 
-WEBHOOK_ROUTE = "POST /mail/webhooks/clerk"
 TOLERANCE_SECONDS = 5 * 60
 SECRET_REFRESH_SECONDS = 30
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the format's prefix, not a secret)
