@@ -143,6 +143,27 @@ def iam_env(
     }
 
 
+def start_iam_service(
+    postgres: PostgresServer,
+    database: str,
+    moto: MotoServer,
+    bucket: str,
+    issuer: Issuer,
+    jwks_url: str,
+    credentials: CredentialsEndpoint,
+    proxy: RdsIamProxy,
+    tmp_path: Path,
+) -> ServiceProcess:
+    """`python -m files_service` logging in through `proxy` with tokens signed by `credentials`."""
+    assert postgres.tls is not None
+    base = service_env(
+        server=postgres, database=database, moto=moto, bucket=bucket, issuer=issuer, jwks_url=jwks_url
+    )
+    return ServiceProcess(
+        iam_env(base, credentials, proxy, postgres.tls.ca_file), tmp_path / "files.log"
+    ).start()
+
+
 def upload_and_download(service: ServiceProcess, issuer: Issuer, s3: Any, bucket: str, name: str) -> None:
     """One full flow: every query the services make on the way (insert, complete, list, download)."""
     owner = issuer.mint("user_owner", ["proj-iam"])
@@ -193,17 +214,9 @@ def test_the_running_service_keeps_working_while_its_credentials_rotate(
 ) -> None:
     credentials, proxy, database = iam_stack
     assert postgres.tls is not None
-    base = service_env(
-        server=postgres,
-        database=database,
-        moto=moto_server,
-        bucket=files_bucket,
-        issuer=issuer,
-        jwks_url=jwks_url,
+    service = start_iam_service(
+        postgres, database, moto_server, files_bucket, issuer, jwks_url, credentials, proxy, tmp_path
     )
-    service = ServiceProcess(
-        iam_env(base, credentials, proxy, postgres.tls.ca_file), tmp_path / "files.log"
-    ).start()
     try:
         upload_and_download(service, issuer, s3, files_bucket, "before.txt")
         first = credentials.current.access_key
@@ -429,17 +442,9 @@ def test_credentials_that_cannot_be_refreshed_make_503_not_500_and_recover(
     # Credentials within botocore's mandatory refresh window: each signature must fetch new ones.
     credentials = CredentialsEndpoint(port, lifetime=dt.timedelta(minutes=5)).start()
     with rds_iam_proxy(postgres, credentials) as proxy:
-        base = service_env(
-            server=postgres,
-            database=database,
-            moto=moto_server,
-            bucket=files_bucket,
-            issuer=issuer,
-            jwks_url=jwks_url,
+        service = start_iam_service(
+            postgres, database, moto_server, files_bucket, issuer, jwks_url, credentials, proxy, tmp_path
         )
-        service = ServiceProcess(
-            iam_env(base, credentials, proxy, postgres.tls.ca_file), tmp_path / "files.log"
-        ).start()
         owner = issuer.mint("user_owner", ["proj-iam"])
         listing = f"{service.url}/files/v1/projects/proj-iam/files"
         try:
