@@ -18,6 +18,7 @@ from components.container_image import ContainerImage, ContainerImageArgs
 from components.dynamo import table_args
 from components.fargate_service import Attachment, FargateService, FargateServiceArgs, SecretRef
 from components.iam import statement
+from components.kms import WRITE, DataKey, DataKeyArgs
 
 FACTS = load_app_module("chat/chat_service/__init__.py")
 REDIS_PORT = 6379
@@ -42,6 +43,9 @@ class ChatArgs:
     isolated_subnet_ids: Sequence[pulumi.Input[str]]
     attachment: Attachment
     data_protection: bool
+    # A key of the component's own for its history table, image repository, Redis and AUTH token
+    # secret (else AWS's keys).
+    kms_encryption: bool
 
 
 class Chat(pulumi.ComponentResource):
@@ -50,10 +54,25 @@ class Chat(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         prefix = f"{args.name_prefix}-chat"
         att = args.attachment
+        key = DataKey.optional(
+            args.kms_encryption,
+            DataKeyArgs(
+                name=name,
+                alias=prefix,
+                description=f"{prefix}: message history, image repository, Redis, Redis AUTH token",
+                services=("dynamodb", "ecr", "elasticache", "secretsmanager"),
+                protected=args.data_protection,
+            ),
+            self,
+        )
+        self.key = key
+        key_arn = key.arn if key else None
 
         self.table = aws.dynamodb.Table(
             f"{name}-messages",
-            **table_args(f"{prefix}-messages", "chat/chat_service/schema.py", args.data_protection),
+            **table_args(
+                f"{prefix}-messages", "chat/chat_service/schema.py", args.data_protection, kms_key_arn=key_arn
+            ),
             opts=child,
         )
         self.image = ContainerImage(
@@ -62,6 +81,7 @@ class Chat(pulumi.ComponentResource):
                 repository_name=prefix,
                 dockerfile="chat/Dockerfile",
                 force_delete=not args.data_protection,
+                kms_key_arn=key_arn,
             ),
             opts=child,
         )
@@ -71,6 +91,7 @@ class Chat(pulumi.ComponentResource):
             name_prefix=f"{prefix}-redis-auth-",
             description=f"{prefix} Redis AUTH token",
             recovery_window_in_days=7 if args.data_protection else 0,
+            kms_key_id=key_arn,
             opts=child,
         )
         # The token lives in the stack's state: a RandomPassword draws it once, on create, and returns
@@ -125,6 +146,8 @@ class Chat(pulumi.ComponentResource):
             subnet_group_name=subnets.name,
             security_group_ids=[self.redis_security_group.id],
             at_rest_encryption_enabled=True,
+            # Fixed at creation: a change replaces the group (README, "Customer managed keys").
+            kms_key_id=key_arn,
             transit_encryption_enabled=True,
             auth_token=token,
             # How a changed token reaches a running group (terraform-provider-aws replication_group.go,
@@ -140,7 +163,11 @@ class Chat(pulumi.ComponentResource):
                     log_type="slow-log",
                 )
             ],
-            opts=child,
+            # replication_group_id is fixed, so a replacement (the at-rest key, the port, the subnet
+            # group) must delete the old group first. Redis carries only pub/sub traffic: chat tasks
+            # reconnect and catch up from history (app_code/chat/README.md, "Delivery and ordering
+            # guarantees").
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
 
         # After the group: during a rotation (ROTATE strategy) the group accepts both tokens before
@@ -179,9 +206,10 @@ class Chat(pulumi.ComponentResource):
                     "CORS_ORIGINS": ",".join(args.cors_origins),
                     "LOG_LEVEL": "INFO",
                 },
-                secrets={"REDIS_AUTH_TOKEN": SecretRef(self.auth_token.arn)},
+                secrets={"REDIS_AUTH_TOKEN": SecretRef(self.auth_token.arn, key=key)},
                 task_role_statements=[
-                    statement(list(FACTS.TABLE_ACTIONS), [self.table.arn], sid="ChatHistory")
+                    statement(list(FACTS.TABLE_ACTIONS), [self.table.arn], sid="ChatHistory"),
+                    *([key.use_statement("dynamodb", WRITE, "HistoryKey")] if key else []),
                 ],
                 cpu=512,
                 memory=1024,

@@ -109,7 +109,7 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
         waf=g("waf"),
         waf_rate_limit=waf_rate_limit,
         data_protection=g("dataProtection"),
-        s3_kms_encryption=g("s3KmsEncryption"),
+        data_kms_encryption=g("dataKmsEncryption"),
         logs_kms_encryption=g("logsKmsEncryption"),
     )
     validate_frontend_domains(r, config)

@@ -219,7 +219,13 @@ KEYS: tuple[Key, ...] = (
         False,
         "CloudWatch log groups encrypted with a customer managed KMS key of the stack",
     ),
-    _k("s3KmsEncryption", "boolean", False, "SSE-KMS (with a bucket key) instead of SSE-S3 for file storage"),
+    _k(
+        "dataKmsEncryption",
+        "boolean",
+        False,
+        "Customer managed KMS keys, one per service, for its tables, secrets, image repository, cache, "
+        "database and Performance Insights, and file storage (SSE-KMS with a bucket key)",
+    ),
 )
 KEYS_BY_NAME = {key.name: key for key in KEYS}
 

@@ -144,7 +144,7 @@ class StackConfig:
     waf: bool
     waf_rate_limit: int
     data_protection: bool
-    s3_kms_encryption: bool
+    data_kms_encryption: bool
     logs_kms_encryption: bool
 
     @property

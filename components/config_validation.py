@@ -185,6 +185,7 @@ HA_REQUIREMENTS: tuple[tuple[str, Callable[[StackConfig], bool], str], ...] = (
     ("albAccessLogs", lambda c: c.alb_access_logs, "must be true with high availability"),
     ("waf", lambda c: c.waf, "must be true with high availability"),
     ("logsKmsEncryption", lambda c: c.logs_kms_encryption, "must be true with high availability"),
+    ("dataKmsEncryption", lambda c: c.data_kms_encryption, "must be true with high availability"),
     (
         "dbMonitoringIntervalSeconds",
         lambda c: c.database.monitoring_interval_seconds > 0,

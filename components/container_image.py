@@ -33,6 +33,9 @@ class ContainerImageArgs:
     force_delete: bool
     context: Path = APP_CODE
     keep_images: int = 20
+    # A customer managed key for the repository (the key's policy must allow use through ECR), else
+    # AES-256 with S3-managed keys. Changing it replaces the repository (ECR fixes it at creation).
+    kms_key_arn: pulumi.Input[str] | None = None
 
 
 class ContainerImage(pulumi.ComponentResource):
@@ -51,10 +54,15 @@ class ContainerImage(pulumi.ComponentResource):
             image_tag_mutability="IMMUTABLE",
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
             encryption_configurations=[
-                aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="AES256")
+                aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="KMS", kms_key=args.kms_key_arn)
+                if args.kms_key_arn is not None
+                else aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="AES256")
             ],
             force_delete=args.force_delete,
-            opts=child,
+            # The name is fixed, so a replacement (a new encryption configuration: ECR fixes it at
+            # creation) cannot create the new repository first; the running tasks keep their images
+            # (referenced by digest, already pulled) while it is recreated and pushed again.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         aws.ecr.LifecyclePolicy(
             f"{name}-lifecycle",

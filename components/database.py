@@ -30,6 +30,11 @@ class DatabaseArgs:
     vpc_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
     alarm_topic_arn: pulumi.Input[str]
+    # A customer managed key for storage, Performance Insights and the master password secret (the
+    # key's policy must allow use through RDS and Secrets Manager), else the AWS managed keys. RDS
+    # fixes the storage key at creation: changing it replaces the instance (README, "Customer
+    # managed keys").
+    kms_key_arn: pulumi.Input[str] | None = None
 
 
 class Database(pulumi.ComponentResource):
@@ -74,9 +79,11 @@ class Database(pulumi.ComponentResource):
             max_allocated_storage=cfg.max_allocated_storage_gb or None,
             storage_type="gp3",
             storage_encrypted=True,
+            kms_key_id=args.kms_key_arn,
             db_name=DB_NAME,
             username=MASTER_USERNAME,
             manage_master_user_password=True,
+            master_user_secret_kms_key_id=args.kms_key_arn,
             multi_az=cfg.multi_az,
             db_subnet_group_name=subnets.name,
             vpc_security_group_ids=[self.security_group.id],
@@ -89,6 +96,7 @@ class Database(pulumi.ComponentResource):
             final_snapshot_identifier=f"{args.name_prefix}-final" if protected else None,
             performance_insights_enabled=cfg.performance_insights,
             performance_insights_retention_period=7 if cfg.performance_insights else None,
+            performance_insights_kms_key_id=args.kms_key_arn if cfg.performance_insights else None,
             enabled_cloudwatch_logs_exports=["postgresql", "upgrade"],
             auto_minor_version_upgrade=True,
             allow_major_version_upgrade=False,

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
 import pulumi_aws as aws
 
 from components.app_facts import load_app_module
 
 
 def table_args(
-    name: str, schema_module: str, data_protection: bool, definition: str = "TABLE"
+    name: str,
+    schema_module: str,
+    data_protection: bool,
+    definition: str = "TABLE",
+    kms_key_arn: pulumi.Input[str] | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for `aws.dynamodb.Table`: on-demand, KMS-encrypted, PITR and deletion
-    protection when the stack protects its data. `definition` names the module's table (a module
-    may define several)."""
+    """Keyword arguments for `aws.dynamodb.Table`: on-demand, KMS-encrypted (with `kms_key_arn`, a key
+    of ours, else the AWS managed key), PITR and deletion protection when the stack protects its data.
+    `definition` names the module's table (a module may define several)."""
     schema: dict[str, Any] = getattr(load_app_module(schema_module), definition)
     keys = {k["KeyType"]: k["AttributeName"] for k in schema["KeySchema"]}
     indexes = [
@@ -38,7 +43,9 @@ def table_args(
             for a in schema["AttributeDefinitions"]
         ],
         "global_secondary_indexes": indexes or None,
-        "server_side_encryption": aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
+        "server_side_encryption": aws.dynamodb.TableServerSideEncryptionArgs(
+            enabled=True, kms_key_arn=kms_key_arn
+        ),
         "point_in_time_recovery": aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=data_protection),
         "deletion_protection_enabled": data_protection,
         "ttl": aws.dynamodb.TableTtlArgs(attribute_name=schema["TimeToLiveAttribute"], enabled=True)

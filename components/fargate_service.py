@@ -15,6 +15,7 @@ from components.alb_rules import NOT_FOUND_BODY, NOT_FOUND_CONTENT_TYPE, NOT_FOU
 from components.config_model import Scaling
 from components.container_definition import container_definition
 from components.iam import assume_role_policy, policy_document, statement
+from components.kms import READ, DataKey
 from components.service_autoscaling import service_autoscaling
 
 
@@ -24,6 +25,8 @@ class SecretRef:
 
     secret_arn: pulumi.Input[str]
     json_key: str | None = None
+    # The component key the secret is encrypted with, if not the AWS managed one.
+    key: DataKey | None = None
 
     def value_from(self) -> pulumi.Output[str]:
         suffix = f":{self.json_key}::" if self.json_key else ""
@@ -49,11 +52,16 @@ def execution_statements(
         ),
     ]
     # The same secret may back several variables (e.g. two JSON keys); grant it once. Secrets Manager
-    # secrets encrypted with the AWS managed key need no kms:Decrypt (ECS Developer Guide, "Required IAM
-    # permissions for Amazon ECS secrets": only for a customer managed key); none here uses one.
+    # secrets encrypted with the AWS managed key need no kms:Decrypt, one under a customer managed key
+    # does (ECS Developer Guide, "Required IAM permissions for Amazon ECS secrets").
     secret_arns = list(dict.fromkeys(ref.secret_arn for ref in secrets.values()))
     if secret_arns:
         found.append(statement(["secretsmanager:GetSecretValue"], secret_arns, sid="InjectSecrets"))
+    keys = list({id(ref.key): ref.key for ref in secrets.values() if ref.key is not None}.values())
+    found.extend(
+        key.use_statement("secretsmanager", READ, f"DecryptSecrets{i}" if i else "DecryptSecrets")
+        for i, key in enumerate(keys)
+    )
     return found
 
 

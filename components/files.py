@@ -26,6 +26,7 @@ from components.database import Database, DatabaseArgs
 from components.fargate_service import Attachment, FargateService, FargateServiceArgs
 from components.files_migration import FilesMigration, FilesMigrationArgs
 from components.iam import statement
+from components.kms import READ, WRITE, DataKey, DataKeyArgs
 
 ROUTES = load_app_module("files/files_service/routes.py")
 # Who logs in to the database and how (the services' side of the contract).
@@ -59,16 +60,19 @@ class Files(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         prefix = f"{args.name_prefix}-files"
 
-        key = None
-        if args.kms_encryption:
-            key = aws.kms.Key(
-                f"{name}-key",
-                description=f"{prefix} objects",
-                enable_key_rotation=True,
-                deletion_window_in_days=30,
-                opts=child,
-            )
-            aws.kms.Alias(f"{name}-key-alias", name=f"alias/{prefix}", target_key_id=key.key_id, opts=child)
+        key = DataKey.optional(
+            args.kms_encryption,
+            DataKeyArgs(
+                name=name,
+                alias=prefix,
+                description=f"{prefix}: objects, database storage and Performance Insights, master "
+                "password secret, image repository",
+                services=("s3", "rds", "secretsmanager", "ecr"),
+                protected=args.versioning,
+            ),
+            self,
+        )
+        self.key = key
         self.bucket = PrivateBucket(
             f"{name}-bucket",
             PrivateBucketArgs(
@@ -108,6 +112,7 @@ class Files(pulumi.ComponentResource):
                 repository_name=prefix,
                 dockerfile="files/Dockerfile",
                 force_delete=not args.versioning,
+                kms_key_arn=key.arn if key else None,
             ),
             opts=child,
         )
@@ -120,6 +125,7 @@ class Files(pulumi.ComponentResource):
                 vpc_id=args.attachment.vpc_id,
                 subnet_ids=args.isolated_subnet_ids,
                 alarm_topic_arn=args.attachment.alarm_topic_arn,
+                kms_key_arn=key.arn if key else None,
             ),
             opts=child,
         )
@@ -163,6 +169,7 @@ class Files(pulumi.ComponentResource):
                 repository_arn=self.image.repository_arn,
                 database=self.database,
                 database_tls=database_tls,
+                master_secret_key=key,
                 attachment=args.attachment,
                 sdk_layer_arn=args.sdk_layer_arn,
             ),
@@ -203,7 +210,7 @@ class Files(pulumi.ComponentResource):
             }
         )
 
-    def _bucket_statements(self, role: str, key: aws.kms.Key | None) -> list[dict[str, object]]:
+    def _bucket_statements(self, role: str, key: DataKey | None) -> list[dict[str, object]]:
         objects = pulumi.Output.concat(self.bucket.arn, "/", ROUTES.OBJECT_KEY_PREFIX, "*")
         statements = [statement(list(ROUTES.S3_OBJECT_ACTIONS[role]), [objects], sid="UploadObjects")]
         if ROUTES.S3_BUCKET_ACTIONS[role]:
@@ -228,6 +235,5 @@ class Files(pulumi.ComponentResource):
             )
         if key is not None:
             # SSE-KMS: writers need data keys, readers need to decrypt them.
-            actions = ["kms:GenerateDataKey", "kms:Decrypt"] if role == "upload" else ["kms:Decrypt"]
-            statements.append(statement(actions, [key.arn], sid="ObjectKey"))
+            statements.append(key.use_statement("s3", WRITE if role == "upload" else READ, "ObjectKey"))
         return statements

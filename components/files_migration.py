@@ -29,6 +29,7 @@ from components.container_definition import job_container_definition
 from components.database import Database
 from components.fargate_service import Attachment, SecretRef, execution_statements
 from components.iam import assume_role_policy, policy_document, statement
+from components.kms import DataKey
 from components.lambda_archive import TASK_RUNNER_ROOT, task_runner_files
 from components.lambda_function import code_archive, lambda_function
 
@@ -47,6 +48,8 @@ class FilesMigrationArgs:
     database: Database
     # DATABASE_HOST/PORT/NAME/SSLMODE/SSLROOTCERT, as the services get them.
     database_tls: Mapping[str, pulumi.Input[str]]
+    # The key the master password secret is encrypted with, when not the AWS managed one.
+    master_secret_key: DataKey | None
     attachment: Attachment
     sdk_layer_arn: pulumi.Input[str]
 
@@ -74,8 +77,8 @@ class FilesMigration(pulumi.ComponentResource):
         )
         master = args.database.master_secret_arn
         secrets = {
-            "DATABASE_USER": SecretRef(master, "username"),
-            "DATABASE_PASSWORD": SecretRef(master, "password"),
+            "DATABASE_USER": SecretRef(master, "username", args.master_secret_key),
+            "DATABASE_PASSWORD": SecretRef(master, "password", args.master_secret_key),
         }
         self.execution_role = aws.iam.Role(
             f"{name}-execution",

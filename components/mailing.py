@@ -16,6 +16,7 @@ from components.alarms import Alarm, create_alarms
 from components.config_model import MAIL_MAX_RECIPIENTS, AuthConfig, MailConfig
 from components.dynamo import table_args
 from components.iam import statement
+from components.kms import READ, WRITE, DataKey, DataKeyArgs, use_statements
 from components.lambda_archive import MAILER_ROOT, mailer_files
 from components.lambda_function import code_archive, lambda_function
 from components.mail_http_api import mail_http_api
@@ -33,6 +34,8 @@ class MailingArgs:
     auth: AuthConfig
     cors_origins: Sequence[str]
     data_protection: bool
+    # A key of the component's own for its tables, queues and secret (else AWS's keys).
+    kms_encryption: bool
     log_retention_days: int
     log_kms_key_arn: pulumi.Input[str] | None
     alarm_topic_arn: pulumi.Input[str]
@@ -52,18 +55,33 @@ class Mailing(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         mail, prefix = args.mail, f"{args.name_prefix}-mail"
         account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
+        key = DataKey.optional(
+            args.kms_encryption,
+            DataKeyArgs(
+                name=name,
+                alias=prefix,
+                description=f"{prefix}: message store, user directory, quotas, mail queues, webhook secret",
+                services=("dynamodb", "sqs", "secretsmanager"),
+                protected=args.data_protection,
+            ),
+            self,
+        )
+        self.key = key
+        key_arn = key.arn if key else None
+        # SSE-SQS unless the component has its own key (the two are exclusive).
+        queue_encryption = {"kms_master_key_id": key_arn} if key_arn else {"sqs_managed_sse_enabled": True}
 
         self.dead_letters = aws.sqs.Queue(
             f"{name}-dlq",
             name=f"{prefix}-dead-letters",
-            sqs_managed_sse_enabled=True,
+            **queue_encryption,
             message_retention_seconds=DLQ_RETENTION_SECONDS,
             opts=child,
         )
         self.queue = aws.sqs.Queue(
             f"{name}-queue",
             name=f"{prefix}-events",
-            sqs_managed_sse_enabled=True,
+            **queue_encryption,
             receive_wait_time_seconds=20,
             # AWS's guidance for Lambda sources: at least 6x the function timeout, so a batch still
             # being retried inside the function is never handed to another invocation.
@@ -84,20 +102,20 @@ class Mailing(pulumi.ComponentResource):
         )
         self.table = aws.dynamodb.Table(
             f"{name}-messages",
-            **table_args(f"{prefix}-messages", MAILER_SCHEMA, args.data_protection),
+            **table_args(f"{prefix}-messages", MAILER_SCHEMA, args.data_protection, kms_key_arn=key_arn),
             opts=child,
         )
 
         self.users = aws.dynamodb.Table(
             f"{name}-users",
-            **table_args(f"{prefix}-users", MAILER_SCHEMA, args.data_protection, "USERS_TABLE"),
+            **table_args(f"{prefix}-users", MAILER_SCHEMA, args.data_protection, "USERS_TABLE", key_arn),
             opts=child,
         )
         # Send quota counters (mailer.quota): a table of their own, so the API's write access to
         # them cannot reach the directory.
         self.quotas = aws.dynamodb.Table(
             f"{name}-quotas",
-            **table_args(f"{prefix}-quotas", MAILER_SCHEMA, args.data_protection, "QUOTAS_TABLE"),
+            **table_args(f"{prefix}-quotas", MAILER_SCHEMA, args.data_protection, "QUOTAS_TABLE", key_arn),
             opts=child,
         )
         # Clerk's webhook signing secret (`whsec_...`). Its value is Clerk's: an operator puts it here
@@ -107,6 +125,7 @@ class Mailing(pulumi.ComponentResource):
             name_prefix=f"{prefix}-clerk-webhook-",
             description="Svix signing secret of the Clerk webhook endpoint that keeps the mail directory",
             recovery_window_in_days=7 if args.data_protection else 0,
+            kms_key_id=key_arn,
             opts=child,
         )
 
@@ -188,6 +207,7 @@ class Mailing(pulumi.ComponentResource):
                     sid="StoreMessages",
                 ),
                 statement(["ses:SendEmail"], [identity_arn, config_set_arn], sid="SendMail"),
+                *use_statements(key, [("sqs", READ), ("dynamodb", WRITE)], "DataKey"),
             ],
         )
         self.api_function = lambda_function(
@@ -218,6 +238,7 @@ class Mailing(pulumi.ComponentResource):
                 statement(["dynamodb:BatchGetItem"], [self.users.arn], sid="ResolveUsers"),
                 # One conditional UpdateItem per charge (and per refund).
                 statement(["dynamodb:UpdateItem"], [self.quotas.arn], sid="ChargeQuota"),
+                *use_statements(key, [("sqs", WRITE), ("dynamodb", WRITE)], "DataKey"),
             ],
             # A flood of API calls neither takes the account's whole concurrency (the mailer's
             # included) nor finds it taken by other functions.
@@ -252,6 +273,7 @@ class Mailing(pulumi.ComponentResource):
                 statement(
                     ["secretsmanager:GetSecretValue"], [self.webhook_secret.arn], sid="ReadSigningSecret"
                 ),
+                *use_statements(key, [("dynamodb", WRITE), ("secretsmanager", READ)], "DataKey"),
             ],
         )
         aws.lambda_.EventSourceMapping(

@@ -9,6 +9,7 @@ import pulumi_aws as aws
 
 from components.alb_rules import NOT_FOUND_BODY, NOT_FOUND_CONTENT_TYPE, NOT_FOUND_STATUS
 from components.buckets import PrivateBucket, PrivateBucketArgs
+from components.kms import admin_statement, alarm_key_statement, key_policy
 
 # TLS 1.3 with 1.2 as the floor: AWS's recommended policy for new HTTPS listeners.
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
@@ -199,33 +200,10 @@ class Platform(pulumi.ComponentResource):
         )
 
     def _alarm_key_policy(self) -> pulumi.Output[str]:
-        account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
-        partition = aws.get_partition_output(opts=pulumi.InvokeOptions(parent=self)).partition
-        return pulumi.Output.json_dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        # The default key policy: the account's IAM policies decide who administers the key.
-                        "Sid": "AccountAdministers",
-                        "Effect": "Allow",
-                        "Principal": {
-                            "AWS": pulumi.Output.concat("arn:", partition, ":iam::", account, ":root")
-                        },
-                        "Action": "kms:*",
-                        "Resource": "*",
-                    },
-                    {
-                        "Sid": "CloudWatchPublishesAlarms",
-                        "Effect": "Allow",
-                        "Principal": {"Service": "cloudwatch.amazonaws.com"},
-                        "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-                        "Resource": "*",
-                        "Condition": {"StringEquals": {"aws:SourceAccount": account}},
-                    },
-                ],
-            }
-        )
+        invoke = pulumi.InvokeOptions(parent=self)
+        account = aws.get_caller_identity_output(opts=invoke).account_id
+        partition = aws.get_partition_output(opts=invoke).partition
+        return key_policy(admin_statement(account, partition), alarm_key_statement(account))
 
     def _access_log_bucket(
         self, name: str, prefix: str, retention_days: int, versioned: bool

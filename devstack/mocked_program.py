@@ -48,6 +48,9 @@ class RecordedResource:
     ignore_changes: frozenset[str] = frozenset()
     # URNs it was known by before (`aliases`): the engine moves that state to it instead of replacing.
     alias_urns: frozenset[str] = frozenset()
+    # The `delete_before_replace` option: a replacement deletes the old resource before creating the
+    # new one (needed when the new one must take the old one's fixed name).
+    delete_before_replace: bool = False
 
     def json(self, key: str) -> Any:
         """An input that holds a JSON document (IAM policies, container definitions), parsed."""
@@ -360,6 +363,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                         key: frozenset(deps.urns) for key, deps in request.propertyDependencies.items()
                     },
                     ignore_changes=frozenset(request.ignoreChanges),
+                    delete_before_replace=bool(request.deleteBeforeReplace),
                     alias_urns=_alias_urns(request, self.project, self.stack),
                 )
             )

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from . import compute, data, iam_logs, network, s3, stack
+from . import compute, data, iam_logs, kms, network, s3, stack
 from .model import Rule
 
-RULES: list[Rule] = [*s3.RULES, *data.RULES, *compute.RULES, *network.RULES, *iam_logs.RULES, *stack.RULES]
+RULES: list[Rule] = [
+    *s3.RULES,
+    *data.RULES,
+    *compute.RULES,
+    *network.RULES,
+    *iam_logs.RULES,
+    *kms.RULES,
+    *stack.RULES,
+]
 RULES_BY_NAME: dict[str, Rule] = {rule.name: rule for rule in RULES}
 
 if len(RULES_BY_NAME) != len(RULES):

@@ -109,7 +109,14 @@ def test_service_behind_alb_with_drain_and_secrets_by_reference(stack: StackRun)
 
 def test_task_role_limited_to_the_table(stack: StackRun) -> None:
     policy = stack.one("aws:iam/rolePolicy:RolePolicy", "chat-service-task-policy").json("policy")
-    (stmt,) = policy["Statement"]
+    statements = {s["Sid"]: s for s in policy["Statement"]}
+    # Plus, where the table is under the component's key, its use through DynamoDB (test_kms.py).
+    assert (
+        set(statements) == {"ChatHistory", "HistoryKey"}
+        if stack.config.data_kms_encryption
+        else {"ChatHistory"}
+    )
+    stmt = statements["ChatHistory"]
     assert stmt["Resource"] == [
         f"arn:aws:dynamodb:us-east-1:123456789012:table/motion-{stack.stack}-chat-messages"
     ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import fnmatch
 import re
 
-from harness import RecordedResource, StackRun
+from harness import RecordedResource, StackRun, arn
 from task_runner.core import RunRequest
 from task_runner.handler import MARGIN_SECONDS
 
@@ -140,12 +140,27 @@ def test_the_execution_role_reads_exactly_the_master_secret(stack: StackRun) -> 
     ]
     repo = outputs(stack, stack.one("aws:ecr/repository:Repository", "files"))["arn"]
     assert statements["PullImage"]["Resource"] == [repo]
-    assert set(statements) == {"RegistryToken", "PullImage", "WriteLogs", "InjectSecrets"}
-    # The secret is encrypted with Secrets Manager's AWS managed key, which needs no kms:Decrypt
-    # (ECS Developer Guide, "Required IAM permissions for Amazon ECS secrets"). Setting a customer
-    # managed key on the instance must come with kms:Decrypt on it here: this fails until it does.
-    assert "masterUserSecretKmsKeyId" not in stack.one("aws:rds/instance:Instance").inputs
-    assert not [a for s in statements.values() for a in s["Action"] if a.startswith("kms:")]
+    # Under Secrets Manager's AWS managed key the secret needs no kms:Decrypt; under a customer
+    # managed key it does (ECS Developer Guide, "Required IAM permissions for Amazon ECS secrets"):
+    # exactly that, on the key the instance names, only through Secrets Manager.
+    instance = stack.one("aws:rds/instance:Instance").inputs
+    if not stack.config.data_kms_encryption:
+        assert set(statements) == {"RegistryToken", "PullImage", "WriteLogs", "InjectSecrets"}
+        assert "masterUserSecretKmsKeyId" not in instance
+        assert not [a for s in statements.values() for a in s["Action"] if a.startswith("kms:")]
+        return
+    assert set(statements) == {"RegistryToken", "PullImage", "WriteLogs", "InjectSecrets", "DecryptSecrets"}
+    key = arn(stack, stack.one("aws:kms/key:Key", "files-key"))
+    assert instance["masterUserSecretKmsKeyId"] == key
+    assert statements["DecryptSecrets"] == {
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt"],
+        "Resource": [key],
+        "Sid": "DecryptSecrets",
+        "Condition": {
+            "StringEquals": {"kms:ViaService": f"secretsmanager.{stack.config.region}.amazonaws.com"}
+        },
+    }
 
 
 def test_nothing_else_in_the_stack_may_read_the_master_secret(stack: StackRun) -> None:

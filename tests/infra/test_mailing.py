@@ -6,7 +6,7 @@ import json
 import re
 
 import pulumi
-from harness import StackRun
+from harness import StackRun, arn
 
 from components.app_facts import load_app_module
 from components.lambda_function import RUNTIME
@@ -21,7 +21,13 @@ FUNCTION = "aws:lambda/function:Function"
 def test_queue_redrives_to_a_dead_letter_queue(stack: StackRun) -> None:
     queue = stack.one(QUEUE, "queue").inputs
     dlq = stack.one(QUEUE, "dlq")
-    assert queue["sqsManagedSseEnabled"] is True and dlq.inputs["sqsManagedSseEnabled"] is True
+    if stack.config.data_kms_encryption:
+        # The component's key (SSE-KMS); SSE-SQS otherwise. The two are exclusive.
+        key = arn(stack, stack.one("aws:kms/key:Key", "mailing-key"))
+        assert queue["kmsMasterKeyId"] == key and dlq.inputs["kmsMasterKeyId"] == key
+        assert "sqsManagedSseEnabled" not in queue and "sqsManagedSseEnabled" not in dlq.inputs
+    else:
+        assert queue["sqsManagedSseEnabled"] is True and dlq.inputs["sqsManagedSseEnabled"] is True
     assert queue["receiveWaitTimeSeconds"] == 20
     redrive = json.loads(queue["redrivePolicy"])
     assert redrive == {
@@ -171,6 +177,9 @@ def test_each_function_has_its_own_least_privilege_role(stack: StackRun) -> None
         f"motion-{stack.stack}-mail-clerk-webhook-"
     )
     assert not {a for a in actions["mailing-mail-directory-policy"] if a.split(":")[0] in ("sqs", "ses")}
+    # The component's own key, in stacks that have one (tests/infra/test_kms.py holds what on it).
+    key_arns = {arn(stack, k) for k in stack.of_type("aws:kms/key:Key") if k.name == "mailing-key"}
+    assert bool(key_arns) == stack.config.data_kms_encryption
     for doc in policies.values():
         for stmt in doc["Statement"]:
             assert "*" not in stmt["Resource"] and all(":" in a and "*" not in a for a in stmt["Action"])
@@ -180,6 +189,7 @@ def test_each_function_has_its_own_least_privilege_role(stack: StackRun) -> None
                     or "mail." in resource
                     or "/aws/lambda/" in resource
                     or resource == secret_arn
+                    or resource in key_arns
                 )
 
 

@@ -1314,6 +1314,172 @@ STACK_CASES = [
     violates("policy-config-matches-stack", "production config on dev", bucket, stack=PROD),
 ]
 
+# --- KMS -------------------------------------------------------------------------------------------
+
+KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0123abcd-0000-0000-0000-000000000000"
+ROOT = f"arn:aws:iam::{ACCOUNT}:root"
+ADMIN = {
+    "Sid": "AccountAdministers",
+    "Effect": "Allow",
+    "Principal": {"AWS": ROOT},
+    "Action": ["kms:DescribeKey", "kms:PutKeyPolicy", "kms:ScheduleKeyDeletion"],
+    "Resource": "*",
+}
+VIA_DYNAMODB = {
+    "Sid": "UseThroughDynamodb",
+    "Effect": "Allow",
+    "Principal": {"AWS": ROOT},
+    "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:CreateGrant"],
+    "Resource": "*",
+    "Condition": {
+        "StringEquals": {"kms:ViaService": f"dynamodb.{REGION}.amazonaws.com", "kms:CallerAccount": ACCOUNT}
+    },
+}
+
+
+def kms_key(*statements: dict[str, Any]) -> Resource:
+    return res(
+        "aws:kms/key:Key",
+        "chat-key",
+        {
+            "enableKeyRotation": True,
+            "policy": json.dumps({"Version": "2012-10-17", "Statement": list(statements)}),
+        },
+    )
+
+
+def table_under(table_key: Any = KEY_ARN) -> Resource:
+    return but(table, serverSideEncryption={"enabled": True, "kmsKeyArn": table_key})
+
+
+secret = res("aws:secretsmanager/secret:Secret", "chat-redis-auth", {"kmsKeyId": KEY_ARN})
+KMS_CASES = [
+    passes("kms-customer-managed-keys", "table under a key of ours", table_under(), stack=PROD),
+    violates("kms-customer-managed-keys", "table under the AWS managed key", table, stack=PROD),
+    violates(
+        "kms-customer-managed-keys",
+        "table naming alias/aws/dynamodb",
+        table_under(f"arn:aws:kms:{REGION}:{ACCOUNT}:alias/aws/dynamodb"),
+        stack=PROD,
+    ),
+    passes(
+        "kms-customer-managed-keys",
+        "queue under a key of ours",
+        but(queue, sqsManagedSseEnabled=None, kmsMasterKeyId=KEY_ARN),
+        stack=PROD,
+    ),
+    violates("kms-customer-managed-keys", "queue under SSE-SQS", queue, stack=PROD),
+    passes("kms-customer-managed-keys", "secret under a key of ours", secret, stack=PROD),
+    violates(
+        "kms-customer-managed-keys", "secret under aws/secretsmanager", but(secret, kmsKeyId=None), stack=PROD
+    ),
+    violates(
+        "kms-customer-managed-keys",
+        "secret naming alias/aws/secretsmanager",
+        but(secret, kmsKeyId="alias/aws/secretsmanager"),
+        stack=PROD,
+    ),
+    passes(
+        "kms-customer-managed-keys", "cache under a key of ours", but(cache, kmsKeyId=KEY_ARN), stack=PROD
+    ),
+    violates("kms-customer-managed-keys", "cache under the default key", cache, stack=PROD),
+    passes(
+        "kms-customer-managed-keys",
+        "repository under a key of ours",
+        but(repository, encryptionConfigurations=[{"encryptionType": "KMS", "kmsKey": KEY_ARN}]),
+        stack=PROD,
+    ),
+    violates(
+        "kms-customer-managed-keys",
+        "repository with AES-256",
+        but(repository, encryptionConfigurations=[{"encryptionType": "AES256"}]),
+        stack=PROD,
+    ),
+    violates(
+        "kms-customer-managed-keys",
+        "repository under the AWS managed ECR key",
+        but(repository, encryptionConfigurations=[{"encryptionType": "KMS"}]),
+        stack=PROD,
+    ),
+    passes(
+        "kms-customer-managed-keys",
+        "database: storage, Performance Insights, master secret",
+        but(
+            database,
+            kmsKeyId=KEY_ARN,
+            performanceInsightsEnabled=True,
+            performanceInsightsKmsKeyId=KEY_ARN,
+            masterUserSecretKmsKeyId=KEY_ARN,
+        ),
+        stack=PROD,
+    ),
+    violates(
+        "kms-customer-managed-keys",
+        "database: Performance Insights under the AWS managed key",
+        but(database, kmsKeyId=KEY_ARN, performanceInsightsEnabled=True, masterUserSecretKmsKeyId=KEY_ARN),
+        stack=PROD,
+    ),
+    violates(
+        "kms-customer-managed-keys",
+        "database: master secret under aws/secretsmanager",
+        but(database, kmsKeyId=KEY_ARN),
+        stack=PROD,
+    ),
+    violates(
+        "kms-customer-managed-keys",
+        "database: storage under aws/rds",
+        but(database, masterUserSecretKmsKeyId=KEY_ARN),
+        stack=PROD,
+    ),
+    passes(
+        "kms-key-policy-least-privilege", "administered, used through a service", kms_key(ADMIN, VIA_DYNAMODB)
+    ),
+    passes(
+        "kms-key-policy-least-privilege",
+        "a service principal pinned to the account",
+        kms_key(
+            ADMIN,
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
+            },
+        ),
+    ),
+    violates(
+        "kms-key-policy-least-privilege",
+        "the default policy: root may do anything",
+        kms_key({**ADMIN, "Action": "kms:*"}, VIA_DYNAMODB),
+    ),
+    violates(
+        "kms-key-policy-least-privilege",
+        "kms:Create* includes kms:CreateGrant",
+        kms_key({**ADMIN, "Action": [*ADMIN["Action"], "kms:Create*"]}),
+    ),
+    violates(
+        "kms-key-policy-least-privilege",
+        "a role decrypts directly",
+        kms_key(ADMIN, {**VIA_DYNAMODB, "Condition": None}),
+    ),
+    violates(
+        "kms-key-policy-least-privilege",
+        "a condition that does not confine the caller",
+        kms_key(ADMIN, {**VIA_DYNAMODB, "Condition": {"Bool": {"aws:SecureTransport": "true"}}}),
+    ),
+    violates(
+        "kms-key-policy-least-privilege",
+        "nobody may change the policy again (KMS refuses it)",
+        kms_key({**ADMIN, "Action": ["kms:DescribeKey"]}, VIA_DYNAMODB),
+    ),
+    violates("kms-key-policy-least-privilege", "no policy (KMS's default)", but(kms_key(ADMIN), policy=None)),
+    passes(
+        "kms-key-policy-least-privilege", "preview: policy not known yet", but(kms_key(ADMIN), policy=UNKNOWN)
+    ),
+]
+
+
 CASES: list[Case] = [
     *S3_CASES,
     *SQS_CASES,
@@ -1328,5 +1494,6 @@ CASES: list[Case] = [
     *WAF_CASES,
     *IAM_CASES,
     *LOG_CASES,
+    *KMS_CASES,
     *STACK_CASES,
 ]

@@ -2,7 +2,12 @@
 
 CloudWatch Logs extracts the metrics from the `_aws` member of a log event
 (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html),
-so publishing costs no API call and no IAM permission. Namespace `Motion/Mail`, one dimension set,
+so publishing costs no API call and no IAM permission. The functions use Lambda's JSON log format,
+which formats what the runtime's own logging handler writes; these lines are written to stdout by
+our handler (mailer.logs), one JSON document per line, which Lambda passes through as the log event,
+and "CloudWatch Logs extracts metrics from any log events that follow the embedded metric format
+specification" (CloudWatch User Guide, "Using the embedded metric format with Lambda"). A line nested
+under the runtime's `message` field would not be one; tests/services/mailer check the shape. Namespace `Motion/Mail`, one dimension set,
 `{FunctionName}` (the function's name, which the Lambda runtime sets in AWS_LAMBDA_FUNCTION_NAME);
 the alarms in components/mailing.py watch these, and tests/infra/test_alarm_dimensions.py lists them:
 
