@@ -236,8 +236,15 @@ class Mailing(pulumi.ComponentResource):
                 statement(["dynamodb:Query"], [self.table.arn], sid="ListMessages"),
                 # Reads only: the API resolves senders and recipients, it never changes the directory.
                 statement(["dynamodb:BatchGetItem"], [self.users.arn], sid="ResolveUsers"),
-                # One conditional UpdateItem per charge (and per refund).
-                statement(["dynamodb:UpdateItem"], [self.quotas.arn], sid="ChargeQuota"),
+                # One conditional UpdateItem per charge (and per refund); a keyed request's charge is a
+                # transaction that also puts its marker (and a refund deletes it): TransactWriteItems
+                # is authorized as each action it holds (DynamoDB Developer Guide, "Using IAM with
+                # DynamoDB transactions").
+                statement(
+                    ["dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
+                    [self.quotas.arn],
+                    sid="ChargeQuota",
+                ),
                 *use_statements(key, [("sqs", WRITE), ("dynamodb", WRITE)], "DataKey"),
             ],
             # A flood of API calls neither takes the account's whole concurrency (the mailer's

@@ -168,9 +168,12 @@ def test_each_function_has_its_own_least_privilege_role(stack: StackRun) -> None
         "mailing-mail-api-policy": {"dynamodb:BatchGetItem"},
         "mailing-mail-directory-policy": {"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:PutItem"},
     }
-    # The quota counters: the API's one conditional UpdateItem, nobody else.
+    # The quota counters: the API's conditional updates, and the markers of keyed charges (put and
+    # deleted in transactions), nobody else.
     [quotas_arn] = [r for r in by_resource if r.endswith(f"table/motion-{stack.stack}-mail-quotas")]
-    assert by_resource[quotas_arn] == {"mailing-mail-api-policy": {"dynamodb:UpdateItem"}}
+    assert by_resource[quotas_arn] == {
+        "mailing-mail-api-policy": {"dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}
+    }
     [secret_arn] = [r for r in by_resource if ":secretsmanager:" in r]
     assert by_resource[secret_arn] == {"mailing-mail-directory-policy": {"secretsmanager:GetSecretValue"}}
     assert stack.one("aws:secretsmanager/secret:Secret", "clerk-webhook").inputs["namePrefix"] == (

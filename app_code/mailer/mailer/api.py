@@ -28,7 +28,7 @@ from typing import Any
 
 from mailer.directory import DirectoryUser, UserDirectory
 from mailer.logs import get_logger, log
-from mailer.message import MAX_USER_ID_CHARS, MailMessage, Recipient
+from mailer.message import MAX_USER_ID_CHARS, MailMessage, Recipient, keyed_message_id
 from mailer.metrics import EMAILS_ACCEPTED, QUOTA_REFUSALS, emf
 from mailer.quota import SendQuota
 from mailer.settings import Settings
@@ -183,7 +183,9 @@ class MailApi:
             log(self._log, logging.ERROR, "directory lookup failed", exc_info=True, sender_id=sub)
             return response(503, {"message": "the user directory is unavailable; try again"})
         try:
-            charge = self._quota.charge(sub, len(recipients))
+            # A keyed request is charged once however often it is retried (mailer.quota).
+            charge_id = keyed_message_id(sub, idempotency_key) if idempotency_key is not None else None
+            charge = self._quota.charge(sub, len(recipients), charge_id=charge_id)
         except Exception:
             log(self._log, logging.ERROR, "quota check failed", exc_info=True, sender_id=sub)
             return response(503, {"message": "the send quota cannot be checked right now; try again"})
@@ -221,6 +223,7 @@ class MailApi:
             "sender_id": sub,
             "aws_request_id": request_id,
             "keyed": idempotency_key is not None,
+            "repeated": charge.repeated,
         }
         try:
             self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=message.to_event())
@@ -238,7 +241,8 @@ class MailApi:
             "queued",
             recipients=len(message.recipients),
             **fields,
-            **emf({EMAILS_ACCEPTED: len(message.recipients)}),
+            # A retry of an accepted keyed request adds no e-mails (the worker sends it once).
+            **emf({EMAILS_ACCEPTED: 0 if charge.repeated else len(message.recipients)}),
         )
         return response(202, {"id": message.message_id, "status": "queued", "created_at": message.created_at})
 

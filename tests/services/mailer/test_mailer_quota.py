@@ -134,3 +134,51 @@ def test_quota_refusals_and_accepted_volume_are_published_as_metrics(
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Motion/Mail"
     assert emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["FunctionName"]]
     assert isinstance(emf["FunctionName"], str)
+
+
+def keyed(mail_env: MailEnv, api: Any, key: str, recipients: list[str] = TEAM) -> dict[str, Any]:
+    event = claims_event(SEND, sub="user_alice", body={"recipients": recipients, "subject": "s", "body": "b"})
+    event["headers"] = {**(event.get("headers") or {}), "idempotency-key": key}
+    return dict(api.handle(event))
+
+
+def test_retries_of_a_keyed_request_are_charged_once(
+    mail_env: MailEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A client that times out and retries with the same Idempotency-Key sends one message: the
+    # worker stores it once, and the quota counts it once. Quota 5, one request of 5 recipients
+    # retried 4 times: all 202 with one id; a new request is then refused (5 of 5 used), and a
+    # request under another key is a new message, refused too.
+    api = mail_env.api(quota=mail_env.quota(per_hour=5, per_day=5))
+    answers = [keyed(mail_env, api, "order-7") for _ in range(5)]
+    assert [a["statusCode"] for a in answers] == [202] * 5
+    assert len({json.loads(a["body"])["id"] for a in answers}) == 1
+    assert send(mail_env, api, TEAM[:1])["statusCode"] == 429
+    assert keyed(mail_env, api, "order-8", TEAM[:1])["statusCode"] == 429
+    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    accepted = [line["EmailsAccepted"] for line in logs if "EmailsAccepted" in line]
+    assert accepted == [5, 0, 0, 0, 0]
+
+
+def test_a_keyed_request_refunded_after_a_publish_failure_is_charged_on_its_retry(mail_env: MailEnv) -> None:
+    class DownSqs:
+        def send_message(self, **kwargs: Any) -> Any:
+            raise ConnectionError("queue unreachable")
+
+    quota = mail_env.quota(per_hour=5, per_day=5)
+    assert keyed(mail_env, mail_env.api(sqs=DownSqs(), quota=quota), "order-9")["statusCode"] == 503
+    api = mail_env.api(quota=quota)
+    # The refund took the marker with it: the retry is charged (and accepted), then holds the quota.
+    assert keyed(mail_env, api, "order-9")["statusCode"] == 202
+    assert send(mail_env, api, TEAM[:1])["statusCode"] == 429
+
+
+def test_parallel_retries_of_one_keyed_request_charge_it_once(mail_env: MailEnv) -> None:
+    quota = SendQuota(OneCallAtATime(mail_env.dynamodb), mail_env.resources.quotas_table, 10, 100)
+    api = mail_env.api(quota=quota)
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: keyed(mail_env, api, "burst")["statusCode"], range(16)))
+    assert codes == [202] * 16
+    # 5 of 10 used by the one message: another 5 fit, a sixth does not.
+    assert send(mail_env, api, TEAM)["statusCode"] == 202
+    assert send(mail_env, api, TEAM[:1])["statusCode"] == 429
