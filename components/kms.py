@@ -95,6 +95,22 @@ VIA_SERVICE_ACTIONS: Mapping[str, tuple[str, ...]] = {
     "sqs": ("kms:Decrypt", "kms:GenerateDataKey"),
 }
 
+# The kms:ViaService names a service's requests carry, where not just its own: "To use kms:ViaService
+# with ElastiCache, include both ViaService names in the condition key value:
+# elasticache.AWS_region.amazonaws.com and dax.AWS_region.amazonaws.com" (ElastiCache User Guide,
+# "At-Rest Encryption in ElastiCache", "Using customer managed keys from AWS KMS").
+VIA_SERVICE_NAMES: Mapping[str, tuple[str, ...]] = {"elasticache": ("elasticache", "dax")}
+
+
+def via_service(service: str, region: pulumi.Input[str]) -> pulumi.Output[str] | list[pulumi.Output[str]]:
+    """The kms:ViaService value (StringEquals: any of a list) for requests `service` makes."""
+    names = [
+        pulumi.Output.concat(n, ".", region, ".amazonaws.com")
+        for n in VIA_SERVICE_NAMES.get(service, (service,))
+    ]
+    return names[0] if len(names) == 1 else names
+
+
 # What a running service's role needs for the data it touches, per service (granted by IAM, scoped to
 # the key and the service): DynamoDB decrypts the table key with the caller's permission when it has
 # none cached; Secrets Manager decrypts a secret's data key for GetSecretValue (ECS Developer Guide,
@@ -139,7 +155,7 @@ def via_service_statement(
         "Resource": "*",
         "Condition": {
             "StringEquals": {
-                "kms:ViaService": pulumi.Output.concat(service, ".", region, ".amazonaws.com"),
+                "kms:ViaService": via_service(service, region),
                 "kms:CallerAccount": account,
             }
         },

@@ -15,7 +15,7 @@ from typing import Any
 
 from harness import RecordedResource, StackRun, arn
 
-from components.kms import ROLE_ACTIONS, VIA_SERVICE_ACTIONS
+from components.kms import ROLE_ACTIONS, VIA_SERVICE_ACTIONS, VIA_SERVICE_NAMES
 from devstack.mocked_program import ACCOUNT, computed_outputs
 
 KEY = "aws:kms/key:Key"
@@ -175,8 +175,11 @@ def test_every_key_is_administered_by_the_account_but_used_only_through_a_servic
                 assert principal == {"AWS": root}, (key.name, stmt)
                 equals = stmt["Condition"]["StringEquals"]
                 assert equals["kms:CallerAccount"] == ACCOUNT
-                service = equals["kms:ViaService"].removesuffix(f".{region}.amazonaws.com")
-                assert equals["kms:ViaService"] == f"{service}.{region}.amazonaws.com"
+                via = equals["kms:ViaService"]
+                service = (via[0] if isinstance(via, list) else via).removesuffix(f".{region}.amazonaws.com")
+                names = VIA_SERVICE_NAMES.get(service, (service,))
+                expected = [f"{n}.{region}.amazonaws.com" for n in names]
+                assert via == (expected if len(expected) > 1 else expected[0]), (key.name, via)
                 assert sorted(actions(stmt)) == sorted(VIA_SERVICE_ACTIONS[service]), (key.name, service)
             else:
                 (kind,) = principal
@@ -208,7 +211,9 @@ def test_production_keeps_each_components_data_under_that_components_key(product
             assert dig(production.one(type_, name).inputs, path) == key_arn, (key_name, name, path)
         # The key may be used through exactly the services that encrypt its data, no others.
         services = {
-            s["Condition"]["StringEquals"]["kms:ViaService"].split(".")[0]
+            str(
+                via[0] if isinstance(via := s["Condition"]["StringEquals"]["kms:ViaService"], list) else via
+            ).split(".")[0]
             for s in statements(key)
             if "AWS" in s["Principal"] and s["Sid"] != "AccountAdministers"
         }
@@ -302,3 +307,15 @@ def test_resources_a_key_change_replaces_can_take_their_fixed_names_again(stack:
     # protection stops its replacement in production instead (README, "Customer managed keys").
     instance = stack.one("aws:rds/instance:Instance").inputs
     assert "identifierPrefix" in instance and "identifier" not in instance
+
+
+def test_the_cache_key_admits_both_names_elasticache_uses(production: StackRun) -> None:
+    # ElastiCache's KMS requests carry kms:ViaService elasticache.<region> or dax.<region> (ElastiCache
+    # User Guide, "Using customer managed keys from AWS KMS"); a key admitting only the first refuses
+    # some of its grants, and the group or its backups fail.
+    region = production.config.region
+    (stmt,) = [s for s in statements(production.one(KEY, "chat-key")) if s["Sid"] == "UseThroughElasticache"]
+    assert stmt["Condition"]["StringEquals"]["kms:ViaService"] == [
+        f"elasticache.{region}.amazonaws.com",
+        f"dax.{region}.amazonaws.com",
+    ]
