@@ -15,8 +15,8 @@ error, it returns a generic code, such as 400 Bad Request, 403 Forbidden, 404 No
 not possible to retrieve the exact exception of these error codes" (same page). So a 403 to a HEAD
 means "missing, and S3 will not say so", or "you may not read it", or a bad signature, and only a
 second question tells them apart: a listing of the key itself (`_listed`). The task role's grants
-(components/files.py) make S3 answer 404, so the second question is only ever asked when the
-deployed policy stopped doing so; it keeps an absent upload a client's 409 rather than our 500.
+(components/files.py) make S3 answer 404; the listing then still tells a missing key (the client's
+409) from a missing bucket (ours: 503, logged as an error), which a body-less 404 cannot say.
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ class StorageError(RuntimeError):
 
 class StorageUnavailable(StorageError):
     """S3 could not be reached or failed (transient: the client retries, 503)."""
+
+
+class BucketMissing(StorageUnavailable):
+    """The bucket itself is gone (deleted, or the service configured with the wrong name): a fault of
+    the deployment, not the client's, answered 503 and logged as an error, never as "not uploaded"."""
 
 
 class StorageForbidden(StorageError):
@@ -101,6 +106,11 @@ class ObjectStore:
         try:
             page = self._client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
         except ClientError as err:
+            if _code(err) == "NoSuchBucket":
+                log.error(
+                    "S3 bucket %r does not exist: every upload completion fails until it does", self.bucket
+                )
+                raise BucketMissing(f"the bucket {self.bucket!r} does not exist") from err
             if err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403:
                 raise StorageForbidden(f"S3 refused to list {key!r}: {err}") from err
             raise StorageUnavailable(f"S3 ListObjectsV2 failed: {err}") from err
@@ -135,7 +145,16 @@ class ObjectStore:
             except ClientError as err:
                 code = _code(err)
                 if code in _MISSING:
-                    return None
+                    # A HEAD's 404 has no body, so "no such key" and "no such bucket" look the same
+                    # (HeadObject: "It's not possible to retrieve the exact exception"); the listing
+                    # tells them apart (BucketMissing, a 503) and sees an upload landing meanwhile.
+                    if not self._listed(key):
+                        return None
+                    if last_try:
+                        raise StorageUnavailable(
+                            f"S3 HEAD of {key!r} says missing, a listing shows it"
+                        ) from err
+                    continue
                 if code in _DENIED:
                     if self._hidden_missing(key, "HEAD", err, last_try):
                         return None
@@ -194,6 +213,8 @@ class ObjectStore:
             )
         except ClientError as err:
             code = _code(err)
+            if code == "NoSuchBucket":
+                raise BucketMissing(f"the bucket {self.bucket!r} does not exist") from err
             if code in ("PreconditionFailed", "412", *_MISSING):
                 return None
             if code in _DENIED:

@@ -2,7 +2,8 @@
 as it is, and S3 when the task role holds s3:ListBucket) and 403 with no body (S3 when it does not:
 the policy proxy in front of moto answers as S3 does, see s3_policy_proxy.py). Either way the client
 gets a 409 with the reason, the row stays pending, and a later upload completes. A 403 on an object
-that exists is a permission fault of the deployment: a logged 500 that changes nothing."""
+that exists is a permission fault of the deployment: a logged 500 that changes nothing. A missing
+bucket is not a missing object: a 503, logged as an error, the row left pending."""
 
 from __future__ import annotations
 
@@ -241,3 +242,37 @@ def test_the_store_calls_a_403_on_an_existing_object_forbidden(
     proxy.grants = Grants.no_list_bucket()
     with pytest.raises(StorageForbidden, match="refused to list"):
         asyncio.run(store.head(f"uploads/proj-1/{uuid.uuid4()}"))
+
+
+def test_a_missing_bucket_is_a_503_not_a_missing_upload(
+    files_env: dict[str, str],
+    issuer: Issuer,
+    postgres: PostgresServer,
+    files_database: str,
+    s3: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The bucket goes away (deleted, or a deployment naming the wrong one): S3's HEAD answers a
+    # body-less 404 exactly as for a missing key; completion must not tell the client "not uploaded".
+    bucket = f"motion-gone-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    with InProcessServer({**files_env, "FILES_BUCKET": bucket}) as server:
+        owner = issuer.mint("user_owner", ["proj-1"])
+        ticket = request_upload(server.url, owner, size=5)
+        file_id = ticket["file"]["id"]
+        post_form(ticket["upload"], b"hello")
+        for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=item["Key"])
+        s3.delete_bucket(Bucket=bucket)
+        with caplog.at_level(logging.ERROR, logger="files_service.storage"):
+            answer = complete(server.url, owner, file_id)
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"] == "1"
+        assert NOT_UPLOADED not in answer.text
+        assert any(f"S3 bucket {bucket!r} does not exist" in r.getMessage() for r in caplog.records)
+        (row,) = file_rows(postgres, files_database, file_id)
+        assert row["status"] == "pending" and row["completed_at"] is None
+        # Once the bucket is back and the client uploads again, the same file completes.
+        s3.create_bucket(Bucket=bucket)
+        post_form(ticket["upload"], b"hello")
+        assert complete(server.url, owner, file_id).status_code == 200
