@@ -344,7 +344,7 @@ class Service:
         return f"ws://{LOCALHOST}:{self.port}/chat/ws"
 
     def health(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://{LOCALHOST}:{self.port}/chat/healthz", timeout=5) as resp:
+        with urllib.request.urlopen(f"http://{LOCALHOST}:{self.port}/chat/readyz", timeout=5) as resp:
             return dict(json.loads(resp.read()))
 
     def stop(self) -> None:
@@ -432,7 +432,7 @@ class Stack:
                 [sys.executable, "-m", "chat_service"],
                 {**env, "PORT": str(port)},
                 port,
-                "/chat/healthz",
+                "/chat/readyz",
             )
             self.services.append(service)
             self._exit.callback(service.stop)

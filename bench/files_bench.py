@@ -243,7 +243,7 @@ def main() -> int:
                 assert service is not None
                 if service.poll() is not None:
                     raise RuntimeError((workdir / "service.log").read_text())
-                with urllib.request.urlopen(f"{base}/files/healthz", timeout=1) as resp:
+                with urllib.request.urlopen(f"{base}/files/readyz", timeout=1) as resp:
                     return bool(resp.status == 200)
 
             wait_until(healthy, 30, "files service")

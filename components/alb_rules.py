@@ -1,7 +1,7 @@
 """The shared ALB's path rules as plain data (stdlib only): the program builds its listener rules from
 them and the local stand-in (`devstack/alb.py`) routes by the same ones.
 
-A service's health check path must not be reachable through the public listener: the target group's
+A service's health paths (liveness and readiness) must not be reachable through the public listener: the target group's
 health checks go to each target directly ("Your Application Load Balancer periodically sends
 requests to its registered targets to test their status", Elastic Load Balancing, "Health checks for
 Application Load Balancer target groups",
@@ -55,10 +55,11 @@ def pattern_matches(pattern: str, path: str) -> bool:
     return re.fullmatch(regex, path) is not None
 
 
-def service_rules(priority: int, path_patterns: Sequence[str], health_check_path: str) -> list[PathRule]:
-    """The rules of one service, in priority order: its forward rule, preceded by a 404 for its
-    health check path when its patterns would otherwise forward that path."""
+def service_rules(priority: int, path_patterns: Sequence[str], health_paths: Sequence[str]) -> list[PathRule]:
+    """The rules of one service, in priority order: its forward rule, preceded by a 404 for those of
+    its health paths (liveness, readiness) that its patterns would otherwise forward."""
     rules = [PathRule(priority, tuple(path_patterns), forward=True)]
-    if any(pattern_matches(pattern, health_check_path) for pattern in path_patterns):
-        rules.insert(0, PathRule(priority - 1, (health_check_path,), forward=False))
+    covered = tuple(p for p in health_paths if any(pattern_matches(pattern, p) for pattern in path_patterns))
+    if covered:
+        rules.insert(0, PathRule(priority - 1, covered, forward=False))
     return rules

@@ -22,7 +22,7 @@ def container_definition(
     `log_group` with `full_name` as the stream prefix."""
     health_probe = (
         "import urllib.request,sys;"
-        f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{args.port}{args.health_check_path}',"
+        f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{args.port}{args.liveness_path}',"
         "timeout=3).status==200 else 1)"
     )
     definition: dict[str, Any] = {

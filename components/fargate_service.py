@@ -94,7 +94,15 @@ class FargateServiceArgs:
     image: pulumi.Input[str]
     repository_arn: pulumi.Input[str]
     port: int
-    health_check_path: str
+    # "Restart me": what the container health check asks (ECS replaces a task whose essential
+    # container is unhealthy). It must not depend on anything a restart cannot fix.
+    liveness_path: str
+    # "Send me traffic": what the target group's health check asks, so the load balancer routes only
+    # to tasks whose dependencies answer (ECS also replaces a task the load balancer finds unhealthy;
+    # when every target is unhealthy the load balancer routes to all of them: "If all targets in a
+    # target group are unhealthy, the load balancer routes requests to all of them", ELB, "Health
+    # checks for Application Load Balancer target groups").
+    readiness_path: str
     path_patterns: Sequence[str]
     listener_priority: int
     scaling: Scaling
@@ -214,7 +222,7 @@ class FargateService(pulumi.ComponentResource):
             vpc_id=att.vpc_id,
             deregistration_delay=args.deregistration_delay_seconds,
             health_check=aws.lb.TargetGroupHealthCheckArgs(
-                path=args.health_check_path,
+                path=args.readiness_path,
                 matcher="200",
                 interval=15,
                 timeout=5,
@@ -225,7 +233,8 @@ class FargateService(pulumi.ComponentResource):
         )
         # The service's paths, and before them (when they would cover it) a 404 for its health check
         # path: the health checks reach the tasks directly, the public must not (components/alb_rules.py).
-        for rule in service_rules(args.listener_priority, args.path_patterns, args.health_check_path):
+        health_paths = (args.liveness_path, args.readiness_path)
+        for rule in service_rules(args.listener_priority, args.path_patterns, health_paths):
             if rule.forward:
                 action = aws.lb.ListenerRuleActionArgs(type="forward", target_group_arn=self.target_group.arn)
             else:

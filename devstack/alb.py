@@ -39,10 +39,10 @@ CHAT_FACTS = load_app_module("chat/chat_service/__init__.py")
 
 @dataclass(frozen=True)
 class Service:
-    """What the listener knows of one service: its path patterns, health check path and priority."""
+    """What the listener knows of one service: its path patterns, health paths and priority."""
 
     path_patterns: tuple[str, ...]
-    health_check_path: str
+    health_paths: tuple[str, ...]
     priority: int
 
 
@@ -50,17 +50,19 @@ class Service:
 SERVICES: dict[str, Service] = {
     "upload": Service(
         tuple(FILES_ROUTES.ALB_PATH_PATTERNS["upload"]),
-        FILES_ROUTES.HEALTH_CHECK_PATH,
+        (FILES_ROUTES.LIVENESS_PATH, FILES_ROUTES.READINESS_PATH),
         LISTENER_PRIORITIES["files-upload"],
     ),
     "download": Service(
         tuple(FILES_ROUTES.ALB_PATH_PATTERNS["download"]),
-        FILES_ROUTES.HEALTH_CHECK_PATH,
+        (FILES_ROUTES.LIVENESS_PATH, FILES_ROUTES.READINESS_PATH),
         LISTENER_PRIORITIES["files-download"],
     ),
     # Plain HTTP only (no WebSocket upgrades): enough to show its health path is refused.
     "chat": Service(
-        tuple(CHAT_FACTS.ALB_PATH_PATTERNS), CHAT_FACTS.HEALTH_CHECK_PATH, LISTENER_PRIORITIES["chat"]
+        tuple(CHAT_FACTS.ALB_PATH_PATTERNS),
+        (CHAT_FACTS.LIVENESS_PATH, CHAT_FACTS.READINESS_PATH),
+        LISTENER_PRIORITIES["chat"],
     ),
 }
 # Hop-by-hop headers never cross a proxy (RFC 9110 7.6.1); the ALB sets its own Host/X-Forwarded-*.
@@ -80,12 +82,12 @@ HOP_BY_HOP = {
 
 def listener_rules(targets: Mapping[str, str]) -> list[tuple[PathRule, str | None]]:
     """The listener's rules for `targets` (service name -> base URL), as the program builds them
-    (components/alb_rules.service_rules): each service's forward rule, and a 404 for its health path
-    where its patterns cover it."""
+    (components/alb_rules.service_rules): each service's forward rule, and a 404 for its health paths
+    where its patterns cover them."""
     rules: list[tuple[PathRule, str | None]] = []
     for name, url in targets.items():
         service = SERVICES[name]
-        for rule in service_rules(service.priority, service.path_patterns, service.health_check_path):
+        for rule in service_rules(service.priority, service.path_patterns, service.health_paths):
             rules.append((rule, url.rstrip("/") if rule.forward else None))
     return rules
 

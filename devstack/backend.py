@@ -490,10 +490,10 @@ class Backend:
 
     def _wait_healthy(self, deadline: float) -> None:
         checks = {
-            "upload": f"{self.url('upload')}{FILES_ROUTES.HEALTH_CHECK_PATH}",
-            "download": f"{self.url('download')}{FILES_ROUTES.HEALTH_CHECK_PATH}",
-            "chat-a": f"{self.url('chat-a')}/chat/healthz",
-            "chat-b": f"{self.url('chat-b')}/chat/healthz",
+            "upload": f"{self.url('upload')}{FILES_ROUTES.READINESS_PATH}",
+            "download": f"{self.url('download')}{FILES_ROUTES.READINESS_PATH}",
+            "chat-a": f"{self.url('chat-a')}/chat/readyz",
+            "chat-b": f"{self.url('chat-b')}/chat/readyz",
             "mail-api": f"{self.url('mail-api')}/mail/messages",
             # The router has no health path of its own: the spec, routed to Download, proves both work.
             "files": f"{self.url('files')}{FILES_ROUTES.OPENAPI_PATH}",

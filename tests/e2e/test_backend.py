@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from files_service.routes import HEALTH_CHECK_PATH as FILES_HEALTH
+from files_service.routes import READINESS_PATH as FILES_HEALTH
 from harness import run_stack
 from motion_common.auth import TokenVerifier
 

@@ -99,7 +99,7 @@ def test_service_behind_alb_with_drain_and_secrets_by_reference(stack: StackRun)
     assert secret["name"] == "REDIS_AUTH_TOKEN" and ":secretsmanager:" in secret["valueFrom"]
     assert container["readonlyRootFilesystem"] is True and container["stopTimeout"] > 10
     tg = stack.one("aws:lb/targetGroup:TargetGroup", "chat").inputs
-    assert tg["healthCheck"]["path"] == "/chat/healthz" and tg["deregistrationDelay"] == 15
+    assert tg["healthCheck"]["path"] == "/chat/readyz" and tg["deregistrationDelay"] == 15
     rule = stack.one("aws:lb/listenerRule:ListenerRule", "chat-service-rule").inputs
     assert rule["conditions"][0]["pathPattern"]["values"] == ["/chat/*"]
     assert (

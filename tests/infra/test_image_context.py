@@ -267,7 +267,7 @@ def test_loading_service_facts_writes_no_bytecode(tree: Path, monkeypatch: pytes
     routes = app_facts.load_app_module("files/files_service/routes.py")
     chat = app_facts.load_app_module("chat/chat_service/__init__.py")
     schema = app_facts.load_app_module("chat/chat_service/schema.py")
-    assert routes.HEALTH_CHECK_PATH and chat.DEFAULT_PORT and schema.TABLE
+    assert routes.READINESS_PATH and chat.DEFAULT_PORT and schema.TABLE
     assert sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*")) == before
 
 

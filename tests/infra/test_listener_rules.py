@@ -18,9 +18,11 @@ import re
 from typing import Any
 
 import pytest
-from chat_service import HEALTH_CHECK_PATH as CHAT_HEALTH
+from chat_service import LIVENESS_PATH as CHAT_LIVENESS
+from chat_service import READINESS_PATH as CHAT_HEALTH
 from chat_service import WS_PATH
-from files_service.routes import HEALTH_CHECK_PATH as FILES_HEALTH
+from files_service.routes import LIVENESS_PATH as FILES_LIVENESS
+from files_service.routes import READINESS_PATH as FILES_HEALTH
 from harness import RecordedResource, StackRun
 
 RULE = "aws:lb/listenerRule:ListenerRule"
@@ -67,7 +69,10 @@ def test_every_target_group_checks_its_service_health_path(stack: StackRun) -> N
 
 @pytest.mark.parametrize("suffix", ["", "?verbose=1"])
 def test_no_public_listener_forwards_a_health_check_path(stack: StackRun, suffix: str) -> None:
+    # The load balancer's (readiness) and the containers' own (liveness) health paths.
     health_paths = {tg.inputs["healthCheck"]["path"] for tg in stack.of_type(TARGET_GROUP)}
+    assert health_paths == {FILES_HEALTH, CHAT_HEALTH}
+    health_paths |= {FILES_LIVENESS, CHAT_LIVENESS}
     listeners = stack.of_type(LISTENER)
     assert listeners
     for listener in listeners:
@@ -88,7 +93,8 @@ def test_the_services_paths_are_still_forwarded(stack: StackRun) -> None:
         if any(r.inputs["actions"][0]["type"] == "forward" for r in _rules_of(stack, candidate))
     ]
     assert _forwards_to(_action(stack, listener, WS_PATH)) == "chat-service-tg"
-    assert _forwards_to(_action(stack, listener, "/chat/healthz2")) == "chat-service-tg"
+    assert _forwards_to(_action(stack, listener, "/chat/readyz2")) == "chat-service-tg"
+    assert _forwards_to(_action(stack, listener, "/chat/livez2")) == "chat-service-tg"
     assert _forwards_to(_action(stack, listener, "/files/v1/uploads")) == "files-upload-tg"
     assert _forwards_to(_action(stack, listener, "/files/v1/projects/p/files")) == "files-download-tg"
 
@@ -97,3 +103,22 @@ def test_rule_priorities_are_unique_per_listener(stack: StackRun) -> None:
     for listener in stack.of_type(LISTENER):
         priorities = [r.inputs["priority"] for r in _rules_of(stack, listener)]
         assert len(priorities) == len(set(priorities)), (listener.name, priorities)
+
+
+def test_containers_check_liveness_and_the_load_balancer_readiness(stack: StackRun) -> None:
+    # ECS replaces a task whose essential container fails its health check, so that check asks only
+    # "is the process alive" (liveness); the target group asks "can it serve" (readiness).
+    expected = {
+        "files-upload": (FILES_LIVENESS, FILES_HEALTH),
+        "files-download": (FILES_LIVENESS, FILES_HEALTH),
+    }
+    expected["chat-service"] = (CHAT_LIVENESS, CHAT_HEALTH)
+    groups = {
+        tg.name.removesuffix("-tg"): tg.inputs["healthCheck"]["path"] for tg in stack.of_type(TARGET_GROUP)
+    }
+    for name, (liveness, readiness) in expected.items():
+        assert groups[name] == readiness
+        task = stack.one("aws:ecs/taskDefinition:TaskDefinition", f"{name}-task-definition")
+        (container,) = task.json("containerDefinitions")
+        probe = " ".join(container["healthCheck"]["command"])
+        assert liveness in probe and readiness not in probe, (name, probe)

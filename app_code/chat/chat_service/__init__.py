@@ -11,9 +11,12 @@ from typing import Final
 #: Port the container listens on unless PORT says otherwise.
 DEFAULT_PORT: Final = 8080
 
-#: The WebSocket endpoint and the ALB health check, both on the one port.
+#: The WebSocket endpoint and the health checks, all on the one port: liveness ("restart me", the
+#: container health check: the event loop answers) and readiness ("send me traffic", the load
+#: balancer's: not draining, and the history store answers).
 WS_PATH: Final = "/chat/ws"
-HEALTH_CHECK_PATH: Final = "/chat/healthz"
+LIVENESS_PATH: Final = "/chat/livez"
+READINESS_PATH: Final = "/chat/readyz"
 
 #: Listener rule path patterns that route to this service.
 ALB_PATH_PATTERNS: Final[list[str]] = ["/chat/*"]
@@ -43,8 +46,9 @@ __all__ = [
     "ALB_PATH_PATTERNS",
     "CONTAINER_USER",
     "DEFAULT_PORT",
-    "HEALTH_CHECK_PATH",
+    "LIVENESS_PATH",
     "PING_INTERVAL_SECONDS",
+    "READINESS_PATH",
     "SHUTDOWN_GRACE_SECONDS",
     "TABLE_ACTIONS",
     "WS_PATH",

@@ -55,6 +55,11 @@ READ_THREADS: Final = 4
 # Concurrent BatchWriteItem calls. Each call costs ~1.5 ms of boto3 CPU whether it carries 1 item or
 # 25, so fewer calls in flight make sends queue into fuller batches under load.
 PERSIST_IN_FLIGHT: Final = 4
+# Readiness asks the history store this often, with a one-item Query of a partition no project uses
+# (allowed by the task role's dynamodb:Query; nothing to write, nothing to clean up).
+STORE_PROBE_SECONDS: Final = 5.0
+STORE_PROBE_TIMEOUT_SECONDS: Final = 3.0
+STORE_PROBE_PROJECT: Final = "readiness-probe"
 
 
 @dataclass(slots=True)
@@ -89,6 +94,8 @@ class ChatServer:
         self.projects: dict[str, ProjectState] = {}
         self.connections: set[Connection] = set()
         self.draining = False
+        # What is wrong with the history store (None: it answered the last probe), for readiness.
+        self.store_problem: str | None = "not probed yet" if settings.persist else None
         self.delivered = 0
         self.accepted = 0
         self.slow_consumers = 0
@@ -107,6 +114,10 @@ class ChatServer:
 
     async def start(self) -> None:
         self.bus.start()
+        if self.settings.persist:
+            # Ready only once the store answers (or known not to, which readiness then says).
+            await self.probe_store()
+            self.spawn(self._probe_store_forever())
         self._server = await ws_create_server(
             self.router,
             self.settings.host,
@@ -161,6 +172,30 @@ class ChatServer:
         self.reads.shutdown(wait=False, cancel_futures=True)
         self.auth.shutdown()
         log.info("shut down")
+
+    async def probe_store(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(
+                loop.run_in_executor(
+                    self.reads,
+                    lambda: self.store.page(STORE_PROBE_PROJECT, before=None, after=None, limit=1),
+                ),
+                STORE_PROBE_TIMEOUT_SECONDS,
+            )
+        except Exception as err:  # any failure means requests would fail the same way
+            if self.store_problem is None:
+                log.error("history store unavailable: %s", err)
+            self.store_problem = f"history store unavailable: {type(err).__name__}"
+            return
+        if self.store_problem is not None and self.store_problem != "not probed yet":
+            log.info("history store available again")
+        self.store_problem = None
+
+    async def _probe_store_forever(self) -> None:
+        while not self.draining:
+            await asyncio.sleep(STORE_PROBE_SECONDS)
+            await self.probe_store()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

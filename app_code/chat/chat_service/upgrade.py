@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import orjson
 from picows import WSListener, WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener
 
-from chat_service import HEALTH_CHECK_PATH, WS_PATH
+from chat_service import LIVENESS_PATH, READINESS_PATH, WS_PATH
 from chat_service import protocol as proto
 from chat_service.connection import Connection
 
@@ -33,8 +33,10 @@ class UpgradeRouter:
     def __call__(self, request: WSUpgradeRequest) -> WSListener | WSUpgradeResponseWithListener | None:
         target = request.path.decode("latin-1")
         path, _, query = target.partition("?")
-        if path == HEALTH_CHECK_PATH:
-            return self.health()
+        if path == READINESS_PATH:
+            return self.readiness()
+        if path == LIVENESS_PATH:
+            return self.liveness()
         if path != WS_PATH:
             return None
         headers = request.headers
@@ -50,12 +52,27 @@ class UpgradeRouter:
             WSUpgradeResponse.create_101_response(extra_headers=extra), Connection(self.server, token)
         )
 
-    def health(self) -> WSUpgradeResponseWithListener:
+    def liveness(self) -> WSUpgradeResponseWithListener:
+        """The event loop answers (the container health check: a failure means "restart me")."""
+        body = orjson.dumps({"status": "alive", "instance": self.server.instance_id})
+        headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+        return WSUpgradeResponseWithListener(
+            WSUpgradeResponse.create_ok_response(body, extra_headers=headers), None
+        )
+
+    def readiness(self) -> WSUpgradeResponseWithListener:
+        """Whether to send this instance traffic (the load balancer's health check): not draining,
+        and the history store, which every send and history request needs, answers. Redis is
+        reported but does not fail it: without Redis, sends are still stored, acked and delivered on
+        this instance, members elsewhere catch up when it returns, and a restart would not fix it."""
         server = self.server
+        problem = "draining" if server.draining else server.store_problem
         body = orjson.dumps(
             {
-                "status": "draining" if server.draining else "ok",
+                "status": "ready" if problem is None else "not ready",
+                "problem": problem,
                 "instance": server.instance_id,
+                "store": "down" if server.store_problem else ("up" if server.settings.persist else "off"),
                 "redis": "up" if server.bus.up else "down",
                 "persist": server.settings.persist,
                 "connections": len(server.connections),
@@ -69,8 +86,7 @@ class UpgradeRouter:
             }
         )
         headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
-        # 200 while Redis is down: sends and history still work, and a restart would not fix Redis.
-        if server.draining:
+        if problem is not None:
             response = WSUpgradeResponse.create_error_response(503, body, extra_headers=headers)
         else:
             response = WSUpgradeResponse.create_ok_response(body, extra_headers=headers)

@@ -22,7 +22,7 @@ from files_service.cleanup import sweep_forever
 from files_service.db import Database, DatabaseUnavailable
 from files_service.openapi import build_openapi
 from files_service.responses import ApiError, JSONResponse, error_response
-from files_service.routes import HEALTH_CHECK_PATH, OPENAPI_PATH, REQUEST_HEADERS, routes_for
+from files_service.routes import LIVENESS_PATH, OPENAPI_PATH, READINESS_PATH, REQUEST_HEADERS, routes_for
 from files_service.settings import Settings
 from files_service.signer import S3Signer, botocore_credentials
 from files_service.storage import ObjectStore, StorageForbidden, StorageUnavailable
@@ -42,20 +42,44 @@ def create_app(settings: Settings) -> Starlette:
     async def openapi(request: Request) -> Response:
         return Response(openapi_body, media_type="application/json")
 
-    async def health(request: Request) -> Response:
+    async def liveness(request: Request) -> Response:
+        # The event loop answers: nothing a restart could fix is wrong. Dependencies are readiness's.
+        return JSONResponse({"status": "alive", "role": settings.role})
+
+    async def database_check() -> str | None:
         try:
             async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
                 await api.db.ping()
-        except (DatabaseUnavailable, TimeoutError):
-            return JSONResponse({"status": "database unavailable", "role": settings.role}, status_code=503)
-        return JSONResponse({"status": "ok", "role": settings.role})
+        except (DatabaseUnavailable, TimeoutError) as err:
+            return f"PostgreSQL unavailable: {type(err).__name__}"
+        return None
+
+    async def storage_check(storage: ObjectStore) -> str | None:
+        try:
+            async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+                return await storage.check_bucket()
+        except TimeoutError:
+            return "S3 did not answer in time"
+
+    async def readiness(request: Request) -> Response:
+        # Every dependency a request of this role needs, checked concurrently, each bounded. The
+        # download role signs URLs and never calls S3 itself, so only the upload role checks it.
+        probes: dict[str, Awaitable[str | None]] = {"database": database_check()}
+        if api.storage is not None:
+            probes["storage"] = storage_check(api.storage)
+        found = await asyncio.gather(*probes.values())
+        checks = {name: problem or "ok" for name, problem in zip(probes, found, strict=True)}
+        ready = not any(found)
+        body = {"status": "ready" if ready else "not ready", "role": settings.role, "checks": checks}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     routes = [
         Route(spec.path, getattr(api, spec.operation), methods=[spec.method])
         for spec in routes_for(settings.role)
     ]
     routes += [
-        Route(HEALTH_CHECK_PATH, health, methods=["GET"]),
+        Route(LIVENESS_PATH, liveness, methods=["GET"]),
+        Route(READINESS_PATH, readiness, methods=["GET"]),
         Route(OPENAPI_PATH, openapi, methods=["GET"]),
     ]
 

@@ -1,4 +1,5 @@
-"""`python -m files_service.healthcheck`: the container health check (stdlib only, exit 0 = healthy)."""
+"""`python -m files_service.healthcheck`: the container health check, i.e. liveness (stdlib only, exit 0
+= alive)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import sys
 import urllib.error
 import urllib.request
 
-from files_service.routes import HEALTH_CHECK_PATH
+from files_service.routes import LIVENESS_PATH
 
 
 def main() -> int:
-    url = f"http://127.0.0.1:{os.environ.get('PORT', '8080')}{HEALTH_CHECK_PATH}"
+    url = f"http://127.0.0.1:{os.environ.get('PORT', '8080')}{LIVENESS_PATH}"
     try:
         with urllib.request.urlopen(url, timeout=4) as resp:
             return 0 if resp.status == 200 else 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from files_service.names import MAX_FILE_NAME_CHARS, PROJECT_ID_RE, USER_ID_RE, UUID_RE
-from files_service.routes import API_PREFIX, HEALTH_CHECK_PATH
+from files_service.routes import API_PREFIX, LIVENESS_PATH, READINESS_PATH
 from files_service.settings import Settings
 
 UUID_PATTERN = UUID_RE.pattern
@@ -167,7 +167,12 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
         "Health": {
             "type": "object",
             "required": ["status"],
-            "properties": {"status": {"type": "string"}, "role": {"type": "string"}},
+            "properties": {
+                "status": {"type": "string"},
+                "role": {"type": "string"},
+                # Readiness only: each dependency, "ok" or what is wrong with it.
+                "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
         },
     }
     download_op = {
@@ -271,14 +276,23 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                 "responses": {"204": {"description": "Revoked"}, **_errors(400, 401, 403, 404, 503)},
             },
         },
-        HEALTH_CHECK_PATH: {
+        LIVENESS_PATH: {
             "get": {
-                "operationId": "health",
-                "summary": "Liveness and database reachability (no authentication)",
+                "operationId": "liveness",
+                "summary": "The process answers (the container health check; no authentication)",
+                "security": [],
+                "responses": {"200": _json(_ref("Health"), "Alive")},
+            }
+        },
+        READINESS_PATH: {
+            "get": {
+                "operationId": "readiness",
+                "summary": "Every dependency a request needs answers: PostgreSQL, and S3 for the upload "
+                "role (the load balancer's health check; no authentication)",
                 "security": [],
                 "responses": {
-                    "200": _json(_ref("Health"), "Healthy"),
-                    "503": _json(_ref("Health"), "Database unreachable"),
+                    "200": _json(_ref("Health"), "Ready"),
+                    "503": _json(_ref("Health"), "A dependency is down (named in checks)"),
                 },
             }
         },

@@ -13,7 +13,10 @@ from typing import Literal
 ServiceRole = Literal["upload", "download"]
 
 API_PREFIX = "/files/v1"
-HEALTH_CHECK_PATH = "/files/healthz"
+# "Restart me" (the container health check): the process answers. "Send me traffic" (the load
+# balancer's health check): every dependency a request needs answers (README, "Health checks").
+LIVENESS_PATH = "/files/livez"
+READINESS_PATH = "/files/readyz"
 OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
 # Every object the service creates lives under this prefix; IAM grants are scoped to it.
 OBJECT_KEY_PREFIX = "uploads/"

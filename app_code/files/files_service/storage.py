@@ -224,6 +224,25 @@ class ObjectStore:
             raise StorageUnavailable(f"S3 CopyObject failed: {err}") from err
         return str(copied.get("CopyObjectResult", {}).get("ETag", etag))
 
+    def _check_bucket(self) -> str | None:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError as err:
+            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404 or _code(err) in ("404", "NoSuchBucket", "NotFound"):
+                return f"bucket {self.bucket!r} does not exist"
+            if status == 403 or _code(err) in _DENIED:
+                return f"S3 refuses HeadBucket of {self.bucket!r} (task role or credentials)"
+            return f"S3 HeadBucket failed: {_code(err) or status}"
+        except BotoCoreError as err:
+            return f"S3 unreachable: {type(err).__name__}"
+        return None
+
+    async def check_bucket(self) -> str | None:
+        """None when the bucket answers (HeadBucket, authorized as s3:ListBucket, which the upload
+        role holds), else what is wrong, for the readiness check."""
+        return await asyncio.to_thread(self._check_bucket)
+
     async def copy_if_match(self, source: str, target: str, etag: str) -> str | None:
         """Copy `source` to `target` (untagged) if its ETag is still `etag`; the copy's ETag, or None
         if the source changed or is gone. Repeating it is safe."""

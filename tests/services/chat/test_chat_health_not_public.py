@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from chat_service import HEALTH_CHECK_PATH
+from chat_service import READINESS_PATH
 
 from components.alb_rules import NOT_FOUND_BODY
 from devstack.alb import make_app
@@ -28,7 +28,7 @@ def test_the_alb_stand_in_refuses_the_health_path_that_the_task_still_answers(
         LocalHttpApi(make_app({"chat": f"http://{LOCALHOST}:{instance.port}"})) as stand_in,
         httpx.Client(base_url=stand_in.url) as alb,
     ):
-        refused = alb.get(HEALTH_CHECK_PATH + query)
+        refused = alb.get(READINESS_PATH + query)
         assert refused.status_code == 404 and refused.text == NOT_FOUND_BODY
         assert "connections" not in refused.text
         # Everything else under the service's patterns is still forwarded to it: a plain GET of the
@@ -37,5 +37,5 @@ def test_the_alb_stand_in_refuses_the_health_path_that_the_task_still_answers(
         assert forwarded.status_code != 404 or forwarded.text != NOT_FOUND_BODY
     # The task itself (where the target group's health checks go) still answers.
     direct = httpx.get(f"{instance.health_url}{query}")
-    assert direct.status_code == 200 and direct.json()["status"] == "ok"
+    assert direct.status_code == 200 and direct.json()["status"] == "ready"
     assert before["instance"] == direct.json()["instance"]

@@ -47,7 +47,7 @@ def test_image_runs_the_entry_point_as_a_non_root_user_with_a_health_check() -> 
     assert json.loads(cmd) == ["python", "-m", "chat_service"]
     (healthcheck,) = [arg for op, arg in instructions if op == "HEALTHCHECK"]
     probe = json.loads(healthcheck.split("CMD", 1)[1])
-    assert probe[:2] == ["python", "-c"] and "/chat/healthz" in probe[2]
+    assert probe[:2] == ["python", "-c"] and "/chat/livez" in probe[2]
     ast.parse(probe[2])  # the probe is valid Python
     env = " ".join(arg for op, arg in instructions if op == "ENV")
     assert "PYTHONDONTWRITEBYTECODE=1" in env

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from chat_service import HEALTH_CHECK_PATH
+from chat_service import READINESS_PATH
 from chat_service.keys import KeyClock, origin_of
 from chat_service.store import DynamoMessageStore, StoredMessage
 from redis import Redis
@@ -395,7 +395,8 @@ def test_frames_sent_before_authentication_completes_are_handled(
 def test_health_check_and_unknown_paths(chat_pair: Pair) -> None:
     status, body = chat_pair[0].health()
     assert status == 200
-    assert body["status"] == "ok" and body["redis"] == "up" and body["persist"] is True
+    assert body["status"] == "ready" and body["problem"] is None
+    assert body["store"] == "up" and body["redis"] == "up" and body["persist"] is True
 
     async def scenario() -> None:
         with pytest.raises(InvalidStatus) as err:
@@ -406,7 +407,7 @@ def test_health_check_and_unknown_paths(chat_pair: Pair) -> None:
     run(scenario())
     # A plain HTTP/1.1 GET (what the ALB and the container health check send) works too.
     with socket.create_connection((LOCALHOST, chat_pair[1].port), timeout=5) as sock:
-        sock.sendall(f"GET {HEALTH_CHECK_PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.sendall(f"GET {READINESS_PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         response = b""
         while chunk := sock.recv(4096):
             response += chunk

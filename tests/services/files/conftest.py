@@ -231,7 +231,7 @@ class ServiceProcess:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise RuntimeError(f"files service exited with {self.proc.returncode}:\n{self.log()}")
-        return httpx.get(f"{self.url}/files/healthz", timeout=1).status_code == 200
+        return httpx.get(f"{self.url}/files/readyz", timeout=1).status_code == 200
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]

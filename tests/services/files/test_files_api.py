@@ -687,8 +687,11 @@ def test_listing_checks_the_project_id(client: httpx.Client, auth: Auth) -> None
 
 
 def test_health_openapi_and_unknown_routes(client: httpx.Client) -> None:
-    health = client.get("/files/healthz")
-    assert health.status_code == 200 and health.json() == {"status": "ok", "role": "all"}
+    ready = client.get("/files/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "role": "all", "checks": {"database": "ok", "storage": "ok"}}
+    alive = client.get("/files/livez")
+    assert alive.status_code == 200 and alive.json() == {"status": "alive", "role": "all"}
     spec = client.get("/files/v1/openapi.json")
     assert spec.status_code == 200 and spec.json()["openapi"].startswith("3.0")
     assert_error(client.get("/files/v1/nothing-here"), 404)

@@ -246,7 +246,11 @@ def test_the_service_survives_a_database_restart(
         # While the database is down: a clear 503 with Retry-After, and the health check says so.
         down = httpx.get(download, headers=bearer(owner))
         assert down.status_code == 503 and down.headers["retry-after"] == "1"
-        assert httpx.get(f"{service.url}/files/healthz").status_code == 503
+        not_ready = httpx.get(f"{service.url}/files/readyz")
+        assert not_ready.status_code == 503
+        assert not_ready.json()["checks"]["database"].startswith("PostgreSQL unavailable")
+        # Not ready, but alive: a restart would not bring PostgreSQL back, so ECS must not do one.
+        assert httpx.get(f"{service.url}/files/livez").status_code == 200
         server.start()
         # The pooled connections died with the old server; the very next request must succeed.
         assert httpx.get(download, headers=bearer(owner)).status_code == 200
@@ -260,5 +264,5 @@ def test_the_service_survives_a_database_restart(
     # A restart the service does not see coming, between two requests.
     server.restart()
     assert httpx.get(download, headers=bearer(owner)).status_code == 200
-    wait_for(lambda: httpx.get(f"{service.url}/files/healthz").status_code == 200, 5, "healthy again")
+    wait_for(lambda: httpx.get(f"{service.url}/files/readyz").status_code == 200, 5, "healthy again")
     assert service.proc is not None and service.proc.poll() is None, "the service process itself kept running"

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from files_service.routes import HEALTH_CHECK_PATH, ROUTES
+from files_service.routes import LIVENESS_PATH, READINESS_PATH, ROUTES
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -26,7 +26,10 @@ from tests.services.files.conftest import InProcessServer, bearer
 def test_document_lists_exactly_the_routes(client: httpx.Client) -> None:
     spec = client.get("/files/v1/openapi.json").json()
     documented = {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}
-    assert documented == {(r.method, r.path) for r in ROUTES} | {("GET", HEALTH_CHECK_PATH)}
+    assert documented == {(r.method, r.path) for r in ROUTES} | {
+        ("GET", READINESS_PATH),
+        ("GET", LIVENESS_PATH),
+    }
     upload = spec["components"]["schemas"]["UploadRequest"]["properties"]
     assert upload["size_bytes"]["maximum"] == 64 * 1024
 
@@ -36,15 +39,15 @@ def api_schema(app_server: InProcessServer) -> Any:
     return schemathesis.openapi.from_url(f"{app_server.url}/files/v1/openapi.json")
 
 
-OPERATIONS = [(r.method, r.path) for r in ROUTES] + [("GET", HEALTH_CHECK_PATH)]
+OPERATIONS = [(r.method, r.path) for r in ROUTES] + [("GET", READINESS_PATH), ("GET", LIVENESS_PATH)]
 
 
-# The health check takes no input, so there is nothing to violate for it.
+# The health checks take no input, so there is nothing to violate for it.
 CASES = [
     (m, p, mode)
     for m, p in OPERATIONS
     for mode in GenerationMode
-    if p != HEALTH_CHECK_PATH or mode is GenerationMode.POSITIVE
+    if p not in (READINESS_PATH, LIVENESS_PATH) or mode is GenerationMode.POSITIVE
 ]
 
 

@@ -9,10 +9,11 @@ import httpx
 import pytest
 from files_service.routes import (
     ALB_PATH_PATTERNS,
-    HEALTH_CHECK_PATH,
+    LIVENESS_PATH,
     OBJECT_KEY_PREFIX,
     OPENAPI_PATH,
     PENDING_TAG,
+    READINESS_PATH,
     ROUTES,
     S3_OBJECT_ACTIONS,
     RouteSpec,
@@ -48,7 +49,7 @@ def test_pattern_sets_fit_alb_limits_and_do_not_overlap() -> None:
         assert all(p.startswith("/") and len(p) <= 128 for p in patterns)
     assert served_by(OPENAPI_PATH) == {"download"}
     assert served_by("/files/v1/uploadsX") == set()
-    assert served_by(HEALTH_CHECK_PATH) == set()
+    assert served_by(READINESS_PATH) == set() and served_by(LIVENESS_PATH) == set()
     assert served_by("/chat/v1/rooms") == set()
 
 
@@ -93,6 +94,6 @@ def test_a_role_serves_its_routes_and_nothing_else(role_server: tuple[str, str])
             # Reaching the handler means the token check answers; a route not served is a 404.
             expected = 401 if route.role == role else 404
             assert resp.status_code == expected, (route, resp.text)
-        health = client.get(HEALTH_CHECK_PATH)
+        health = client.get(READINESS_PATH)
         assert health.status_code == 200 and health.json()["role"] == role
         assert client.get(OPENAPI_PATH).status_code == 200
