@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ from devstack.servers import (
     port_is_free,
 )
 from devstack.stack_files import load_stack_file
+from devstack.supervisor import Dependency, Service, Supervisor
 
 REPO = Path(__file__).resolve().parents[1]
 STATE_FILE = REPO / ".devstack" / "state.json"
@@ -74,6 +76,7 @@ SERVICE_PORTS = {
 DEFAULT_PORT_BASE = 8700
 CHAT_SCHEMA = load_app_module("chat/chat_service/schema.py")
 FILES_ROUTES = load_app_module("files/files_service/routes.py")
+CHAT_FACTS = load_app_module("chat/chat_service/__init__.py")
 FILES_DATABASE = "motion_files"
 FILES_DATABASE_FACTS = load_app_module("files/files_service/database_roles.py")
 APP_ROLE: str = FILES_DATABASE_FACTS.APP_ROLE
@@ -92,6 +95,15 @@ def free_port_base() -> int:
 
 class BackendError(RuntimeError):
     """The backend could not start; the message says what and what to do."""
+
+
+@dataclass(frozen=True)
+class SpawnSpec:
+    """How a service was started, kept so that a restart runs exactly the same process."""
+
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
 
 
 @dataclass
@@ -139,6 +151,7 @@ class Backend:
     state_file: Path | None = STATE_FILE
     quiet: bool = True
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    spawned: dict[str, SpawnSpec] = field(default_factory=dict)
     aws_resources: dict[str, Any] = field(default_factory=dict)
     _tmp: Path | None = None
     moto: MotoServer | None = None
@@ -478,27 +491,52 @@ class Backend:
         # reachable only through its security group) and wrong here, where that would open them to
         # the whole network: locally every process binds the loopback interface only.
         env["HOST"] = LOCALHOST
-        log = (self.log_dir / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, *args],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            start_new_session=True,
-        )
+        self.spawned[name] = SpawnSpec([sys.executable, *args], env, self.log_dir / f"{name}.log")
+        self._popen(name)
 
-    def _wait_healthy(self, deadline: float) -> None:
-        checks = {
+    def _popen(self, name: str) -> None:
+        spec = self.spawned[name]
+        # Appended to, so a restarted service's log continues after the crash that ended the last one.
+        with spec.log_path.open("ab") as log:
+            self.processes[name] = subprocess.Popen(
+                spec.argv,
+                env=spec.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                start_new_session=True,
+            )
+
+    def respawn(self, name: str) -> subprocess.Popen[bytes]:
+        """Start service `name` again, with the command line, environment and log it first had."""
+        old = self.processes.get(name)
+        if old is not None:
+            if old.poll() is None:
+                raise BackendError(f"{name} is still running (pid {old.pid})")
+            # Whatever the dead leader left in its session (children) would hold its port.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(old.pid, signal.SIGKILL)
+        self._popen(name)
+        return self.processes[name]
+
+    def _exit_code(self, name: str) -> int | None:
+        # Looked up by name each time: a respawn replaces the process.
+        return self.processes[name].poll()
+
+    def health_checks(self) -> dict[str, str]:
+        """Each service's readiness URL (the mail poller has none: it serves nothing)."""
+        return {
             "upload": f"{self.url('upload')}{FILES_ROUTES.READINESS_PATH}",
             "download": f"{self.url('download')}{FILES_ROUTES.READINESS_PATH}",
-            "chat-a": f"{self.url('chat-a')}/chat/readyz",
-            "chat-b": f"{self.url('chat-b')}/chat/readyz",
+            "chat-a": f"{self.url('chat-a')}{CHAT_FACTS.READINESS_PATH}",
+            "chat-b": f"{self.url('chat-b')}{CHAT_FACTS.READINESS_PATH}",
             "mail-api": f"{self.url('mail-api')}/mail/messages",
             # The router has no health path of its own: the spec, routed to Download, proves both work.
             "files": f"{self.url('files')}{FILES_ROUTES.OPENAPI_PATH}",
         }
-        pending = dict(checks)
+
+    def _wait_healthy(self, deadline: float) -> None:
+        pending = self.health_checks()
         while pending:
             for name, proc in self.processes.items():
                 if proc.poll() is not None:
@@ -519,6 +557,70 @@ class Backend:
         text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
         return f"--- {name} ---\n" + "\n".join(text)
 
+    def supervisor(self, say: Callable[[str], None]) -> Supervisor:
+        """`make run`'s supervisor of this running backend: it restarts a service that exits and
+        reports (and where safe restarts) a server that dies; `say` prints its lines."""
+        moto, postgres, redis, jwks = self._running()
+        assert self.credentials is not None and self.rds_iam is not None
+        checks = self.health_checks()
+        services = [
+            Service(
+                name=name,
+                exit_code=functools.partial(self._exit_code, name),
+                respawn=functools.partial(self.respawn, name),
+                log_tail=functools.partial(self.log_tail, name, 15),
+                health=functools.partial(_answers, checks[name]) if name in checks else None,
+            )
+            for name in self.processes
+        ]
+        in_process = "it runs inside `make run` itself; stop with Ctrl-C and start again"
+
+        def thread_pid(alive: Callable[[], bool]) -> Callable[[], int | None]:
+            return lambda: os.getpid() if alive() else None
+
+        dependencies = [
+            Dependency(
+                "the local AWS API",
+                "S3, DynamoDB, SQS and Secrets Manager calls fail: files, mail and chat history",
+                lambda: moto.pid,
+                # Its resources live only in its memory: a new one would answer with none of them.
+                not_restarted="a new one would have none of the resources; stop with Ctrl-C and start again",
+            ),
+            Dependency(
+                "PostgreSQL",
+                "upload and download cannot reach the files database",
+                lambda: postgres.pid,
+                # Same port, same data directory, same TLS files: the database survives the restart.
+                restart=postgres.restart,
+            ),
+            Dependency(
+                "Redis",
+                "chat cannot deliver across instances",
+                lambda: redis.pid,
+                # Same port and password; it holds only pub/sub and presence, lost with the crash anyway.
+                restart=redis.restart,
+            ),
+            Dependency(
+                "the identity stand-in's JWKS server",
+                "services cannot fetch the signing keys to verify tokens",
+                thread_pid(lambda: jwks.alive),
+                not_restarted=in_process,
+            ),
+            Dependency(
+                "the RDS IAM stand-in",
+                "upload and download cannot log in to the files database",
+                thread_pid(lambda: self.rds_iam is not None and self.rds_iam.alive),
+                not_restarted=in_process,
+            ),
+            Dependency(
+                "the task role's credentials endpoint",
+                "upload and download get no AWS credentials once theirs expire",
+                thread_pid(lambda: self.credentials is not None and self.credentials.alive),
+                not_restarted=in_process,
+            ),
+        ]
+        return Supervisor(services, dependencies, say)
+
     def stop(self) -> None:
         """Stop every process and server and remove the temporary data; safe to call twice."""
         for proc in self.processes.values():
@@ -532,6 +634,7 @@ class Backend:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.processes.clear()
+        self.spawned.clear()
         if self.jwks is not None:
             self.jwks.stop()
             self.jwks = None

@@ -43,6 +43,7 @@ class CredentialsEndpoint:
     _revoked: set[str] = field(default_factory=set)
     _history: list[IssuedCredentials] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -108,8 +109,14 @@ class CredentialsEndpoint:
                 return None
 
         self._server = ThreadingHTTPServer((self.host, self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, name="credentials", daemon=True).start()
+        self._thread = threading.Thread(target=self._server.serve_forever, name="credentials", daemon=True)
+        self._thread.start()
         return self
+
+    @property
+    def alive(self) -> bool:
+        """Whether it still serves (`make run`'s supervisor watches it)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
         if self._server is not None:

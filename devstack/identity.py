@@ -127,6 +127,11 @@ class JwksServer:
         self._thread.start()
         return self
 
+    @property
+    def alive(self) -> bool:
+        """Whether it still serves (`make run`'s supervisor watches it)."""
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()

@@ -178,6 +178,11 @@ class RdsIamProxy:
             raise failure[0]
         return self
 
+    @property
+    def alive(self) -> bool:
+        """Whether it still serves (`make run`'s supervisor watches it)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         loop, server = self._loop, self._server
         if loop is None or server is None:

@@ -16,6 +16,11 @@ from devstack.backend import DEFAULT_PORT_BASE, DEMO_PROJECT, DEMO_USERS, Backen
 from devstack.servers import ServerError
 
 
+def say(line: str) -> None:
+    """A supervisor's line: errors (dead servers) on stderr, restarts on stdout."""
+    print(line, file=sys.stderr if line.startswith("ERROR") else sys.stdout, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -53,14 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ndemo user {DEMO_USERS[0]} in project {DEMO_PROJECT} (valid 12 h):\n  {token}")
         print("more tokens: .venv/bin/python -m devstack.mint <user> <project> [<project> ...]")
         print("check everything: make smoke        stop: Ctrl-C", flush=True)
-        while not stop.wait(1.0):
-            for name, proc in backend.processes.items():
-                if proc.poll() is not None:
-                    print(
-                        f"error: {name} exited with code {proc.returncode}\n{backend.log_tail(name)}",
-                        file=sys.stderr,
-                    )
-                    return 1
+        # Supervised like ECS: a service that exits is restarted with backoff, a dead server is
+        # reported (and restarted where safe); only Ctrl-C (SIGINT/SIGTERM) stops everything.
+        supervisor = backend.supervisor(say)
+        while not stop.wait(0.5):
+            supervisor.tick()
         return 0
     finally:
         print("stopping ...", flush=True)

@@ -92,6 +92,25 @@ def _tcp_open(port: int) -> bool:
         return True
 
 
+def _process_runs(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie, dead but not yet reaped, is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        if Path("/proc/self/stat").exists():
+            return False
+        # No /proc (macOS): signal 0 checks existence only.
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    # The state follows the parenthesized command name, which may itself contain spaces.
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
 def postgres_bindir() -> Path:
     """Debian keeps initdb/pg_ctl in a versioned directory that `pg_config --bindir` names."""
     pg_config = shutil.which("pg_config")
@@ -267,6 +286,18 @@ class PostgresServer:
         self.stop()
         self.start()
 
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's process id while it runs, else None (pg_ctl daemonizes it, so it is not
+        our child: its lock file names it)."""
+        if self.base_dir is None:
+            return None
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+        return pid if _process_runs(pid) else None
+
     def cleanup(self) -> None:
         self.stop("immediate")
         if self._tmp:
@@ -317,6 +348,13 @@ class _ProcessServer(abc.ABC):
             self.stop()
             raise ServerError(f"{err}; log:\n{self.log_path.read_text(errors='replace')[-2000:]}") from None
         return self
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs, else None."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        return self.proc.pid
 
     def _alive_and_ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:

@@ -177,7 +177,7 @@ def test_a_taken_port_is_reported_clearly_and_nothing_is_left_running(tmp_path: 
     assert backend.processes == {} and not (tmp_path / "state.json").exists()
 
 
-def test_make_run_prints_ready_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+def test_make_run_prints_ready_restarts_a_crashed_service_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     base = free_port_base()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
@@ -205,6 +205,18 @@ def test_make_run_prints_ready_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> No
     assert any("files-upload" in line and f":{base + 2}/" in line for line in rest), rest
     assert any(line.strip().startswith("eyJ") for line in rest), rest
     logs = next(line.split()[-1] for line in rest if line.strip().startswith("logs"))
+    # A crashed service is restarted, and the console says so; the run goes on.
+    chat_b = _child_with_env(proc.pid, f"PORT={base + SERVICE_PORTS['chat-b']}")
+    os.kill(chat_b, signal.SIGKILL)
+    seen = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "chat-b is back\n" not in seen:
+        seen.append(proc.stdout.readline())
+    assert any(
+        line.startswith("chat-b exited with code -9; restarting in 0.5 s (restart 1)") for line in seen
+    )
+    assert "chat-b is back\n" in seen, "".join(seen)
+    assert proc.poll() is None
     proc.send_signal(signal.SIGINT)
     tail = proc.communicate(timeout=60)[0]
     assert proc.returncode == 0, tail
@@ -215,3 +227,18 @@ def test_make_run_prints_ready_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> No
     again = Backend(port_base=base, state_file=tmp_path / "state.json")
     with again:
         assert again.state is not None
+
+
+def _child_with_env(parent: int, setting: str) -> int:
+    """The pid of `parent`'s child process whose environment holds `setting` (e.g. PORT=8706)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and setting.encode() in environ:
+            return int(entry.name)
+    raise AssertionError(f"no child of {parent} with {setting}")
