@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 import redis
 
+from devstack import smoke
 from devstack.backend import FILES_DATABASE, Backend, _answers
 
 
@@ -137,6 +138,13 @@ def test_a_killed_postgresql_is_reported_and_restarted_with_its_data(
     assert asyncio.run(tables())
     assert _pids(backend) == before and all(_running(backend).values())
     assert postgres.database == FILES_DATABASE
+    # The services found their restarted servers again (and chat-a its peer): every flow works.
+    assert backend.state is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 15
+    while not smoke.run(backend.state, lines.append) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert lines[-1] == "smoke: all steps passed", "\n".join(lines)
 
 
 def test_a_killed_local_aws_api_is_reported_once_and_not_restarted(
