@@ -144,7 +144,7 @@ class Supervisor:
         if watch.phase is _Phase.WAITING and now >= watch.due:
             try:
                 service.respawn()
-            except Exception as err:
+            except Exception as err:  # a failed spawn is retried like a crash, never fatal
                 delay = watch.backoff.failed(now)
                 watch.due = now + delay
                 self.say(f"{service.name} could not be started ({err}); retrying in {delay:g} s")
@@ -197,7 +197,7 @@ class Supervisor:
                 pid = dep.pid()
                 if pid is None:
                     raise RuntimeError("it exited again at once")
-            except Exception as err:
+            except Exception as err:  # any failure to start is retried with backoff, never fatal
                 delay = watch.backoff.failed(self.clock())
                 watch.due = self.clock() + delay
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
