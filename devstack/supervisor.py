@@ -3,8 +3,9 @@
 ECS restarts a task that exits and throttles restarts of one that keeps failing; locally the
 supervisor does the same for each service process, so one crash costs that service a few seconds
 instead of costing the developer every process and all data. The servers the services depend on
-(PostgreSQL, Redis, the local AWS API, ...) are watched too: a dead one is reported loudly, because
-the services keep answering their health checks while degraded, and restarted where that is safe.
+(PostgreSQL, Redis, the local AWS API, ...) are watched too: a dead one is reported loudly, naming
+what depends on it (the services' readiness says so too, per request path; liveness does not, as a
+restart of theirs would not help), and restarted where that is safe.
 
 The policy (`Backoff`) is pure and the supervisor reads time only through its `clock`, so both are
 tested with a fake clock; the I/O (spawning, health checks, printing) comes in as callables.
