@@ -7,10 +7,12 @@ exponential backoff, so a Redis restart or failover heals without a restart of t
 * the subscriber resubscribes to whatever is wanted at that moment and reports the projects it had
   lost, so the instance can catch them up from DynamoDB;
 * the publisher keeps unsent messages (bounded by count and age) and sends them, in order, once
-  Redis is back; subscribers drop any they already have.
+  Redis is back; subscribers drop any they already have. What it had to drop (too many, too old) is
+  announced once it can publish again, per project with the first dropped key, so every receiver
+  fetches those messages from the store even if its own subscription never broke.
 
 A payload is `<origin instance id>|<message key>|<event JSON>`: receivers skip their own messages
-and forward the event without parsing it.
+and forward the event without parsing it. A gap notice has GAP_EVENT as its event.
 """
 
 from __future__ import annotations
@@ -44,8 +46,13 @@ PUBLISH_TIMEOUT_SECONDS = 5.0
 OUTBOX_LIMIT = 20_000
 OUTBOX_MAX_AGE_SECONDS = 60.0
 
+# The event of a gap notice: "my messages for this channel from this key on were dropped unsent".
+GAP_EVENT = b"!gap"
+
 OnMessage = Callable[[str, str, bytes], None]
-OnResubscribed = Callable[[list[str], "asyncio.Future[list[None]]"], None]
+# (projects, their subscriptions confirmed, the last moment the lost subscription was receiving)
+OnResubscribed = Callable[[list[str], "asyncio.Future[list[None]]", int | None], None]
+OnGap = Callable[[str, str], None]
 
 
 def channel(project: str) -> bytes:
@@ -82,12 +89,18 @@ class RedisBus:
         instance_id: str,
         on_message: OnMessage,
         on_resubscribed: OnResubscribed,
+        on_gap: OnGap,
     ) -> None:
         self._settings = settings
         self._origin_id = instance_id
         self._origin = instance_id.encode()
         self._on_message = on_message
         self._on_resubscribed = on_resubscribed
+        self._on_gap = on_gap
+        # Channel -> the first key dropped from the outbox unsent, announced when publishing works.
+        self._dropped_from: dict[bytes, str] = {}
+        # Wall-clock ms of the subscriber's last read: the last moment it was known to be receiving.
+        self._heard_ms: int | None = None
         self._wanted: set[str] = set()
         # Subscription confirmations resolve these (a join waits for its project's).
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -208,7 +221,7 @@ class RedisBus:
                 connected_before = True
                 # Anything wanted now may have missed messages while there was no subscription.
                 if wanted:
-                    self._on_resubscribed(wanted, asyncio.gather(*confirmed))
+                    self._on_resubscribed(wanted, asyncio.gather(*confirmed), self._heard_ms)
                 backoff.reset()
                 watchdog = asyncio.create_task(self._heartbeat(conn))
                 await self._read(conn)
@@ -257,6 +270,7 @@ class RedisBus:
         while True:
             response = await conn.read_response(timeout=math.inf)
             self._last_read = time.monotonic()
+            self._heard_ms = time.time_ns() // 1_000_000
             if not isinstance(response, list) or len(response) < 3:
                 continue
             kind = response[0]
@@ -265,11 +279,13 @@ class RedisBus:
                 if data[:INSTANCE_CHARS] == origin or len(data) < HEADER_LENGTH:
                     continue
                 try:
-                    on_message(
-                        response[1][prefix_len:].decode(),
-                        data[INSTANCE_CHARS + 1 : INSTANCE_CHARS + 1 + KEY_LENGTH].decode(),
-                        data[HEADER_LENGTH:],
-                    )
+                    project = response[1][prefix_len:].decode()
+                    key = data[INSTANCE_CHARS + 1 : INSTANCE_CHARS + 1 + KEY_LENGTH].decode()
+                    event = data[HEADER_LENGTH:]
+                    if event == GAP_EVENT:
+                        self._on_gap(project, key)
+                    else:
+                        on_message(project, key, event)
                 except Exception:
                     log.exception("delivering a message from redis failed")
             elif kind == b"subscribe":
@@ -285,8 +301,7 @@ class RedisBus:
     def publish(self, project: str, key: str, event: bytes) -> None:
         """Queue a message for the other instances; sent with others of the same loop pass."""
         if len(self._outbox) >= OUTBOX_LIMIT:
-            self._outbox.popleft()
-            self.dropped += 1
+            self._drop(self._outbox.popleft())
         self._outbox.append((time.monotonic(), channel(project), payload(self._origin_id, key, event)))
         self._outbox_ready.set()
 
@@ -296,9 +311,12 @@ class RedisBus:
         while not self._closing:
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
-            while self._outbox:
+            while self._outbox or self._dropped_from:
                 self._expire_outbox()
-                batch = [self._outbox.popleft() for _ in range(min(PUBLISH_BATCH, len(self._outbox)))]
+                # Gap notices first: receivers fetch the dropped messages from the store, and the
+                # messages that follow in this batch then arrive after what they follow.
+                batch = self._gap_notices()
+                batch += [self._outbox.popleft() for _ in range(min(PUBLISH_BATCH, len(self._outbox)))]
                 if not batch:
                     break
                 try:
@@ -338,8 +356,23 @@ class RedisBus:
             await conn.disconnect(nowait=True)
 
     def _expire_outbox(self) -> None:
-        # Old messages are in DynamoDB and reach other instances through their catch-up instead.
+        # Old messages are in the store; the gap notice sends the other instances there for them.
         limit = time.monotonic() - OUTBOX_MAX_AGE_SECONDS
         while self._outbox and self._outbox[0][0] < limit:
-            self._outbox.popleft()
-            self.dropped += 1
+            self._drop(self._outbox.popleft())
+
+    def _drop(self, entry: tuple[float, bytes, bytes]) -> None:
+        _, chan, data = entry
+        self.dropped += 1
+        key = data[INSTANCE_CHARS + 1 : INSTANCE_CHARS + 1 + KEY_LENGTH].decode()
+        # Entries leave the outbox oldest first, so the first drop per channel is its earliest key.
+        self._dropped_from.setdefault(chan, key)
+
+    def _gap_notices(self) -> list[tuple[float, bytes, bytes]]:
+        """The pending gap notices as outbox entries (taken: each is announced once)."""
+        notices = [
+            (time.monotonic(), chan, payload(self._origin_id, key, GAP_EVENT))
+            for chan, key in self._dropped_from.items()
+        ]
+        self._dropped_from.clear()
+        return notices

@@ -17,16 +17,35 @@ from chat_service.store import MessageStore, StoredMessage
 
 if TYPE_CHECKING:
     from chat_service.connection import Connection
+    from chat_service.projects import ProjectState
     from chat_service.server import ChatServer
 
 log = logging.getLogger(__name__)
 
-# After a Redis outage each project is caught up from DynamoDB from a little before the newest
-# message delivered here (covering messages that were still being written then), up to a limit;
-# past it, clients are told to reload history themselves.
-CATCHUP_OVERLAP_MS: Final = 10_000
-CATCHUP_LIMIT: Final = 1000
+# A catch-up starts, for every project, from the last moment the instance knew its subscription
+# was receiving (the last read on the connection that was lost), less the longest a message can be
+# between getting its id and being published: ids are assigned before the store write, publishes
+# follow it, and the store client's timeouts and retries (store.py: 4 attempts of 2 s connect and
+# 5 s read, with backoff) bound that write at about 30 s. Not from the newest id delivered here:
+# the instance's own sends move that during the gap and would skip what others sent meanwhile.
+CATCHUP_OVERLAP_MS: Final = 30_000
+# Past this many messages in one project's gap, members are told to reload (`resync`) instead.
+CATCHUP_LIMIT: Final = 5000
 CATCHUP_PAGE: Final = 100
+# Projects caught up at once: all of them start together from their own gap, but a fleet-wide
+# outage must not turn into thousands of concurrent queries.
+CATCHUP_CONCURRENCY: Final = 8
+
+
+def gap_start(heard_ms: int | None, state: ProjectState | None) -> str | None:
+    """Where `state`'s catch-up starts after a gap whose subscription was last heard at `heard_ms`:
+    that moment less the overlap, but not before the project's first member joined here (less the
+    overlap), which is also the start when there was no earlier subscription."""
+    if state is None:
+        return None
+    joined = state.created_ms - CATCHUP_OVERLAP_MS
+    since = joined if heard_ms is None else max(heard_ms - CATCHUP_OVERLAP_MS, joined)
+    return key_floor(since)
 
 
 async def answer_history(server: ChatServer, conn: Connection, request: proto.History) -> None:
@@ -64,45 +83,64 @@ async def _answer(server: ChatServer, conn: Connection, request: proto.History) 
 
 
 async def catch_up(server: ChatServer, projects: list[str], confirmed: asyncio.Future[list[None]]) -> None:
-    """Deliver what `projects` missed while Redis was down, then what Redis buffered meanwhile."""
-    # Query only once the subscriptions are live, so every message is either in DynamoDB by
+    """Deliver what `projects` missed during a gap, then what Redis buffered meanwhile; each project
+    whose gap cannot be shown filled gets `resync`. Every project of the call starts at once (at most
+    CATCHUP_CONCURRENCY querying), from the start `ChatServer.gap` recorded when the gap was seen."""
+    # Query only once the subscriptions are live, so every message is either in the store by
     # the time of the query or arrives through Redis afterwards.
     with contextlib.suppress(Exception):
         await confirmed
+    limit = asyncio.Semaphore(CATCHUP_CONCURRENCY)
+
+    async def one(project: str) -> None:
+        async with limit:
+            await _catch_up_project(server, project)
+
+    await asyncio.gather(*(one(p) for p in projects))
+
+
+async def _catch_up_project(server: ChatServer, project: str) -> None:
+    state = server.projects.get(project)
+    if state is None:
+        return
     loop = asyncio.get_running_loop()
-    for project in projects:
-        state = server.projects.get(project)
-        if state is None or state.buffer is None:
-            continue
-        complete = True
-        try:
-            if server.settings.persist:
-                after = key_floor(int(state.mark[:13]) - CATCHUP_OVERLAP_MS)
-                fetched = 0
-                while True:
-                    page, more = await loop.run_in_executor(
-                        server.reads, _page_after, server.store, project, after, CATCHUP_PAGE
-                    )
-                    if server.projects.get(project) is not state:
-                        break
-                    for message in page:
-                        server.deliver_remote(project, state, message.key, proto.encode(message.event()))
-                    fetched += len(page)
-                    if not more:
-                        break
-                    if fetched >= CATCHUP_LIMIT:
-                        complete = False
-                        break
-                    after = page[-1].key
-        except Exception as err:
-            log.warning("catching up project %s after a redis outage failed: %s", project, err)
-            complete = False
-        finally:
-            buffered, state.buffer = state.buffer or [], None
-            for key, event in buffered:
-                server.deliver_remote(project, state, key, event)
-        if not complete:
-            server.fan_out(state, proto.text_frame(proto.encode({"type": "resync", "project": project})))
+    complete = True
+    try:
+        # A gap seen while this runs (another outage, a publisher's dropped messages) moves
+        # `catchup_from`; the loop takes it up before it hands over to live delivery.
+        while state.catchup_from is not None:
+            after, state.catchup_from = state.catchup_from, None
+            if not server.settings.persist:
+                complete = False  # nothing to catch up from: the clients must know
+                continue
+            fetched = 0
+            while True:
+                page, more = await loop.run_in_executor(
+                    server.reads, _page_after, server.store, project, after, CATCHUP_PAGE
+                )
+                if server.projects.get(project) is not state:
+                    return  # every member left; nobody to deliver to
+                for message in page:
+                    server.deliver_remote(project, state, message.key, proto.encode(message.event()))
+                fetched += len(page)
+                if not more:
+                    break
+                if fetched >= CATCHUP_LIMIT:
+                    complete = False
+                    break
+                after = page[-1].key
+    except Exception as err:
+        log.warning("catching up project %s after a gap failed: %s", project, err)
+        complete = False
+    finally:
+        state.catching = False
+        state.catchup_from = None
+        buffered, state.buffer = state.buffer or [], None
+        for key, event in buffered:
+            server.deliver_remote(project, state, key, event)
+    if not complete:
+        log.warning("project %s: gap not filled from the store; members told to resync", project)
+        server.fan_out(state, proto.text_frame(proto.encode({"type": "resync", "project": project})))
 
 
 def _page(

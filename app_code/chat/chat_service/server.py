@@ -32,7 +32,7 @@ from chat_service import protocol as proto
 from chat_service.authentication import Authenticator
 from chat_service.bus import RedisBus
 from chat_service.connection import OPEN, Connection
-from chat_service.history import catch_up
+from chat_service.history import catch_up, gap_start
 from chat_service.keepalive import sweep
 from chat_service.keys import KeyClock, key_floor, new_instance_id, now_ms, origin_of
 from chat_service.projects import ProjectState
@@ -90,7 +90,9 @@ class ChatServer:
         self.persister: OrderedPersister[PendingSend] = OrderedPersister(
             self._write if settings.persist else None, self.persisted, self.io, PERSIST_IN_FLIGHT
         )
-        self.bus = RedisBus(settings.redis, self.instance_id, self.from_redis, self.resubscribed)
+        self.bus = RedisBus(
+            settings.redis, self.instance_id, self.from_redis, self.resubscribed, self.gap_announced
+        )
         self.projects: dict[str, ProjectState] = {}
         self.connections: set[Connection] = set()
         self.draining = False
@@ -220,7 +222,7 @@ class ChatServer:
     def join(self, conn: Connection, project: str, ref: object) -> None:
         state = self.projects.get(project)
         if state is None:
-            state = ProjectState(key_floor(now_ms()))
+            state = ProjectState(now_ms())
             self.projects[project] = state
             state.ready = self.bus.subscribe(project)
         if conn not in state.members:
@@ -287,7 +289,6 @@ class ChatServer:
             # a member; otherwise on its own.
             member = message.project in conn.joined
             if state is not None:
-                state.mark = max(state.mark, message.key)
                 self.fan_out(state, frame, conn if member else None, ack)
             if not member:
                 conn.write(ack)
@@ -325,14 +326,37 @@ class ChatServer:
         if last is not None and key <= last:
             return
         state.origins[origin] = key
-        if key > state.mark:
-            state.mark = key
         self.clock.observe(project, key)
         self.fan_out(state, proto.text_frame(event))
 
-    def resubscribed(self, projects: list[str], confirmed: asyncio.Future[list[None]]) -> None:
-        for project in projects:
-            state = self.projects.get(project)
-            if state is not None and state.buffer is None:
-                state.buffer = []
-        self.spawn(catch_up(self, projects, confirmed))
+    def resubscribed(
+        self, projects: list[str], confirmed: asyncio.Future[list[None]], heard_ms: int | None
+    ) -> None:
+        """The subscription is back after a gap; `heard_ms` is the last moment the previous one was
+        known to be receiving (None: there was none)."""
+        due = [p for p in projects if self.gap(p, gap_start(heard_ms, self.projects.get(p)))]
+        if due:
+            self.spawn(catch_up(self, due, confirmed))
+
+    def gap_announced(self, project: str, first_key: str) -> None:
+        """Another instance dropped unsent publishes for `project` from `first_key` on (they are
+        stored): fetch them from the store."""
+        if self.gap(project, key_floor(int(first_key[:13]) - 1)):
+            done: asyncio.Future[list[None]] = asyncio.get_running_loop().create_future()
+            done.set_result([])
+            self.spawn(catch_up(self, [project], done))
+
+    def gap(self, project: str, start: str | None) -> bool:
+        """Note that `project` may have missed what was sent from `start` on; True when a catch-up
+        must be started for it (none is running; a running one takes the new start itself)."""
+        state = self.projects.get(project)
+        if state is None or start is None:
+            return False
+        if state.catchup_from is None or start < state.catchup_from:
+            state.catchup_from = start
+        if state.buffer is None:
+            state.buffer = []
+        if state.catching:
+            return False
+        state.catching = True
+        return True

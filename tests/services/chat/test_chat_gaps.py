@@ -1,0 +1,90 @@
+"""Gaps in live delivery, in process against a real Redis: where a catch-up starts, and the gap
+notice a publisher sends for messages it had to drop unsent (so receivers whose own subscription
+never broke still fetch them from the store)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from chat_service import bus as bus_module
+from chat_service.bus import RedisBus
+from chat_service.history import CATCHUP_OVERLAP_MS, gap_start
+from chat_service.keys import KeyClock, key_floor, new_instance_id
+from chat_service.projects import ProjectState
+from chat_service.settings import RedisSettings
+
+from devstack.servers import LOCALHOST, RedisServer, free_port
+
+
+def test_a_catch_up_starts_from_when_the_subscription_was_last_heard_not_from_later_sends() -> None:
+    state = ProjectState(created_ms=1_000_000)
+    heard = 5_000_000
+    # Whatever the instance sent meanwhile, the start is the last moment it knew it was receiving.
+    assert gap_start(heard, state) == key_floor(heard - CATCHUP_OVERLAP_MS)
+    # Never before the project's first member joined here (less the overlap)...
+    late = ProjectState(created_ms=heard + 60_000)
+    assert gap_start(heard, late) == key_floor(late.created_ms - CATCHUP_OVERLAP_MS)
+    # ... which is also the start when there was no earlier subscription at all.
+    assert gap_start(None, state) == key_floor(state.created_ms - CATCHUP_OVERLAP_MS)
+    assert gap_start(heard, None) is None
+
+
+def test_dropped_publishes_are_announced_to_receivers_once_publishing_works(
+    monkeypatch: pytest.MonkeyPatch, make_redis: Callable[..., RedisServer]
+) -> None:
+    monkeypatch.setattr(bus_module, "OUTBOX_LIMIT", 10)
+    port = free_port()
+    settings = RedisSettings(host=LOCALHOST, port=port, tls=False, auth_token=None)
+    sender_id = new_instance_id()
+    clock = KeyClock(sender_id)
+    gaps: list[tuple[str, str]] = []
+    messages: list[str] = []
+
+    async def scenario() -> None:
+        arrived = asyncio.Event()
+
+        def got_message(project: str, key: str, event: bytes) -> None:
+            messages.append(key)
+            arrived.set()
+
+        def got_gap(project: str, key: str) -> None:
+            gaps.append((project, key))
+            arrived.set()
+
+        sender = RedisBus(settings, sender_id, lambda *_: None, lambda *_: None, lambda *_: None)
+        receiver = RedisBus(
+            settings,
+            new_instance_id(),
+            got_message,
+            lambda *_: None,
+            got_gap,
+        )
+        # The sender cannot publish (its publisher is not running, as while Redis is away): 30
+        # sends overflow its outbox of 10, dropping the oldest 20.
+        keys = [clock.next("p1")[0] for _ in range(30)]
+        for key in keys:
+            sender.publish("p1", key, b'{"type":"message"}')
+        assert sender.dropped == 20
+        make_redis(port=port)
+        receiver.start()
+        async with asyncio.timeout(20):
+            for _ in range(400):
+                if receiver.up:
+                    break
+                await asyncio.sleep(0.05)
+            subscribed = receiver.subscribe("p1")
+            assert subscribed is not None
+            await subscribed
+            sender.start()
+            while len(messages) < 10 or not gaps:
+                arrived.clear()
+                await arrived.wait()
+        # One notice, naming the first key dropped; then the ten kept messages, in order.
+        assert gaps == [("p1", keys[0])]
+        assert messages == keys[20:]
+        await sender.close()
+        await receiver.close()
+
+    asyncio.run(scenario())
