@@ -120,7 +120,7 @@ def test_task_role_limited_to_the_table(stack: StackRun) -> None:
     assert stmt["Resource"] == [
         f"arn:aws:dynamodb:us-east-1:123456789012:table/motion-{stack.stack}-chat-messages"
     ]
-    assert set(stmt["Action"]) == {"dynamodb:BatchWriteItem", "dynamodb:Query"}
+    assert set(stmt["Action"]) == {"dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:Query"}
 
 
 def test_production_runs_two_or_more_tasks_with_cpu_and_request_scaling(production: StackRun) -> None:

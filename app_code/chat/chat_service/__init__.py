@@ -37,8 +37,10 @@ ALB_DEREGISTRATION_DELAY_SECONDS: Final = 15
 #: The image's non-root user (see the Dockerfile).
 CONTAINER_USER: Final = "10001:10001"
 
-#: DynamoDB actions the task role needs on the messages table.
-TABLE_ACTIONS: Final[list[str]] = ["dynamodb:BatchWriteItem", "dynamodb:Query"]
+#: DynamoDB actions the task role needs on the messages table: batches of plain sends, history and
+#: claim reads, and PutItem, which a TransactWriteItems of a send with a client id (the message and
+#: its claim) is authorized as (DynamoDB Developer Guide, "Using IAM with DynamoDB transactions").
+TABLE_ACTIONS: Final[list[str]] = ["dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:Query"]
 
 __all__ = [
     "ALB_DEREGISTRATION_DELAY_SECONDS",

@@ -7,6 +7,7 @@ Server events are encoded with orjson; a broadcast is encoded and framed once pe
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -42,11 +43,18 @@ class ProtocolError(Exception):
         self.ref = ref
 
 
+# A send's optional client id (a UUID fits): what makes a resend idempotent.
+CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
 @dataclass(frozen=True, slots=True)
 class Send:
     ref: object
     project: str
     text: str
+    # The client's own id for the message: a resend with the same id (after a lost ack, to any
+    # instance) gets the stored message's ack instead of storing it again.
+    client_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +137,10 @@ def parse(payload: bytes | memoryview, max_text_bytes: int) -> Request:
         size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
         if size > max_text_bytes:
             raise ProtocolError("too_large", f"'text' is longer than {max_text_bytes} bytes", ref)
-        return Send(ref, project, text)
+        client_id = doc.get("client_id")
+        if client_id is not None and (not isinstance(client_id, str) or not CLIENT_ID.fullmatch(client_id)):
+            raise ProtocolError("bad_request", "'client_id' must be 1 to 64 letters, digits or . _ : -", ref)
+        return Send(ref, project, text, client_id)
     if kind == "join":
         return Join(ref, _project(doc, ref))
     if kind == "leave":

@@ -67,6 +67,9 @@ class PendingSend:
     message: StoredMessage
     conn: Connection
     ref: object
+    # Set by the write when the send's client id was claimed before: `message` is then the one
+    # stored at that time, not a new one.
+    repeated: bool = False
 
 
 class ChatServer:
@@ -264,12 +267,18 @@ class ChatServer:
     def accept(self, conn: Connection, request: proto.Send) -> None:
         assert conn.identity is not None
         key, ts = self.clock.next(request.project)
-        message = StoredMessage(request.project, key, conn.identity.user_id, request.text, ts)
+        message = StoredMessage(
+            request.project, key, conn.identity.user_id, request.text, ts, request.client_id
+        )
         self.accepted += 1
         self.persister.submit(PendingSend(message, conn, request.ref))
 
     def _write(self, pending: list[PendingSend]) -> None:
-        self.store.write([p.message for p in pending])
+        earlier = self.store.write([p.message for p in pending])
+        for item in pending:
+            stored = earlier.get(item.message.key)
+            if stored is not None:
+                item.message, item.repeated = stored, True
 
     def persisted(self, pending: list[PendingSend], error: BaseException | None) -> None:
         for item in pending:
@@ -278,6 +287,9 @@ class ChatServer:
                 not isinstance(error, PartialWriteError) or message.key in error.unwritten
             ):
                 conn.send(proto.error("persist_failed", "message was not stored; send it again", item.ref))
+                continue
+            if item.repeated:
+                self._resent(item)
                 continue
             ack = proto.text_frame(
                 proto.encode({"type": "ack", "ref": item.ref, "id": message.key, "ts": message.ts})
@@ -293,6 +305,24 @@ class ChatServer:
             if not member:
                 conn.write(ack)
             self.bus.publish(message.project, message.key, event)
+
+    def _resent(self, item: PendingSend) -> None:
+        """A resend of a claimed client id: the stored message's ack, and the message itself to
+        anyone who may not have it. Its first instance may have died between storing and publishing
+        it, so it is delivered here and published again; receivers drop it by id if they had it.
+        When the first attempt was this instance's, it was delivered and published then."""
+        message = item.message
+        ack = proto.encode(
+            {"type": "ack", "ref": item.ref, "id": message.key, "ts": message.ts, "repeated": True}
+        )
+        item.conn.send(ack)
+        if origin_of(message.key) == self.instance_id:
+            return
+        event = proto.encode(message.event())
+        state = self.projects.get(message.project)
+        if state is not None:
+            self.deliver_remote(message.project, state, message.key, event)
+        self.bus.publish(message.project, message.key, event)
 
     def fan_out(
         self, state: ProjectState, frame: bytes, sender: Connection | None = None, ack: bytes = b""

@@ -17,12 +17,13 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from chat_service.schema import PARTITION_KEY, SORT_KEY
+from chat_service.schema import CLAIM_PARTITION_PREFIX, CLAIM_TTL_SECONDS, PARTITION_KEY, SORT_KEY, TABLE
 
 log = logging.getLogger(__name__)
 
 BATCH_LIMIT = 25  # BatchWriteItem's maximum
 UNPROCESSED_RETRIES = 6
+TTL_ATTRIBUTE: str = TABLE["TimeToLiveAttribute"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,8 @@ class StoredMessage:
     user: str
     text: str
     ts: int
+    # The sender's id for the message (protocol `client_id`); not part of the event or the item.
+    client_id: str | None = None
 
     def event(self) -> dict[str, Any]:
         return {
@@ -74,8 +77,9 @@ class PartialWriteError(RuntimeError):
 class MessageStore(Protocol):
     """Blocking calls; the service runs them on its thread pool."""
 
-    def write(self, messages: list[StoredMessage]) -> None:
-        """Store the messages (all or raise)."""
+    def write(self, messages: list[StoredMessage]) -> dict[str, StoredMessage]:
+        """Store the messages (all or raise). Those carrying a client id the sender used before are
+        not stored again: the result maps their key to the message stored then."""
 
     def page(
         self, project: str, *, before: str | None, after: str | None, limit: int
@@ -103,7 +107,78 @@ class DynamoMessageStore:
         self._client = boto3.session.Session().client("dynamodb", config=config)
         self._table = table
 
-    def write(self, messages: list[StoredMessage]) -> None:
+    def write(self, messages: list[StoredMessage]) -> dict[str, StoredMessage]:
+        # Claimed sends first, one transaction each (the message and its claim, or neither): if
+        # any fails, the batch is reported failed and resending those is idempotent by their claim.
+        earlier: dict[str, StoredMessage] = {}
+        plain = []
+        for message in messages:
+            if message.client_id is None:
+                plain.append(message)
+            elif (stored := self._write_claimed(message)) is not None:
+                earlier[message.key] = stored
+        if plain:
+            self._write_batch(plain)
+        return earlier
+
+    def _write_claimed(self, message: StoredMessage) -> StoredMessage | None:
+        assert message.client_id is not None
+        claim_key = {
+            PARTITION_KEY: {"S": CLAIM_PARTITION_PREFIX + message.project},
+            SORT_KEY: {"S": f"{message.user}#{message.client_id}"},
+        }
+        claim = {
+            **claim_key,
+            "message": {"S": message.key},
+            "ts": {"N": str(message.ts)},
+            "text": {"S": message.text},
+            TTL_ATTRIBUTE: {"N": str(int(time.time()) + CLAIM_TTL_SECONDS)},
+        }
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self._table, "Item": message.item()}},
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": claim,
+                            "ConditionExpression": "attribute_not_exists(#pk)",
+                            "ExpressionAttributeNames": {"#pk": PARTITION_KEY},
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        }
+                    },
+                ]
+            )
+        except self._client.exceptions.TransactionCanceledException as err:
+            reasons = err.response.get("CancellationReasons") or []
+            if len(reasons) < 2 or reasons[1].get("Code") != "ConditionalCheckFailed":
+                raise
+            # Claimed before: the message stored then, from the claim (read back if the error
+            # did not carry it).
+            old = reasons[1].get("Item") or self._read_claim(claim_key)
+            return StoredMessage(
+                message.project,
+                old["message"]["S"],
+                message.user,
+                old["text"]["S"],
+                int(old["ts"]["N"]),
+                message.client_id,
+            )
+        return None
+
+    def _read_claim(self, claim_key: dict[str, Any]) -> dict[str, Any]:
+        # Query, not GetItem: the task role's two actions are BatchWriteItem and Query (and PutItem,
+        # which the transaction's puts are authorized as).
+        response = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression=f"{PARTITION_KEY} = :p AND {SORT_KEY} = :s",
+            ExpressionAttributeValues={":p": claim_key[PARTITION_KEY], ":s": claim_key[SORT_KEY]},
+            ConsistentRead=True,
+        )
+        (item,) = response["Items"]
+        return dict(item)
+
+    def _write_batch(self, messages: list[StoredMessage]) -> None:
         requests = [{"PutRequest": {"Item": m.item()}} for m in messages]
         delay = 0.02
         for attempt in range(UNPROCESSED_RETRIES + 1):
@@ -142,8 +217,8 @@ class DynamoMessageStore:
 class NoStore:
     """CHAT_PERSIST=false (benchmarks only): nothing is written and history is empty."""
 
-    def write(self, messages: list[StoredMessage]) -> None:
-        return None
+    def write(self, messages: list[StoredMessage]) -> dict[str, StoredMessage]:
+        return {}
 
     def page(
         self, project: str, *, before: str | None, after: str | None, limit: int
