@@ -372,6 +372,16 @@ class Mailing(pulumi.ComponentResource):
                     float(10 * args.mail.quota_per_hour),
                     {"FunctionName": self.api_function.name},
                 ),
+                # Any delivery whose SES outcome is unknown needs an operator (mailer/store.py): the
+                # alarm names it at once, not when its record reaches the dead letters.
+                Alarm(
+                    "deliveries-unknown",
+                    "Motion/Mail",
+                    "DeliveriesUnknown",
+                    "Sum",
+                    0.0,
+                    {"FunctionName": self.mailer.name},
+                ),
                 # Many quota refusals in 5 minutes: someone is hammering the API.
                 Alarm(
                     "quota-refusals",

@@ -104,6 +104,7 @@ DOCUMENTED: Mapping[tuple[str, str], DimensionSets] = {
     ("AWS/WAFV2", "BlockedRequests"): _WAF_REGIONAL,
     ("Motion/Mail", "EmailsAccepted"): _MOTION_MAIL,
     ("Motion/Mail", "QuotaRefusals"): _MOTION_MAIL,
+    ("Motion/Mail", "DeliveriesUnknown"): _MOTION_MAIL,
 }
 
 

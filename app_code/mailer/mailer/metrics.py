@@ -2,7 +2,8 @@
 
 CloudWatch Logs extracts the metrics from the `_aws` member of a log event
 (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html),
-so publishing costs no API call and no IAM permission. The functions use Lambda's JSON log format,
+so publishing costs no API call and no IAM permission. Named `FunctionName` for the API's metrics and
+the mailer's alike; each alarm names its function. The functions use Lambda's JSON log format,
 which formats what the runtime's own logging handler writes; these lines are written to stdout by
 our handler (mailer.logs), one JSON document per line, which Lambda passes through as the log event,
 and "CloudWatch Logs extracts metrics from any log events that follow the embedded metric format
@@ -15,6 +16,7 @@ the alarms in components/mailing.py watch these, and tests/infra/test_alarm_dime
 |---|---|---|---|
 | `EmailsAccepted` | Count | mail API | e-mails (one per recipient) of each accepted message |
 | `QuotaRefusals` | Count | mail API | requests answered 429 because the sender's quota was used up |
+| `DeliveriesUnknown` | Count | mailer | deliveries whose SES outcome became unknown (the handler stopped between calling SES and recording its answer, or the call ended without one): each needs an operator (`mailer.store`) |
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ NAMESPACE = "Motion/Mail"
 DIMENSION = "FunctionName"
 EMAILS_ACCEPTED = "EmailsAccepted"
 QUOTA_REFUSALS = "QuotaRefusals"
+DELIVERIES_UNKNOWN = "DeliveriesUnknown"
 
 
 def emf(values: dict[str, int]) -> dict[str, Any]:

@@ -4,19 +4,24 @@ Each recipient gets an e-mail of their own (no shared To:), so each has a delive
 (`MSG#<message id>` / `TO#<recipient user id>`), created by its first claim. Its state moves only
 through conditional writes:
 
-    pending --claim--> sending --SES accepted--> sent
-       ^                  |
-       +---SES refused----+ (SES answered with an error: nothing was sent, retrying is safe)
-                          |
-                          +---outcome unknown--> unknown (never sent again automatically)
+    pending --claim--> claimed --about to call SES--> sending --SES accepted--> sent
+       ^                  |                              |
+       |                  +--lease ran out: reclaimed    +--SES refused--> pending (nothing sent)
+       +------------------------------------------------+
+                                                         +--outcome unknown--> unknown
 
 A claim carries a lease that outlives the invocation holding it (the Lambda's remaining time plus
-a margin). Finding `sending` with a live lease means another invocation is on it right now: retry
-later. Finding it with an expired lease means the holder died between claiming and recording the
-result, possibly after SES accepted the e-mail; sending again could deliver it twice, so the
-delivery becomes `unknown` and its record goes to the dead-letter queue for an operator (SES event
-logs, tagged with the message id, tell whether it went out). At-least-once delivery from SQS thus
-never becomes two e-mails; the price is that a crash at the worst moment needs a human decision.
+a margin). `claimed` means "mine, and SES has not been called": a holder that dies there leaves
+nothing sent, so once its lease runs out the next delivery of the record takes the claim over and
+sends. Only the step into `sending`, written just before the SES call, says "SES may have it". A
+live lease (either state) means another invocation is on it right now: retry later. `sending` with
+an expired lease means the holder died between calling SES and recording the answer: sending again
+could deliver it twice, so the delivery becomes `unknown`, published as the `DeliveriesUnknown`
+metric (alarmed) and logged with the reason, and its record goes to the dead-letter queue for an
+operator (SES's send events, tagged with the message id and the recipient's index, tell whether it
+went out). The guarantee: at most one e-mail per recipient, and exactly one unless the handler
+died inside that one window, which is always reported. At-least-once delivery from SQS thus never
+becomes two e-mails, and a crash anywhere else costs only a retry.
 
 The message item's own `send_state` sums its deliveries up: `pending` until every recipient's
 e-mail is `sent` (then `sent`), `unknown` as soon as one delivery is.
@@ -34,7 +39,7 @@ from mailer.message import MailMessage, Recipient
 from mailer.schema import PARTITION_KEY, SORT_KEY
 
 MESSAGE_SORT_KEY = "MESSAGE"
-PENDING, SENDING, SENT, UNKNOWN = "pending", "sending", "sent", "unknown"
+PENDING, CLAIMED, SENDING, SENT, UNKNOWN = "pending", "claimed", "sending", "sent", "unknown"
 
 _BATCH_WRITE_LIMIT = 25  # items per BatchWriteItem call
 ClaimOutcome = Literal["claimed", "already_sent", "in_flight", "stale", "unknown"]
@@ -231,14 +236,18 @@ class MessageStore:
                 TableName=self._table,
                 Key=delivery_key(message_id, recipient_id),
                 UpdateExpression=(
-                    "SET #state = :sending, #claim = :claim, #lease = :lease, "
+                    "SET #state = :claimed, #claim = :claim, #lease = :lease, "
                     "#attempts = if_not_exists(#attempts, :zero) + :one"
                 ),
-                # The first claim creates the delivery item.
-                ConditionExpression="attribute_not_exists(#state) OR #state = :pending",
+                # The first claim creates the delivery item; a claim whose holder died before
+                # calling SES is taken over once its lease has run out.
+                ConditionExpression=(
+                    "attribute_not_exists(#state) OR #state = :pending OR (#state = :claimed AND #lease <= :now)"
+                ),
                 ExpressionAttributeNames=_names("#state", "#claim", "#lease", "#attempts"),
                 ExpressionAttributeValues={
-                    ":sending": {"S": SENDING},
+                    ":claimed": {"S": CLAIMED},
+                    ":now": {"N": str(now_ms)},
                     ":pending": {"S": PENDING},
                     ":claim": {"S": claim_id},
                     ":lease": {"N": str(lease_until_ms)},
@@ -271,6 +280,26 @@ class MessageStore:
         # A live lease, or `pending` again because the holder released it a moment ago: either
         # way the next delivery decides, after the visibility timeout.
         return Claim("in_flight", claim_id=holder)
+
+    def begin_send(self, message_id: str, recipient_id: str, claim_id: str) -> bool:
+        """Written just before the SES call: from here on, SES may have the e-mail. False when the
+        claim is no longer ours (our lease ran out and another delivery took it over)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=delivery_key(message_id, recipient_id),
+                UpdateExpression="SET #state = :sending",
+                ConditionExpression="#state = :claimed AND #claim = :claim",
+                ExpressionAttributeNames=_names("#state", "#claim"),
+                ExpressionAttributeValues={
+                    ":sending": {"S": SENDING},
+                    ":claimed": {"S": CLAIMED},
+                    ":claim": {"S": claim_id},
+                },
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def mark_sent(
         self, message_id: str, recipient_id: str, claim_id: str, ses_message_id: str, sent_at: str

@@ -20,6 +20,7 @@ from typing import Any
 
 from mailer.logs import get_logger, log
 from mailer.message import MailMessage, MalformedEvent, Recipient, utc_timestamp
+from mailer.metrics import DELIVERIES_UNKNOWN, emf
 from mailer.settings import Settings
 from mailer.store import MessageStore
 
@@ -182,12 +183,13 @@ class Worker:
                 **fields,
             )
             return False
+        newly_unknown = False
         if claim.outcome == "stale" and claim.claim_id is not None:
-            self._store.mark_unknown(
+            newly_unknown = self._store.mark_unknown(
                 message.message_id,
                 recipient.user_id,
                 claim.claim_id,
-                "the claim holder stopped before recording the SES result",
+                "the handler stopped between starting the SES call and recording its answer",
             )
         if claim.outcome != "claimed" or claim.claim_id is None:
             log(
@@ -195,10 +197,22 @@ class Worker:
                 logging.ERROR,
                 "delivery outcome unknown; not sending again (check SES events for this message id)",
                 outcome="unknown",
+                reason="the handler stopped between starting the SES call and recording its answer",
                 **fields,
+                # Counted once, when the delivery becomes unknown (redeliveries count 0).
+                **emf({DELIVERIES_UNKNOWN: int(newly_unknown)}),
             )
             return False
         fields["attempt"] = claim.attempts
+        if not self._store.begin_send(message.message_id, recipient.user_id, claim.claim_id):
+            log(
+                self._log,
+                logging.WARNING,
+                "the claim ran out before the send and was taken over; not sending",
+                outcome="retry",
+                **fields,
+            )
+            return False
         return self._send(message, recipient, claim.claim_id, fields)
 
     def _send(
@@ -217,7 +231,12 @@ class Worker:
                 }
             },
             # Lets SES event publishing (bounces, deliveries) be matched to the stored message.
-            "EmailTags": [{"Name": "message_id", "Value": message.message_id}],
+            # The recipient's position in the stored message, not their id or address: tag values
+            # allow only letters, digits, _ and - (SES API Reference, MessageTag).
+            "EmailTags": [
+                {"Name": "message_id", "Value": message.message_id},
+                {"Name": "recipient", "Value": str(message.recipients.index(recipient))},
+            ],
         }
         if message.sender_email is not None:
             request["ReplyToAddresses"] = [message.sender_email]
@@ -254,16 +273,17 @@ class Worker:
         except Exception as err:
             # The request may have reached SES (read timeout, dropped connection): it may have been
             # sent. Never guess "no".
-            self._store.mark_unknown(
-                message.message_id, recipient.user_id, claim_id, f"SES call ended without an answer: {err!r}"
-            )
+            reason = f"SES call ended without an answer: {err!r}"
+            newly_unknown = self._store.mark_unknown(message.message_id, recipient.user_id, claim_id, reason)
             log(
                 self._log,
                 logging.ERROR,
                 "SES outcome unknown; not sending again (check SES events for this message id)",
                 exc_info=True,
                 outcome="unknown",
+                reason=reason,
                 **fields,
+                **emf({DELIVERIES_UNKNOWN: int(newly_unknown)}),
             )
             return False
 

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from mailer import api as mailer_api
 from mailer import worker as mailer_worker
 from mailer.message import MailMessage
-from mailer.store import SENDING, MessageStore
+from mailer.store import CLAIMED, MessageStore
 from motion_common.auth import TokenVerifier
 
 from devstack.apigw import LocalHttpApi, make_app
@@ -276,21 +276,52 @@ def test_an_unanswered_ses_call_is_never_retried(mail_env: MailEnv, outbox: Outb
     assert len(ses.calls) == 1 and outbox.sent(mail_env.token) == []
 
 
-def test_a_claim_left_by_a_crashed_invocation_is_not_resent(mail_env: MailEnv, outbox: Outbox) -> None:
+def test_a_claim_whose_holder_died_before_calling_ses_is_taken_over_and_sent_once(
+    mail_env: MailEnv, outbox: Outbox
+) -> None:
     message = mail_env.message()
     store = mail_env.store()
     store.save(message)
     now_ms = int(time.time() * 1000)
-    # An invocation claimed the message and died; its lease has run out.
+    # An invocation claimed the e-mail and died before calling SES; its lease has run out.
     crashed = store.claim(message.message_id, "u_bob", lease_until_ms=now_ms - 1, now_ms=now_ms)
     assert crashed.outcome == "claimed"
 
     result = mail_env.worker().handle({"Records": [sqs_record(message.to_event(), "after-crash")]})
 
-    assert result == {"batchItemFailures": [{"itemIdentifier": "after-crash"}]}
+    assert result == {"batchItemFailures": []}
+    item = store.get_delivery_item(message.message_id, "u_bob")
+    assert item is not None and item["send_state"]["S"] == "sent" and item["attempts"]["N"] == "2"
+    assert len(outbox.sent(mail_env.token)) == 1
+    # The dead holder, were it to wake up, could no longer send.
+    assert crashed.claim_id is not None
+    assert store.begin_send(message.message_id, "u_bob", crashed.claim_id) is False
+
+
+def test_a_holder_that_died_after_calling_ses_leaves_unknown_reported_not_resent(
+    mail_env: MailEnv, outbox: Outbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    message = mail_env.message()
+    store = mail_env.store()
+    store.save(message)
+    now_ms = int(time.time() * 1000)
+    crashed = store.claim(message.message_id, "u_bob", lease_until_ms=now_ms - 1, now_ms=now_ms)
+    assert crashed.claim_id is not None
+    assert store.begin_send(message.message_id, "u_bob", crashed.claim_id)  # then it died
+
+    record = sqs_record(message.to_event(), "after-crash")
+    for _ in range(2):
+        assert mail_env.worker().handle({"Records": [record]}) == {
+            "batchItemFailures": [{"itemIdentifier": "after-crash"}]
+        }
     item = store.get_message_item(message.message_id)
     assert item is not None and item["send_state"]["S"] == "unknown"
     assert outbox.sent(mail_env.token) == []
+    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    unknown = [line for line in logs if line.get("outcome") == "unknown"]
+    # Reported with its reason, and counted once (the second redelivery counts 0).
+    assert [line["DeliveriesUnknown"] for line in unknown] == [1, 0]
+    assert all("starting the SES call" in line["reason"] for line in unknown)
 
 
 def test_a_live_claim_makes_a_duplicate_wait_not_send(mail_env: MailEnv, outbox: Outbox) -> None:
@@ -306,7 +337,7 @@ def test_a_live_claim_makes_a_duplicate_wait_not_send(mail_env: MailEnv, outbox:
         "batchItemFailures": [{"itemIdentifier": "while-in-flight"}]
     }
     item = store.get_delivery_item(message.message_id, "u_bob")
-    assert item is not None and item["send_state"]["S"] == SENDING
+    assert item is not None and item["send_state"]["S"] == CLAIMED
 
     # The holder finishes; the redelivered duplicate is then acknowledged without sending.
     store.mark_sent(message.message_id, "u_bob", holder.claim_id, "ses-123", "2030-01-01T00:00:00.000Z")

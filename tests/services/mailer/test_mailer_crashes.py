@@ -1,0 +1,123 @@
+"""The mailer handler killed at every step of a batch, then the record redelivered once the dead
+invocation's lease has run out (as SQS does after the visibility timeout). Each recipient ends
+with exactly one e-mail, or, only when the handler died between writing `sending` and recording
+SES's answer, with its delivery `unknown`: never sent twice, reported with its reason and counted
+in `DeliveriesUnknown`. Real local DynamoDB and SES; the death is a BaseException raised at the
+step, which nothing in the handler catches, as nothing runs after a killed process."""
+
+from __future__ import annotations
+
+import json
+import time as real_time
+import types
+from typing import Any
+
+import pytest
+from mailer import worker as mailer_worker
+
+from tests.services.mailer.support import MailEnv, Outbox, sqs_record
+
+
+class Died(BaseException):
+    """The invocation's process is gone: no except clause of the handler sees it."""
+
+
+class DiesAt:
+    """`target` whose `method` kills the invocation on its `nth` call, before or after doing it."""
+
+    def __init__(self, target: Any, method: str, when: str, nth: int) -> None:
+        self._target, self._method, self._when, self._nth = target, method, when, nth
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._target, name)
+        if name != self._method:
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            if self.calls == self._nth and self._when == "before":
+                raise Died(f"before {name}")
+            result = attribute(*args, **kwargs)
+            if self.calls == self._nth and self._when == "after":
+                raise Died(f"after {name}")
+            return result
+
+        return call
+
+
+class Context:
+    """A Lambda context with little time left, so the dead invocation's lease is short."""
+
+    aws_request_id = "req-crash"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 100
+
+
+# (client, method, before/after, which call, second recipient's e-mails, second recipient's state).
+# The message has two recipients; the death comes while handling the second (the first is done).
+STEPS = [
+    ("store", "save", "before", 1, 1, "sent"),
+    ("store", "claim", "before", 2, 1, "sent"),
+    ("store", "claim", "after", 2, 1, "sent"),
+    ("store", "begin_send", "before", 2, 1, "sent"),
+    ("ses", "send_email", "before", 2, 0, "unknown"),
+    ("ses", "send_email", "after", 2, 1, "unknown"),
+    ("store", "mark_sent", "after", 2, 1, "sent"),
+    ("store", "mark_message_sent", "before", 1, 1, "sent"),
+]
+
+
+@pytest.mark.parametrize(("client", "method", "when", "nth", "emails", "state"), STEPS)
+def test_a_handler_killed_at_each_step_sends_once_or_reports(
+    client: str,
+    method: str,
+    when: str,
+    nth: int,
+    emails: int,
+    state: str,
+    mail_env: MailEnv,
+    outbox: Outbox,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    message = mail_env.message(recipients=("bob@example.org", "carol@example.org"))
+    record = sqs_record(message.to_event(), "rec-crash")
+    store, ses = mail_env.store(), mail_env.session.client("sesv2")
+    dying = DiesAt(store if client == "store" else ses, method, when, nth)
+    killed = mail_env.worker(
+        store=dying if client == "store" else None,  # type: ignore[arg-type]
+        ses=dying if client == "ses" else None,
+    )
+    with pytest.raises(Died):
+        killed.handle({"Records": [record]}, Context())
+
+    # SQS redelivers after the visibility timeout, by when the dead invocation's lease is over.
+    later = real_time.time() + 60
+    monkeypatch.setattr(
+        mailer_worker, "time", types.SimpleNamespace(time=lambda: later, monotonic=real_time.monotonic)
+    )
+    fresh = mail_env.worker()
+    results = [fresh.handle({"Records": [record]}) for _ in range(2)]
+
+    sent = outbox.sent(mail_env.token)
+    to = [m["destinations"]["ToAddresses"] for m in sent]
+    assert to.count(["bob@example.org"]) == 1
+    assert to.count(["carol@example.org"]) == emails
+    carol = store.get_delivery_item(message.message_id, "u_carol")
+    assert carol is not None and carol["send_state"]["S"] == state
+    item = store.get_message_item(message.message_id)
+    assert item is not None
+    if state == "sent":
+        assert item["send_state"]["S"] == "sent"
+        assert results == [{"batchItemFailures": []}] * 2
+    else:
+        # Reported, not retried into a second e-mail: the record keeps failing toward the dead
+        # letters, the metric counts the delivery once, and the log says why.
+        assert item["send_state"]["S"] == "unknown"
+        assert results == [{"batchItemFailures": [{"itemIdentifier": "rec-crash"}]}] * 2
+        logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+        reported = [line for line in logs if line.get("outcome") == "unknown"]
+        assert sum(line["DeliveriesUnknown"] for line in reported) == 1
+        assert all(line["reason"] and line["recipient_id"] == "u_carol" for line in reported)
