@@ -48,11 +48,16 @@ OUTBOX_MAX_AGE_SECONDS = 60.0
 
 # The event of a gap notice: "my messages for this channel from this key on were dropped unsent".
 GAP_EVENT = b"!gap"
+# Every instance says it is alive on the control channel this often; one that falls silent may have
+# died between storing messages and publishing them, which the others then fetch from the store.
+BEAT_SECONDS = 2.0
+BEAT_PREFIX = b"beat|"
 
 OnMessage = Callable[[str, str, bytes], None]
 # (projects, their subscriptions confirmed, the last moment the lost subscription was receiving)
 OnResubscribed = Callable[[list[str], "asyncio.Future[list[None]]", int | None], None]
 OnGap = Callable[[str, str], None]
+OnPeer = Callable[[str], None]
 
 
 def channel(project: str) -> bytes:
@@ -90,6 +95,7 @@ class RedisBus:
         on_message: OnMessage,
         on_resubscribed: OnResubscribed,
         on_gap: OnGap,
+        on_peer: OnPeer | None = None,
     ) -> None:
         self._settings = settings
         self._origin_id = instance_id
@@ -97,7 +103,7 @@ class RedisBus:
         self._on_message = on_message
         self._on_resubscribed = on_resubscribed
         self._on_gap = on_gap
-        # Channel -> the first key dropped from the outbox unsent, announced when publishing works.
+        self._on_peer = on_peer  # Channel -> the first key dropped from the outbox unsent, announced when publishing works.
         self._dropped_from: dict[bytes, str] = {}
         # Wall-clock ms of the subscriber's last read: the last moment it was known to be receiving.
         self._heard_ms: int | None = None
@@ -115,6 +121,11 @@ class RedisBus:
         self._closing = False
         self._last_read = 0.0
         self.dropped = 0
+
+    @property
+    def listening(self) -> bool:
+        """The subscription is live: what other instances publish arrives."""
+        return self._sub_up
 
     @property
     def up(self) -> bool:
@@ -138,7 +149,22 @@ class RedisBus:
         return Connection(**kwargs)
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._subscriber()), asyncio.create_task(self._publisher())]
+        self._tasks = [
+            asyncio.create_task(self._subscriber()),
+            asyncio.create_task(self._publisher()),
+            asyncio.create_task(self._beat()),
+        ]
+
+    async def _beat(self) -> None:
+        beat = BEAT_PREFIX + self._origin
+        while True:
+            # Not while publishing is failing (something waits in the outbox and the last attempt
+            # failed): a beat that goes out late says nothing, and receivers judge silence by
+            # their own subscription anyway.
+            if (self._pub_up or not self._outbox) and len(self._outbox) < OUTBOX_LIMIT:
+                self._outbox.append((time.monotonic(), CONTROL_CHANNEL, beat))
+                self._outbox_ready.set()
+            await asyncio.sleep(BEAT_SECONDS)
 
     async def close(self, flush_timeout: float = 1.0) -> None:
         """Send what is still queued (briefly), then stop both loops."""
@@ -274,6 +300,13 @@ class RedisBus:
             if not isinstance(response, list) or len(response) < 3:
                 continue
             kind = response[0]
+            if kind == b"message" and response[1] == CONTROL_CHANNEL:
+                beat: bytes = response[2]
+                if beat.startswith(BEAT_PREFIX) and self._on_peer is not None:
+                    peer = beat[len(BEAT_PREFIX) :]
+                    if peer != origin:
+                        self._on_peer(peer.decode())
+                continue
             if kind == b"message":
                 data: bytes = response[2]
                 if data[:INSTANCE_CHARS] == origin or len(data) < HEADER_LENGTH:
@@ -363,10 +396,15 @@ class RedisBus:
 
     def _drop(self, entry: tuple[float, bytes, bytes]) -> None:
         _, chan, data = entry
+        if chan == CONTROL_CHANNEL:
+            return  # a beat: nothing to fetch
         self.dropped += 1
         key = data[INSTANCE_CHARS + 1 : INSTANCE_CHARS + 1 + KEY_LENGTH].decode()
-        # Entries leave the outbox oldest first, so the first drop per channel is its earliest key.
-        self._dropped_from.setdefault(chan, key)
+        # The earliest dropped key per channel: entries usually leave the outbox oldest first, but
+        # a failed batch goes back to its front after newer ones may have been dropped.
+        first = self._dropped_from.get(chan)
+        if first is None or key < first:
+            self._dropped_from[chan] = key
 
     def _gap_notices(self) -> list[tuple[float, bytes, bytes]]:
         """The pending gap notices as outbox entries (taken: each is announced once)."""

@@ -25,8 +25,12 @@ log = logging.getLogger(__name__)
 # A catch-up starts, for every project, from the last moment the instance knew its subscription
 # was receiving (the last read on the connection that was lost), less the longest a message can be
 # between getting its id and being published: ids are assigned before the store write, publishes
-# follow it, and the store client's timeouts and retries (store.py: 4 attempts of 2 s connect and
-# 5 s read, with backoff) bound that write at about 30 s. Not from the newest id delivered here:
+# follow it. A write normally takes milliseconds; the store client's timeouts (2 s connect, 5 s
+# read) and retries (botocore's `max_attempts` 4 are retries, so 5 attempts, with backoff) let a
+# single slow call reach ~40 s, and unprocessed items are retried on top. The overlap covers the
+# ordinary slow write; a message published later than that after its id is logged as a warning
+# (server.persisted), because a member whose subscription broke meanwhile may then miss it live
+# (it stays in history). Not from the newest id delivered here:
 # the instance's own sends move that during the gap and would skip what others sent meanwhile.
 CATCHUP_OVERLAP_MS: Final = 30_000
 # Past this many messages in one project's gap, members are told to reload (`resync`) instead.
@@ -109,6 +113,10 @@ async def _catch_up_project(server: ChatServer, project: str) -> None:
         # A gap seen while this runs (another outage, a publisher's dropped messages) moves
         # `catchup_from`; the loop takes it up before it hands over to live delivery.
         while state.catchup_from is not None:
+            confirmed = state.confirmed
+            if confirmed is not None and not confirmed.done():
+                with contextlib.suppress(Exception):
+                    await confirmed
             after, state.catchup_from = state.catchup_from, None
             if not server.settings.persist:
                 complete = False  # nothing to catch up from: the clients must know
@@ -152,4 +160,4 @@ def _page(
 def _page_after(
     store: MessageStore, project: str, after: str, limit: int
 ) -> tuple[list[StoredMessage], bool]:
-    return store.page(project, before=None, after=after, limit=limit)
+    return store.page(project, before=None, after=after, limit=limit, consistent=True)

@@ -43,6 +43,9 @@ class ProtocolError(Exception):
         self.ref = ref
 
 
+# Project names that would share a table partition with send claims (schema.CLAIM_PARTITION_PREFIX,
+# kept equal by a test).
+RESERVED_PROJECT_PREFIX: Final = "send#"
 # A send's optional client id (a UUID fits): what makes a resend idempotent.
 CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -107,6 +110,9 @@ def _project(doc: dict[str, Any], ref: object) -> str:
     project = doc.get("project")
     if not isinstance(project, str) or not 0 < len(project) <= MAX_PROJECT_CHARS:
         raise ProtocolError("bad_request", "'project' must be a non-empty string", ref)
+    if project.startswith(RESERVED_PROJECT_PREFIX):
+        # The partitions of send claims (chat_service.schema): never a project's.
+        raise ProtocolError("bad_request", f"'project' must not start with {RESERVED_PROJECT_PREFIX!r}", ref)
     return project
 
 

@@ -30,11 +30,11 @@ from picows import ws_create_server
 
 from chat_service import protocol as proto
 from chat_service.authentication import Authenticator
-from chat_service.bus import RedisBus
+from chat_service.bus import BEAT_SECONDS, RedisBus
 from chat_service.connection import OPEN, Connection
-from chat_service.history import catch_up, gap_start
+from chat_service.history import CATCHUP_OVERLAP_MS, catch_up, gap_start
 from chat_service.keepalive import sweep
-from chat_service.keys import KeyClock, key_floor, new_instance_id, now_ms, origin_of
+from chat_service.keys import KeyClock, key_floor, new_instance_id, now_ms
 from chat_service.projects import ProjectState
 from chat_service.settings import Settings
 from chat_service.store import (
@@ -60,6 +60,13 @@ PERSIST_IN_FLIGHT: Final = 4
 STORE_PROBE_SECONDS: Final = 5.0
 STORE_PROBE_TIMEOUT_SECONDS: Final = 3.0
 STORE_PROBE_PROJECT: Final = "readiness-probe"
+# Delivered keys are kept this long for exact-id dedup: longer than any catch-up reaches back while
+# Redis is up (CATCHUP_OVERLAP_MS) and than a publisher keeps unsent messages (60 s).
+SEEN_RETAIN_MS: Final = CATCHUP_OVERLAP_MS + 60_000
+SEEN_PRUNE_AT: Final = 1024
+SEEN_PRUNE_EVERY: Final = 256
+# A peer is taken for gone after this long without a beat (three beats and a little).
+PEER_SILENCE_MS: Final = int(BEAT_SECONDS * 3.5 * 1000)
 
 
 @dataclass(slots=True)
@@ -70,6 +77,8 @@ class PendingSend:
     # Set by the write when the send's client id was claimed before: `message` is then the one
     # stored at that time, not a new one.
     repeated: bool = False
+    # Set by the write when this message was not stored (its neighbours may have been).
+    failed: bool = False
 
 
 class ChatServer:
@@ -94,8 +103,15 @@ class ChatServer:
             self._write if settings.persist else None, self.persisted, self.io, PERSIST_IN_FLIGHT
         )
         self.bus = RedisBus(
-            settings.redis, self.instance_id, self.from_redis, self.resubscribed, self.gap_announced
+            settings.redis,
+            self.instance_id,
+            self.from_redis,
+            self.resubscribed,
+            self.gap_announced,
+            self.peer_alive,
         )
+        # Other instances by id -> when their last beat arrived (wall-clock ms).
+        self.peers: dict[str, int] = {}
         self.projects: dict[str, ProjectState] = {}
         self.connections: set[Connection] = set()
         self.draining = False
@@ -140,6 +156,7 @@ class ChatServer:
             backlog=4096,
         )
         self.spawn(sweep(self.connections, self.settings.ping_interval_seconds))
+        self.spawn(self._watch_peers())
         log.info(
             "chat instance %s listening on %s:%d (persist=%s)",
             self.instance_id,
@@ -274,17 +291,19 @@ class ChatServer:
         self.persister.submit(PendingSend(message, conn, request.ref))
 
     def _write(self, pending: list[PendingSend]) -> None:
-        earlier = self.store.write([p.message for p in pending])
+        result = self.store.write([p.message for p in pending])
         for item in pending:
-            stored = earlier.get(item.message.key)
-            if stored is not None:
+            if item.message.key in result.unwritten:
+                item.failed = True
+            elif (stored := result.earlier.get(item.message.key)) is not None:
                 item.message, item.repeated = stored, True
 
     def persisted(self, pending: list[PendingSend], error: BaseException | None) -> None:
         for item in pending:
             message, conn = item.message, item.conn
-            if error is not None and (
-                not isinstance(error, PartialWriteError) or message.key in error.unwritten
+            if item.failed or (
+                error is not None
+                and (not isinstance(error, PartialWriteError) or message.key in error.unwritten)
             ):
                 conn.send(proto.error("persist_failed", "message was not stored; send it again", item.ref))
                 continue
@@ -301,23 +320,26 @@ class ChatServer:
             # a member; otherwise on its own.
             member = message.project in conn.joined
             if state is not None:
+                self.note(state, message.key)
                 self.fan_out(state, frame, conn if member else None, ack)
             if not member:
                 conn.write(ack)
+            if (late := now_ms() - message.ts) > CATCHUP_OVERLAP_MS:
+                log.warning(
+                    "message %s published %d ms after its id, beyond the catch-up overlap", message.key, late
+                )
             self.bus.publish(message.project, message.key, event)
 
     def _resent(self, item: PendingSend) -> None:
         """A resend of a claimed client id: the stored message's ack, and the message itself to
         anyone who may not have it. Its first instance may have died between storing and publishing
-        it, so it is delivered here and published again; receivers drop it by id if they had it.
-        When the first attempt was this instance's, it was delivered and published then."""
+        it (or, on this instance, reported its batch failed after storing it), so it is delivered
+        here and published again; every instance drops it by id if its members had it."""
         message = item.message
         ack = proto.encode(
             {"type": "ack", "ref": item.ref, "id": message.key, "ts": message.ts, "repeated": True}
         )
         item.conn.send(ack)
-        if origin_of(message.key) == self.instance_id:
-            return
         event = proto.encode(message.event())
         state = self.projects.get(message.project)
         if state is not None:
@@ -349,24 +371,73 @@ class ChatServer:
         self.deliver_remote(project, state, key, event)
 
     def deliver_remote(self, project: str, state: ProjectState, key: str, event: bytes) -> None:
-        origin = origin_of(key)
-        if origin == self.instance_id:
+        """Deliver a message that did not start here (Redis, a catch-up, a resend) unless the
+        members here have it already. (Redis never hands back this instance's own publishes.)"""
+        if not self.note(state, key):
             return
-        last = state.origins.get(origin)
-        if last is not None and key <= last:
-            return
-        state.origins[origin] = key
         self.clock.observe(project, key)
         self.fan_out(state, proto.text_frame(event))
+
+    def note(self, state: ProjectState, key: str) -> bool:
+        """Record `key` as delivered here; False when it was already."""
+        seen = state.seen
+        if key in seen:
+            return False
+        seen.add(key)
+        order = state.seen_order
+        order.append(key)
+        if len(order) > SEEN_PRUNE_AT and not len(order) % SEEN_PRUNE_EVERY:
+            self._prune(state)
+        return True
+
+    def _prune(self, state: ProjectState) -> None:
+        # Keys a catch-up could still deliver again must stay: none are dropped while one is due or
+        # running, or while Redis is away (the next catch-up reaches back before the gap).
+        if state.catching or state.catchup_from is not None or not self.bus.listening:
+            return
+        cutoff = key_floor(now_ms() - SEEN_RETAIN_MS)
+        order, seen = state.seen_order, state.seen
+        while order and order[0] < cutoff:
+            seen.discard(order.popleft())
 
     def resubscribed(
         self, projects: list[str], confirmed: asyncio.Future[list[None]], heard_ms: int | None
     ) -> None:
         """The subscription is back after a gap; `heard_ms` is the last moment the previous one was
         known to be receiving (None: there was none)."""
-        due = [p for p in projects if self.gap(p, gap_start(heard_ms, self.projects.get(p)))]
+        due = [p for p in projects if self.gap(p, gap_start(heard_ms, self.projects.get(p)), confirmed)]
         if due:
             self.spawn(catch_up(self, due, confirmed))
+
+    def peer_alive(self, peer: str) -> None:
+        self.peers[peer] = now_ms()
+
+    async def _watch_peers(self) -> None:
+        while not self.draining:
+            await asyncio.sleep(BEAT_SECONDS)
+            self.check_peers(now_ms())
+
+    def check_peers(self, now: int) -> None:
+        """An instance silent for PEER_SILENCE_MS while this one hears Redis has stopped: it may have
+        died between storing messages and publishing them, so every project here is caught up from
+        the store from its last beat (less the overlap); duplicates are dropped by id."""
+        if not self.bus.listening:
+            # We hear nobody now; judge nobody, and restart everyone's clock when we hear again.
+            for peer in self.peers:
+                self.peers[peer] = now
+            return
+        gone = [(peer, seen) for peer, seen in self.peers.items() if now - seen > PEER_SILENCE_MS]
+        for peer, seen in gone:
+            del self.peers[peer]
+            log.warning(
+                "instance %s fell silent; catching up %d projects from the store", peer, len(self.projects)
+            )
+            start = key_floor(seen - CATCHUP_OVERLAP_MS)
+            due = [p for p in list(self.projects) if self.gap(p, start)]
+            if due:
+                done: asyncio.Future[list[None]] = asyncio.get_running_loop().create_future()
+                done.set_result([])
+                self.spawn(catch_up(self, due, done))
 
     def gap_announced(self, project: str, first_key: str) -> None:
         """Another instance dropped unsent publishes for `project` from `first_key` on (they are
@@ -376,12 +447,17 @@ class ChatServer:
             done.set_result([])
             self.spawn(catch_up(self, [project], done))
 
-    def gap(self, project: str, start: str | None) -> bool:
-        """Note that `project` may have missed what was sent from `start` on; True when a catch-up
-        must be started for it (none is running; a running one takes the new start itself)."""
+    def gap(
+        self, project: str, start: str | None, confirmed: asyncio.Future[list[None]] | None = None
+    ) -> bool:
+        """Note that `project` may have missed what was sent from `start` on (`confirmed`: the new
+        subscription's confirmation, when it was lost); True when a catch-up must be started for it
+        (none is running; a running one takes the new start, and waits for `confirmed`, itself)."""
         state = self.projects.get(project)
         if state is None or start is None:
             return False
+        if confirmed is not None:
+            state.confirmed = confirmed
         if state.catchup_from is None or start < state.catchup_from:
             state.catchup_from = start
         if state.buffer is None:

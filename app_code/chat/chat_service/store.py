@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from chat_service.schema import CLAIM_PARTITION_PREFIX, CLAIM_TTL_SECONDS, PARTITION_KEY, SORT_KEY, TABLE
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 BATCH_LIMIT = 25  # BatchWriteItem's maximum
 UNPROCESSED_RETRIES = 6
+CONFLICT_RETRIES = 4
 TTL_ATTRIBUTE: str = TABLE["TimeToLiveAttribute"]
 
 
@@ -74,17 +75,27 @@ class PartialWriteError(RuntimeError):
         self.unwritten = unwritten
 
 
+@dataclass(slots=True)
+class WriteResult:
+    # Key -> the message stored under the same client id before (this one was not stored).
+    earlier: dict[str, StoredMessage] = field(default_factory=dict)
+    # Keys of messages that were not stored (their senders are told to send again).
+    unwritten: set[str] = field(default_factory=set)
+
+
 class MessageStore(Protocol):
     """Blocking calls; the service runs them on its thread pool."""
 
-    def write(self, messages: list[StoredMessage]) -> dict[str, StoredMessage]:
-        """Store the messages (all or raise). Those carrying a client id the sender used before are
-        not stored again: the result maps their key to the message stored then."""
+    def write(self, messages: list[StoredMessage]) -> WriteResult:
+        """Store the messages, each on its own account: the result says which were not stored and
+        which carried a client id the sender used before (not stored again: mapped to the message
+        stored then). Raises only when nothing can be said about any of them."""
 
     def page(
-        self, project: str, *, before: str | None, after: str | None, limit: int
+        self, project: str, *, before: str | None, after: str | None, limit: int, consistent: bool = False
     ) -> tuple[list[StoredMessage], bool]:
-        """Up to `limit` messages and whether there are more: newest first, or oldest first with `after`."""
+        """Up to `limit` messages and whether there are more: newest first, or oldest first with
+        `after`; `consistent` reads every write acknowledged before the query (catch-ups need it)."""
 
 
 class DynamoMessageStore:
@@ -107,19 +118,34 @@ class DynamoMessageStore:
         self._client = boto3.session.Session().client("dynamodb", config=config)
         self._table = table
 
-    def write(self, messages: list[StoredMessage]) -> dict[str, StoredMessage]:
-        # Claimed sends first, one transaction each (the message and its claim, or neither): if
-        # any fails, the batch is reported failed and resending those is idempotent by their claim.
-        earlier: dict[str, StoredMessage] = {}
+    def write(self, messages: list[StoredMessage]) -> WriteResult:
+        # Claimed sends one transaction each (the message and its claim, or neither), each with its
+        # own outcome, so one failure or conflict never fails its neighbours; plain sends batched.
+        result = WriteResult()
         plain = []
         for message in messages:
             if message.client_id is None:
                 plain.append(message)
-            elif (stored := self._write_claimed(message)) is not None:
-                earlier[message.key] = stored
+                continue
+            try:
+                stored = self._write_claimed(message)
+            except Exception as err:
+                log.warning("storing claimed send %s failed: %s", message.key, err)
+                result.unwritten.add(message.key)
+                continue
+            if stored is not None:
+                result.earlier[message.key] = stored
         if plain:
-            self._write_batch(plain)
-        return earlier
+            try:
+                self._write_batch(plain)
+            except PartialWriteError as err:
+                result.unwritten |= err.unwritten
+            except Exception as err:
+                if len(plain) == len(messages):
+                    raise
+                log.warning("storing %d messages failed: %s", len(plain), err)
+                result.unwritten |= {m.key for m in plain}
+        return result
 
     def _write_claimed(self, message: StoredMessage) -> StoredMessage | None:
         assert message.client_id is not None
@@ -134,37 +160,47 @@ class DynamoMessageStore:
             "text": {"S": message.text},
             TTL_ATTRIBUTE: {"N": str(int(time.time()) + CLAIM_TTL_SECONDS)},
         }
-        try:
-            self._client.transact_write_items(
-                TransactItems=[
-                    {"Put": {"TableName": self._table, "Item": message.item()}},
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": claim,
-                            "ConditionExpression": "attribute_not_exists(#pk)",
-                            "ExpressionAttributeNames": {"#pk": PARTITION_KEY},
-                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                        }
-                    },
-                ]
-            )
-        except self._client.exceptions.TransactionCanceledException as err:
-            reasons = err.response.get("CancellationReasons") or []
-            if len(reasons) < 2 or reasons[1].get("Code") != "ConditionalCheckFailed":
-                raise
-            # Claimed before: the message stored then, from the claim (read back if the error
-            # did not carry it).
-            old = reasons[1].get("Item") or self._read_claim(claim_key)
-            return StoredMessage(
-                message.project,
-                old["message"]["S"],
-                message.user,
-                old["text"]["S"],
-                int(old["ts"]["N"]),
-                message.client_id,
-            )
-        return None
+        items = [
+            {"Put": {"TableName": self._table, "Item": message.item()}},
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": claim,
+                    "ConditionExpression": "attribute_not_exists(#pk)",
+                    "ExpressionAttributeNames": {"#pk": PARTITION_KEY},
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+        ]
+        delay = 0.02
+        reasons: list[dict[str, Any]] = []
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                self._client.transact_write_items(TransactItems=items)
+                return None
+            except self._client.exceptions.TransactionCanceledException as err:
+                reasons = err.response.get("CancellationReasons") or []
+                codes = [r.get("Code") for r in reasons]
+                # The same id sent twice at once (two tabs, or a resend while the first is being
+                # written): the other transaction holds the claim; wait for it and ask again.
+                if "TransactionConflict" in codes and attempt < CONFLICT_RETRIES:
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+                if len(reasons) < 2 or codes[1] != "ConditionalCheckFailed":
+                    raise
+                break
+        # Claimed before: the message stored then, from the claim (read back if the error did not
+        # carry it).
+        old = reasons[1].get("Item") or self._read_claim(claim_key)
+        return StoredMessage(
+            message.project,
+            old["message"]["S"],
+            message.user,
+            old["text"]["S"],
+            int(old["ts"]["N"]),
+            message.client_id,
+        )
 
     def _read_claim(self, claim_key: dict[str, Any]) -> dict[str, Any]:
         # Query, not GetItem: the task role's two actions are BatchWriteItem and Query (and PutItem,
@@ -192,7 +228,7 @@ class DynamoMessageStore:
         raise PartialWriteError({r["PutRequest"]["Item"][SORT_KEY]["S"] for r in requests})
 
     def page(
-        self, project: str, *, before: str | None, after: str | None, limit: int
+        self, project: str, *, before: str | None, after: str | None, limit: int, consistent: bool = False
     ) -> tuple[list[StoredMessage], bool]:
         values: dict[str, Any] = {":p": {"S": project}}
         condition = f"{PARTITION_KEY} = :p"
@@ -209,6 +245,9 @@ class DynamoMessageStore:
             ExpressionAttributeValues=values,
             ScanIndexForward=after is not None,
             Limit=limit + 1,
+            # Eventually consistent reads may miss a write acknowledged just before; a catch-up
+            # that missed one would never deliver it ("Read consistency", DynamoDB Developer Guide).
+            ConsistentRead=consistent,
         )
         items = [StoredMessage.from_item(item) for item in response.get("Items", [])]
         return items[:limit], len(items) > limit
@@ -217,11 +256,11 @@ class DynamoMessageStore:
 class NoStore:
     """CHAT_PERSIST=false (benchmarks only): nothing is written and history is empty."""
 
-    def write(self, messages: list[StoredMessage]) -> dict[str, StoredMessage]:
-        return {}
+    def write(self, messages: list[StoredMessage]) -> WriteResult:
+        return WriteResult()
 
     def page(
-        self, project: str, *, before: str | None, after: str | None, limit: int
+        self, project: str, *, before: str | None, after: str | None, limit: int, consistent: bool = False
     ) -> tuple[list[StoredMessage], bool]:
         return [], False
 

@@ -74,6 +74,7 @@ class UpgradeRouter:
                 "instance": server.instance_id,
                 "store": "down" if server.store_problem else ("up" if server.settings.persist else "off"),
                 "redis": "up" if server.bus.up else "down",
+                "peers": sorted(server.peers),
                 "persist": server.settings.persist,
                 "connections": len(server.connections),
                 "projects": len(server.projects),

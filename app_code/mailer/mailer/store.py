@@ -85,6 +85,11 @@ class Page:
     next_before: str | None
 
 
+def _held(item: dict[str, Any], state: str, claim_id: str) -> bool:
+    """Whether a delivery item is in `state` under `claim_id`."""
+    return item.get("send_state", {}).get("S") == state and item.get("claim_id", {}).get("S") == claim_id
+
+
 def _names(*keys: str) -> dict[str, str]:
     return {key: _NAMES[key] for key in keys}
 
@@ -296,9 +301,12 @@ class MessageStore:
                     ":claimed": {"S": CLAIMED},
                     ":claim": {"S": claim_id},
                 },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except self._db.exceptions.ConditionalCheckFailedException:
-            return False
+        except self._db.exceptions.ConditionalCheckFailedException as err:
+            # The SDK retries a call whose answer was lost: if the first attempt landed, the item is
+            # already `sending` under our claim, which is success, not a takeover.
+            return _held(err.response.get("Item") or {}, SENDING, claim_id)
         return True
 
     def mark_sent(
@@ -338,9 +346,15 @@ class MessageStore:
         return self._transition(message_id, recipient_id, claim_id, PENDING, reason, remove_lease=True)
 
     def mark_unknown(self, message_id: str, recipient_id: str, claim_id: str, reason: str) -> bool:
+        """True when the delivery is now `unknown` under `claim_id` (also when a retried call finds
+        its first attempt landed); False when another outcome was recorded first (e.g. `sent`)."""
         changed = self._transition(message_id, recipient_id, claim_id, UNKNOWN, reason, remove_lease=False)
-        # The message is not done, and will not be without an operator: say so on the message too.
-        self._set_message_state(message_id, UNKNOWN)
+        if not changed:
+            item = self.get_delivery_item(message_id, recipient_id) or {}
+            changed = _held(item, UNKNOWN, claim_id)
+        if changed:
+            # The message is not done, and will not be without an operator: say so on it too.
+            self._set_message_state(message_id, UNKNOWN)
         return changed
 
     def _transition(

@@ -88,3 +88,66 @@ def test_dropped_publishes_are_announced_to_receivers_once_publishing_works(
         await receiver.close()
 
     asyncio.run(scenario())
+
+
+class _Raw:
+    def __init__(self, sink: list[bytes]) -> None:
+        self.sink = sink
+
+    def write(self, data: bytes) -> None:
+        self.sink.append(data)
+
+
+def test_a_catch_up_delivering_a_newer_key_first_does_not_drop_an_older_one_on_its_way() -> None:
+    # Another instance B stored k2 while k1 (its older key) was still being written; a catch-up
+    # delivers k2 from the store, then B publishes k1 and k2 in order. k1 must still be delivered,
+    # and k2 only once: dedup is by exact id, not by the newest key per origin.
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from chat_service import history
+    from chat_service.connection import OPEN
+    from chat_service.server import ChatServer
+    from chat_service.store import StoredMessage
+
+    async def scenario() -> tuple[list[bytes], str, str]:
+        server = ChatServer.__new__(ChatServer)  # the parts a delivery uses, without sockets
+        server.instance_id = new_instance_id()
+        server.clock = KeyClock(server.instance_id)
+        server.delivered, server.projects = 0, {}
+        server.reads = ThreadPoolExecutor(1)
+        server.settings = SimpleNamespace(persist=True)  # type: ignore[assignment]
+        got: list[bytes] = []
+        state = ProjectState(created_ms=0)
+        state.members = (SimpleNamespace(state=OPEN, raw=_Raw(got)),)  # type: ignore[assignment]
+        server.projects["p"] = state
+        other = KeyClock(new_instance_id())
+        k1, k2 = other.next("p")[0], other.next("p")[0]
+        stored = [StoredMessage("p", k2, "u", "two", 0)]
+        server.store = SimpleNamespace(  # type: ignore[assignment]
+            page=lambda project, before, after, limit, consistent: (
+                [m for m in stored if m.key > after],
+                False,
+            )
+        )
+        assert server.gap("p", key_floor(0))
+        done: asyncio.Future[list[None]] = asyncio.get_running_loop().create_future()
+        done.set_result([])
+        await history.catch_up(server, ["p"], done)
+        server.from_redis("p", k1, b'{"id":"%s"}' % k1.encode())
+        server.from_redis("p", k2, b'{"id":"%s"}' % k2.encode())
+        return got, k1, k2
+
+    frames, k1, k2 = asyncio.run(scenario())
+    assert sum(k1.encode() in f for f in frames) == 1
+    assert sum(k2.encode() in f for f in frames) == 1
+
+
+def test_project_names_cannot_reach_the_claims_partitions() -> None:
+    from chat_service import protocol as proto
+    from chat_service.schema import CLAIM_PARTITION_PREFIX
+
+    assert proto.RESERVED_PROJECT_PREFIX == CLAIM_PARTITION_PREFIX
+    with pytest.raises(proto.ProtocolError) as err:
+        proto.parse(b'{"type":"join","project":"send#p1"}', 4096)
+    assert err.value.code == "bad_request"

@@ -382,3 +382,44 @@ def test_an_instance_killed_mid_send_loses_nothing_its_sender_resends(
         await member.close()
 
     run(scenario(), timeout=60)
+
+
+def test_messages_an_instance_stored_but_never_published_reach_the_others_after_it_dies(
+    redis_server: RedisServer, make_instance: MakeInstance, issuer: Issuer, project: str
+) -> None:
+    # A is killed mid-burst and its sender never comes back: whatever A stored but had not published
+    # must still reach the member on B. B notices A's beats stop and catches the project up from
+    # the store; the member ends with exactly the stored messages, each once.
+    a, b = make_instance(redis_server), make_instance(redis_server)
+    count = 300
+
+    async def scenario() -> None:
+        member = await ChatClient.open(b.ws_url, issuer.mint("member", [project]))
+        await member.join(project)
+        sender = await ChatClient.open(a.ws_url, issuer.mint("sender", [project]))
+        await sender.join(project)
+        a_id = a.health()[1]["instance"]
+        await asyncio.to_thread(wait_for, lambda: a_id in b.health()[1].get("peers", []), 10)
+        for i in range(count):
+            await sender.send_json({"type": "send", "ref": f"s{i}", "project": project, "text": f"m{i}"})
+        await asyncio.sleep(0.02)
+        a.signal(signal.SIGKILL)
+        await sender.wait_closed()
+        stored: list[str] = []
+        before: str | None = None
+        while True:
+            page = await member.call("history", project=project, limit=100, before=before)
+            assert page["type"] == "history", page
+            stored += [m["id"] for m in page["messages"]]
+            if not page["more"]:
+                break
+            before = page["messages"][-1]["id"]
+        assert 0 < len(stored) <= count
+        # Within the silence a peer is allowed (7 s) and its catch-up.
+        await member.wait_messages(project, len(stored), within=20)
+        await quiet(0.5)
+        got = [m["id"] for m in member.messages(project)]
+        assert len(got) == len(set(got)) and set(got) == set(stored)
+        await member.close()
+
+    run(scenario(), timeout=60)

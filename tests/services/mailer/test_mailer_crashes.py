@@ -121,3 +121,29 @@ def test_a_handler_killed_at_each_step_sends_once_or_reports(
         reported = [line for line in logs if line.get("outcome") == "unknown"]
         assert sum(line["DeliveriesUnknown"] for line in reported) == 1
         assert all(line["reason"] and line["recipient_id"] == "u_carol" for line in reported)
+
+
+def test_a_retried_step_whose_first_attempt_landed_still_counts_as_done(mail_env: MailEnv) -> None:
+    # The SDK retries a call whose answer was lost; the retry then meets its own first attempt's
+    # write. begin_send must not take that for a takeover (the e-mail would never be sent and later
+    # be reported unknown), and mark_unknown must still report the delivery as unknown.
+    message = mail_env.message()
+    store = mail_env.store()
+    store.save(message)
+    now_ms = int(real_time.time() * 1000)
+    claim = store.claim(message.message_id, "u_bob", lease_until_ms=now_ms + 60_000, now_ms=now_ms)
+    assert claim.claim_id is not None
+    assert store.begin_send(message.message_id, "u_bob", claim.claim_id)
+    assert store.begin_send(message.message_id, "u_bob", claim.claim_id)  # the retry
+    assert store.begin_send(message.message_id, "u_bob", "someone-else") is False
+    assert store.mark_unknown(message.message_id, "u_bob", claim.claim_id, "test")
+    assert store.mark_unknown(message.message_id, "u_bob", claim.claim_id, "test")  # the retry
+    # Another outcome recorded first is not overwritten nor reported as unknown.
+    other = mail_env.message(recipients=("carol@example.org",))
+    store.save(other)
+    taken = store.claim(other.message_id, "u_carol", lease_until_ms=now_ms + 60_000, now_ms=now_ms)
+    assert taken.claim_id is not None and store.begin_send(other.message_id, "u_carol", taken.claim_id)
+    store.mark_sent(other.message_id, "u_carol", taken.claim_id, "ses-1", "2030-01-01T00:00:00.000Z")
+    assert store.mark_unknown(other.message_id, "u_carol", taken.claim_id, "late") is False
+    item = store.get_message_item(other.message_id)
+    assert item is not None and item["send_state"]["S"] != "unknown"
