@@ -21,6 +21,14 @@ from tests.services.chat.chat_harness import ChatInstance, redis_env
 
 
 @pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """A local AWS API of the chat tests' own: the fault tests write thousands of messages, and the
+    mail tests read the shared one's whole model dump (their SES outbox), which that would bloat."""
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def chat_table(moto_server: MotoServer) -> str:
     name = f"chat-messages-{uuid.uuid4().hex[:8]}"
     client = boto3.client("dynamodb", endpoint_url=moto_server.endpoint, **_aws_credentials(moto_server))
