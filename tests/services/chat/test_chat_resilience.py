@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
@@ -327,6 +328,40 @@ def test_a_resend_with_the_same_client_id_is_stored_once(
     run(scenario())
 
 
+async def stored_history(client: ChatClient, project: str) -> list[dict[str, Any]]:
+    """Every stored message of the project, newest first, page by page."""
+    stored: list[dict[str, Any]] = []
+    before: str | None = None
+    while True:
+        page = await client.call("history", project=project, limit=100, before=before)
+        assert page["type"] == "history", page
+        stored += page["messages"]
+        if not page["more"]:
+            return stored
+        before = page["messages"][-1]["id"]
+
+
+async def burst_then_kill(
+    a: ChatInstance, b: ChatInstance, issuer: Issuer, project: str, count: int, keyed: bool
+) -> tuple[ChatClient, dict[str, str]]:
+    """A member on B; a sender on A pipelines `count` sends (with client ids when `keyed`) and A is
+    SIGKILLed mid-burst. The member, and the acks the sender got (ref -> id), by then."""
+    member = await ChatClient.open(b.ws_url, issuer.mint("member", [project]))
+    await member.join(project)
+    sender = await ChatClient.open(a.ws_url, issuer.mint("sender", [project]))
+    await sender.join(project)
+    # B must know A before A dies, or it has no beats to miss.
+    a_id = a.health()[1]["instance"]
+    await asyncio.to_thread(wait_for, lambda: a_id in b.health()[1].get("peers", []), 10)
+    for i in range(count):
+        send = {"type": "send", "ref": f"s{i}", "project": project, "text": f"m{i}"}
+        await sender.send_json({**send, "client_id": f"id-{i}"} if keyed else send)
+    await asyncio.sleep(0.02)
+    a.signal(signal.SIGKILL)
+    await sender.wait_closed()
+    return member, {e["ref"]: e["id"] for e in sender.events if e.get("type") == "ack"}
+
+
 def test_an_instance_killed_mid_send_loses_nothing_its_sender_resends(
     redis_server: RedisServer, make_instance: MakeInstance, issuer: Issuer, project: str
 ) -> None:
@@ -338,18 +373,7 @@ def test_an_instance_killed_mid_send_loses_nothing_its_sender_resends(
     count = 300
 
     async def scenario() -> None:
-        member = await ChatClient.open(b.ws_url, issuer.mint("member", [project]))
-        await member.join(project)
-        sender = await ChatClient.open(a.ws_url, issuer.mint("sender", [project]))
-        await sender.join(project)
-        for i in range(count):
-            await sender.send_json(
-                {"type": "send", "ref": f"s{i}", "project": project, "text": f"m{i}", "client_id": f"id-{i}"}
-            )
-        await asyncio.sleep(0.02)
-        a.signal(signal.SIGKILL)
-        await sender.wait_closed()
-        acked = {e["ref"]: e["id"] for e in sender.events if e.get("type") == "ack"}
+        member, acked = await burst_then_kill(a, b, issuer, project, count, keyed=True)
         again = await ChatClient.open(b.ws_url, issuer.mint("sender", [project]))
         await again.join(project)
         repeated = 0
@@ -368,15 +392,7 @@ def test_an_instance_killed_mid_send_loses_nothing_its_sender_resends(
         await quiet(0.5)
         got = [m["id"] for m in member.messages(project)]
         assert len(got) == len(set(got)) == count and set(got) == set(acked.values())
-        stored: list[str] = []
-        before: str | None = None
-        while True:
-            page = await again.call("history", project=project, limit=100, before=before)
-            assert page["type"] == "history", page
-            stored += [m["text"] for m in page["messages"]]
-            if not page["more"]:
-                break
-            before = page["messages"][-1]["id"]
+        stored = [m["text"] for m in await stored_history(again, project)]
         assert sorted(stored) == sorted(f"m{i}" for i in range(count))
         await again.close()
         await member.close()
@@ -391,30 +407,11 @@ def test_messages_an_instance_stored_but_never_published_reach_the_others_after_
     # must still reach the member on B. B notices A's beats stop and catches the project up from
     # the store; the member ends with exactly the stored messages, each once.
     a, b = make_instance(redis_server), make_instance(redis_server)
-    count = 300
 
     async def scenario() -> None:
-        member = await ChatClient.open(b.ws_url, issuer.mint("member", [project]))
-        await member.join(project)
-        sender = await ChatClient.open(a.ws_url, issuer.mint("sender", [project]))
-        await sender.join(project)
-        a_id = a.health()[1]["instance"]
-        await asyncio.to_thread(wait_for, lambda: a_id in b.health()[1].get("peers", []), 10)
-        for i in range(count):
-            await sender.send_json({"type": "send", "ref": f"s{i}", "project": project, "text": f"m{i}"})
-        await asyncio.sleep(0.02)
-        a.signal(signal.SIGKILL)
-        await sender.wait_closed()
-        stored: list[str] = []
-        before: str | None = None
-        while True:
-            page = await member.call("history", project=project, limit=100, before=before)
-            assert page["type"] == "history", page
-            stored += [m["id"] for m in page["messages"]]
-            if not page["more"]:
-                break
-            before = page["messages"][-1]["id"]
-        assert 0 < len(stored) <= count
+        member, _ = await burst_then_kill(a, b, issuer, project, 300, keyed=False)
+        stored = [m["id"] for m in await stored_history(member, project)]
+        assert 0 < len(stored) <= 300
         # Within the silence a peer is allowed (7 s) and its catch-up.
         await member.wait_messages(project, len(stored), within=20)
         await quiet(0.5)
