@@ -103,7 +103,10 @@ def test_service_behind_alb_with_drain_and_secrets_by_reference(stack: StackRun)
     rule = stack.one("aws:lb/listenerRule:ListenerRule", "chat-service-rule").inputs
     assert rule["conditions"][0]["pathPattern"]["values"] == ["/chat/*"]
     assert (
-        stack.one("aws:lb/loadBalancer:LoadBalancer").inputs["idleTimeout"] == ALB_IDLE_TIMEOUT_SECONDS > 25
+        stack.one("aws:lb/loadBalancer:LoadBalancer").inputs["idleTimeout"]
+        == ALB_IDLE_TIMEOUT_SECONDS
+        >= chat_module.FACTS.MIN_ALB_IDLE_TIMEOUT_SECONDS
+        > chat_module.FACTS.PING_INTERVAL_SECONDS
     )
 
 
