@@ -187,6 +187,7 @@ class Chat(pulumi.ComponentResource):
                 service="chat",
                 image=self.image.image_ref,
                 repository_arn=self.image.repository_arn,
+                container_user=self.image.user,
                 port=FACTS.DEFAULT_PORT,
                 liveness_path=FACTS.LIVENESS_PATH,
                 readiness_path=FACTS.READINESS_PATH,

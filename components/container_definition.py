@@ -11,9 +11,6 @@ import pulumi
 if TYPE_CHECKING:
     from components.fargate_service import FargateServiceArgs, SecretRef
 
-# The images run as this uid (see app_code/*/Dockerfile); the task definition pins it as well.
-CONTAINER_USER = "10001:10001"
-
 
 def container_definition(
     args: FargateServiceArgs, log_group: pulumi.Output[str], full_name: str
@@ -29,7 +26,7 @@ def container_definition(
         "name": args.service,
         "image": args.image,
         "essential": True,
-        "user": CONTAINER_USER,
+        "user": args.container_user,
         "readonlyRootFilesystem": True,
         "privileged": False,
         "portMappings": [{"containerPort": args.port, "protocol": "tcp"}],
@@ -66,6 +63,7 @@ def job_container_definition(
     *,
     name: str,
     image: pulumi.Input[str],
+    user: str,
     command: Sequence[str],
     environment: Mapping[str, pulumi.Input[str]],
     secrets: Mapping[str, SecretRef],
@@ -79,7 +77,7 @@ def job_container_definition(
         "name": name,
         "image": image,
         "essential": True,
-        "user": CONTAINER_USER,
+        "user": user,
         "readonlyRootFilesystem": True,
         "privileged": False,
         "command": list(command),

@@ -20,6 +20,24 @@ APP_CODE = PROJECT_ROOT / "app_code"
 PLATFORMS = (docker_build.Platform.LINUX_ARM64,)
 
 
+def image_user(dockerfile: Path) -> str:
+    """The user the image runs as: its last `USER` instruction (Dockerfile reference, "USER": it
+    "sets the user name (or UID) and optionally the user group (or GID) to use as the default user
+    and group for the remainder of the current stage"). The task definition names the same user, so
+    this line is its one source. An image without one, or one that runs as root, is refused."""
+    users = [
+        line.split(None, 1)[1].strip()
+        for line in dockerfile.read_text().splitlines()
+        if line.strip().upper().startswith("USER ")
+    ]
+    if not users:
+        raise ValueError(f"{dockerfile} has no USER instruction: it would run as root")
+    user = users[-1]
+    if user.split(":")[0] in ("root", "0"):
+        raise ValueError(f"{dockerfile} runs as root ({user})")
+    return user
+
+
 def _project_relative(path: Path) -> str:
     return path.relative_to(PROJECT_ROOT).as_posix()
 
@@ -131,5 +149,7 @@ class ContainerImage(pulumi.ComponentResource):
         )
         # The digest pins exactly what was pushed; a tag could in principle point elsewhere.
         self.image_ref = pulumi.Output.concat(self.repository.repository_url, "@", self.image.digest)
+        # What the task definitions run the container as (the image's own USER).
+        self.user = image_user(dockerfile)
         self.repository_arn = self.repository.arn
         self.register_outputs({"repository_url": self.repository.repository_url, "image": self.image_ref})

@@ -93,6 +93,8 @@ class FargateServiceArgs:
     service: str
     image: pulumi.Input[str]
     repository_arn: pulumi.Input[str]
+    # The user the image runs as (ContainerImage.user, from its Dockerfile's USER).
+    container_user: str
     port: int
     # "Restart me": what the container health check asks (ECS replaces a task whose essential
     # container is unhealthy). It must not depend on anything a restart cannot fix.

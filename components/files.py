@@ -166,6 +166,7 @@ class Files(pulumi.ComponentResource):
             FilesMigrationArgs(
                 name_prefix=args.name_prefix,
                 image=self.image.image_ref,
+                image_user=self.image.user,
                 repository_arn=self.image.repository_arn,
                 database=self.database,
                 database_tls=database_tls,
@@ -187,6 +188,7 @@ class Files(pulumi.ComponentResource):
                     service=role,
                     image=self.image.image_ref,
                     repository_arn=self.image.repository_arn,
+                    container_user=self.image.user,
                     port=SETTINGS_PORT,
                     liveness_path=ROUTES.LIVENESS_PATH,
                     readiness_path=ROUTES.READINESS_PATH,

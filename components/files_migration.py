@@ -44,6 +44,8 @@ RUNNER_HANDLER = "task_runner.handler.handler"
 class FilesMigrationArgs:
     name_prefix: str
     image: pulumi.Input[str]
+    # The user the image runs as (ContainerImage.user).
+    image_user: str
     repository_arn: pulumi.Input[str]
     database: Database
     # DATABASE_HOST/PORT/NAME/SSLMODE/SSLROOTCERT, as the services get them.
@@ -112,6 +114,7 @@ class FilesMigration(pulumi.ComponentResource):
             container_definitions=job_container_definition(
                 name=CONTAINER,
                 image=args.image,
+                user=args.image_user,
                 command=["python", "-m", DATABASE_ROLES.MIGRATE_MODULE],
                 # Exactly what files_service.migrate reads, besides the two secrets.
                 environment=dict(args.database_tls),

@@ -9,6 +9,7 @@ import pytest
 from harness import RecordedResource, StackRun
 
 from components.app_facts import load_app_module
+from components.container_image import APP_CODE, image_user
 from devstack.mocked_program import ACCOUNT, computed_outputs
 
 TD = "aws:ecs/taskDefinition:TaskDefinition"
@@ -266,7 +267,11 @@ def test_containers_read_only_non_root_logged(stack: StackRun) -> None:
     for role in SERVICES:
         td = stack.one(TD, f"files-{role}")
         (c,) = td.json("containerDefinitions")
-        assert c["readonlyRootFilesystem"] is True and c["privileged"] is False and c["user"] == "10001:10001"
+        assert (
+            c["readonlyRootFilesystem"] is True
+            and c["privileged"] is False
+            and c["user"] == image_user(APP_CODE / "files/Dockerfile")
+        )
         assert c["logConfiguration"]["logDriver"] == "awslogs"
         assert td.inputs["requiresCompatibilities"] == ["FARGATE"]
 

@@ -12,6 +12,7 @@ from task_runner.core import RunRequest
 from task_runner.handler import MARGIN_SECONDS
 
 from components.app_facts import load_app_module
+from components.container_image import APP_CODE, image_user
 from components.lambda_archive import TASK_RUNNER_ROOT, task_runner_files
 from devstack.mocked_program import ACCOUNT, computed_outputs
 
@@ -81,7 +82,8 @@ def test_the_migrate_task_runs_the_files_image_as_the_migration_step(stack: Stac
         == ["python", "-m", "files_service.migrate"]
     )
     assert c["essential"] is True and c["readonlyRootFilesystem"] is True and c["privileged"] is False
-    assert c["user"] == "10001:10001" and "portMappings" not in c and "healthCheck" not in c
+    assert c["user"] == image_user(APP_CODE / "files/Dockerfile")
+    assert "portMappings" not in c and "healthCheck" not in c
 
 
 def test_the_migrate_task_gets_the_master_secret_and_verified_tls(stack: StackRun) -> None:

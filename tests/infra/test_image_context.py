@@ -28,9 +28,8 @@ from components.build_context import (
     ignore_file,
     read_ignore_file,
 )
-from components.container_image import PLATFORMS
+from components.container_image import APP_CODE, PLATFORMS, image_user
 
-APP_CODE = ROOT / "app_code"
 DOCKERFILES = {"files": "files/Dockerfile", "chat": "chat/Dockerfile"}
 ARM64 = [p.value for p in PLATFORMS]
 IMAGE = "docker-build:index:Image"
@@ -314,3 +313,33 @@ def test_a_checkout_with_group_writable_files_is_refused_before_the_push(tree: P
     stray.write_bytes(b"")
     stray.chmod(0o666)  # outside the context: not Docker's business, nor ours
     check_checkout_modes(tree, context_files(tree, dockerfile))
+
+
+# Each task family's image (components: the services and the migration job).
+IMAGE_OF_FAMILY = {"upload": "files", "download": "files", "files-migrate": "files", "chat": "chat"}
+
+
+def test_every_task_runs_its_image_as_the_dockerfile_user_which_is_not_root(stack: StackRun) -> None:
+    tasks = stack.of_type("aws:ecs/taskDefinition:TaskDefinition")
+    families = {t.inputs["family"].removeprefix(f"motion-{stack.stack}-"): t for t in tasks}
+    assert set(families) == set(IMAGE_OF_FAMILY)
+    for family, task in families.items():
+        user = image_user(APP_CODE / IMAGE_OF_FAMILY[family] / "Dockerfile")
+        # Numeric uid:gid: nothing to look up in the image's /etc/passwd, and plainly not root.
+        uid, _, gid = user.partition(":")
+        assert uid.isdigit() and gid.isdigit() and int(uid) > 0, (family, user)
+        (container,) = task.json("containerDefinitions")
+        assert container["user"] == user, family
+
+
+def test_an_image_without_a_user_or_running_as_root_is_refused(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text('FROM python:3.13-slim\nCMD ["python"]\n')
+    with pytest.raises(ValueError, match="no USER"):
+        image_user(dockerfile)
+    dockerfile.write_text("FROM python:3.13-slim\nUSER 10001:10001\nUSER root\n")
+    with pytest.raises(ValueError, match="runs as root"):
+        image_user(dockerfile)
+    dockerfile.write_text("FROM python:3.13-slim\nuser 0:0\n")
+    with pytest.raises(ValueError, match="runs as root"):
+        image_user(dockerfile)

@@ -34,8 +34,6 @@ MIN_ALB_IDLE_TIMEOUT_SECONDS: Final = 2 * PING_INTERVAL_SECONDS
 SHUTDOWN_GRACE_SECONDS: Final = 10
 ALB_DEREGISTRATION_DELAY_SECONDS: Final = 15
 
-#: The image's non-root user (see the Dockerfile).
-CONTAINER_USER: Final = "10001:10001"
 
 #: DynamoDB actions the task role needs on the messages table: batches of plain sends, history and
 #: claim reads, and PutItem, which a TransactWriteItems of a send with a client id (the message and
@@ -45,7 +43,6 @@ TABLE_ACTIONS: Final[list[str]] = ["dynamodb:BatchWriteItem", "dynamodb:PutItem"
 __all__ = [
     "ALB_DEREGISTRATION_DELAY_SECONDS",
     "ALB_PATH_PATTERNS",
-    "CONTAINER_USER",
     "DEFAULT_PORT",
     "LIVENESS_PATH",
     "MIN_ALB_IDLE_TIMEOUT_SECONDS",
