@@ -310,6 +310,12 @@ def use_statements(key: DataKey | None, uses: Sequence[tuple[str, str]], sid: st
     return [key.use_statement(service, access, f"{sid}{service.capitalize()}") for service, access in uses]
 
 
+def alarm_key_policy(parent: pulumi.Resource) -> pulumi.Output[str]:
+    """The alarm topic key's policy: administered by the account, used by CloudWatch alarms."""
+    ids = _Identity(parent)
+    return key_policy(admin_statement(ids.account, ids.partition), alarm_key_statement(ids.account))
+
+
 class LogKey(pulumi.ComponentResource):
     """The stack's key for its CloudWatch log groups (`alias/<prefix>-logs`); `arn` is what a log group
     names as its kms_key_id."""

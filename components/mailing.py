@@ -100,24 +100,20 @@ class Mailing(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self.table = aws.dynamodb.Table(
-            f"{name}-messages",
-            **table_args(f"{prefix}-messages", MAILER_SCHEMA, args.data_protection, kms_key_arn=key_arn),
-            opts=child,
-        )
 
-        self.users = aws.dynamodb.Table(
-            f"{name}-users",
-            **table_args(f"{prefix}-users", MAILER_SCHEMA, args.data_protection, "USERS_TABLE", key_arn),
-            opts=child,
-        )
+        def table(suffix: str, definition: str) -> aws.dynamodb.Table:
+            # Named `<prefix>-<suffix>`, defined by `definition` in the mailer's schema module.
+            return aws.dynamodb.Table(
+                f"{name}-{suffix}",
+                **table_args(f"{prefix}-{suffix}", MAILER_SCHEMA, args.data_protection, definition, key_arn),
+                opts=child,
+            )
+
+        self.table = table("messages", "TABLE")
+        self.users = table("users", "USERS_TABLE")
         # Send quota counters (mailer.quota): a table of their own, so the API's write access to
         # them cannot reach the directory.
-        self.quotas = aws.dynamodb.Table(
-            f"{name}-quotas",
-            **table_args(f"{prefix}-quotas", MAILER_SCHEMA, args.data_protection, "QUOTAS_TABLE", key_arn),
-            opts=child,
-        )
+        self.quotas = table("quotas", "QUOTAS_TABLE")
         # Clerk's webhook signing secret (`whsec_...`). Its value is Clerk's: an operator puts it here
         # (README, "Clerk webhooks"); the program only creates the secret and lets the webhook read it.
         self.webhook_secret = aws.secretsmanager.Secret(

@@ -9,7 +9,7 @@ import pulumi_aws as aws
 
 from components.alb_rules import NOT_FOUND_BODY, NOT_FOUND_CONTENT_TYPE, NOT_FOUND_STATUS
 from components.buckets import PrivateBucket, PrivateBucketArgs
-from components.kms import admin_statement, alarm_key_statement, key_policy
+from components.kms import alarm_key_policy
 
 # TLS 1.3 with 1.2 as the floor: AWS's recommended policy for new HTTPS listeners.
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
@@ -70,7 +70,7 @@ class Platform(pulumi.ComponentResource):
             description=f"{prefix} alarm notifications",
             enable_key_rotation=True,
             deletion_window_in_days=30 if args.deletion_protection else 7,
-            policy=self._alarm_key_policy(),
+            policy=alarm_key_policy(self),
             opts=child,
         )
         self.alarm_topic = aws.sns.Topic(
@@ -198,12 +198,6 @@ class Platform(pulumi.ComponentResource):
                 "base_url": self.base_url,
             }
         )
-
-    def _alarm_key_policy(self) -> pulumi.Output[str]:
-        invoke = pulumi.InvokeOptions(parent=self)
-        account = aws.get_caller_identity_output(opts=invoke).account_id
-        partition = aws.get_partition_output(opts=invoke).partition
-        return key_policy(admin_statement(account, partition), alarm_key_statement(account))
 
     def _access_log_bucket(
         self, name: str, prefix: str, retention_days: int, versioned: bool

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mailer.logs import get_logger, log
-from mailer.message import MailMessage, MalformedEvent, Recipient, utc_timestamp
+from mailer.message import MailMessage, MalformedEvent, utc_timestamp
 from mailer.metrics import DELIVERIES_UNKNOWN, emf
 from mailer.settings import Settings
 from mailer.store import MessageStore
@@ -152,15 +152,20 @@ class Worker:
         stored = self._store.stored_message(message.message_id) or message
         # One e-mail per recipient: nobody sees who else got it, and each has its own claim, so a
         # failure for one recipient retries that recipient only.
-        done = [self._deliver(stored, recipient, lease_until_ms, fields) for recipient in stored.recipients]
+        done = [
+            self._deliver(stored, position, lease_until_ms, fields)
+            for position in range(len(stored.recipients))
+        ]
         if not all(done):
             return False
         self._store.mark_message_sent(message.message_id)
         return True
 
     def _deliver(
-        self, message: MailMessage, recipient: Recipient, lease_until_ms: int, fields: dict[str, Any]
+        self, message: MailMessage, position: int, lease_until_ms: int, fields: dict[str, Any]
     ) -> bool:
+        """The e-mail to the message's recipient at `position` (its SES tag, see `_send`)."""
+        recipient = message.recipients[position]
         fields = {**fields, "recipient_id": recipient.user_id}
         claim = self._store.claim(
             message.message_id, recipient.user_id, lease_until_ms, int(time.time() * 1000)
@@ -213,13 +218,12 @@ class Worker:
                 **fields,
             )
             return False
-        return self._send(message, recipient, claim.claim_id, fields)
+        return self._send(message, position, claim.claim_id, fields)
 
-    def _send(
-        self, message: MailMessage, recipient: Recipient, claim_id: str, fields: dict[str, Any]
-    ) -> bool:
+    def _send(self, message: MailMessage, position: int, claim_id: str, fields: dict[str, Any]) -> bool:
         from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 
+        recipient = message.recipients[position]
         subject, body = compose(message)
         request: dict[str, Any] = {
             "FromEmailAddress": self._sender,
@@ -235,7 +239,7 @@ class Worker:
             # allow only letters, digits, _ and - (SES API Reference, MessageTag).
             "EmailTags": [
                 {"Name": "message_id", "Value": message.message_id},
-                {"Name": "recipient", "Value": str(message.recipients.index(recipient))},
+                {"Name": "recipient", "Value": str(position)},
             ],
         }
         if message.sender_email is not None:

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from mailer import api as mailer_api
 from mailer import worker as mailer_worker
 from mailer.message import MailMessage
-from mailer.store import CLAIMED, MessageStore
+from mailer.store import CLAIMED, Claim, MessageStore
 from motion_common.auth import TokenVerifier
 
 from devstack.apigw import LocalHttpApi, make_app
@@ -276,16 +276,22 @@ def test_an_unanswered_ses_call_is_never_retried(mail_env: MailEnv, outbox: Outb
     assert len(ses.calls) == 1 and outbox.sent(mail_env.token) == []
 
 
-def test_a_claim_whose_holder_died_before_calling_ses_is_taken_over_and_sent_once(
-    mail_env: MailEnv, outbox: Outbox
-) -> None:
+def expired_claim(mail_env: MailEnv) -> tuple[MailMessage, MessageStore, Claim]:
+    """A stored message whose e-mail to u_bob an invocation claimed before dying: its lease is over."""
     message = mail_env.message()
     store = mail_env.store()
     store.save(message)
     now_ms = int(time.time() * 1000)
-    # An invocation claimed the e-mail and died before calling SES; its lease has run out.
     crashed = store.claim(message.message_id, "u_bob", lease_until_ms=now_ms - 1, now_ms=now_ms)
     assert crashed.outcome == "claimed"
+    return message, store, crashed
+
+
+def test_a_claim_whose_holder_died_before_calling_ses_is_taken_over_and_sent_once(
+    mail_env: MailEnv, outbox: Outbox
+) -> None:
+    # An invocation claimed the e-mail and died before calling SES; its lease has run out.
+    message, store, crashed = expired_claim(mail_env)
 
     result = mail_env.worker().handle({"Records": [sqs_record(message.to_event(), "after-crash")]})
 
@@ -301,11 +307,7 @@ def test_a_claim_whose_holder_died_before_calling_ses_is_taken_over_and_sent_onc
 def test_a_holder_that_died_after_calling_ses_leaves_unknown_reported_not_resent(
     mail_env: MailEnv, outbox: Outbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    message = mail_env.message()
-    store = mail_env.store()
-    store.save(message)
-    now_ms = int(time.time() * 1000)
-    crashed = store.claim(message.message_id, "u_bob", lease_until_ms=now_ms - 1, now_ms=now_ms)
+    message, store, crashed = expired_claim(mail_env)
     assert crashed.claim_id is not None
     assert store.begin_send(message.message_id, "u_bob", crashed.claim_id)  # then it died
 
