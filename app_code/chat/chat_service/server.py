@@ -317,12 +317,14 @@ class ChatServer:
             frame = proto.text_frame(event)
             state = self.projects.get(message.project)
             # The sender gets its ack in the same write as its copy of the message, if it is still
-            # a member; otherwise on its own.
+            # a member; otherwise on its own. A catch-up reading the store while this write was
+            # finishing may have delivered the message here already: then only the ack goes out.
             member = message.project in conn.joined
-            if state is not None:
-                self.note(state, message.key)
+            fresh = state is not None and self.note(state, message.key)
+            if fresh:
+                assert state is not None
                 self.fan_out(state, frame, conn if member else None, ack)
-            if not member:
+            if not (fresh and member):
                 conn.write(ack)
             if (late := now_ms() - message.ts) > CATCHUP_OVERLAP_MS:
                 log.warning(

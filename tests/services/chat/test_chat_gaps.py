@@ -151,3 +151,40 @@ def test_project_names_cannot_reach_the_claims_partitions() -> None:
     with pytest.raises(proto.ProtocolError) as err:
         proto.parse(b'{"type":"join","project":"send#p1"}', 4096)
     assert err.value.code == "bad_request"
+
+
+def test_an_own_send_a_catch_up_delivered_first_is_not_delivered_again() -> None:
+    # This instance's send is stored; a catch-up running meanwhile (consistent reads) finds it in the
+    # store and delivers it before the write's completion reaches `persisted`. The members must get
+    # it once, and the sender its ack anyway. (Seen in CI as one duplicate per member after an outage.)
+    from types import SimpleNamespace
+
+    from chat_service.connection import OPEN
+    from chat_service.server import ChatServer, PendingSend
+    from chat_service.store import StoredMessage
+
+    server = ChatServer.__new__(ChatServer)  # the parts a delivery uses, without sockets
+    server.instance_id = new_instance_id()
+    server.clock = KeyClock(server.instance_id)
+    server.delivered, server.projects = 0, {}
+    published: list[str] = []
+    server.bus = SimpleNamespace(  # type: ignore[assignment]
+        publish=lambda project, key, event: published.append(key), listening=True
+    )
+    sender_got: list[bytes] = []
+    other_got: list[bytes] = []
+    sender = SimpleNamespace(state=OPEN, raw=_Raw(sender_got), joined=("p",))
+    sender.write = sender.raw.write
+    other = SimpleNamespace(state=OPEN, raw=_Raw(other_got), joined=("p",))
+    state = ProjectState(created_ms=0)
+    state.members = (sender, other)  # type: ignore[assignment]
+    server.projects["p"] = state
+    key, ts = server.clock.next("p")
+    message = StoredMessage("p", key, "u", "hi", ts)
+    server.deliver_remote("p", state, key, b'{"type":"message","id":"%s"}' % key.encode())
+    server.persisted([PendingSend(message, sender, "r1")], None)  # type: ignore[arg-type]
+    for got in (sender_got, other_got):
+        assert sum(b'"type":"message"' in f for f in got) == 1, got
+    assert sum(b'"type":"ack"' in f for f in sender_got) == 1, sender_got
+    assert not any(b'"type":"ack"' in f for f in other_got)
+    assert published == [key]  # the other instances still get it
