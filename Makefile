@@ -79,16 +79,16 @@ test-image-python: deps $(STAMP) $(IMAGE_VENV)/.installed
 
 ## Each stack's resources as a tree, from the program under mocks.
 plan: $(STAMP)
-	$(BIN)/python -m devstack.plan
+	$(BIN)/python -m stacktools.plan
 
 plan-snapshots: $(STAMP)
-	$(BIN)/python -m devstack.plan --write
+	$(BIN)/python -m stacktools.plan --write
 
 ## Before (and after) a stack's first `pulumi up`: placeholders, missing secrets, unpublished DNS records.
 ## make preflight STACK=production [OUTPUTS=<file of `pulumi stack output --json`>] [NAMESERVER=host:port]
 preflight: $(STAMP)
 	@test -n "$(STACK)" || { echo "usage: make preflight STACK=<stack> [OUTPUTS=file] [NAMESERVER=host:port]"; exit 2; }
-	$(BIN)/python -m devstack.preflight --stack $(STACK) $(if $(OUTPUTS),--outputs $(OUTPUTS)) $(if $(NAMESERVER),--nameserver $(NAMESERVER))
+	$(BIN)/python -m stacktools.preflight --stack $(STACK) $(if $(OUTPUTS),--outputs $(OUTPUTS)) $(if $(NAMESERVER),--nameserver $(NAMESERVER))
 
 clean:
 	rm -rf $(VENV) $(IMAGE_VENV) build .pytest_cache .mypy_cache .ruff_cache

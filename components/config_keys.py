@@ -3,8 +3,8 @@ table (`KEYS`).
 
 The program receives every value as a string (lists as JSON text, booleans as "true"/"false"), with
 `Pulumi.yaml`'s defaults already applied by the CLI. The defaults live here all the same, since
-`Pulumi.yaml` is generated from this table (devstack/pulumi_yaml.py; a test keeps the two in step) and
-the loader still needs them where no CLI runs. Under mocks, devstack/stack_files.py applies them as the
+`Pulumi.yaml` is generated from this table (stacktools/pulumi_yaml.py; a test keeps the two in step) and
+the loader still needs them where no CLI runs. Under mocks, stacktools/stack_files.py applies them as the
 CLI does.
 """
 

@@ -52,8 +52,8 @@ from devstack.servers import (
     pick_port,
     port_is_free,
 )
-from devstack.stack_files import load_stack_file
 from devstack.supervisor import Dependency, Service, Supervisor
+from stacktools.stack_files import load_stack_file
 
 REPO = Path(__file__).resolve().parents[1]
 STATE_FILE = REPO / ".devstack" / "state.json"

@@ -1,7 +1,7 @@
-"""The infra tests' view of the program under mocks (see devstack/mocked_program.py, shared with
+"""The infra tests' view of the program under mocks (see stacktools/mocked_program.py, shared with
 the offline plan): `run_stack(stack)` runs a stack from its real `Pulumi.<stack>.yaml`."""
 
-from devstack.mocked_program import (
+from stacktools.mocked_program import (
     ROOT,
     ProgramFailed,
     RecordedResource,

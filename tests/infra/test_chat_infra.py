@@ -11,7 +11,7 @@ from harness import RecordedResource, StackRun, run_program, run_stack, stack_co
 
 import components.chat as chat_module
 from components.platform import ALB_IDLE_TIMEOUT_SECONDS
-from devstack.mocked_program import RANDOM_PASSWORD, random_password_alphabet, random_password_classes
+from stacktools.mocked_program import RANDOM_PASSWORD, random_password_alphabet, random_password_classes
 
 GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 SECRET_VERSION = "aws:secretsmanager/secretVersion:SecretVersion"
@@ -250,7 +250,7 @@ def test_a_replaced_group_is_created_with_the_token_the_secret_holds(
 
 def test_a_changed_password_input_draws_a_new_token() -> None:
     """The mock models the provider's state, not a constant: a replaced password is a new token."""
-    from devstack.mocked_program import mock_random_password
+    from stacktools.mocked_program import mock_random_password
 
     inputs = {"length": 64.0, "special": False}
     assert mock_random_password("p", inputs) == mock_random_password("p", dict(inputs))

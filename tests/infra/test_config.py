@@ -10,8 +10,8 @@ from harness import ROOT, ProgramFailed, run_with
 
 from components.config import ConfigError, load_config
 from components.config_keys import KEYS, REQUIRED
-from devstack.stack_files import engine_config, read_stack_file, stack_document
-from devstack.stack_schema import StackConfigError
+from stacktools.stack_files import engine_config, read_stack_file, stack_document
+from stacktools.stack_schema import StackConfigError
 
 
 def raw(stack: str) -> dict[str, str]:
@@ -288,6 +288,6 @@ def test_region_is_required() -> None:
 
 
 def test_pulumi_yaml_is_generated_from_the_key_table() -> None:
-    from devstack.pulumi_yaml import render
+    from stacktools.pulumi_yaml import render
 
-    assert (ROOT / "Pulumi.yaml").read_text() == render(), "run `python -m devstack.pulumi_yaml`"
+    assert (ROOT / "Pulumi.yaml").read_text() == render(), "run `python -m stacktools.pulumi_yaml`"

@@ -10,7 +10,7 @@ from harness import RecordedResource, StackRun
 
 from components.app_facts import load_app_module
 from components.container_image import APP_CODE, image_user
-from devstack.mocked_program import ACCOUNT, computed_outputs
+from stacktools.mocked_program import ACCOUNT, computed_outputs
 
 TD = "aws:ecs/taskDefinition:TaskDefinition"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"

@@ -14,7 +14,7 @@ from task_runner.handler import MARGIN_SECONDS
 from components.app_facts import load_app_module
 from components.container_image import APP_CODE, image_user
 from components.lambda_archive import TASK_RUNNER_ROOT, task_runner_files
-from devstack.mocked_program import ACCOUNT, computed_outputs
+from stacktools.mocked_program import ACCOUNT, computed_outputs
 
 TD = "aws:ecs/taskDefinition:TaskDefinition"
 ROLE = "aws:iam/role:Role"

@@ -16,7 +16,7 @@ from typing import Any
 from harness import RecordedResource, StackRun, arn
 
 from components.kms import ROLE_ACTIONS, VIA_SERVICE_ACTIONS, VIA_SERVICE_NAMES
-from devstack.mocked_program import ACCOUNT, computed_outputs
+from stacktools.mocked_program import ACCOUNT, computed_outputs
 
 KEY = "aws:kms/key:Key"
 DATA_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"

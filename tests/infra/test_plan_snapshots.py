@@ -8,7 +8,7 @@ import difflib
 import pytest
 from harness import run_stack
 
-from devstack.plan import REDACTED, REFRESH_COMMAND, STACKS, render, snapshot_path
+from stacktools.plan import REDACTED, REFRESH_COMMAND, STACKS, render, snapshot_path
 
 
 @pytest.mark.parametrize("stack", STACKS)

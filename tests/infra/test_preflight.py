@@ -15,9 +15,9 @@ import pytest
 import yaml
 from harness import ROOT, run_program
 
-from devstack import preflight
 from devstack.servers import DnsServer
-from devstack.stack_files import engine_config
+from stacktools import preflight
+from stacktools.stack_files import engine_config
 
 DOMAIN = "motionhq.net"  # not a reserved name; nothing here ever asks the internet about it
 
@@ -84,7 +84,7 @@ def published(outputs: dict[str, Any]) -> Iterator[DnsServer]:
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "devstack.preflight", *args],
+        [sys.executable, "-m", "stacktools.preflight", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""The port of the CLI's stack-config validation (devstack/stack_schema.py), proven against the cases of
+"""The port of the CLI's stack-config validation (stacktools/stack_schema.py), proven against the cases of
 pulumi/pulumi's own Go tests: pkg/workspace/config_project_test.go (CP), pkg/workspace/config_test.go
 (CT) and sdk/go/common/workspace/project_test.go (PT). Each test names the Go test it ports."""
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from devstack import stack_schema as s
-from devstack.stack_schema import ItemsType, StackConfigError, Value
+from stacktools import stack_schema as s
+from stacktools.stack_schema import ItemsType, StackConfigError, Value
 
 
 def validate(

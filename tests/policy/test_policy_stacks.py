@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import pytest
 from harness import RecordedResource, StackRun, run_stack
 
-from devstack.mocked_program import computed_outputs
 from policy.motion_policy.model import STACKS, Context, Finding, Resource, ResourceRule, evaluate, refers_to
 from policy.motion_policy.rules import RULES
+from stacktools.mocked_program import computed_outputs
 
 
 def provider_urn(reference: str | None) -> str | None:

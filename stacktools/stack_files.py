@@ -1,5 +1,5 @@
 """Our stack files read the way `pulumi up` reads them: `Pulumi.<stack>.yaml` checked against
-`Pulumi.yaml` by the CLI's rule (devstack/stack_schema.py), project defaults applied, and the config
+`Pulumi.yaml` by the CLI's rule (stacktools/stack_schema.py), project defaults applied, and the config
 turned into the strings the engine hands the program (PULUMI_CONFIG). Tools only (tests, the local
 backend, the offline plan); the deployed program gets its config from the engine.
 """
@@ -13,7 +13,7 @@ from typing import Any
 from components.config import load_config
 from components.config_keys import PROJECT
 from components.config_model import StackConfig
-from devstack import stack_schema
+from stacktools import stack_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 

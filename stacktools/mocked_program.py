@@ -372,8 +372,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
 
 def stack_config_values(stack: str) -> dict[str, str]:
     """The stack's config as the engine hands it to the program: `Pulumi.<stack>.yaml` validated by
-    the CLI's rule, with `Pulumi.yaml` defaults applied, as strings (devstack/stack_files.py)."""
-    from devstack.stack_files import read_stack_file
+    the CLI's rule, with `Pulumi.yaml` defaults applied, as strings (stacktools/stack_files.py)."""
+    from stacktools.stack_files import read_stack_file
 
     return read_stack_file(stack)
 
@@ -458,7 +458,7 @@ def run_with(stack: str, /, *, skip_config_validation: bool = False, **overrides
     the quoted string) and go through the CLI's check, as if written in `Pulumi.<stack>.yaml`: a value
     the CLI rejects raises `StackConfigError` before the program runs, unless `skip_config_validation`
     (`pulumi up --skip-config-validation`), which still applies the defaults."""
-    from devstack.stack_files import engine_config, stack_document
+    from stacktools.stack_files import engine_config, stack_document
 
     document = stack_document(stack)
     document.update({f"motion:{k}" if ":" not in k else k: v for k, v in overrides.items()})

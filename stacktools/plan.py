@@ -1,9 +1,9 @@
 """The offline plan: each stack's resource graph from the program under mocks, rendered as a stable,
 readable tree (component tree, type, name, inputs, secrets redacted).
 
-    python -m devstack.plan                 print both stacks
-    python -m devstack.plan --write         refresh the committed snapshots in snapshots/
-    python -m devstack.plan --check         exit 1 if a snapshot is stale
+    python -m stacktools.plan                 print both stacks
+    python -m stacktools.plan --write         refresh the committed snapshots in snapshots/
+    python -m stacktools.plan --check         exit 1 if a snapshot is stale
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import pulumi
 
-from devstack.mocked_program import ROOT, RecordedResource, StackRun, run_stack
+from stacktools.mocked_program import ROOT, RecordedResource, StackRun, run_stack
 
 STACKS = ("dev", "production")
 SNAPSHOT_DIR = ROOT / "snapshots"

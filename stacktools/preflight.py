@@ -31,8 +31,8 @@ from typing import Any
 
 from components.config import ConfigError
 from components.config_keys import PROJECT, PROVIDER_SECRETS
-from devstack.stack_files import engine_config, load_engine_config
-from devstack.stack_schema import StackConfigError, load_yaml
+from stacktools.stack_files import engine_config, load_engine_config
+from stacktools.stack_schema import StackConfigError, load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
