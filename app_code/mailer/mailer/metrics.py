@@ -16,7 +16,11 @@ the alarms in components/mailing.py watch these, and tests/infra/test_alarm_dime
 |---|---|---|---|
 | `EmailsAccepted` | Count | mail API | e-mails (one per recipient) of each accepted message |
 | `QuotaRefusals` | Count | mail API | requests answered 429 because the sender's quota was used up |
-| `DeliveriesUnknown` | Count | mailer | deliveries whose SES outcome became unknown (the handler stopped between calling SES and recording its answer, or the call ended without one): each needs an operator (`mailer.store`) |
+| `DeliveriesUnknown` | Count | mailer | deliveries whose SES outcome became unknown (the handler stopped between calling SES and recording its answer, or the call ended without one): each needs an operator (`mailer.store`), unless SES's events confirm it (`SendsConfirmed`) |
+| `EmailsDelivered` | Count | SES events | e-mails the recipient's mail server accepted (recorded outcomes: one whose complaint was recorded first is not counted) |
+| `EmailsBounced` | Count | SES events | e-mails that bounced (hard or soft), or that SES did not send because the address is suppressed |
+| `EmailsComplained` | Count | SES events | e-mails the recipient marked as spam |
+| `SendsConfirmed` | Count | SES events | deliveries the mailer could not record as sent that SES's events proved sent |
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ DIMENSION = "FunctionName"
 EMAILS_ACCEPTED = "EmailsAccepted"
 QUOTA_REFUSALS = "QuotaRefusals"
 DELIVERIES_UNKNOWN = "DeliveriesUnknown"
+EMAILS_DELIVERED = "EmailsDelivered"
+EMAILS_BOUNCED = "EmailsBounced"
+EMAILS_COMPLAINED = "EmailsComplained"
+SENDS_CONFIRMED = "SendsConfirmed"
 
 
 def emf(values: dict[str, int]) -> dict[str, Any]:

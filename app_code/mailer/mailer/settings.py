@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-Role = Literal["api", "worker", "webhook"]
+Role = Literal["api", "worker", "webhook", "events"]
 
 # SES v2 SendEmail accepts at most 50 destinations per message, and we send one e-mail per message
 # (that is what makes "one message id, one e-mail" checkable), so the cap cannot go higher.
@@ -62,7 +62,7 @@ class Settings:
 
         table = required("MESSAGES_TABLE") if role != "webhook" else get("MESSAGES_TABLE")
         # The directory: the API resolves recipients in it, the webhook keeps it.
-        users_table = required("USERS_TABLE") if role != "worker" else get("USERS_TABLE")
+        users_table = required("USERS_TABLE") if role in ("api", "webhook") else get("USERS_TABLE")
         # The ARN of the Svix signing secret, never the secret itself (it is read at runtime).
         secret_arn = required("WEBHOOK_SECRET_ARN") if role == "webhook" else get("WEBHOOK_SECRET_ARN")
         quotas_table = required("QUOTAS_TABLE") if role == "api" else get("QUOTAS_TABLE")

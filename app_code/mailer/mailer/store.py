@@ -42,12 +42,20 @@ MESSAGE_SORT_KEY = "MESSAGE"
 PENDING, CLAIMED, SENDING, SENT, UNKNOWN = "pending", "claimed", "sending", "sent", "unknown"
 
 _BATCH_WRITE_LIMIT = 25  # items per BatchWriteItem call
+_BATCH_GET_LIMIT = 100  # keys per BatchGetItem call
 ClaimOutcome = Literal["claimed", "already_sent", "in_flight", "stale", "unknown"]
 
 _NAMES = {
     "#pk": PARTITION_KEY,
     "#sk": SORT_KEY,
     "#state": "send_state",
+    "#outcome": "outcome",
+    "#rank": "outcome_rank",
+    "#outcome_at": "outcome_at",
+    "#outcome_detail": "outcome_detail",
+    "#ses": "ses_message_id",
+    "#sent_at": "sent_at",
+    "#confirmed_by": "confirmed_by",
     "#claim": "claim_id",
     "#lease": "lease_until",
     "#attempts": "attempts",
@@ -381,6 +389,120 @@ class MessageStore:
             return False
         return True
 
+    # --- what SES reports afterwards (mailer.ses_events) -----------------------------------------
+
+    def confirm_sent(self, message_id: str, recipient_id: str, ses_message_id: str, at: str) -> bool:
+        """SES reported an event for this delivery, so it accepted the e-mail: a delivery still
+        `sending` (its holder may have died before recording the answer) or `unknown` is `sent`.
+        True when this changed it. A live holder's own `mark_sent` still succeeds (it is
+        conditioned on its claim only), and its `release`/`mark_unknown` no longer can."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=delivery_key(message_id, recipient_id),
+                UpdateExpression="SET #state = :sent, #ses = if_not_exists(#ses, :ses), "
+                "#sent_at = if_not_exists(#sent_at, :at), #confirmed_by = :evidence REMOVE #lease",
+                ConditionExpression="#state IN (:sending, :unknown)",
+                ExpressionAttributeNames=_names("#state", "#lease", "#ses", "#sent_at", "#confirmed_by"),
+                ExpressionAttributeValues={
+                    ":sent": {"S": SENT},
+                    ":ses": {"S": ses_message_id},
+                    ":at": {"S": at or "unknown"},
+                    ":evidence": {"S": "ses-event"},
+                    ":sending": {"S": SENDING},
+                    ":unknown": {"S": UNKNOWN},
+                },
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def sum_up(self, message_id: str, recipients: int) -> str:
+        """Set the message's `send_state` from its deliveries (all `sent`: sent; any `unknown`:
+        unknown; else pending) and return it."""
+        states: list[str] = []
+        start: dict[str, Any] | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :to)",
+                "ExpressionAttributeNames": {**_names("#pk", "#sk", "#state")},
+                "ExpressionAttributeValues": {":pk": {"S": f"MSG#{message_id}"}, ":to": {"S": "TO#"}},
+                "ProjectionExpression": "#state",
+                "ConsistentRead": True,
+            }
+            if start is not None:
+                kwargs["ExclusiveStartKey"] = start
+            result = self._db.query(**kwargs)
+            states += [item.get("send_state", {}).get("S", PENDING) for item in result.get("Items", [])]
+            start = result.get("LastEvaluatedKey")
+            if start is None:
+                break
+        if len(states) == recipients and all(state == SENT for state in states):
+            summary = SENT
+        elif UNKNOWN in states:
+            summary = UNKNOWN
+        else:
+            summary = PENDING
+        self._set_message_state(message_id, summary)
+        return summary
+
+    def record_outcome(
+        self, message_id: str, recipient_id: str, outcome: str, rank: int, at: str, detail: str
+    ) -> bool:
+        """Move the delivery's outcome up the ladder (`mailer.ses_events.LADDER`); False when it is
+        there or higher already (a duplicate, or an event that arrived after a later one)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=delivery_key(message_id, recipient_id),
+                UpdateExpression="SET #outcome = :outcome, #rank = :rank, #outcome_at = :at, "
+                "#outcome_detail = :detail",
+                ConditionExpression="attribute_exists(#pk) AND (attribute_not_exists(#rank) OR #rank < :rank)",
+                ExpressionAttributeNames=_names("#pk", "#outcome", "#rank", "#outcome_at", "#outcome_detail"),
+                ExpressionAttributeValues={
+                    ":outcome": {"S": outcome},
+                    ":rank": {"N": str(rank)},
+                    ":at": {"S": at or "unknown"},
+                    ":detail": {"S": detail or "-"},
+                },
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def deliveries(self, messages: dict[str, list[str]]) -> dict[str, dict[str, str]]:
+        """message id -> {recipient id -> status} for the sender's view: SES's latest outcome when
+        there is one, else the send state (`pending` until the e-mail is sent)."""
+        keys = [delivery_key(m, r) for m, recipients in messages.items() for r in recipients]
+        found: dict[str, dict[str, str]] = {m: dict.fromkeys(rs, PENDING) for m, rs in messages.items()}
+        for start in range(0, len(keys), _BATCH_GET_LIMIT):
+            pending: dict[str, Any] = {
+                self._table: {
+                    "Keys": keys[start : start + _BATCH_GET_LIMIT],
+                    "ProjectionExpression": "#pk, #sk, #state, #outcome",
+                    "ExpressionAttributeNames": _names("#pk", "#sk", "#state", "#outcome"),
+                }
+            }
+            for delay in (0.05, 0.1, 0.2, 0.4, None):
+                result = self._db.batch_get_item(RequestItems=pending)
+                for item in result.get("Responses", {}).get(self._table, []):
+                    message_id = item[PARTITION_KEY]["S"].removeprefix("MSG#")
+                    recipient_id = item[SORT_KEY]["S"].removeprefix("TO#")
+                    state = item.get("send_state", {}).get("S", PENDING)
+                    shown = item.get("outcome", {}).get("S") or (
+                        state if state in (SENT, UNKNOWN) else PENDING
+                    )
+                    found.setdefault(message_id, {})[recipient_id] = shown
+                unprocessed = result.get("UnprocessedKeys") or {}
+                if not unprocessed:
+                    break
+                if delay is None:
+                    raise RuntimeError("DynamoDB left delivery states unread")
+                pending = unprocessed
+                time.sleep(delay)
+        return found
+
     def get_message_item(self, message_id: str) -> dict[str, Any] | None:
         result = self._db.get_item(TableName=self._table, Key=message_key(message_id), ConsistentRead=True)
         item: dict[str, Any] | None = result.get("Item")
@@ -414,9 +536,17 @@ class MessageStore:
         ordered = sorted(merged.values(), key=lambda entry: entry[0], reverse=True)
         page = ordered[:limit]
         next_before = page[-1][0] if len(ordered) > limit else None
-        return Page(
-            messages=[_entry(item, folders, user_id) for _, item, folders in page], next_before=next_before
-        )
+        entries = [_entry(item, folders, user_id) for _, item, folders in page]
+        # The sender sees what became of each recipient's e-mail (SES's events, mailer.ses_events).
+        sent = {view["id"]: view["to"] for view in entries if "sent" in view["folders"]}
+        if sent:
+            states = self.deliveries(sent)
+            for view in entries:
+                if view["id"] in sent:
+                    view["deliveries"] = [
+                        {"user_id": r, "status": states[view["id"]].get(r, PENDING)} for r in view["to"]
+                    ]
+        return Page(messages=entries, next_before=next_before)
 
     def _query(self, partition: str, before: str | None, want: int) -> list[dict[str, Any]]:
         condition = "#pk = :pk" + (" AND #sk < :before" if before is not None else "")
