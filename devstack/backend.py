@@ -1,6 +1,7 @@
 """The whole Motion backend on one machine, on 127.0.0.1 only: a local AWS API with the cloud's
 resources, PostgreSQL, Redis, the Upload and Download services, the mail API behind a JWT-checking
-gateway plus the SQS poller that feeds the mailer handler, and two chat instances sharing Redis.
+gateway plus the SQS pollers that feed the mailer and SES events handlers, an SES stand-in that
+publishes SES's sending events (devstack/ses.py), and two chat instances sharing Redis.
 
 Each service runs the same entry point its cloud deployment runs and gets its settings through the
 same environment variables (`service_environments` is checked against the task definitions and
@@ -40,7 +41,7 @@ from components.mail_cors import MailApiCors, mail_api_cors
 from devstack.apigw import WEBHOOK_ROUTE, cors_argument
 from devstack.credentials import CredentialsEndpoint
 from devstack.identity import ClerkWebhooks, Issuer, JwksServer
-from devstack.mail_resources import MailResources, create_mail_resources
+from devstack.mail_resources import MailResources, create_mail_resources, publish_ses_events
 from devstack.rds_iam import RdsIamProxy
 from devstack.servers import (
     LOCALHOST,
@@ -52,6 +53,7 @@ from devstack.servers import (
     pick_port,
     port_is_free,
 )
+from devstack.ses import SesStandIn
 from devstack.supervisor import Dependency, Service, Supervisor
 from stacktools.stack_files import load_stack_file
 
@@ -72,6 +74,7 @@ SERVICE_PORTS = {
     "chat-a": 5,
     "chat-b": 6,
     "files": 7,
+    "ses": 8,
 }
 DEFAULT_PORT_BASE = 8700
 CHAT_SCHEMA = load_app_module("chat/chat_service/schema.py")
@@ -158,6 +161,7 @@ class Backend:
     postgres: PostgresServer | None = None
     redis: RedisServer | None = None
     jwks: JwksServer | None = None
+    ses: SesStandIn | None = None
     credentials: CredentialsEndpoint | None = None
     rds_iam: RdsIamProxy | None = None
     state: State | None = None
@@ -193,6 +197,9 @@ class Backend:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.moto = MotoServer(port=self.port("aws")).start()
+            # SES as the mailer meets it in the cloud: sending events, the suppression list.
+            self.ses = SesStandIn(self.moto.endpoint, port=self.port("ses"), region=self.config.region)
+            self.ses.__enter__()
             self.postgres = postgres = PostgresServer(database=FILES_DATABASE).start()
             assert postgres.tls is not None
             # The files services log in as in the cloud: the task role's credentials (from a local
@@ -253,6 +260,22 @@ class Backend:
                 ],
                 envs["mailer"],
             )
+            self._spawn(
+                "mail-events",
+                [
+                    "-m",
+                    "devstack.sqs_poller",
+                    "--handler",
+                    "mailer.ses_events.handler",
+                    "--queue-url",
+                    aws["mail"].ses_events_queue_url,
+                    "--batch-size",
+                    "10",
+                    "--function-timeout",
+                    "30",
+                ],
+                envs["mail-events"],
+            )
             self._spawn("chat-a", ["-m", "chat_service"], envs["chat-a"])
             self._spawn("chat-b", ["-m", "chat_service"], envs["chat-b"])
             # One files URL for the frontend, routed by the ALB's path rules.
@@ -284,6 +307,7 @@ class Backend:
                 "chat-b": f"ws://{LOCALHOST}:{self.port('chat-b')}/chat/ws",
                 "jwks": self.jwks.url,
                 "aws": self.moto.endpoint,
+                "ses": self.ses.endpoint,
             },
             aws_endpoint=self.moto.endpoint,
             bucket=aws["bucket"],
@@ -325,6 +349,8 @@ class Backend:
                 sender_address=cfg.mail.sender_address,
                 session=session,
             )
+            assert self.ses is not None
+            publish_ses_events(mail, session.client("sesv2", endpoint_url=self.ses.endpoint))
         finally:
             if old is None:
                 os.environ.pop("AWS_ENDPOINT_URL", None)
@@ -462,6 +488,7 @@ class Backend:
                 "LOG_LEVEL": "INFO",
             },
             "mailer": {**mail.worker_env(), "LOG_LEVEL": "INFO"},
+            "mail-events": {**mail.events_env(), "LOG_LEVEL": "INFO"},
             "mail-webhook": {**mail.webhook_env(), "LOG_LEVEL": "INFO"},
             "chat-a": {**chat, "PORT": str(self.port("chat-a"))},
             "chat-b": {**chat, "PORT": str(self.port("chat-b"))},
@@ -471,6 +498,9 @@ class Backend:
         assert self.log_dir is not None
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PULUMI_"))}
         env.update(self._running()[0].env())
+        if self.ses is not None:
+            # SES through the stand-in (botocore's service-specific endpoint), the rest through moto.
+            env["AWS_ENDPOINT_URL_SESV2"] = self.ses.endpoint
         env.update(service_env)
         if "AWS_CONTAINER_CREDENTIALS_FULL_URI" in service_env:
             # Like a task with a role: credentials from the endpoint only (botocore would prefer keys
@@ -638,6 +668,9 @@ class Backend:
         if self.jwks is not None:
             self.jwks.stop()
             self.jwks = None
+        if self.ses is not None:
+            self.ses.__exit__(None, None, None)
+            self.ses = None
         if self.rds_iam is not None:
             self.rds_iam.stop()
             self.rds_iam = None

@@ -43,6 +43,15 @@ class MailResources:
     # The signing secret's value, for the local Clerk stand-in that signs webhooks with it; the
     # functions never get it from here (they read it from Secrets Manager by ARN).
     webhook_secret: str
+    # SES's sending events: the topic the configuration set publishes to, and the queue it
+    # delivers them to (raw), read by the events handler; failures go to its own dead letters.
+    ses_events_topic_arn: str
+    ses_events_queue_url: str
+    ses_events_dlq_url: str
+
+    def events_env(self) -> dict[str, str]:
+        """The SES events function's environment."""
+        return {"MESSAGES_TABLE": self.table_name}
 
     def api_env(self) -> dict[str, str]:
         """The mail API function's environment (the contract in docs/service-settings.md)."""
@@ -142,7 +151,12 @@ def create_mail_resources(
         if "AlreadyExists" not in err.response.get("Error", {}).get("Code", ""):
             raise
 
+    topic, events_url, events_dlq_url = _ses_events_queue(session, prefix, max_receive_count)
+
     return MailResources(
+        ses_events_topic_arn=topic,
+        ses_events_queue_url=events_url,
+        ses_events_dlq_url=events_dlq_url,
         queue_url=queue_url,
         queue_arn=_queue_arn(sqs, queue_url),
         dlq_url=dlq_url,
@@ -157,6 +171,57 @@ def create_mail_resources(
         quotas_table=quotas,
         webhook_secret_arn=secret_arn,
         webhook_secret=secret,
+    )
+
+
+# What the configuration set publishes, and which addresses SES suppresses for the account, as the
+# component configures them (components/mailing.py).
+SES_EVENT_TYPES = ("SEND", "DELIVERY", "BOUNCE", "COMPLAINT", "REJECT", "DELIVERY_DELAY", "RENDERING_FAILURE")
+SUPPRESSED_REASONS = ("BOUNCE", "COMPLAINT")
+
+
+def _ses_events_queue(session: Any, prefix: str, max_receive_count: int) -> tuple[str, str, str]:
+    sqs, sns = session.client("sqs"), session.client("sns")
+    topic = str(sns.create_topic(Name=f"{prefix}-ses-events")["TopicArn"])
+    dlq_url = sqs.create_queue(
+        QueueName=f"{prefix}-ses-events-dead-letters",
+        Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)},
+    )["QueueUrl"]
+    queue_url = sqs.create_queue(
+        QueueName=f"{prefix}-ses-events",
+        Attributes={
+            "VisibilityTimeout": "180",
+            "MessageRetentionPeriod": str(4 * 24 * 3600),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": _queue_arn(sqs, dlq_url), "maxReceiveCount": max_receive_count}
+            ),
+        },
+    )["QueueUrl"]
+    sns.subscribe(
+        TopicArn=topic,
+        Protocol="sqs",
+        Endpoint=_queue_arn(sqs, queue_url),
+        # The body is then the event document itself, as the handler reads it.
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    return topic, str(queue_url), str(dlq_url)
+
+
+def publish_ses_events(resources: MailResources, sesv2: Any) -> None:
+    """Have the configuration set publish its sending events to the topic, and suppress addresses
+    that bounce hard or complain: calls the SES stand-in (devstack/ses.py) answers, as SES would."""
+    name = resources.configuration_set
+    sesv2.put_configuration_set_suppression_options(
+        ConfigurationSetName=name, SuppressedReasons=list(SUPPRESSED_REASONS)
+    )
+    sesv2.create_configuration_set_event_destination(
+        ConfigurationSetName=name,
+        EventDestinationName="mailer",
+        EventDestination={
+            "Enabled": True,
+            "MatchingEventTypes": list(SES_EVENT_TYPES),
+            "SnsDestination": {"TopicArn": resources.ses_events_topic_arn},
+        },
     )
 
 

@@ -1,8 +1,9 @@
 """`make smoke`: drive the running local backend the way the frontend does, and print each step.
 
 Upload a file through the pre-signed POST, download it, share it and download it as another user,
-send a mail and read it back through the mail API and the local SES, chat between two users on
-different chat instances, and read the history. Exit code 0 only if every step passed.
+send a mail and read it back through the mail API and the local SES, mail an address that bounces
+and see the bounce recorded and the address suppressed, chat between two users on different chat
+instances, and read the history. Exit code 0 only if every step passed.
 """
 
 from __future__ import annotations
@@ -154,6 +155,50 @@ class Smoke:
             "mailer, in bob's mailbox"
         )
 
+    def bounce_is_recorded_and_suppressed(self) -> str:
+        """A recipient whose address bounces (SES's mailbox simulator): the sender sees the bounce,
+        SES puts the address on the suppression list, and the next e-mail to it is not sent."""
+        address = f"bounce+{self.run_id}@simulator.amazonses.com"
+        self.state.clerk().create_user("smoke-carol", address, [DEMO_PROJECT], name="Smoke Carol")
+
+        def send(subject: str) -> str:
+            sent = self.http.post(
+                f"{self.state.urls['mail-api']}/mail/messages",
+                json={"recipients": ["smoke-carol"], "subject": subject, "body": "Bounce, please."},
+                headers=self.headers(self.alice),
+            )
+            check(sent.status_code == 202, f"send: {sent.status_code} {sent.text}")
+            return str(sent.json()["id"])
+
+        def status(message_id: str) -> str:
+            deadline = time.monotonic() + 30
+            while True:
+                listed = self.http.get(
+                    f"{self.state.urls['mail-api']}/mail/messages", headers=self.headers(self.alice)
+                )
+                check(listed.status_code == 200, f"list: {listed.status_code} {listed.text}")
+                entry = next((m for m in listed.json()["messages"] if m["id"] == message_id), None)
+                shown = entry["deliveries"][0]["status"] if entry and entry.get("deliveries") else "missing"
+                if shown not in ("pending", "sent", "accepted", "missing") or time.monotonic() > deadline:
+                    return str(shown)
+                time.sleep(0.3)
+
+        first = send(f"Bounce {self.run_id}")
+        check(status(first) == "bounced", f"the first e-mail shows {status(first)!r}, expected 'bounced'")
+        with urllib.request.urlopen(
+            f"{self.state.urls['ses']}/v2/email/suppression/addresses/{address}", timeout=10
+        ) as resp:
+            reason = json.loads(resp.read())["SuppressedDestination"]["Reason"]
+        check(reason == "BOUNCE", f"the address is suppressed for {reason!r}, expected BOUNCE")
+        second = send(f"Bounce again {self.run_id}")
+        check(
+            status(second) == "suppressed",
+            f"the second e-mail shows {status(second)!r}, expected 'suppressed'",
+        )
+        held = [m for m in self._ses_messages() if f"Bounce again {self.run_id}" in m.get("subject", "")]
+        check(not held, "SES sent an e-mail to a suppressed address")
+        return f"{address}: bounced, put on the suppression list, the next e-mail not sent (suppressed)"
+
     def _ses_messages(self) -> list[dict[str, Any]]:
         with urllib.request.urlopen(f"{self.state.aws_endpoint}/moto-api/data.json", timeout=10) as resp:
             data = json.loads(resp.read())
@@ -210,6 +255,10 @@ class Smoke:
             ("download it through the pre-signed GET", self.download_file),
             ("share it and download as another user", self.share_and_download_as_other_user),
             ("send a mail and read it back (mail API, local SES)", self.send_and_read_mail),
+            (
+                "a bounce is recorded and the address suppressed (SES events)",
+                self.bounce_is_recorded_and_suppressed,
+            ),
             ("chat between users on different chat instances", self.chat_across_instances),
             ("read chat history", self.read_history),
         ]

@@ -13,6 +13,7 @@ What it reproduces, because the handler's correctness depends on it:
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import signal
@@ -28,6 +29,8 @@ import boto3
 from components.lambda_archive import ensure_importable
 
 Handler = Callable[[dict[str, Any], Any], Any]
+# The functions an SQS event source mapping feeds in the cloud (components/mailing.py).
+HANDLERS = frozenset({"mailer.worker.handler", "mailer.ses_events.handler"})
 _log = logging.getLogger("devstack.sqs_poller")
 
 
@@ -212,8 +215,12 @@ class SqsPoller:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="Feed SQS batches to mailer.worker.handler, like Lambda does."
+    parser = argparse.ArgumentParser(description="Feed SQS batches to a mailer handler, like Lambda does.")
+    parser.add_argument(
+        "--handler",
+        choices=sorted(HANDLERS),
+        default="mailer.worker.handler",
+        help="the function's handler (default: the mailer)",
     )
     parser.add_argument(
         "--queue-url", default=os.environ.get("MAIL_QUEUE_URL"), help="default: $MAIL_QUEUE_URL"
@@ -228,11 +235,12 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("botocore").setLevel(logging.WARNING)
 
     ensure_importable()
-    from mailer import worker
+    module_name, _, function = args.handler.rpartition(".")
+    handler = getattr(importlib.import_module(module_name), function)
 
     poller = SqsPoller(
         args.queue_url,
-        worker.handler,
+        handler,
         batch_size=args.batch_size,
         wait_time_seconds=args.wait_time_seconds,
         function_timeout=args.function_timeout,

@@ -34,7 +34,7 @@ def aws_clients(moto_server: MotoServer) -> Clients:
         for key, value in moto_server.env().items():
             patch.setenv(key, value)
         clients = Clients(boto3.session.Session())
-        for service in ("sqs", "dynamodb", "sesv2"):
+        for service in ("sqs", "sns", "dynamodb", "sesv2"):
             clients.client(service)
     return clients
 

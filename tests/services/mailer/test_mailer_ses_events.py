@@ -19,6 +19,7 @@ from mailer.message import MalformedEvent
 from mailer.ses_events import EventRecorder, parse
 from mailer.store import SENT, UNKNOWN, delivery_key, message_key
 
+from devstack.mail_resources import publish_ses_events
 from devstack.servers import MotoServer
 from devstack.ses import SIMULATOR_DOMAIN, SesStandIn, event_document
 from tests.services.mailer.support import MailEnv, Outbox, claims_event, sqs_record
@@ -35,36 +36,13 @@ def ses(moto_server: MotoServer) -> Iterator[SesStandIn]:
 
 
 class Events:
-    """The configuration set's destination: a topic, and the queue it delivers to raw."""
+    """The configuration set publishing to its topic through the SES stand-in, as `make run` sets it."""
 
     def __init__(self, env: MailEnv, ses: SesStandIn) -> None:
         self.env = env
         self.sesv2 = boto3.client("sesv2", endpoint_url=ses.endpoint)
-        sns = env.session.client("sns")
-        topic = sns.create_topic(Name=f"ses-events-{env.token}")["TopicArn"]
-        self.queue_url = env.sqs.create_queue(QueueName=f"ses-events-{env.token}")["QueueUrl"]
-        queue_arn = env.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        sns.subscribe(
-            TopicArn=topic,
-            Protocol="sqs",
-            Endpoint=queue_arn,
-            Attributes={"RawMessageDelivery": "true"},
-        )
-        name = env.resources.configuration_set
-        self.sesv2.put_configuration_set_suppression_options(
-            ConfigurationSetName=name, SuppressedReasons=["BOUNCE", "COMPLAINT"]
-        )
-        self.sesv2.create_configuration_set_event_destination(
-            ConfigurationSetName=name,
-            EventDestinationName="mailer",
-            EventDestination={
-                "Enabled": True,
-                "MatchingEventTypes": ["SEND", "DELIVERY", "BOUNCE", "COMPLAINT", "REJECT", "DELIVERY_DELAY"],
-                "SnsDestination": {"TopicArn": topic},
-            },
-        )
+        publish_ses_events(env.resources, self.sesv2)
+        self.queue_url = env.resources.ses_events_queue_url
 
     def records(self, at_least: int) -> list[dict[str, Any]]:
         """The queued event records, as the event source mapping would hand them over."""
