@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import uvicorn
+from motion_common import logs
 
 from files_service.app import create_app
 from files_service.settings import Settings, SettingsError
@@ -21,11 +21,8 @@ def main() -> int:
     except SettingsError as err:
         print(f"files_service: {err}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stdout,
-    )
+    # One JSON object per line, each request's lines with its id (uvicorn's own loggers too).
+    logs.configure(settings.log_level)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -40,6 +37,7 @@ def main() -> int:
         proxy_headers=False,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         log_level=settings.log_level.lower(),
+        log_config=None,
     )
     return 0
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 from motion_common.auth import TokenVerifier
+from motion_common.logs import request_context, request_id_from
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -16,7 +18,9 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from files_service import metric_names
 from files_service.api import FilesApi
 from files_service.cleanup import sweep_forever
 from files_service.db import Database, DatabaseUnavailable
@@ -28,6 +32,10 @@ from files_service.signer import S3Signer, botocore_credentials
 from files_service.storage import ObjectStore, StorageForbidden, StorageUnavailable
 
 log = logging.getLogger(__name__)
+access = logging.getLogger("files_service.access")
+# Health checks come every few seconds from the ALB and ECS: not worth a line each.
+QUIET_PATHS = frozenset({LIVENESS_PATH, READINESS_PATH})
+SLOW_REQUEST_SECONDS = 1.0
 
 # Refreshing task-role credentials may block on the credentials endpoint, so it happens here, in a
 # worker thread, well before the signer (on the event loop) would have to refresh them itself.
@@ -98,6 +106,7 @@ def create_app(settings: Settings) -> Starlette:
         background = [asyncio.create_task(_refresh_credentials(refresh))]
         if storage is not None:
             background.append(asyncio.create_task(sweep_forever(db, storage)))
+        api.metrics.start()
         log.info("files service (%s) ready", settings.role)
         try:
             yield
@@ -106,8 +115,11 @@ def create_app(settings: Settings) -> Starlette:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await db.close()
+            # The last interval's metrics, before the task stops.
+            await asyncio.to_thread(api.metrics.stop)
 
-    middleware = []
+    # Outermost: every line logged for a request, CORS answers included, carries its id.
+    middleware = [Middleware(RequestIds)]
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -118,7 +130,7 @@ def create_app(settings: Settings) -> Starlette:
                 max_age=600,
             )
         )
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
@@ -131,6 +143,56 @@ def create_app(settings: Settings) -> Starlette:
             Exception: _internal_error,
         },
     )
+    app.state.metrics = api.metrics
+    return app
+
+
+class RequestIds:
+    """Runs each request in the context of its id (`motion_common.logs`): the ALB's trace id when
+    there is one, and answers it in `X-Request-Id` so a client's report can name it. Plain ASGI:
+    one context variable and one header per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        trace = next((v for k, v in scope["headers"] if k == b"x-amzn-trace-id"), None)
+        request_id = request_id_from(trace.decode("latin-1") if trace is not None else None)
+        header = (b"x-request-id", request_id.encode())
+        status = 500  # what the server answers if the app fails before starting a response
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        with request_context(request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                # A line for each refused, failed or slow request (no query string: cursors are
+                # opaque, not for logs), so Logs Insights finds it by its id and counts answers by
+                # status. Not for every success: that line would cost ~8 % of a download URL's CPU
+                # (README, Performance), and the ALB's access log already has each one, trace id
+                # included.
+                duration = time.monotonic() - started
+                if (status >= 400 or duration >= SLOW_REQUEST_SECONDS) and scope["path"] not in QUIET_PATHS:
+                    access.log(
+                        logging.WARNING if status >= 500 else logging.INFO,
+                        "request",
+                        extra={
+                            "method": scope["method"],
+                            "path": scope["path"],
+                            "status": status,
+                            "duration_ms": round(duration * 1000, 2),
+                        },
+                    )
 
 
 async def _refresh_credentials(refresh: Callable[[], None]) -> None:
@@ -154,6 +216,8 @@ def _handler(
 @_handler
 def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    if exc.status in (401, 403):
+        request.app.state.metrics.count(metric_names.DENIALS)
     return error_response(exc.status, exc.message, exc.headers)
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.responses import Response
 
+from files_service import metric_names
 from files_service.handler_base import LEFT_PROJECT, HandlerBase
 from files_service.names import content_disposition
 from files_service.openapi import MAX_LIST_LIMIT
@@ -48,6 +49,7 @@ class DownloadHandlers(HandlerBase):
             {"response-content-disposition": content_disposition(row["file_name"])},
             now,
         )
+        self.metrics.count(metric_names.DOWNLOAD_URLS_SIGNED)
         return JSONResponse(
             {
                 "url": url,

@@ -11,8 +11,10 @@ from datetime import timedelta
 
 import asyncpg
 from motion_common.auth import AuthError, Identity, TokenVerifier
+from motion_common.metrics import Metrics
 from starlette.requests import Request
 
+from files_service import metric_names
 from files_service.db import Database
 from files_service.request_parsing import path_file_id
 from files_service.responses import ApiError
@@ -36,6 +38,9 @@ class HandlerBase:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.metrics = Metrics(
+            metric_names.NAMESPACE, {metric_names.DIMENSION: metric_names.dimension_value(settings.role)}
+        )
         self.ttl = settings.presign_ttl_seconds
         self._ttl_delta = timedelta(seconds=self.ttl)
 

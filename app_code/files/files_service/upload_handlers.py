@@ -9,6 +9,7 @@ import uuid
 from starlette.requests import Request
 from starlette.responses import Response
 
+from files_service import metric_names
 from files_service.db import ProjectFull, Quota, TooManyPending
 from files_service.handler_base import HandlerBase
 from files_service.names import content_type_allowed, normalize_content_type, sanitize_file_name
@@ -64,6 +65,7 @@ class UploadHandlers(HandlerBase):
                 file_id, project_id, identity.user_id, object_key, file_name, content_type, size, quota
             )
         except TooManyPending as err:
+            self.metrics.count(metric_names.QUOTA_REFUSALS)
             raise ApiError(
                 429,
                 f"you have {err.limit} uploads pending, the most allowed: complete or delete one, "
@@ -71,6 +73,7 @@ class UploadHandlers(HandlerBase):
                 {"Retry-After": str(err.retry_after)},
             ) from err
         except ProjectFull as err:
+            self.metrics.count(metric_names.QUOTA_REFUSALS)
             raise ApiError(
                 413,
                 f"project {project_id} would exceed its storage quota of {err.limit} bytes "
@@ -81,6 +84,7 @@ class UploadHandlers(HandlerBase):
         post = self.signer.presign_post(
             object_key, content_type, size, size, self.ttl, tagging=PENDING_TAGGING
         )
+        self.metrics.count(metric_names.UPLOAD_FORMS_SIGNED)
         return JSONResponse(
             {
                 "file": file_json(row),
@@ -139,7 +143,9 @@ class UploadHandlers(HandlerBase):
         if etag is None:
             raise ApiError(409, "the uploaded object changed while it was being completed: complete again")
         completed = await self.db.mark_available(row["id"], target, etag)
-        if completed is None:
+        if completed is not None:
+            self.metrics.count(metric_names.UPLOADS_COMPLETED)
+        else:
             completed = await self.db.get_file(row["id"])
             if completed is None:
                 # Deleted meanwhile (by its owner or the sweep): the copy must not outlive the row.
