@@ -5,8 +5,8 @@
      bytecode cache of ours exists there; the runtime's standard library is precompiled);
    - "cached": with our bytecode cached, as on a developer machine;
    plus what the first invocation adds (import boto3, build the clients). Target: <= 150 ms.
-2. Size of the deployment archive (`components.lambda_archive.build_zip`). Target: <= 64 KB.
-   And the SDK layer (`components.lambda_layer.build_layer`): its size, a build from an empty cache,
+2. Size of the deployment archive (`components.aws.lambda_archive.build_zip`). Target: <= 64 KB.
+   And the SDK layer (`components.aws.lambda_layer.build_layer`): its size, a build from an empty cache,
    and a cold `import boto3` plus the first clients on the runtime's Python from the layer as
    shipped, from the same packages installed as the runtime's own boto3 is (ordinary bytecode), and
    from sources alone (what shipping without bytecode costs). Target: the layer's cold import within
@@ -40,9 +40,9 @@ REPO = Path(__file__).resolve().parents[1]
 MAILER = REPO / "app_code" / "mailer"
 sys.path[:0] = [str(REPO), str(MAILER)]
 
-from components.interpreters import find_python  # noqa: E402
-from components.lambda_archive import RUNTIME, build_zip, mailer_files, source_code_hash  # noqa: E402
-from components.lambda_layer import build_layer  # noqa: E402
+from components.aws.interpreters import find_python  # noqa: E402
+from components.aws.lambda_archive import RUNTIME, build_zip, mailer_files, source_code_hash  # noqa: E402
+from components.aws.lambda_layer import build_layer  # noqa: E402
 from devstack.mail_resources import create_mail_resources  # noqa: E402
 from devstack.servers import MotoServer  # noqa: E402
 

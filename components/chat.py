@@ -10,15 +10,15 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random
 
-from components.alarms import Alarm, create_alarms
-from components.alb_rules import LISTENER_PRIORITIES
-from components.app_facts import load_app_module
-from components.config_model import AuthConfig, CacheConfig, Scaling
-from components.container_image import ContainerImage, ContainerImageArgs
-from components.dynamo import table_args
-from components.fargate_service import Attachment, FargateService, FargateServiceArgs, SecretRef
-from components.iam import statement
-from components.kms import WRITE, DataKey, DataKeyArgs
+from components.aws.alarms import Alarm, create_alarms
+from components.aws.alb_rules import LISTENER_PRIORITIES
+from components.aws.container_image import ContainerImage, ContainerImageArgs
+from components.aws.dynamo import table_args
+from components.aws.fargate_service import Attachment, FargateService, FargateServiceArgs, SecretRef
+from components.aws.iam import statement
+from components.aws.kms import WRITE, DataKey, DataKeyArgs
+from components.config.model import AuthConfig, CacheConfig, Scaling
+from components.facts import load_app_module
 
 FACTS = load_app_module("chat/chat_service/__init__.py")
 REDIS_PORT = 6379

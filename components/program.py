@@ -9,19 +9,19 @@ import pulumi
 import pulumi_aws as aws
 import pulumiverse_vercel as vercel
 
+from components.aws.fargate_service import Attachment
+from components.aws.kms import LogKey
 from components.chat import FACTS as CHAT_FACTS
 from components.chat import Chat, ChatArgs
-from components.config_model import StackConfig
-from components.fargate_service import Attachment
-from components.files import ROUTES as FILES_ROUTES
-from components.files import Files, FilesArgs
+from components.config.model import StackConfig
+from components.files.files import ROUTES as FILES_ROUTES
+from components.files.files import Files, FilesArgs
 from components.frontend import Frontend, FrontendArgs
-from components.kms import LogKey
-from components.mailing import Mailing, MailingArgs
+from components.mailing.mailing import Mailing, MailingArgs
+from components.mailing.sdk_layer import SdkLayer
 from components.network import Network, NetworkArgs
-from components.platform import Platform, PlatformArgs
-from components.sdk_layer import SdkLayer
-from components.waf import Waf, WafArgs
+from components.platform.platform import Platform, PlatformArgs
+from components.platform.waf import Waf, WafArgs
 
 
 @dataclass(frozen=True)

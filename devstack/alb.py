@@ -1,7 +1,7 @@
 """A local stand-in for the shared ALB's HTTP path rules, so a frontend can use one files URL locally
 (`VITE_FILES_SERVICE_URL`) as it does in the cloud: requests go to the Upload or the Download service
 by the same path patterns the listener rules use, anything else gets the ALB's 404, and so does a
-service's health check path where its patterns would cover it (components/alb_rules.py), as in the
+service's health check path where its patterns would cover it (components/aws/alb_rules.py), as in the
 cloud.
 
     python -m devstack.alb --port 8707 --target upload=http://127.0.0.1:8702 --target download=...
@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from components.alb_rules import (
+from components.aws.alb_rules import (
     LISTENER_PRIORITIES,
     NOT_FOUND_BODY,
     NOT_FOUND_CONTENT_TYPE,
@@ -30,7 +30,7 @@ from components.alb_rules import (
     pattern_matches,
     service_rules,
 )
-from components.app_facts import load_app_module
+from components.facts import load_app_module
 from devstack.servers import LOCALHOST
 
 FILES_ROUTES = load_app_module("files/files_service/routes.py")

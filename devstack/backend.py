@@ -28,15 +28,15 @@ from typing import Any
 
 import boto3
 
-from components.app_facts import APP_CODE, load_app_module
-from components.config_model import (
+from components.config.model import (
     FILES_MAX_PENDING_UPLOADS_PER_USER,
     FILES_MAX_PROJECT_BYTES,
     FILES_MAX_SHARE_DAYS,
     MAIL_MAX_RECIPIENTS,
     StackConfig,
 )
-from components.mail_cors import MailApiCors, mail_api_cors
+from components.facts import APP_CODE, load_app_module
+from components.mailing.cors import MailApiCors, mail_api_cors
 from devstack.apigw import WEBHOOK_ROUTE, cors_argument
 from devstack.credentials import CredentialsEndpoint
 from devstack.identity import ClerkWebhooks, Issuer, JwksServer
@@ -321,7 +321,8 @@ class Backend:
             mail: MailResources = create_mail_resources(
                 f"{cfg.name_prefix}-mail",
                 max_receive_count=cfg.mail.max_receive_count,
-                visibility_timeout=6 * cfg.mail.mailer_timeout_seconds,  # as components/mailing.py sets it
+                visibility_timeout=6
+                * cfg.mail.mailer_timeout_seconds,  # as components/mailing/mailing.py sets it
                 sender_address=cfg.mail.sender_address,
                 session=session,
             )
@@ -422,7 +423,7 @@ class Backend:
             **cors,
             "FILES_BUCKET": aws["bucket"],
             "AWS_REGION": cfg.region,
-            # As the task definition sets them (components/files.py), pointed at the local stand-ins.
+            # As the task definition sets them (components/files/files.py), pointed at the local stand-ins.
             "DATABASE_AUTH": "iam",
             "DATABASE_HOST": LOCALHOST,
             "DATABASE_PORT": str(self.rds_iam.port),
@@ -434,7 +435,7 @@ class Backend:
             "MAX_UPLOAD_BYTES": str(cfg.files.max_upload_bytes),
             "ALLOWED_CONTENT_TYPES": ",".join(cfg.files.allowed_content_types),
             "PRESIGN_TTL_SECONDS": str(cfg.files.presign_ttl_seconds),
-            # As components/files.py sets them.
+            # As components/files/files.py sets them.
             "MAX_SHARE_DAYS": str(FILES_MAX_SHARE_DAYS),
             "MAX_PENDING_UPLOADS_PER_USER": str(FILES_MAX_PENDING_UPLOADS_PER_USER),
             "MAX_PROJECT_BYTES": str(FILES_MAX_PROJECT_BYTES),

@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import botocore.exceptions
 
-from components.lambda_archive import ensure_importable
+from components.aws.lambda_archive import ensure_importable
 
 DEFAULT_SENDER = "Motion <no-reply@mail.motion.local>"
 DEFAULT_MAX_RECEIVE_COUNT = 5

@@ -25,7 +25,7 @@ from typing import Any
 
 import boto3
 
-from components.lambda_archive import ensure_importable
+from components.aws.lambda_archive import ensure_importable
 
 Handler = Callable[[dict[str, Any], Any], Any]
 _log = logging.getLogger("devstack.sqs_poller")

@@ -10,7 +10,7 @@ import pytest
 from harness import RecordedResource, StackRun, run_program, run_stack, stack_config_values
 
 import components.chat as chat_module
-from components.platform import ALB_IDLE_TIMEOUT_SECONDS
+from components.platform.platform import ALB_IDLE_TIMEOUT_SECONDS
 from stacktools.mocked_program import RANDOM_PASSWORD, random_password_alphabet, random_password_classes
 
 GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"

@@ -8,8 +8,8 @@ import re
 import pytest
 from harness import RecordedResource, StackRun
 
-from components.app_facts import load_app_module
-from components.container_image import APP_CODE, image_user
+from components.aws.container_image import APP_CODE, image_user
+from components.facts import load_app_module
 from stacktools.mocked_program import ACCOUNT, computed_outputs
 
 TD = "aws:ecs/taskDefinition:TaskDefinition"

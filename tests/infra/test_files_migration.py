@@ -11,9 +11,9 @@ from harness import RecordedResource, StackRun, arn
 from task_runner.core import RunRequest
 from task_runner.handler import MARGIN_SECONDS
 
-from components.app_facts import load_app_module
-from components.container_image import APP_CODE, image_user
-from components.lambda_archive import TASK_RUNNER_ROOT, task_runner_files
+from components.aws.container_image import APP_CODE, image_user
+from components.aws.lambda_archive import TASK_RUNNER_ROOT, task_runner_files
+from components.facts import load_app_module
 from stacktools.mocked_program import ACCOUNT, computed_outputs
 
 TD = "aws:ecs/taskDefinition:TaskDefinition"
@@ -342,7 +342,7 @@ def test_the_invocation_waits_until_the_task_can_start_and_reach_the_database(st
     assert routes
     assert [r.name for r in [*needed, *routes] if r.urn not in invocation.dependencies] == []
     # The runner may run the task before it is invoked: its policy comes before the function
-    # (components/lambda_function.py), and the invocation names the function.
+    # (components/aws/lambda_function.py), and the invocation names the function.
     assert runner(stack).urn in invocation.dependencies
     assert stack.one(ROLE_POLICY, "files-migrate-runner-policy").urn in runner(stack).dependencies
 

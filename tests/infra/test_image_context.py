@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from harness import ROOT, StackRun
 
-from components import app_facts
-from components.build_context import (
+from components import facts as app_facts
+from components.aws.build_context import (
     ContextModeError,
     PatternMatcher,
     check_checkout_modes,
@@ -28,7 +28,7 @@ from components.build_context import (
     ignore_file,
     read_ignore_file,
 )
-from components.container_image import APP_CODE, PLATFORMS, image_user
+from components.aws.container_image import APP_CODE, PLATFORMS, image_user
 
 DOCKERFILES = {"files": "files/Dockerfile", "chat": "chat/Dockerfile"}
 ARM64 = [p.value for p in PLATFORMS]

@@ -8,10 +8,10 @@ import re
 import pulumi
 from harness import StackRun, arn
 
-from components.app_facts import load_app_module
-from components.lambda_function import RUNTIME
-from components.lambda_layer import build_layer
-from components.mailing import WEBHOOK_RESERVED_CONCURRENCY
+from components.aws.lambda_function import RUNTIME
+from components.aws.lambda_layer import build_layer
+from components.facts import load_app_module
+from components.mailing.mailing import WEBHOOK_RESERVED_CONCURRENCY
 from devstack.apigw import WEBHOOK_ROUTE
 
 QUEUE = "aws:sqs/queue:Queue"

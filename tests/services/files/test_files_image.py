@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from packaging.requirements import Requirement
 
-from components.app_facts import load_app_module
+from components.facts import load_app_module
 from devstack.servers import free_port
 from tests.services.files.conftest import REPO, SERVICE_PATHS, InProcessServer
 

@@ -21,7 +21,7 @@ from mailer.schema import TABLE, create_table_kwargs
 from mailer.settings import Settings, SettingsError
 from mailer.validation import SendRequest, decode_cursor, encode_cursor
 
-from components.lambda_archive import MAILER_ROOT, build_zip, mailer_files, source_code_hash
+from components.aws.lambda_archive import MAILER_ROOT, build_zip, mailer_files, source_code_hash
 from devstack.mail_resources import create_mail_resources
 from tests.services.mailer.support import Clients
 

@@ -1,4 +1,4 @@
-"""The mailer's SDK layer (components/lambda_layer.py): the locked boto3, bytecode the runtime uses,
+"""The mailer's SDK layer (components/aws/lambda_layer.py): the locked boto3, bytecode the runtime uses,
 the same bytes from every build, and the mailer running on it under the runtime's Python."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from components.interpreters import InterpreterNotFound, find_python
-from components.lambda_archive import MAILER_ROOT, RUNTIME
-from components.lambda_layer import (
+from components.aws.interpreters import InterpreterNotFound, find_python
+from components.aws.lambda_archive import MAILER_ROOT, RUNTIME
+from components.aws.lambda_layer import (
     LAYER_PYTHON,
     LOCK,
     MAX_UNZIPPED_BYTES,
@@ -150,7 +150,7 @@ def test_builds_are_byte_for_byte_reproducible_and_cached_by_their_inputs(
     def no_install(*args: object) -> None:
         raise AssertionError("the cached layer was rebuilt")
 
-    monkeypatch.setattr("components.lambda_layer._install", no_install)
+    monkeypatch.setattr("components.aws.lambda_layer._install", no_install)
     assert build_layer(cache_dir=tmp_path / "fresh") == fresh
 
     # Any input that shapes the bytes changes the key: the lock, the runtime, the architecture.

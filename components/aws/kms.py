@@ -21,7 +21,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import statement
+from components.aws.iam import statement
 
 # What administering a key needs and nothing that encrypts, decrypts or grants: the actions of the
 # default key policy's "key administrators" statement (KMS Developer Guide, "Default key policy",

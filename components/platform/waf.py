@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.alarms import Alarm, create_alarms
+from components.aws.alarms import Alarm, create_alarms
 
 # AWS Managed Rules rule groups, evaluated in this order after the IP reputation list and the rate
 # limit (AWS WAF Developer Guide, "AWS Managed Rules rule groups list"): the baseline for web

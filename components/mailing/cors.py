@@ -1,7 +1,7 @@
 """The mail API's CORS configuration, derived from what the API reads.
 
 Plain Python (no Pulumi), because two readers need the same value: the program's HTTP API
-(components/mail_http_api.py) and the local stand-in of API Gateway (devstack/apigw.py).
+(components/mailing/http_api.py) and the local stand-in of API Gateway (devstack/apigw.py).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from components.app_facts import load_app_module
+from components.facts import load_app_module
 
 # The mailer states the request headers its API reads (app_code/mailer/mailer/__init__.py).
 MAILER = load_app_module("mailer/mailer/__init__.py")

@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import policy_document
+from components.aws.iam import policy_document
 
 
 @dataclass(frozen=True)

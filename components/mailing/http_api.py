@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_aws as aws
 
-from components.app_facts import load_app_module
-from components.config_model import AuthConfig, MailConfig
-from components.mail_cors import AUTHORIZER_HEADER, mail_api_cors
+from components.config.model import AuthConfig, MailConfig
+from components.facts import load_app_module
+from components.mailing.cors import AUTHORIZER_HEADER, mail_api_cors
 
 # Where Clerk's webhook endpoint points: the mailer states it (app_code/mailer/mailer/__init__.py).
 _MAILER = load_app_module("mailer/mailer/__init__.py")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from components.config_model import Scaling
+from components.config.model import Scaling
 
 
 def service_autoscaling(

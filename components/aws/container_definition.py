@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 
 if TYPE_CHECKING:
-    from components.fargate_service import FargateServiceArgs, SecretRef
+    from components.aws.fargate_service import FargateServiceArgs, SecretRef
 
 
 def container_definition(

@@ -9,12 +9,12 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import assume_role_policy, policy_document, statement
-from components.lambda_archive import ARCHITECTURE, RUNTIME
+from components.aws.iam import assume_role_policy, policy_document, statement
+from components.aws.lambda_archive import ARCHITECTURE, RUNTIME
 
 
 def code_archive(root: Path, files: Sequence[Path]) -> pulumi.AssetArchive:
-    """A function's code from an explicit, sorted file list (components/lambda_archive.py), so previews
+    """A function's code from an explicit, sorted file list (components/aws/lambda_archive.py), so previews
     only change when the code does."""
     return pulumi.AssetArchive({p.as_posix(): pulumi.FileAsset(str(root / p)) for p in files})
 

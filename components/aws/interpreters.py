@@ -5,8 +5,8 @@ version, and `make test-image-python` runs the service tests on it. pyenv's shim
 that `pyenv global` does not select, so its `versions/` folder is searched directly. Standard library
 only: `scripts/runtime-python.sh` runs this with the system Python, before any virtualenv exists.
 
-    python3 -m components.interpreters 3.13            # print its path, or fail naming it
-    python3 -m components.interpreters --install 3.13  # first `uv python install 3.13` if missing
+    python3 -m components.aws.interpreters 3.13            # print its path, or fail naming it
+    python3 -m components.aws.interpreters --install 3.13  # first `uv python install 3.13` if missing
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.app_facts import load_app_module
+from components.facts import load_app_module
 
 
 def table_args(

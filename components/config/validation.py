@@ -8,11 +8,11 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from components.config_keys import MAX_AZS, MAX_RESERVED_CONCURRENCY, SUBNET_NEWBITS, TIERS
+from components.config.keys import MAX_AZS, MAX_RESERVED_CONCURRENCY, SUBNET_NEWBITS, TIERS
 
 if TYPE_CHECKING:
-    from components.config_model import FrontendConfig, MailConfig, NetworkConfig, StackConfig
-    from components.config_reader import ConfigReader
+    from components.config.model import FrontendConfig, MailConfig, NetworkConfig, StackConfig
+    from components.config.reader import ConfigReader
 
 DOMAIN_PATTERN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

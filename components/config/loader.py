@@ -1,8 +1,8 @@
 """Loading the stack's configuration: raw config strings (from the engine or a stack file) in, one
 validated, immutable `StackConfig` out, before any resource is registered.
 
-Every key, its type and its default live in `components.config_keys.KEYS`; the typed model in
-`components.config_model`; the cross-field checks in `components.config_validation`. This module
+Every key, its type and its default live in `components.config.keys.KEYS`; the typed model in
+`components.config.model`; the cross-field checks in `components.config.validation`. This module
 applies the per-key checks and raises one `ConfigError` naming every bad key.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from components.config_keys import KEYS_BY_NAME, PROJECT, PROVIDER_SECRETS, WAF_RATE_LIMIT_RANGE
-from components.config_model import (
+from components.config.keys import KEYS_BY_NAME, PROJECT, PROVIDER_SECRETS, WAF_RATE_LIMIT_RANGE
+from components.config.model import (
     NAT_STRATEGIES,
     AuthConfig,
     CacheConfig,
@@ -24,8 +24,8 @@ from components.config_model import (
     Scaling,
     StackConfig,
 )
-from components.config_reader import ConfigReader
-from components.config_validation import (
+from components.config.reader import ConfigReader
+from components.config.validation import (
     ACM_ARN_PATTERN,
     CONTENT_TYPE_PATTERN,
     DOMAIN_PATTERN,

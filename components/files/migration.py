@@ -24,14 +24,14 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.app_facts import load_app_module
-from components.container_definition import job_container_definition
-from components.database import Database
-from components.fargate_service import Attachment, SecretRef, execution_statements
-from components.iam import assume_role_policy, policy_document, statement
-from components.kms import DataKey
-from components.lambda_archive import TASK_RUNNER_ROOT, task_runner_files
-from components.lambda_function import code_archive, lambda_function
+from components.aws.container_definition import job_container_definition
+from components.aws.fargate_service import Attachment, SecretRef, execution_statements
+from components.aws.iam import assume_role_policy, policy_document, statement
+from components.aws.kms import DataKey
+from components.aws.lambda_archive import TASK_RUNNER_ROOT, task_runner_files
+from components.aws.lambda_function import code_archive, lambda_function
+from components.facts import load_app_module
+from components.files.database import Database
 
 DATABASE_ROLES = load_app_module("files/files_service/database_roles.py")
 CONTAINER = "migrate"

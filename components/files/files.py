@@ -9,10 +9,13 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.alb_rules import LISTENER_PRIORITIES
-from components.app_facts import load_app_module
-from components.buckets import PrivateBucket, PrivateBucketArgs
-from components.config_model import (
+from components.aws.alb_rules import LISTENER_PRIORITIES
+from components.aws.buckets import PrivateBucket, PrivateBucketArgs
+from components.aws.container_image import ContainerImage, ContainerImageArgs
+from components.aws.fargate_service import Attachment, FargateService, FargateServiceArgs
+from components.aws.iam import statement
+from components.aws.kms import READ, WRITE, DataKey, DataKeyArgs
+from components.config.model import (
     FILES_MAX_PENDING_UPLOADS_PER_USER,
     FILES_MAX_PROJECT_BYTES,
     FILES_MAX_SHARE_DAYS,
@@ -21,12 +24,9 @@ from components.config_model import (
     FilesConfig,
     Scaling,
 )
-from components.container_image import ContainerImage, ContainerImageArgs
-from components.database import Database, DatabaseArgs
-from components.fargate_service import Attachment, FargateService, FargateServiceArgs
-from components.files_migration import FilesMigration, FilesMigrationArgs
-from components.iam import statement
-from components.kms import READ, WRITE, DataKey, DataKeyArgs
+from components.facts import load_app_module
+from components.files.database import Database, DatabaseArgs
+from components.files.migration import FilesMigration, FilesMigrationArgs
 
 ROUTES = load_app_module("files/files_service/routes.py")
 # Who logs in to the database and how (the services' side of the contract).

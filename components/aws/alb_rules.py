@@ -30,7 +30,7 @@ LISTENER_PRIORITIES: Final[dict[str, int]] = {
     "chat": 200,
 }
 
-# The listener's default action (components/platform.py) and the refusal of health paths answer
+# The listener's default action (components/platform/platform.py) and the refusal of health paths answer
 # the same, so a probe cannot tell a health path from any unknown path.
 NOT_FOUND_STATUS: Final = 404
 NOT_FOUND_BODY: Final = '{"error":"not found"}'

@@ -1,13 +1,13 @@
 """The SDK layer every Python Lambda of the stack imports boto3 from (the mailer's two functions and the
-task runner), published once per stack from the mailer's lock (components/lambda_layer.py builds it)."""
+task runner), published once per stack from the mailer's lock (components/aws/lambda_layer.py builds it)."""
 
 from __future__ import annotations
 
 import pulumi
 import pulumi_aws as aws
 
-from components.lambda_archive import ARCHITECTURE, REPO_ROOT, RUNTIME
-from components.lambda_layer import LOCK, build_layer
+from components.aws.lambda_archive import ARCHITECTURE, REPO_ROOT, RUNTIME
+from components.aws.lambda_layer import LOCK, build_layer
 
 # Where the layer was first created: inside the mailing component, as `mailing-sdk`. The alias moves
 # that state here, so leaving the component replaces nothing (no new version, no function update).

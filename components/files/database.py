@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.alarms import Alarm, create_alarms
-from components.config_model import DatabaseConfig
-from components.iam import assume_role_policy
+from components.aws.alarms import Alarm, create_alarms
+from components.aws.iam import assume_role_policy
+from components.config.model import DatabaseConfig
 
 PORT = 5432
 # The AWS managed policy for Enhanced Monitoring's role (AWS Managed Policy Reference,

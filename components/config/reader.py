@@ -1,5 +1,5 @@
 """Typed access to raw `motion:*` config strings, converting each by its key's kind in
-`components.config_keys.KEYS` and recording every problem rather than stopping at the first, so one
+`components.config.keys.KEYS` and recording every problem rather than stopping at the first, so one
 run reports all bad keys at once.
 """
 
@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from components.config_keys import KEYS_BY_NAME, PROJECT, REQUIRED, Key
+from components.config.keys import KEYS_BY_NAME, PROJECT, REQUIRED, Key
 
 
 class ConfigReader:

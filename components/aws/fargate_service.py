@@ -10,13 +10,13 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.alarms import Alarm, create_alarms
-from components.alb_rules import NOT_FOUND_BODY, NOT_FOUND_CONTENT_TYPE, NOT_FOUND_STATUS, service_rules
-from components.config_model import Scaling
-from components.container_definition import container_definition
-from components.iam import assume_role_policy, policy_document, statement
-from components.kms import READ, DataKey
-from components.service_autoscaling import service_autoscaling
+from components.aws.alarms import Alarm, create_alarms
+from components.aws.alb_rules import NOT_FOUND_BODY, NOT_FOUND_CONTENT_TYPE, NOT_FOUND_STATUS, service_rules
+from components.aws.container_definition import container_definition
+from components.aws.iam import assume_role_policy, policy_document, statement
+from components.aws.kms import READ, DataKey
+from components.aws.service_autoscaling import service_autoscaling
+from components.config.model import Scaling
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ class FargateService(pulumi.ComponentResource):
             opts=child,
         )
         # The service's paths, and before them (when they would cover it) a 404 for its health check
-        # path: the health checks reach the tasks directly, the public must not (components/alb_rules.py).
+        # path: the health checks reach the tasks directly, the public must not (components/aws/alb_rules.py).
         health_paths = (args.liveness_path, args.readiness_path)
         for rule in service_rules(args.listener_priority, args.path_patterns, health_paths):
             if rule.forward:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.alb_rules import NOT_FOUND_BODY, NOT_FOUND_CONTENT_TYPE, NOT_FOUND_STATUS
-from components.buckets import PrivateBucket, PrivateBucketArgs
-from components.kms import alarm_key_policy
+from components.aws.alb_rules import NOT_FOUND_BODY, NOT_FOUND_CONTENT_TYPE, NOT_FOUND_STATUS
+from components.aws.buckets import PrivateBucket, PrivateBucketArgs
+from components.aws.kms import alarm_key_policy
 
 # TLS 1.3 with 1.2 as the floor: AWS's recommended policy for new HTTPS listeners.
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"

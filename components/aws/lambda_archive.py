@@ -16,14 +16,14 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MAILER_ROOT = REPO_ROOT / "app_code" / "mailer"
 COMMON_ROOT = REPO_ROOT / "app_code" / "common"
 TASK_RUNNER_ROOT = REPO_ROOT / "app_code" / "task_runner"
 MAILER_PACKAGES = ("mailer",)
 TASK_RUNNER_PACKAGES = ("task_runner",)
 # What the Lambdas run: the runtime identifier and the instruction set (Graviton). The SDK layer is
-# installed and compiled for exactly these (components/lambda_layer.py).
+# installed and compiled for exactly these (components/aws/lambda_layer.py).
 RUNTIME = "python3.13"
 ARCHITECTURE = "arm64"
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry

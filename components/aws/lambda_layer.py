@@ -38,9 +38,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from components import lambda_archive
-from components.interpreters import find_python
-from components.lambda_archive import ARCHITECTURE, MAILER_ROOT, REPO_ROOT, RUNTIME, build_zip
+from components.aws import lambda_archive
+from components.aws.interpreters import find_python
+from components.aws.lambda_archive import ARCHITECTURE, MAILER_ROOT, REPO_ROOT, RUNTIME, build_zip
 
 LOCK = MAILER_ROOT / "requirements.txt"
 CACHE_DIR = REPO_ROOT / "build" / "lambda-layers"

@@ -12,14 +12,14 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from components.alarms import Alarm, create_alarms
-from components.config_model import MAIL_MAX_RECIPIENTS, AuthConfig, MailConfig
-from components.dynamo import table_args
-from components.iam import statement
-from components.kms import READ, WRITE, DataKey, DataKeyArgs, use_statements
-from components.lambda_archive import MAILER_ROOT, mailer_files
-from components.lambda_function import code_archive, lambda_function
-from components.mail_http_api import mail_http_api
+from components.aws.alarms import Alarm, create_alarms
+from components.aws.dynamo import table_args
+from components.aws.iam import statement
+from components.aws.kms import READ, WRITE, DataKey, DataKeyArgs, use_statements
+from components.aws.lambda_archive import MAILER_ROOT, mailer_files
+from components.aws.lambda_function import code_archive, lambda_function
+from components.config.model import MAIL_MAX_RECIPIENTS, AuthConfig, MailConfig
+from components.mailing.http_api import mail_http_api
 
 MAILER_SCHEMA = "mailer/mailer/schema.py"
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
@@ -39,7 +39,7 @@ class MailingArgs:
     log_retention_days: int
     log_kms_key_arn: pulumi.Input[str] | None
     alarm_topic_arn: pulumi.Input[str]
-    # The SDK layer both functions import boto3 from (components/sdk_layer.py).
+    # The SDK layer both functions import boto3 from (components/mailing/sdk_layer.py).
     sdk_layer_arn: pulumi.Input[str]
     code_root: Path = MAILER_ROOT
 

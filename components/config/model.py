@@ -1,7 +1,7 @@
 """The stack's typed configuration model: `StackConfig` and the immutable sections it is made of.
 
 Only shapes and values derived from them live here, so components can depend on the model without
-the loading machinery; `components.config` builds and validates these from raw config strings.
+the loading machinery; `components.config.loader` builds and validates these from raw config strings.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
-from components.config_keys import MAX_AZS, SUBNET_NEWBITS, TIERS
+from components.config.keys import MAX_AZS, SUBNET_NEWBITS, TIERS
 
 # NatStrategy and NAT_STRATEGIES spell the same set: one for mypy, one for checking raw values.
 NatStrategy = Literal["none", "single", "per_az"]

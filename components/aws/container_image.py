@@ -11,9 +11,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
-from components.build_context import check_checkout_modes, content_tag, context_files
+from components.aws.build_context import check_checkout_modes, content_tag, context_files
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 APP_CODE = PROJECT_ROOT / "app_code"
 # The Fargate task definitions ask for ARM64 (Graviton); CI runners are x86, so buildx builds this
 # under QEMU (docker/setup-qemu-action in the deploy workflow).
