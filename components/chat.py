@@ -14,13 +14,13 @@ from components.aws.alarms import Alarm, create_alarms
 from components.aws.alb_rules import LISTENER_PRIORITIES
 from components.aws.container_image import ContainerImage, ContainerImageArgs
 from components.aws.dynamo import table_args
-from components.aws.fargate_service import Attachment, FargateService, FargateServiceArgs, SecretRef
+from components.aws.fargate_service import FargateService
+from components.aws.fargate_types import Attachment, FargateServiceArgs, SecretRef, TaskCount
 from components.aws.iam import statement
 from components.aws.kms import WRITE, DataKey, DataKeyArgs
 from components.config.model import AuthConfig, CacheConfig, Scaling
-from components.facts import load_app_module
+from components.facts import CHAT
 
-FACTS = load_app_module("chat/chat_service/__init__.py")
 REDIS_PORT = 6379
 LISTENER_PRIORITY = LISTENER_PRIORITIES["chat"]
 # Each WebSocket upgrade is one ALB request; a task comfortably holds this many new sockets a minute.
@@ -70,9 +70,7 @@ class Chat(pulumi.ComponentResource):
 
         self.table = aws.dynamodb.Table(
             f"{name}-messages",
-            **table_args(
-                f"{prefix}-messages", "chat/chat_service/schema.py", args.data_protection, kms_key_arn=key_arn
-            ),
+            **table_args(f"{prefix}-messages", CHAT.table, args.data_protection, kms_key_arn=key_arn),
             opts=child,
         )
         self.image = ContainerImage(
@@ -188,15 +186,15 @@ class Chat(pulumi.ComponentResource):
                 image=self.image.image_ref,
                 repository_arn=self.image.repository_arn,
                 container_user=self.image.user,
-                port=FACTS.DEFAULT_PORT,
-                liveness_path=FACTS.LIVENESS_PATH,
-                readiness_path=FACTS.READINESS_PATH,
-                path_patterns=list(FACTS.ALB_PATH_PATTERNS),
+                port=CHAT.default_port,
+                liveness_path=CHAT.liveness_path,
+                readiness_path=CHAT.readiness_path,
+                path_patterns=list(CHAT.alb_path_patterns),
                 listener_priority=LISTENER_PRIORITY,
-                scaling=args.scaling,
+                scaling=TaskCount(args.scaling.desired, args.scaling.min, args.scaling.max),
                 attachment=att,
                 environment={
-                    "PORT": str(FACTS.DEFAULT_PORT),
+                    "PORT": str(CHAT.default_port),
                     "CHAT_TABLE": self.table.name,
                     "AWS_REGION": att.region,
                     "REDIS_HOST": self.redis.primary_endpoint_address,
@@ -210,14 +208,14 @@ class Chat(pulumi.ComponentResource):
                 },
                 secrets={"REDIS_AUTH_TOKEN": SecretRef(self.auth_token.arn, key=key)},
                 task_role_statements=[
-                    statement(list(FACTS.TABLE_ACTIONS), [self.table.arn], sid="ChatHistory"),
+                    statement(list(CHAT.table_actions), [self.table.arn], sid="ChatHistory"),
                     *([key.use_statement("dynamodb", WRITE, "HistoryKey")] if key else []),
                 ],
                 cpu=512,
                 memory=1024,
                 # Sockets get close code 1012 on SIGTERM and reconnect elsewhere; give that time to finish.
-                deregistration_delay_seconds=FACTS.ALB_DEREGISTRATION_DELAY_SECONDS,
-                stop_timeout_seconds=FACTS.SHUTDOWN_GRACE_SECONDS + 20,
+                deregistration_delay_seconds=CHAT.alb_deregistration_delay_seconds,
+                stop_timeout_seconds=CHAT.shutdown_grace_seconds + 20,
                 requests_per_target=UPGRADES_PER_TARGET,
             ),
             opts=child,

@@ -30,11 +30,8 @@ from components.aws.alb_rules import (
     pattern_matches,
     service_rules,
 )
-from components.facts import load_app_module
+from components.facts import CHAT, FILES
 from devstack.servers import LOCALHOST
-
-FILES_ROUTES = load_app_module("files/files_service/routes.py")
-CHAT_FACTS = load_app_module("chat/chat_service/__init__.py")
 
 
 @dataclass(frozen=True)
@@ -49,19 +46,19 @@ class Service:
 # The services behind the shared ALB, by `--target` name, from the same facts the program reads.
 SERVICES: dict[str, Service] = {
     "upload": Service(
-        tuple(FILES_ROUTES.ALB_PATH_PATTERNS["upload"]),
-        (FILES_ROUTES.LIVENESS_PATH, FILES_ROUTES.READINESS_PATH),
+        tuple(FILES.alb_path_patterns["upload"]),
+        (FILES.liveness_path, FILES.readiness_path),
         LISTENER_PRIORITIES["files-upload"],
     ),
     "download": Service(
-        tuple(FILES_ROUTES.ALB_PATH_PATTERNS["download"]),
-        (FILES_ROUTES.LIVENESS_PATH, FILES_ROUTES.READINESS_PATH),
+        tuple(FILES.alb_path_patterns["download"]),
+        (FILES.liveness_path, FILES.readiness_path),
         LISTENER_PRIORITIES["files-download"],
     ),
     # Plain HTTP only (no WebSocket upgrades): enough to show its health path is refused.
     "chat": Service(
-        tuple(CHAT_FACTS.ALB_PATH_PATTERNS),
-        (CHAT_FACTS.LIVENESS_PATH, CHAT_FACTS.READINESS_PATH),
+        tuple(CHAT.alb_path_patterns),
+        (CHAT.liveness_path, CHAT.readiness_path),
         LISTENER_PRIORITIES["chat"],
     ),
 }

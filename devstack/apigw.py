@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from components.aws.lambda_archive import COMMON_ROOT, ensure_importable
-from components.facts import load_app_module
+from components.facts import MAILER
 from components.mailing.cors import MailApiCors
 from devstack.servers import LOCALHOST, ServerError, free_port, wait_until
 from devstack.sqs_poller import LambdaContext
@@ -50,7 +50,7 @@ Handler = Callable[[dict[str, Any], Any], Any]
 MAIL_ROUTES = ("POST /mail/messages", "GET /mail/messages")
 # The route the program deploys with `authorization_type = NONE`, to its own function, as the
 # mailer states it (app_code/mailer/mailer/__init__.py).
-WEBHOOK_ROUTE: str = load_app_module("mailer/mailer/__init__.py").WEBHOOK_ROUTE
+WEBHOOK_ROUTE = MAILER.webhook_route
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
 _log = logging.getLogger("devstack.apigw")
 

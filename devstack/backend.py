@@ -35,7 +35,7 @@ from components.config.model import (
     MAIL_MAX_RECIPIENTS,
     StackConfig,
 )
-from components.facts import APP_CODE, load_app_module
+from components.facts import APP_CODE, CHAT, FILES
 from components.mailing.cors import MailApiCors, mail_api_cors
 from devstack.apigw import WEBHOOK_ROUTE, cors_argument
 from devstack.credentials import CredentialsEndpoint
@@ -74,13 +74,9 @@ SERVICE_PORTS = {
     "files": 7,
 }
 DEFAULT_PORT_BASE = 8700
-CHAT_SCHEMA = load_app_module("chat/chat_service/schema.py")
-FILES_ROUTES = load_app_module("files/files_service/routes.py")
-CHAT_FACTS = load_app_module("chat/chat_service/__init__.py")
 FILES_DATABASE = "motion_files"
-FILES_DATABASE_FACTS = load_app_module("files/files_service/database_roles.py")
-APP_ROLE: str = FILES_DATABASE_FACTS.APP_ROLE
-MIGRATE_MODULE: str = FILES_DATABASE_FACTS.MIGRATE_MODULE
+APP_ROLE: str = FILES.app_role
+MIGRATE_MODULE: str = FILES.migrate_module
 
 
 def free_port_base() -> int:
@@ -276,12 +272,12 @@ class Backend:
             raise
         self.state = State(
             urls={
-                "files": self.url("files") + FILES_ROUTES.API_PREFIX,
-                "files-upload": self.url("upload") + FILES_ROUTES.API_PREFIX,
-                "files-download": self.url("download") + FILES_ROUTES.API_PREFIX,
+                "files": self.url("files") + FILES.api_prefix,
+                "files-upload": self.url("upload") + FILES.api_prefix,
+                "files-download": self.url("download") + FILES.api_prefix,
                 "mail-api": self.url("mail-api"),
-                "chat-a": f"ws://{LOCALHOST}:{self.port('chat-a')}/chat/ws",
-                "chat-b": f"ws://{LOCALHOST}:{self.port('chat-b')}/chat/ws",
+                "chat-a": f"ws://{LOCALHOST}:{self.port('chat-a')}{CHAT.ws_path}",
+                "chat-b": f"ws://{LOCALHOST}:{self.port('chat-b')}{CHAT.ws_path}",
                 "jwks": self.jwks.url,
                 "aws": self.moto.endpoint,
             },
@@ -366,7 +362,7 @@ class Backend:
         )
         dynamodb = session.client("dynamodb", endpoint_url=endpoint)
         chat_table = f"{cfg.name_prefix}-chat-messages"
-        dynamodb.create_table(**CHAT_SCHEMA.create_table_kwargs(chat_table))
+        dynamodb.create_table(**CHAT.create_table_kwargs(chat_table))
         return {"mail": mail, "bucket": bucket, "chat_table": chat_table}
 
     # --- services ----------------------------------------------------------------------------------
@@ -527,13 +523,13 @@ class Backend:
     def health_checks(self) -> dict[str, str]:
         """Each service's readiness URL (the mail poller has none: it serves nothing)."""
         return {
-            "upload": f"{self.url('upload')}{FILES_ROUTES.READINESS_PATH}",
-            "download": f"{self.url('download')}{FILES_ROUTES.READINESS_PATH}",
-            "chat-a": f"{self.url('chat-a')}{CHAT_FACTS.READINESS_PATH}",
-            "chat-b": f"{self.url('chat-b')}{CHAT_FACTS.READINESS_PATH}",
+            "upload": f"{self.url('upload')}{FILES.readiness_path}",
+            "download": f"{self.url('download')}{FILES.readiness_path}",
+            "chat-a": f"{self.url('chat-a')}{CHAT.readiness_path}",
+            "chat-b": f"{self.url('chat-b')}{CHAT.readiness_path}",
             "mail-api": f"{self.url('mail-api')}/mail/messages",
             # The router has no health path of its own: the spec, routed to Download, proves both work.
-            "files": f"{self.url('files')}{FILES_ROUTES.OPENAPI_PATH}",
+            "files": f"{self.url('files')}{FILES.openapi_path}",
         }
 
     def _wait_healthy(self, deadline: float) -> None:

@@ -9,33 +9,55 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 
 if TYPE_CHECKING:
-    from components.aws.fargate_service import FargateServiceArgs, SecretRef
+    from components.aws.fargate_types import SecretRef
 
 
 def container_definition(
-    args: FargateServiceArgs, log_group: pulumi.Output[str], full_name: str
+    *,
+    name: str,
+    image: pulumi.Input[str],
+    user: str,
+    port: int,
+    liveness_path: str,
+    log_group: pulumi.Output[str],
+    region: str,
+    stream_prefix: str,
+    environment: Mapping[str, pulumi.Input[str]] | None = None,
+    secrets: Mapping[str, SecretRef] | None = None,
+    stop_timeout_seconds: int = 30,
+    command: Sequence[str] = (),
 ) -> pulumi.Output[str]:
-    """The task's one container, as the JSON ECS expects: locked down, health-checked, logging to
-    `log_group` with `full_name` as the stream prefix."""
+    """A service task's one container, as the JSON ECS expects: locked down (read-only root, no
+    privileges, every capability dropped), health-checked on `liveness_path` at `port`, logging to
+    `log_group` in `region` with `stream_prefix`.
+
+    - `name`: the container's name (the load balancer's target names it).
+    - `image`: the image reference; `user`: the user it runs as (its Dockerfile's USER).
+    - `environment`, `secrets`: variables, and secrets ECS injects as variables (none by default).
+    - `stop_timeout_seconds`: how long ECS waits after SIGTERM before SIGKILL.
+    - `command`: overrides the image's command when given.
+    """
+    environment = environment or {}
+    secrets = secrets or {}
     health_probe = (
         "import urllib.request,sys;"
-        f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{args.port}{args.liveness_path}',"
+        f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{port}{liveness_path}',"
         "timeout=3).status==200 else 1)"
     )
     definition: dict[str, Any] = {
-        "name": args.service,
-        "image": args.image,
+        "name": name,
+        "image": image,
         "essential": True,
-        "user": args.container_user,
+        "user": user,
         "readonlyRootFilesystem": True,
         "privileged": False,
-        "portMappings": [{"containerPort": args.port, "protocol": "tcp"}],
-        "environment": [{"name": k, "value": v} for k, v in sorted(args.environment.items())],
-        "secrets": [{"name": k, "valueFrom": ref.value_from()} for k, ref in sorted(args.secrets.items())],
+        "portMappings": [{"containerPort": port, "protocol": "tcp"}],
+        "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
+        "secrets": [{"name": k, "valueFrom": ref.value_from()} for k, ref in sorted(secrets.items())],
         # The root filesystem is read-only; /tmp is the task's own scratch volume.
         "mountPoints": [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}],  # noqa: S108
         "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
-        "stopTimeout": args.stop_timeout_seconds,
+        "stopTimeout": stop_timeout_seconds,
         "healthCheck": {
             "command": ["CMD", "python", "-c", health_probe],
             "interval": 15,
@@ -47,15 +69,15 @@ def container_definition(
             "logDriver": "awslogs",
             "options": {
                 "awslogs-group": log_group,
-                "awslogs-region": args.attachment.region,
-                "awslogs-stream-prefix": full_name,
+                "awslogs-region": region,
+                "awslogs-stream-prefix": stream_prefix,
                 "mode": "non-blocking",
                 "max-buffer-size": "4m",
             },
         },
     }
-    if args.command:
-        definition["command"] = list(args.command)
+    if command:
+        definition["command"] = list(command)
     return pulumi.Output.json_dumps([definition])
 
 

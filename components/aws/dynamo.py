@@ -1,27 +1,57 @@
-"""DynamoDB tables built from the services' own schema modules (plain data in boto3 `create_table`
-shape), so the local backend and the cloud create identical tables from one source."""
+"""DynamoDB tables built from a table schema in boto3's `create_table` shape (plain data, which the
+services keep in their own schema modules), so the local backend and the cloud create identical tables
+from one source."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal, NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
 
-from components.facts import load_app_module
+
+class KeyElement(TypedDict):
+    AttributeName: str
+    KeyType: Literal["HASH", "RANGE"]
+
+
+class AttributeDefinition(TypedDict):
+    AttributeName: str
+    AttributeType: Literal["S", "N", "B"]
+
+
+class Projection(TypedDict):
+    ProjectionType: Literal["ALL", "KEYS_ONLY", "INCLUDE"]
+    NonKeyAttributes: NotRequired[Sequence[str]]
+
+
+class GlobalSecondaryIndex(TypedDict):
+    IndexName: str
+    KeySchema: Sequence[KeyElement]
+    Projection: Projection
+
+
+class TableSchema(TypedDict):
+    """A table as boto3's `create_table` takes it, plus `TimeToLiveAttribute` (set apart, by
+    UpdateTimeToLive, in the API)."""
+
+    KeySchema: Sequence[KeyElement]
+    AttributeDefinitions: Sequence[AttributeDefinition]
+    BillingMode: NotRequired[str]
+    GlobalSecondaryIndexes: NotRequired[Sequence[GlobalSecondaryIndex]]
+    TimeToLiveAttribute: NotRequired[str]
 
 
 def table_args(
     name: str,
-    schema_module: str,
+    schema: TableSchema,
     data_protection: bool,
-    definition: str = "TABLE",
     kms_key_arn: pulumi.Input[str] | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for `aws.dynamodb.Table`: on-demand, KMS-encrypted (with `kms_key_arn`, a key
-    of ours, else the AWS managed key), PITR and deletion protection when the stack protects its data.
-    `definition` names the module's table (a module may define several)."""
-    schema: dict[str, Any] = getattr(load_app_module(schema_module), definition)
+    """Keyword arguments for `aws.dynamodb.Table` named `name` with `schema`'s keys, attributes,
+    indexes and TTL: on-demand, KMS-encrypted (with `kms_key_arn`, a key of ours, else the AWS managed
+    key), PITR and deletion protection when `data_protection` asks for them."""
     keys = {k["KeyType"]: k["AttributeName"] for k in schema["KeySchema"]}
     indexes = [
         aws.dynamodb.TableGlobalSecondaryIndexArgs(

@@ -1,10 +1,9 @@
 """One HTTP service on ECS Fargate behind the shared ALB: task definition, roles, target group, path rule,
-service with circuit breaker, autoscaling and alarms. The files and chat components build on it."""
+service with circuit breaker, autoscaling and alarms. Every HTTP service builds on it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
@@ -13,24 +12,10 @@ import pulumi_aws as aws
 from components.aws.alarms import Alarm, create_alarms
 from components.aws.alb_rules import NOT_FOUND_BODY, NOT_FOUND_CONTENT_TYPE, NOT_FOUND_STATUS, service_rules
 from components.aws.container_definition import container_definition
+from components.aws.fargate_types import FargateServiceArgs, SecretRef
 from components.aws.iam import assume_role_policy, policy_document, statement
-from components.aws.kms import READ, DataKey
+from components.aws.kms import READ
 from components.aws.service_autoscaling import service_autoscaling
-from components.config.model import Scaling
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    """A Secrets Manager secret (or one JSON key of it) that ECS injects as an environment variable."""
-
-    secret_arn: pulumi.Input[str]
-    json_key: str | None = None
-    # The component key the secret is encrypted with, if not the AWS managed one.
-    key: DataKey | None = None
-
-    def value_from(self) -> pulumi.Output[str]:
-        suffix = f":{self.json_key}::" if self.json_key else ""
-        return pulumi.Output.concat(self.secret_arn, suffix)
 
 
 def execution_statements(
@@ -65,63 +50,6 @@ def execution_statements(
     return found
 
 
-@dataclass(frozen=True)
-class Attachment:
-    """Where the service plugs into the shared platform and network."""
-
-    cluster_arn: pulumi.Input[str]
-    cluster_name: pulumi.Input[str]
-    listener_arn: pulumi.Input[str]
-    alb_arn_suffix: pulumi.Input[str]
-    alb_security_group_id: pulumi.Input[str]
-    vpc_id: pulumi.Input[str]
-    subnet_ids: Sequence[pulumi.Input[str]]
-    assign_public_ip: bool
-    alarm_topic_arn: pulumi.Input[str]
-    log_retention_days: int
-    region: str
-    # The stack's key for log groups (None: CloudWatch Logs' own encryption).
-    log_kms_key_arn: pulumi.Input[str] | None
-    # What must exist before a task in `subnet_ids` can reach AWS's APIs (routes to the internet or
-    # NAT gateway); a service retries failed starts, a one-off task does not.
-    egress: Sequence[pulumi.Resource] = ()
-
-
-@dataclass(frozen=True)
-class FargateServiceArgs:
-    name_prefix: str
-    service: str
-    image: pulumi.Input[str]
-    repository_arn: pulumi.Input[str]
-    # The user the image runs as (ContainerImage.user, from its Dockerfile's USER).
-    container_user: str
-    port: int
-    # "Restart me": what the container health check asks (ECS replaces a task whose essential
-    # container is unhealthy). It must not depend on anything a restart cannot fix.
-    liveness_path: str
-    # "Send me traffic": what the target group's health check asks, so the load balancer routes only
-    # to tasks whose dependencies answer (ECS also replaces a task the load balancer finds unhealthy;
-    # when every target is unhealthy the load balancer routes to all of them: "If all targets in a
-    # target group are unhealthy, the load balancer routes requests to all of them", ELB, "Health
-    # checks for Application Load Balancer target groups").
-    readiness_path: str
-    path_patterns: Sequence[str]
-    listener_priority: int
-    scaling: Scaling
-    attachment: Attachment
-    environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
-    secrets: Mapping[str, SecretRef] = field(default_factory=dict)
-    task_role_statements: Sequence[dict[str, Any]] = ()
-    cpu: int = 256
-    memory: int = 512
-    deregistration_delay_seconds: int = 30
-    stop_timeout_seconds: int = 30
-    requests_per_target: int = 1000
-    command: Sequence[str] = ()
-    # Resources the service's deployments wait for (the schema migration its new code needs).
-    deploy_after: Sequence[pulumi.Resource] = ()
-
-
 class FargateService(pulumi.ComponentResource):
     security_group: aws.ec2.SecurityGroup
     task_role: aws.iam.Role
@@ -136,7 +64,7 @@ class FargateService(pulumi.ComponentResource):
 
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
-            name=f"/motion/{full_name}",
+            name=f"{att.log_group_prefix}/{full_name}",
             retention_in_days=att.log_retention_days,
             kms_key_id=att.log_kms_key_arn,
             opts=child,
@@ -168,7 +96,20 @@ class FargateService(pulumi.ComponentResource):
                 opts=child,
             )
 
-        container = container_definition(args, log_group.name, full_name)
+        container = container_definition(
+            name=args.service,
+            image=args.image,
+            user=args.container_user,
+            port=args.port,
+            liveness_path=args.liveness_path,
+            environment=args.environment,
+            secrets=args.secrets,
+            stop_timeout_seconds=args.stop_timeout_seconds,
+            command=args.command,
+            log_group=log_group.name,
+            region=att.region,
+            stream_prefix=full_name,
+        )
         task_definition = aws.ecs.TaskDefinition(
             f"{name}-task-definition",
             family=full_name,
@@ -309,7 +250,8 @@ class FargateService(pulumi.ComponentResource):
             service_autoscaling(
                 self,
                 name,
-                scaling=args.scaling,
+                min_count=args.scaling.min,
+                max_count=args.scaling.max,
                 cluster_name=att.cluster_name,
                 service_name=self.service.name,
                 alb_arn_suffix=att.alb_arn_suffix,

@@ -5,21 +5,20 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from components.config.model import Scaling
-
 
 def service_autoscaling(
     parent: pulumi.Resource,
     name: str,
     *,
-    scaling: Scaling,
+    min_count: int,
+    max_count: int,
     cluster_name: pulumi.Input[str],
     service_name: pulumi.Input[str],
     alb_arn_suffix: pulumi.Input[str],
     target_group_arn_suffix: pulumi.Input[str],
     requests_per_target: int,
 ) -> None:
-    """`<name>-scaling-target` between `scaling.min` and `scaling.max`, and one `<name>-scale-<metric>`
+    """`<name>-scaling-target` between `min_count` and `max_count` tasks, and one `<name>-scale-<metric>`
     policy per metric (AWS scales out when any policy asks, and in only when all do)."""
     child = pulumi.ResourceOptions(parent=parent)
     target = aws.appautoscaling.Target(
@@ -27,8 +26,8 @@ def service_autoscaling(
         service_namespace="ecs",
         scalable_dimension="ecs:service:DesiredCount",
         resource_id=pulumi.Output.concat("service/", cluster_name, "/", service_name),
-        min_capacity=scaling.min,
-        max_capacity=scaling.max,
+        min_capacity=min_count,
+        max_capacity=max_count,
         opts=child,
     )
     metrics = {

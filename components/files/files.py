@@ -12,7 +12,8 @@ import pulumi_aws as aws
 from components.aws.alb_rules import LISTENER_PRIORITIES
 from components.aws.buckets import PrivateBucket, PrivateBucketArgs
 from components.aws.container_image import ContainerImage, ContainerImageArgs
-from components.aws.fargate_service import Attachment, FargateService, FargateServiceArgs
+from components.aws.fargate_service import FargateService
+from components.aws.fargate_types import Attachment, FargateServiceArgs, TaskCount
 from components.aws.iam import statement
 from components.aws.kms import READ, WRITE, DataKey, DataKeyArgs
 from components.config.model import (
@@ -24,13 +25,10 @@ from components.config.model import (
     FilesConfig,
     Scaling,
 )
-from components.facts import load_app_module
+from components.facts import FILES
 from components.files.database import Database, DatabaseArgs
 from components.files.migration import FilesMigration, FilesMigrationArgs
 
-ROUTES = load_app_module("files/files_service/routes.py")
-# Who logs in to the database and how (the services' side of the contract).
-DATABASE_ROLES = load_app_module("files/files_service/database_roles.py")
 SETTINGS_PORT = 8080
 # Objects the pre-signed POST created but the client never completed carry this tag until completion.
 PENDING_TAG = ("upload-state", "pending")
@@ -135,7 +133,7 @@ class Files(pulumi.ComponentResource):
             "DATABASE_PORT": "5432",
             "DATABASE_NAME": self.database.db_name,
             "DATABASE_SSLMODE": "verify-full",
-            "DATABASE_SSLROOTCERT": DATABASE_ROLES.RDS_CA_BUNDLE,
+            "DATABASE_SSLROOTCERT": FILES.rds_ca_bundle,
         }
         # The services hold no database secret: they log in as the application role with an IAM token
         # per new connection (signed with the task role's credentials), so nothing they were handed at
@@ -145,7 +143,7 @@ class Files(pulumi.ComponentResource):
             "AWS_REGION": args.attachment.region,
             **database_tls,
             "DATABASE_AUTH": "iam",
-            "DATABASE_USER": DATABASE_ROLES.APP_ROLE,
+            "DATABASE_USER": FILES.app_role,
             "AUTH_ISSUER": args.auth.issuer,
             "AUTH_JWKS_URL": args.auth.jwks_url,
             "AUTH_AUDIENCE": args.auth.audience,
@@ -177,7 +175,7 @@ class Files(pulumi.ComponentResource):
             opts=child,
         )
         connect = statement(
-            ["rds-db:connect"], [self.database.connect_arn(DATABASE_ROLES.APP_ROLE)], sid="DatabaseLogin"
+            ["rds-db:connect"], [self.database.connect_arn(FILES.app_role)], sid="DatabaseLogin"
         )
         self.services: dict[str, FargateService] = {}
         for role, scaling in (("upload", args.upload), ("download", args.download)):
@@ -190,11 +188,11 @@ class Files(pulumi.ComponentResource):
                     repository_arn=self.image.repository_arn,
                     container_user=self.image.user,
                     port=SETTINGS_PORT,
-                    liveness_path=ROUTES.LIVENESS_PATH,
-                    readiness_path=ROUTES.READINESS_PATH,
-                    path_patterns=list(ROUTES.ALB_PATH_PATTERNS[role]),
+                    liveness_path=FILES.liveness_path,
+                    readiness_path=FILES.readiness_path,
+                    path_patterns=list(FILES.alb_path_patterns[role]),
                     listener_priority=LISTENER_PRIORITY[role],
-                    scaling=scaling,
+                    scaling=TaskCount(scaling.desired, scaling.min, scaling.max),
                     attachment=args.attachment,
                     environment={**environment, "FILES_ROLE": role, "PORT": str(SETTINGS_PORT)},
                     task_role_statements=[*self._bucket_statements(role, key), connect],
@@ -214,9 +212,9 @@ class Files(pulumi.ComponentResource):
         )
 
     def _bucket_statements(self, role: str, key: DataKey | None) -> list[dict[str, object]]:
-        objects = pulumi.Output.concat(self.bucket.arn, "/", ROUTES.OBJECT_KEY_PREFIX, "*")
-        statements = [statement(list(ROUTES.S3_OBJECT_ACTIONS[role]), [objects], sid="UploadObjects")]
-        if ROUTES.S3_BUCKET_ACTIONS[role]:
+        objects = pulumi.Output.concat(self.bucket.arn, "/", FILES.object_key_prefix, "*")
+        statements = [statement(list(FILES.s3_object_actions[role]), [objects], sid="UploadObjects")]
+        if FILES.s3_bucket_actions[role]:
             # s3:ListBucket is here only so that S3 answers a HEAD of a not-yet-uploaded key with 404,
             # not 403 ("If you have the s3:ListBucket permission on the bucket, Amazon S3 returns an
             # HTTP status code 404 Not Found error. If you don't [...] 403 Forbidden", HeadObject,
@@ -234,7 +232,7 @@ class Files(pulumi.ComponentResource):
             # nothing: this bucket holds only the service's objects, all under uploads/, which this
             # role may already list and read. The code still copes with a 403 (files_service/storage.py).
             statements.append(
-                statement(list(ROUTES.S3_BUCKET_ACTIONS[role]), [self.bucket.arn], sid="ListBucketFor404")
+                statement(list(FILES.s3_bucket_actions[role]), [self.bucket.arn], sid="ListBucketFor404")
             )
         if key is not None:
             # SSE-KMS: writers need data keys, readers need to decrypt them.

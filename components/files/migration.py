@@ -25,15 +25,15 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.container_definition import job_container_definition
-from components.aws.fargate_service import Attachment, SecretRef, execution_statements
+from components.aws.fargate_service import execution_statements
+from components.aws.fargate_types import Attachment, SecretRef
 from components.aws.iam import assume_role_policy, policy_document, statement
 from components.aws.kms import DataKey
 from components.aws.lambda_archive import TASK_RUNNER_ROOT, task_runner_files
 from components.aws.lambda_function import code_archive, lambda_function
-from components.facts import load_app_module
+from components.facts import FILES
 from components.files.database import Database
 
-DATABASE_ROLES = load_app_module("files/files_service/database_roles.py")
 CONTAINER = "migrate"
 # The Lambda maximum (Lambda quotas: function timeout 900 s); the runner stops waiting 30 s before it.
 RUNNER_TIMEOUT_SECONDS = 900
@@ -72,7 +72,7 @@ class FilesMigration(pulumi.ComponentResource):
 
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
-            name=f"/motion/{self.family}",
+            name=f"{att.log_group_prefix}/{self.family}",
             retention_in_days=att.log_retention_days,
             kms_key_id=att.log_kms_key_arn,
             opts=child,
@@ -115,7 +115,7 @@ class FilesMigration(pulumi.ComponentResource):
                 name=CONTAINER,
                 image=args.image,
                 user=args.image_user,
-                command=["python", "-m", DATABASE_ROLES.MIGRATE_MODULE],
+                command=["python", "-m", FILES.migrate_module],
                 # Exactly what files_service.migrate reads, besides the two secrets.
                 environment=dict(args.database_tls),
                 secrets=secrets,

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from components.facts import load_app_module
+from components.facts import MAILER
 
 # The mailer states the request headers its API reads (app_code/mailer/mailer/__init__.py).
-MAILER = load_app_module("mailer/mailer/__init__.py")
 # The header the JWT authorizer takes the token from. API Gateway reads it, not the Lambda, so it is
 # the program's fact; a browser sends it too, so CORS must allow it.
 AUTHORIZER_HEADER = "Authorization"
@@ -36,7 +35,7 @@ class MailApiCors:
 def mail_api_cors(origins: Sequence[str]) -> MailApiCors:
     """Browsers on `origins` may call the routes with exactly the headers the API and its authorizer
     read (plus the body's content type): no header the API ignores, none it documents left out."""
-    headers = {AUTHORIZER_HEADER.lower(), BODY_HEADER, *(h.lower() for h in MAILER.REQUEST_HEADERS)}
+    headers = {AUTHORIZER_HEADER.lower(), BODY_HEADER, *(h.lower() for h in MAILER.request_headers)}
     return MailApiCors(
         allow_origins=tuple(origins),
         allow_methods=("GET", "POST", "OPTIONS"),

@@ -11,13 +11,12 @@ import pulumi
 import pulumi_aws as aws
 
 from components.config.model import AuthConfig, MailConfig
-from components.facts import load_app_module
+from components.facts import MAILER
 from components.mailing.cors import AUTHORIZER_HEADER, mail_api_cors
 
 # Where Clerk's webhook endpoint points: the mailer states it (app_code/mailer/mailer/__init__.py).
-_MAILER = load_app_module("mailer/mailer/__init__.py")
-WEBHOOK_PATH: str = _MAILER.WEBHOOK_PATH
-WEBHOOK_METHOD: str = _MAILER.WEBHOOK_METHOD
+WEBHOOK_PATH: str = MAILER.webhook_path
+WEBHOOK_METHOD: str = MAILER.webhook_method
 
 
 def mail_http_api(

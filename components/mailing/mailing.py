@@ -13,15 +13,15 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.alarms import Alarm, create_alarms
-from components.aws.dynamo import table_args
+from components.aws.dynamo import TableSchema, table_args
 from components.aws.iam import statement
 from components.aws.kms import READ, WRITE, DataKey, DataKeyArgs, use_statements
 from components.aws.lambda_archive import MAILER_ROOT, mailer_files
 from components.aws.lambda_function import code_archive, lambda_function
 from components.config.model import MAIL_MAX_RECIPIENTS, AuthConfig, MailConfig
+from components.facts import MAILER
 from components.mailing.http_api import mail_http_api
 
-MAILER_SCHEMA = "mailer/mailer/schema.py"
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 # Clerk delivers directory webhooks one event at a time, retrying failures; a handful suffices.
 WEBHOOK_RESERVED_CONCURRENCY = 5
@@ -101,19 +101,19 @@ class Mailing(pulumi.ComponentResource):
             opts=child,
         )
 
-        def table(suffix: str, definition: str) -> aws.dynamodb.Table:
-            # Named `<prefix>-<suffix>`, defined by `definition` in the mailer's schema module.
+        def table(suffix: str, schema: TableSchema) -> aws.dynamodb.Table:
+            # Named `<prefix>-<suffix>`, defined by `schema` from the mailer's schema module.
             return aws.dynamodb.Table(
                 f"{name}-{suffix}",
-                **table_args(f"{prefix}-{suffix}", MAILER_SCHEMA, args.data_protection, definition, key_arn),
+                **table_args(f"{prefix}-{suffix}", schema, args.data_protection, key_arn),
                 opts=child,
             )
 
-        self.table = table("messages", "TABLE")
-        self.users = table("users", "USERS_TABLE")
+        self.table = table("messages", MAILER.table)
+        self.users = table("users", MAILER.users_table)
         # Send quota counters (mailer.quota): a table of their own, so the API's write access to
         # them cannot reach the directory.
-        self.quotas = table("quotas", "QUOTAS_TABLE")
+        self.quotas = table("quotas", MAILER.quotas_table)
         # Clerk's webhook signing secret (`whsec_...`). Its value is Clerk's: an operator puts it here
         # (README, "Clerk webhooks"); the program only creates the secret and lets the webhook read it.
         self.webhook_secret = aws.secretsmanager.Secret(

@@ -13,7 +13,7 @@ from task_runner.handler import MARGIN_SECONDS
 
 from components.aws.container_image import APP_CODE, image_user
 from components.aws.lambda_archive import TASK_RUNNER_ROOT, task_runner_files
-from components.facts import load_app_module
+from components.facts import FILES
 from stacktools.mocked_program import ACCOUNT, computed_outputs
 
 TD = "aws:ecs/taskDefinition:TaskDefinition"
@@ -23,7 +23,6 @@ SG = "aws:ec2/securityGroup:SecurityGroup"
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 INVOCATION = "aws:lambda/invocation:Invocation"
-DATABASE_ROLES = load_app_module("files/files_service/database_roles.py")
 # Service Authorization Reference, Amazon ECS, resource types: a task definition is
 # arn:${Partition}:ecs:${Region}:${Account}:task-definition/${TaskDefinitionFamilyName}:${TaskDefinitionRevisionNumber},
 # a task arn:${Partition}:ecs:${Region}:${Account}:task/${ClusterName}/${TaskId}.
@@ -76,11 +75,7 @@ def test_the_migrate_task_runs_the_files_image_as_the_migration_step(stack: Stac
     c = container(stack)
     (service,) = stack.one(TD, "files-upload").json("containerDefinitions")
     assert c["image"] == service["image"] and "@sha256:" in c["image"]  # the release being deployed
-    assert (
-        c["command"]
-        == ["python", "-m", DATABASE_ROLES.MIGRATE_MODULE]
-        == ["python", "-m", "files_service.migrate"]
-    )
+    assert c["command"] == ["python", "-m", FILES.migrate_module] == ["python", "-m", "files_service.migrate"]
     assert c["essential"] is True and c["readonlyRootFilesystem"] is True and c["privileged"] is False
     assert c["user"] == image_user(APP_CODE / "files/Dockerfile")
     assert "portMappings" not in c and "healthCheck" not in c
@@ -101,7 +96,7 @@ def test_the_migrate_task_gets_the_master_secret_and_verified_tls(stack: StackRu
         "DATABASE_PORT": "5432",
         "DATABASE_NAME": db.inputs["dbName"],
         "DATABASE_SSLMODE": "verify-full",
-        "DATABASE_SSLROOTCERT": DATABASE_ROLES.RDS_CA_BUNDLE,
+        "DATABASE_SSLROOTCERT": FILES.rds_ca_bundle,
     }
 
 

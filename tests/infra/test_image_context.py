@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from harness import ROOT, StackRun
 
-from components import facts as app_facts
+from components import facts
 from components.aws.build_context import (
     ContextModeError,
     PatternMatcher,
@@ -260,13 +260,10 @@ def test_tag_follows_what_the_image_is_built_from(tree: Path, image: str) -> Non
 def test_loading_service_facts_writes_no_bytecode(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The program reads routes, schemas and ports from app_code/; that must leave the tree as it was
     (importing by path would write __pycache__ into the build context)."""
-    monkeypatch.setattr(app_facts, "APP_CODE", tree)
     monkeypatch.setattr(sys, "dont_write_bytecode", False)  # as in a plain `pulumi up`
     before = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*"))
-    routes = app_facts.load_app_module("files/files_service/routes.py")
-    chat = app_facts.load_app_module("chat/chat_service/__init__.py")
-    schema = app_facts.load_app_module("chat/chat_service/schema.py")
-    assert routes.READINESS_PATH and chat.DEFAULT_PORT and schema.TABLE
+    chat, files, mailer = facts.load_chat(tree), facts.load_files(tree), facts.load_mailer(tree)
+    assert files.readiness_path and chat.default_port and chat.table and mailer.table
     assert sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*")) == before
 
 

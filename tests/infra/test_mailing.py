@@ -10,7 +10,7 @@ from harness import StackRun, arn
 
 from components.aws.lambda_function import RUNTIME
 from components.aws.lambda_layer import build_layer
-from components.facts import load_app_module
+from components.facts import MAILER
 from components.mailing.mailing import WEBHOOK_RESERVED_CONCURRENCY
 from devstack.apigw import WEBHOOK_ROUTE
 
@@ -269,13 +269,12 @@ def test_cors_allows_exactly_the_headers_the_api_and_its_authorizer_read(stack: 
     tests/services/mailer/test_mailer_api.py holds the handler to), the header the JWT authorizer
     takes the token from, and the JSON body's content type, which is not a CORS-safelisted value;
     and nothing else, since a header nobody reads has no business crossing origins."""
-    mailer = load_app_module("mailer/mailer/__init__.py")
     (authorizer,) = stack.of_type("aws:apigatewayv2/authorizer:Authorizer")
     token_headers = {
         source.removeprefix("$request.header.").lower() for source in authorizer.inputs["identitySources"]
     }
     assert token_headers == {"authorization"}
-    expected = token_headers | {h.lower() for h in mailer.REQUEST_HEADERS} | {"content-type"}
+    expected = token_headers | {h.lower() for h in MAILER.request_headers} | {"content-type"}
     # The header docs/service-settings.md documents for POST /mail/messages.
     assert "idempotency-key" in expected
     cors = stack.one("aws:apigatewayv2/api:Api").inputs["corsConfiguration"]
