@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from components.config.keys import KEYS_BY_NAME, PROJECT, PROVIDER_SECRETS, WAF_RATE_LIMIT_RANGE
+from components.config.keys import CONTENT_TYPE_PATTERN, KEYS_BY_NAME, PROJECT, PROVIDER_SECRETS
 from components.config.model import (
-    NAT_STRATEGIES,
     AuthConfig,
     CacheConfig,
     DatabaseConfig,
@@ -26,10 +25,6 @@ from components.config.model import (
 )
 from components.config.reader import ConfigReader
 from components.config.validation import (
-    ACM_ARN_PATTERN,
-    CONTENT_TYPE_PATTERN,
-    DOMAIN_PATTERN,
-    EMAIL_PATTERN,
     validate_frontend,
     validate_frontend_domains,
     validate_high_availability,
@@ -37,17 +32,7 @@ from components.config.validation import (
     validate_network,
 )
 
-# CloudWatch Logs accepts only these retention values.
-# fmt: off
-LOG_RETENTION_DAYS = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
-    3288, 3653,
-)
-# fmt: on
 SCALED_SERVICES = ("upload", "download", "chat")
-# CreateDBInstance's MonitoringInterval (RDS API Reference): "Valid Values: 0 | 1 | 5 | 10 | 15 | 30 |
-# 60", 0 turning Enhanced Monitoring off.
-RDS_MONITORING_INTERVALS = (0, 1, 5, 10, 15, 30, 60)
 
 
 class ConfigError(ValueError):
@@ -57,7 +42,8 @@ class ConfigError(ValueError):
 def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
     """Build and validate the stack's config from raw `motion:*` values (key names without namespace).
 
-    Each section is read and checked on its own; every problem is collected, then raised at once.
+    Each value is checked against its key's bounds as it is read (ConfigReader.get), each section
+    then on its own; every problem is collected, then raised at once.
     """
     r = ConfigReader(stack, raw)
     for unknown in sorted(set(raw) - set(KEYS_BY_NAME)):
@@ -68,11 +54,6 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
     database = _database(r)
     cache = _cache(r)
     retention = g("logRetentionDays")
-    r.check(
-        "logRetentionDays",
-        retention in LOG_RETENTION_DAYS,
-        f"{retention} is not a CloudWatch retention value",
-    )
     domain, cert = _domain_and_certificate(r)
     auth = _auth(r)
     mail = _mail(r)
@@ -80,9 +61,6 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
     frontend = _frontend(r)
     alarm_email = g("alarmEmail")
     waf_rate_limit = g("wafRateLimit")
-    low, high = WAF_RATE_LIMIT_RANGE
-    r.check("wafRateLimit", low <= waf_rate_limit <= high, f"{waf_rate_limit}")
-    r.check("alarmEmail", bool(EMAIL_PATTERN.match(alarm_email)), f"{alarm_email!r} is not an e-mail address")
 
     config = StackConfig(
         project=PROJECT,
@@ -125,9 +103,7 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
 
 
 def _network(r: ConfigReader) -> NetworkConfig:
-    nat = r.get("natStrategy")
-    r.check("natStrategy", nat in NAT_STRATEGIES, f"{nat!r} is not a NAT strategy")
-    network = NetworkConfig(r.get("azCount"), nat, r.get("vpcCidr"), r.get("flowLogs"))
+    network = NetworkConfig(r.get("azCount"), r.get("natStrategy"), r.get("vpcCidr"), r.get("flowLogs"))
     validate_network(r, network)
     return network
 
@@ -144,7 +120,6 @@ def _scaling(r: ConfigReader, svc: str) -> Scaling:
         s.min <= s.desired <= s.max,
         f"desired {s.desired} must lie between {svc}MinCount ({s.min}) and {svc}MaxCount ({s.max})",
     )
-    r.check(f"{svc}MaxCount", s.max <= 100, f"{s.max} is too many tasks")
     return s
 
 
@@ -160,34 +135,20 @@ def _database(r: ConfigReader) -> DatabaseConfig:
         r.get("dbEngineVersion"),
         r.get("dbMonitoringIntervalSeconds"),
     )
-    r.check("dbInstanceClass", db.instance_class.startswith("db."), f"{db.instance_class!r}")
-    r.check("dbAllocatedStorageGb", 20 <= db.allocated_storage_gb <= 65536, f"{db.allocated_storage_gb}")
     r.check(
         "dbMaxAllocatedStorageGb",
         db.max_allocated_storage_gb == 0 or db.max_allocated_storage_gb >= db.allocated_storage_gb,
         f"{db.max_allocated_storage_gb} is below dbAllocatedStorageGb ({db.allocated_storage_gb})",
     )
-    r.check("dbBackupRetentionDays", 1 <= db.backup_retention_days <= 35, f"{db.backup_retention_days}")
-    r.check("dbEngineVersion", db.engine_version.isdigit(), f"{db.engine_version!r}")
-    r.check(
-        "dbMonitoringIntervalSeconds",
-        db.monitoring_interval_seconds in RDS_MONITORING_INTERVALS,
-        f"{db.monitoring_interval_seconds} is not an Enhanced Monitoring interval",
-    )
     return db
 
 
 def _cache(r: ConfigReader) -> CacheConfig:
-    cache = CacheConfig(r.get("cacheNodeType"), r.get("cacheReplicas"))
-    r.check("cacheNodeType", cache.node_type.startswith("cache."), f"{cache.node_type!r}")
-    r.check("cacheReplicas", 0 <= cache.replicas <= 5, f"{cache.replicas}")
-    return cache
+    return CacheConfig(r.get("cacheNodeType"), r.get("cacheReplicas"))
 
 
 def _domain_and_certificate(r: ConfigReader) -> tuple[str, str]:
     domain, cert = r.get("domain"), r.get("certificateArn")
-    r.check("domain", not domain or bool(DOMAIN_PATTERN.match(domain)), f"{domain!r} is not a DNS name")
-    r.check("certificateArn", not cert or bool(ACM_ARN_PATTERN.match(cert)), f"{cert!r}")
     r.check(
         "certificateArn",
         not cert or bool(domain),
@@ -197,20 +158,9 @@ def _domain_and_certificate(r: ConfigReader) -> tuple[str, str]:
 
 
 def _auth(r: ConfigReader) -> AuthConfig:
-    auth = AuthConfig(
+    return AuthConfig(
         r.get("authIssuer"), r.get("authJwksUrl"), r.get("authAudience"), r.get("clerkPublishableKey")
     )
-    for key, value in (("authIssuer", auth.issuer), ("authJwksUrl", auth.jwks_url)):
-        r.check(key, value.startswith("https://") and len(value) > len("https://"), f"{value!r}")
-    r.check(
-        "authAudience", bool(auth.audience), "is required (API Gateway's JWT authorizer needs an audience)"
-    )
-    r.check(
-        "clerkPublishableKey",
-        auth.clerk_publishable_key.startswith(("pk_test_", "pk_live_")),
-        f"{auth.clerk_publishable_key!r}",
-    )
-    return auth
 
 
 def _mail(r: ConfigReader) -> MailConfig:
@@ -236,14 +186,12 @@ def _files(r: ConfigReader) -> FilesConfig:
     files = FilesConfig(
         r.get("filesMaxUploadBytes"), r.get("filesAllowedContentTypes"), r.get("filesPresignTtlSeconds")
     )
-    r.check("filesMaxUploadBytes", 1 <= files.max_upload_bytes <= 5 * 1024**3, f"{files.max_upload_bytes}")
     r.check(
         "filesAllowedContentTypes",
         bool(files.allowed_content_types)
         and all(CONTENT_TYPE_PATTERN.match(t) for t in files.allowed_content_types),
         f"{list(files.allowed_content_types)}",
     )
-    r.check("filesPresignTtlSeconds", 30 <= files.presign_ttl_seconds <= 900, f"{files.presign_ttl_seconds}")
     return files
 
 

@@ -12,9 +12,8 @@ from typing import Literal
 
 from components.config.keys import MAX_AZS, SUBNET_NEWBITS, TIERS
 
-# NatStrategy and NAT_STRATEGIES spell the same set: one for mypy, one for checking raw values.
+# NatStrategy and keys.NAT_STRATEGIES spell the same set: one for mypy, one for checking raw values.
 NatStrategy = Literal["none", "single", "per_az"]
-NAT_STRATEGIES = ("none", "single", "per_az")
 
 # Recipients per message: SES accepts at most 50 per e-mail.
 MAIL_MAX_RECIPIENTS = 50

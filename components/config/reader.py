@@ -1,6 +1,6 @@
 """Typed access to raw `motion:*` config strings, converting each by its key's kind in
-`components.config.keys.KEYS` and recording every problem rather than stopping at the first, so one
-run reports all bad keys at once.
+`components.config.keys.KEYS`, checking it against that key's bounds, and recording every problem
+rather than stopping at the first, so one run reports all bad keys at once.
 """
 
 from __future__ import annotations
@@ -34,10 +34,15 @@ class ConfigReader:
             return tuple(key.default) if key.kind == "array" else key.default
         text = self.raw[name]
         try:
-            return _convert(key, text)
+            value = _convert(key, text)
         except ValueError as err:
             self.fail(name, f"{text!r} is not a valid {key.kind} ({err})")
             return tuple(key.default or ()) if key.kind == "array" else key.default
+        # The key's own bounds (KEYS), the ones its allowed prose is generated from.
+        problem = key.violation(value)
+        if problem is not None:
+            self.fail(name, problem)
+        return value
 
     def check(self, name: str, ok: bool, problem: str) -> None:
         if not ok:
