@@ -37,7 +37,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from components.aws.lambda_archive import COMMON_ROOT, ensure_importable
+from components.app_code import COMMON_ROOT, MAILER_ROOT
+from components.aws.lambda_archive import ensure_importable
 from components.facts import MAILER
 from components.mailing.cors import MailApiCors
 from devstack.servers import LOCALHOST, ServerError, free_port, wait_until
@@ -354,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("botocore").setLevel(logging.WARNING)
 
     ensure_importable(COMMON_ROOT)
-    ensure_importable()
+    ensure_importable(MAILER_ROOT)
     from mailer import api, webhook
     from motion_common.auth import TokenVerifier
 

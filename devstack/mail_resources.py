@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 import botocore.exceptions
 
+from components.app_code import MAILER_ROOT
 from components.aws.lambda_archive import ensure_importable
 
 DEFAULT_SENDER = "Motion <no-reply@mail.motion.local>"
@@ -90,7 +91,7 @@ def create_mail_resources(
     The AWS endpoint comes from the session or the environment (AWS_ENDPOINT_URL), so this works
     against any moto server. The whole sender domain is verified, as the cloud's SES identity is.
     """
-    ensure_importable()
+    ensure_importable(MAILER_ROOT)
     from mailer.schema import USERS_TTL_ATTRIBUTE, create_table_kwargs
 
     session = session or boto3.session.Session()

@@ -25,6 +25,7 @@ from typing import Any
 
 import boto3
 
+from components.app_code import MAILER_ROOT
 from components.aws.lambda_archive import ensure_importable
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)
 
-    ensure_importable()
+    ensure_importable(MAILER_ROOT)
     from mailer import worker
 
     poller = SqsPoller(

@@ -1,5 +1,5 @@
-"""The Lambdas' archives (the mailer's, the task runner's): which files go in, and a byte-for-byte
-reproducible zip of them.
+"""A Lambda's archive: which files go in (a source tree's packages), and a byte-for-byte reproducible
+zip of them. Which trees Motion's Lambdas ship is components/app_code.py's to say.
 
 The Pulumi components ship exactly `package_files(root, packages)` (one file list, one truth), so a
 test can show that an archive only changes when its code does. The zip is deterministic (sorted
@@ -16,27 +16,13 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+# The checkout the program runs from (built artefacts are cached under its build/).
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MAILER_ROOT = REPO_ROOT / "app_code" / "mailer"
-COMMON_ROOT = REPO_ROOT / "app_code" / "common"
-TASK_RUNNER_ROOT = REPO_ROOT / "app_code" / "task_runner"
-MAILER_PACKAGES = ("mailer",)
-TASK_RUNNER_PACKAGES = ("task_runner",)
 # What the Lambdas run: the runtime identifier and the instruction set (Graviton). The SDK layer is
 # installed and compiled for exactly these (components/aws/lambda_layer.py).
 RUNTIME = "python3.13"
 ARCHITECTURE = "arm64"
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
-
-
-def mailer_files(root: Path = MAILER_ROOT) -> list[Path]:
-    """The mailer archive's files (both mailer functions ship it)."""
-    return package_files(root, MAILER_PACKAGES)
-
-
-def task_runner_files(root: Path = TASK_RUNNER_ROOT) -> list[Path]:
-    """The task runner archive's files (the Lambda that runs one-off ECS tasks during a deploy)."""
-    return package_files(root, TASK_RUNNER_PACKAGES)
 
 
 def package_files(root: Path, packages: Sequence[str]) -> list[Path]:
@@ -58,9 +44,9 @@ def package_files(root: Path, packages: Sequence[str]) -> list[Path]:
     return sorted(files, key=lambda p: p.as_posix())
 
 
-def build_zip(root: Path = MAILER_ROOT, files: Iterable[Path] | None = None) -> bytes:
-    """A deterministic zip of `files` (default: `mailer_files(root)`), paths relative to `root`."""
-    entries = sorted(mailer_files(root) if files is None else files, key=lambda p: p.as_posix())
+def build_zip(root: Path, files: Iterable[Path]) -> bytes:
+    """A deterministic zip of `files`, paths relative to `root`."""
+    entries = sorted(files, key=lambda p: p.as_posix())
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
         for relative in entries:
@@ -77,7 +63,7 @@ def source_code_hash(archive: bytes) -> str:
     return base64.b64encode(hashlib.sha256(archive).digest()).decode()
 
 
-def ensure_importable(root: Path = MAILER_ROOT) -> None:
-    """Let a devstack command import code from `root` (default: the mailer archive root, as Lambda does)."""
+def ensure_importable(root: Path) -> None:
+    """Let a devstack command import code from `root` (an archive root, as Lambda does)."""
     if str(root) not in sys.path:
         sys.path.append(str(root))

@@ -1,5 +1,5 @@
-"""The mailer's SDK layer: boto3 and what it needs, exactly as `app_code/mailer/requirements.txt` locks
-them, with bytecode compiled by the runtime's Python, in a byte-for-byte reproducible zip.
+"""An SDK layer (the mailer's: components/mailing/sdk_layer.py): boto3 and what it needs, exactly as a
+lock (`app_code/mailer/requirements.txt`) pins them, with bytecode compiled by the runtime's Python, in a byte-for-byte reproducible zip.
 
 Why a layer (README, "The Lambda's SDK"): the python3.13 runtime brings a boto3 that Lambda updates
 on its own schedule, not the one the tests run; AWS recommends shipping the SDK to control its
@@ -40,9 +40,8 @@ from pathlib import Path
 
 from components.aws import lambda_archive
 from components.aws.interpreters import find_python
-from components.aws.lambda_archive import ARCHITECTURE, MAILER_ROOT, REPO_ROOT, RUNTIME, build_zip
+from components.aws.lambda_archive import ARCHITECTURE, REPO_ROOT, RUNTIME, build_zip
 
-LOCK = MAILER_ROOT / "requirements.txt"
 CACHE_DIR = REPO_ROOT / "build" / "lambda-layers"
 MOUNT = "/opt"  # where Lambda extracts a layer (the zip's python/ becomes /opt/python)
 # The exact CPython release that compiles the bytecode (workflows: RUNTIME_PYTHON_VERSION).
@@ -90,7 +89,7 @@ class Target:
         return cls(python_version, (*platforms, f"manylinux2014_{machine}"))
 
 
-def layer_key(lock: Path = LOCK, target: Target | None = None) -> str:
+def layer_key(lock: Path, target: Target | None = None) -> str:
     """A hash of every input that shapes the layer's bytes (the cache key and the file name)."""
     target = target or Target.of()
     digest = hashlib.sha256()
@@ -103,7 +102,7 @@ def layer_key(lock: Path = LOCK, target: Target | None = None) -> str:
 
 
 def build_layer(
-    lock: Path = LOCK, cache_dir: Path = CACHE_DIR, target: Target | None = None, python: Path | None = None
+    lock: Path, cache_dir: Path = CACHE_DIR, target: Target | None = None, python: Path | None = None
 ) -> Path:
     """The layer zip for `lock` (built once per key, then reused); fails naming what is missing."""
     target = target or Target.of()

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.app_code import TASK_RUNNER_ROOT, task_runner_files
 from components.aws.container_definition import job_container_definition
 from components.aws.fargate_service import execution_statements
 from components.aws.fargate_types import Attachment, SecretRef
 from components.aws.iam import assume_role_policy, policy_document, statement
 from components.aws.kms import DataKey
-from components.aws.lambda_archive import TASK_RUNNER_ROOT, task_runner_files
 from components.aws.lambda_function import code_archive, lambda_function
 from components.facts import FILES
 from components.files.database import Database

@@ -12,11 +12,11 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from components.app_code import MAILER_ROOT, mailer_files
 from components.aws.alarms import Alarm, create_alarms
 from components.aws.dynamo import TableSchema, table_args
 from components.aws.iam import statement
 from components.aws.kms import READ, WRITE, DataKey, DataKeyArgs, use_statements
-from components.aws.lambda_archive import MAILER_ROOT, mailer_files
 from components.aws.lambda_function import code_archive, lambda_function
 from components.config.model import MAIL_MAX_RECIPIENTS, AuthConfig, MailConfig
 from components.facts import MAILER

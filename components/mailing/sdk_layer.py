@@ -6,8 +6,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from components.app_code import LOCK
 from components.aws.lambda_archive import ARCHITECTURE, REPO_ROOT, RUNTIME
-from components.aws.lambda_layer import LOCK, build_layer
+from components.aws.lambda_layer import build_layer
 
 # Where the layer was first created: inside the mailing component, as `mailing-sdk`. The alias moves
 # that state here, so leaving the component replaces nothing (no new version, no function update).
@@ -26,7 +27,7 @@ class SdkLayer(pulumi.ComponentResource):
             f"{name}-layer",
             layer_name=f"{name_prefix}-mail-sdk",
             description=f"boto3 and its dependencies from {LOCK.relative_to(REPO_ROOT).as_posix()}",
-            code=pulumi.FileArchive(str(build_layer())),
+            code=pulumi.FileArchive(str(build_layer(LOCK))),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
             opts=pulumi.ResourceOptions(

@@ -7,8 +7,8 @@ as someone turns it into a runtime import). The graph must be acyclic and go one
     program  ->  concerns (network, platform, mailing, files, chat, frontend)  ->  config, facts -> aws
 
 with `components.aws` (building blocks that know nothing of Motion) and `components.config` importing
-only themselves, `components.facts` importing only the blocks (their input types), and no concern
-importing the program.
+only themselves, `components.facts` and `components.app_code` (what app_code/ holds) importing only
+the blocks (their input types), and no concern importing the program.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def layer_of(module: str) -> str:
         return "aws"
     if parts[:2] == ["components", "config"]:
         return "config"
-    if module == "components.facts":
+    if module in ("components.facts", "components.app_code"):
         return "facts"
     if module == "components.program":
         return "program"

@@ -8,6 +8,7 @@ import re
 import pulumi
 from harness import StackRun, arn
 
+from components.app_code import LOCK
 from components.aws.lambda_function import RUNTIME
 from components.aws.lambda_layer import build_layer
 from components.facts import MAILER
@@ -80,7 +81,7 @@ def test_functions_import_the_locked_sdk_from_a_layer_built_for_their_runtime(st
     assert LAYER_NAME.fullmatch(inputs["layerName"]) and 1 <= len(inputs["layerName"]) <= 140
     assert len(inputs["description"]) <= 256
     code = inputs["code"]
-    assert isinstance(code, pulumi.FileArchive) and code.path == str(build_layer())
+    assert isinstance(code, pulumi.FileArchive) and code.path == str(build_layer(LOCK))
     assert len(mailing_functions(stack)) == 3
     for function in stack.of_type(FUNCTION):  # every Python function of the stack uses the one layer
         (arn,) = function.inputs["layers"]  # one layer (Lambda takes at most 5)

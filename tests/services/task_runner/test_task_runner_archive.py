@@ -8,8 +8,8 @@ import io
 import sys
 import zipfile
 
-from components.aws.lambda_archive import TASK_RUNNER_ROOT, build_zip, task_runner_files
-from components.aws.lambda_layer import LOCK
+from components.app_code import LOCK, TASK_RUNNER_ROOT, task_runner_files
+from components.aws.lambda_archive import build_zip
 
 
 def test_the_archive_is_the_package_sources_only() -> None:
