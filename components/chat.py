@@ -10,8 +10,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random
 
+from components.app_code import APP_CODE
 from components.aws.alarms import Alarm, create_alarms
-from components.aws.alb_rules import LISTENER_PRIORITIES
 from components.aws.container_image import ContainerImage, ContainerImageArgs
 from components.aws.dynamo import table_args
 from components.aws.fargate_service import FargateService
@@ -20,6 +20,7 @@ from components.aws.iam import statement
 from components.aws.kms import WRITE, DataKey, DataKeyArgs
 from components.config.model import AuthConfig, CacheConfig, Scaling
 from components.facts import CHAT
+from components.platform.listener_priorities import LISTENER_PRIORITIES
 
 REDIS_PORT = 6379
 LISTENER_PRIORITY = LISTENER_PRIORITIES["chat"]
@@ -76,6 +77,7 @@ class Chat(pulumi.ComponentResource):
         self.image = ContainerImage(
             f"{name}-image",
             ContainerImageArgs(
+                context=APP_CODE,
                 repository_name=prefix,
                 dockerfile="chat/Dockerfile",
                 force_delete=not args.data_protection,

@@ -22,7 +22,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from components.aws.alb_rules import (
-    LISTENER_PRIORITIES,
     NOT_FOUND_BODY,
     NOT_FOUND_CONTENT_TYPE,
     NOT_FOUND_STATUS,
@@ -31,6 +30,7 @@ from components.aws.alb_rules import (
     service_rules,
 )
 from components.facts import CHAT, FILES
+from components.platform.listener_priorities import LISTENER_PRIORITIES
 from devstack.servers import LOCALHOST
 
 

@@ -1,5 +1,6 @@
-"""The shared ALB's path rules as plain data (stdlib only): the program builds its listener rules from
-them and the local stand-in (`devstack/alb.py`) routes by the same ones.
+"""An ALB's path rules as plain data (stdlib only): the program builds its listener rules from them and
+the local stand-in (`devstack/alb.py`) routes by the same ones. Which service holds which priority is
+the platform's table (components/platform/listener_priorities.py).
 
 A service's health paths (liveness and readiness) must not be reachable through the public listener: the target group's
 health checks go to each target directly ("Your Application Load Balancer periodically sends
@@ -20,15 +21,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
-
-# Every rule priority on the listener, in one table so none collides: "A listener can't have
-# multiple rules with the same priority" (ELBv2 API Reference, CreateRule, Priority). Each service's
-# health-path refusal takes the priority just before its own (see `service_rules`).
-LISTENER_PRIORITIES: Final[dict[str, int]] = {
-    "files-upload": 100,
-    "files-download": 110,
-    "chat": 200,
-}
 
 # The listener's default action (components/platform/platform.py) and the refusal of health paths answer
 # the same, so a probe cannot tell a health path from any unknown path.

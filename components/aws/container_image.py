@@ -13,8 +13,8 @@ import pulumi_docker_build as docker_build
 
 from components.aws.build_context import check_checkout_modes, content_tag, context_files
 
+# The checkout the program runs from: the image's context and Dockerfile are named relative to it.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-APP_CODE = PROJECT_ROOT / "app_code"
 # The Fargate task definitions ask for ARM64 (Graviton); CI runners are x86, so buildx builds this
 # under QEMU (docker/setup-qemu-action in the deploy workflow).
 PLATFORMS = (docker_build.Platform.LINUX_ARM64,)
@@ -49,7 +49,8 @@ class ContainerImageArgs:
     # `<Dockerfile>.dockerignore` allow-list beside it, not here.
     dockerfile: str
     force_delete: bool
-    context: Path = APP_CODE
+    # The build context (a directory of the checkout); the tag is a hash of what it sends.
+    context: Path
     keep_images: int = 20
     # A customer managed key for the repository (the key's policy must allow use through ECR), else
     # AES-256 with S3-managed keys. Changing it replaces the repository (ECR fixes it at creation).

@@ -1,4 +1,4 @@
-"""Customer managed KMS keys for the data Motion keeps, each with a key policy that grants every AWS
+"""Customer managed KMS keys for a stack's data, each with a key policy that grants every AWS
 service exactly what that service's documentation asks for, and no one anything else.
 
 Every key's policy has the same shape:
@@ -283,7 +283,7 @@ class DataKey:
 
     @classmethod
     def optional(cls, enabled: bool, args: DataKeyArgs, parent: pulumi.Resource) -> DataKey | None:
-        """The key when the stack asks for one (motion:dataKmsEncryption), else None: AWS's keys."""
+        """The key when `enabled` (the stack asks for customer managed keys), else None: AWS's keys."""
         return cls(args, parent) if enabled else None
 
     def use_statement(self, service: str, access: str, sid: str) -> dict[str, Any]:

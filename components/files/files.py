@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.alb_rules import LISTENER_PRIORITIES
+from components.app_code import APP_CODE
 from components.aws.buckets import PrivateBucket, PrivateBucketArgs
 from components.aws.container_image import ContainerImage, ContainerImageArgs
 from components.aws.fargate_service import FargateService
@@ -28,6 +28,7 @@ from components.config.model import (
 from components.facts import FILES
 from components.files.database import Database, DatabaseArgs
 from components.files.migration import FilesMigration, FilesMigrationArgs
+from components.platform.listener_priorities import LISTENER_PRIORITIES
 
 SETTINGS_PORT = 8080
 # Objects the pre-signed POST created but the client never completed carry this tag until completion.
@@ -107,6 +108,7 @@ class Files(pulumi.ComponentResource):
         self.image = ContainerImage(
             f"{name}-image",
             ContainerImageArgs(
+                context=APP_CODE,
                 repository_name=prefix,
                 dockerfile="files/Dockerfile",
                 force_delete=not args.versioning,

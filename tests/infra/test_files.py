@@ -8,7 +8,8 @@ import re
 import pytest
 from harness import RecordedResource, StackRun
 
-from components.aws.container_image import APP_CODE, image_user
+from components.app_code import APP_CODE
+from components.aws.container_image import image_user
 from components.facts import FILES
 from stacktools.mocked_program import ACCOUNT, computed_outputs
 

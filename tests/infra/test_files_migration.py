@@ -11,8 +11,8 @@ from harness import RecordedResource, StackRun, arn
 from task_runner.core import RunRequest
 from task_runner.handler import MARGIN_SECONDS
 
-from components.app_code import TASK_RUNNER_ROOT, task_runner_files
-from components.aws.container_image import APP_CODE, image_user
+from components.app_code import APP_CODE, TASK_RUNNER_ROOT, task_runner_files
+from components.aws.container_image import image_user
 from components.facts import FILES
 from stacktools.mocked_program import ACCOUNT, computed_outputs
 

@@ -19,6 +19,7 @@ import pytest
 from harness import ROOT, StackRun
 
 from components import facts
+from components.app_code import APP_CODE
 from components.aws.build_context import (
     ContextModeError,
     PatternMatcher,
@@ -28,7 +29,7 @@ from components.aws.build_context import (
     ignore_file,
     read_ignore_file,
 )
-from components.aws.container_image import APP_CODE, PLATFORMS, image_user
+from components.aws.container_image import PLATFORMS, image_user
 
 DOCKERFILES = {"files": "files/Dockerfile", "chat": "chat/Dockerfile"}
 ARM64 = [p.value for p in PLATFORMS]
