@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pulumi
 import pulumi_aws as aws
@@ -24,6 +25,7 @@ from components.platform.listener_priorities import LISTENER_PRIORITIES
 
 REDIS_PORT = 6379
 LISTENER_PRIORITY = LISTENER_PRIORITIES["chat"]
+T = TypeVar("T")
 # Each WebSocket upgrade is one ALB request; a task comfortably holds this many new sockets a minute.
 UPGRADES_PER_TARGET = 500
 # The Redis AUTH token: well inside ElastiCache's 16-128 characters.
@@ -195,19 +197,18 @@ class Chat(pulumi.ComponentResource):
                 listener_priority=LISTENER_PRIORITY,
                 scaling=TaskCount(args.scaling.desired, args.scaling.min, args.scaling.max),
                 attachment=att,
-                environment={
-                    "PORT": str(CHAT.default_port),
-                    "CHAT_TABLE": self.table.name,
-                    "AWS_REGION": att.region,
-                    "REDIS_HOST": self.redis.primary_endpoint_address,
-                    "REDIS_PORT": str(REDIS_PORT),
-                    "REDIS_TLS": "true",
-                    "AUTH_ISSUER": args.auth.issuer,
-                    "AUTH_JWKS_URL": args.auth.jwks_url,
-                    "AUTH_AUDIENCE": args.auth.audience,
-                    "CORS_ORIGINS": ",".join(args.cors_origins),
-                    "LOG_LEVEL": "INFO",
-                },
+                environment=chat_environment(
+                    port=CHAT.default_port,
+                    table=self.table.name,
+                    region=att.region,
+                    redis_host=self.redis.primary_endpoint_address,
+                    redis_port=REDIS_PORT,
+                    redis_tls=True,
+                    auth_issuer=args.auth.issuer,
+                    auth_jwks_url=args.auth.jwks_url,
+                    auth_audience=args.auth.audience,
+                    cors_origins=args.cors_origins,
+                ),
                 secrets={"REDIS_AUTH_TOKEN": SecretRef(self.auth_token.arn, key=key)},
                 task_role_statements=[
                     statement(list(CHAT.table_actions), [self.table.arn], sid="ChatHistory"),
@@ -283,6 +284,37 @@ class Chat(pulumi.ComponentResource):
             ],
             att.alarm_topic_arn,
         )
+
+
+def chat_environment(
+    *,
+    port: int,
+    table: T,
+    region: str,
+    redis_host: T,
+    redis_port: int,
+    redis_tls: bool,
+    auth_issuer: str,
+    auth_jwks_url: str,
+    auth_audience: str,
+    cors_origins: Sequence[str],
+) -> dict[str, T | str]:
+    """The chat service's environment (docs/service-settings.md), as the task definition sets it and
+    the local backend (devstack/backend.py) sets it for its instances, pointed at local servers. The
+    Redis AUTH token is not here: the task gets it as a secret, the local backend adds its own."""
+    return {
+        "PORT": str(port),
+        "CHAT_TABLE": table,
+        "AWS_REGION": region,
+        "REDIS_HOST": redis_host,
+        "REDIS_PORT": str(redis_port),
+        "REDIS_TLS": "true" if redis_tls else "false",
+        "AUTH_ISSUER": auth_issuer,
+        "AUTH_JWKS_URL": auth_jwks_url,
+        "AUTH_AUDIENCE": auth_audience,
+        "CORS_ORIGINS": ",".join(cors_origins),
+        "LOG_LEVEL": "INFO",
+    }
 
 
 def member_cluster_ids(

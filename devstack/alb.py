@@ -79,7 +79,7 @@ HOP_BY_HOP = {
 
 def listener_rules(targets: Mapping[str, str]) -> list[tuple[PathRule, str | None]]:
     """The listener's rules for `targets` (service name -> base URL), as the program builds them
-    (components/alb_rules.service_rules): each service's forward rule, and a 404 for its health paths
+    (components/aws/alb_rules.py, service_rules): each service's forward rule, and a 404 for its health paths
     where its patterns cover them."""
     rules: list[tuple[PathRule, str | None]] = []
     for name, url in targets.items():

@@ -28,6 +28,7 @@ from typing import Any
 
 import boto3
 
+from components.chat import chat_environment
 from components.config.model import (
     FILES_MAX_PENDING_UPLOADS_PER_USER,
     FILES_MAX_PROJECT_BYTES,
@@ -437,17 +438,23 @@ class Backend:
             "MAX_PROJECT_BYTES": str(FILES_MAX_PROJECT_BYTES),
             "LOG_LEVEL": "INFO",
         }
-        chat = {
-            **auth,
-            **cors,
-            "CHAT_TABLE": aws["chat_table"],
-            "AWS_REGION": cfg.region,
-            "REDIS_HOST": LOCALHOST,
-            "REDIS_PORT": str(redis.port),
-            "REDIS_TLS": "false",
-            "REDIS_AUTH_TOKEN": redis.password or "",
-            "LOG_LEVEL": "INFO",
-        }
+
+        def chat(instance: str) -> dict[str, str]:
+            # As the task definition sets it (components/chat.py), pointed at the local servers.
+            environment = chat_environment(
+                port=self.port(instance),
+                table=str(aws["chat_table"]),
+                region=cfg.region,
+                redis_host=LOCALHOST,
+                redis_port=redis.port,
+                redis_tls=False,
+                auth_issuer=auth["AUTH_ISSUER"],
+                auth_jwks_url=auth["AUTH_JWKS_URL"],
+                auth_audience=auth["AUTH_AUDIENCE"],
+                cors_origins=cfg.frontend.origins,
+            )
+            return {**environment, "REDIS_AUTH_TOKEN": redis.password or ""}
+
         return {
             "upload": {**files, "FILES_ROLE": "upload", "PORT": str(self.port("upload"))},
             "download": {**files, "FILES_ROLE": "download", "PORT": str(self.port("download"))},
@@ -460,8 +467,8 @@ class Backend:
             },
             "mailer": {**mail.worker_env(), "LOG_LEVEL": "INFO"},
             "mail-webhook": {**mail.webhook_env(), "LOG_LEVEL": "INFO"},
-            "chat-a": {**chat, "PORT": str(self.port("chat-a"))},
-            "chat-b": {**chat, "PORT": str(self.port("chat-b"))},
+            "chat-a": chat("chat-a"),
+            "chat-b": chat("chat-b"),
         }
 
     def _spawn(self, name: str, args: list[str], service_env: dict[str, str]) -> None:
