@@ -1,5 +1,7 @@
 """The container definitions of the Fargate tasks (a service's, a one-off job's): pure functions of
-their arguments, no resources."""
+their plain arguments, no resources, so they are tested as data (tests/infra/test_container_definition.py).
+Each returns one entry of a task definition's `containerDefinitions`; the task definition sends
+`pulumi.Output.json_dumps([...])` of them."""
 
 from __future__ import annotations
 
@@ -19,15 +21,15 @@ def container_definition(
     user: str,
     port: int,
     liveness_path: str,
-    log_group: pulumi.Output[str],
+    log_group: pulumi.Input[str],
     region: str,
     stream_prefix: str,
     environment: Mapping[str, pulumi.Input[str]] | None = None,
     secrets: Mapping[str, SecretRef] | None = None,
     stop_timeout_seconds: int = 30,
     command: Sequence[str] = (),
-) -> pulumi.Output[str]:
-    """A service task's one container, as the JSON ECS expects: locked down (read-only root, no
+) -> dict[str, Any]:
+    """A service task's one container: locked down (read-only root, no
     privileges, every capability dropped), health-checked on `liveness_path` at `port`, logging to
     `log_group` in `region` with `stream_prefix`.
 
@@ -78,7 +80,7 @@ def container_definition(
     }
     if command:
         definition["command"] = list(command)
-    return pulumi.Output.json_dumps([definition])
+    return definition
 
 
 def job_container_definition(
@@ -89,10 +91,10 @@ def job_container_definition(
     command: Sequence[str],
     environment: Mapping[str, pulumi.Input[str]],
     secrets: Mapping[str, SecretRef],
-    log_group: pulumi.Output[str],
+    log_group: pulumi.Input[str],
     region: str,
     stream_prefix: str,
-) -> pulumi.Output[str]:
+) -> dict[str, Any]:
     """A one-off task's one container (a job that runs to an exit, like the schema migration): locked
     down as the services' are, but no port, no health check, and logs that are never dropped."""
     definition: dict[str, Any] = {
@@ -118,4 +120,4 @@ def job_container_definition(
             },
         },
     }
-    return pulumi.Output.json_dumps([definition])
+    return definition

@@ -96,19 +96,23 @@ class FargateService(pulumi.ComponentResource):
                 opts=child,
             )
 
-        container = container_definition(
-            name=args.service,
-            image=args.image,
-            user=args.container_user,
-            port=args.port,
-            liveness_path=args.liveness_path,
-            environment=args.environment,
-            secrets=args.secrets,
-            stop_timeout_seconds=args.stop_timeout_seconds,
-            command=args.command,
-            log_group=log_group.name,
-            region=att.region,
-            stream_prefix=full_name,
+        container = pulumi.Output.json_dumps(
+            [
+                container_definition(
+                    name=args.service,
+                    image=args.image,
+                    user=args.container_user,
+                    port=args.port,
+                    liveness_path=args.liveness_path,
+                    environment=args.environment,
+                    secrets=args.secrets,
+                    stop_timeout_seconds=args.stop_timeout_seconds,
+                    command=args.command,
+                    log_group=log_group.name,
+                    region=att.region,
+                    stream_prefix=full_name,
+                )
+            ]
         )
         task_definition = aws.ecs.TaskDefinition(
             f"{name}-task-definition",

@@ -1,5 +1,6 @@
 """An SDK layer (the mailer's: components/mailing/sdk_layer.py): boto3 and what it needs, exactly as a
-lock (`app_code/mailer/requirements.txt`) pins them, with bytecode compiled by the runtime's Python, in a byte-for-byte reproducible zip.
+lock (`app_code/mailer/requirements.txt`) pins them, with bytecode compiled by the runtime's Python,
+in a byte-for-byte reproducible zip.
 
 Why a layer (README, "The Lambda's SDK"): the python3.13 runtime brings a boto3 that Lambda updates
 on its own schedule, not the one the tests run; AWS recommends shipping the SDK to control its
@@ -106,7 +107,7 @@ def build_layer(
 ) -> Path:
     """The layer zip for `lock` (built once per key, then reused); fails naming what is missing."""
     target = target or Target.of()
-    out = cache_dir / f"mailer-sdk-{layer_key(lock, target)}.zip"
+    out = cache_dir / f"sdk-layer-{layer_key(lock, target)}.zip"
     if out.is_file():
         return out
     python = python or find_python(target.compiler)  # before any work, so a missing one fails fast

@@ -111,17 +111,21 @@ class FilesMigration(pulumi.ComponentResource):
             ),
             execution_role_arn=self.execution_role.arn,
             task_role_arn=self.task_role.arn,
-            container_definitions=job_container_definition(
-                name=CONTAINER,
-                image=args.image,
-                user=args.image_user,
-                command=["python", "-m", FILES.migrate_module],
-                # Exactly what files_service.migrate reads, besides the two secrets.
-                environment=dict(args.database_tls),
-                secrets=secrets,
-                log_group=log_group.name,
-                region=att.region,
-                stream_prefix=self.family,
+            container_definitions=pulumi.Output.json_dumps(
+                [
+                    job_container_definition(
+                        name=CONTAINER,
+                        image=args.image,
+                        user=args.image_user,
+                        command=["python", "-m", FILES.migrate_module],
+                        # Exactly what files_service.migrate reads, besides the two secrets.
+                        environment=dict(args.database_tls),
+                        secrets=secrets,
+                        log_group=log_group.name,
+                        region=att.region,
+                        stream_prefix=self.family,
+                    )
+                ]
             ),
             volumes=[aws.ecs.TaskDefinitionVolumeArgs(name="tmp")],
             opts=child,

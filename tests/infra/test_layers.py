@@ -207,3 +207,31 @@ def test_a_layer_violation_is_reported(module: str, target: str) -> None:
 
 def test_an_unplaced_module_is_reported() -> None:
     assert layer_violations({"components.helpers": set()}) != []
+
+
+def _code_strings(source: str) -> list[str]:
+    """The string constants of a module other than its docstrings (what its code, not its prose, says)."""
+    tree = ast.parse(source)
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+
+
+def test_blocks_name_no_motion_paths() -> None:
+    """A block takes where things are as inputs: app_code/ and the services in it are Motion's (their
+    places are components/app_code.py's and components/facts.py's)."""
+    found = {
+        module_name(path): [s for s in _code_strings(path.read_text()) if "app_code" in s or "mailer" in s]
+        for path in sorted((COMPONENTS / "aws").rglob("*.py"))
+    }
+    assert {module: strings for module, strings in found.items() if strings} == {}
