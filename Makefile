@@ -62,9 +62,9 @@ typecheck: $(STAMP)
 
 ## The tests also need the exact Python release that compiles the mailer's SDK layer (LAYER_PYTHON):
 ## found on PATH, in pyenv or among uv's interpreters, else installed with `uv python install`.
-LAYER_PYTHON := $(shell sed -n 's/^LAYER_PYTHON = "\(.*\)"/\1/p' components/lambda_layer.py)
+LAYER_PYTHON := $(shell sed -n 's/^LAYER_PYTHON = "\(.*\)"/\1/p' components/aws/lambda_layer.py)
 pytest: $(STAMP)
-	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m components.interpreters --install $(LAYER_PYTHON) >/dev/null
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m components.aws.interpreters --install $(LAYER_PYTHON) >/dev/null
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
 
 ## The service tests again on the Python the images and Lambdas run (3.13), in its own virtualenv.

@@ -5,8 +5,8 @@
      bytecode cache of ours exists there; the runtime's standard library is precompiled);
    - "cached": with our bytecode cached, as on a developer machine;
    plus what the first invocation adds (import boto3, build the clients). Target: <= 150 ms.
-2. Size of the deployment archive (`components.lambda_archive.build_zip`). Target: <= 64 KB.
-   And the SDK layer (`components.lambda_layer.build_layer`): its size, a build from an empty cache,
+2. Size of the deployment archive (`components.aws.lambda_archive.build_zip`). Target: <= 64 KB.
+   And the SDK layer (`components.aws.lambda_layer.build_layer`): its size, a build from an empty cache,
    and a cold `import boto3` plus the first clients on the runtime's Python from the layer as
    shipped, from the same packages installed as the runtime's own boto3 is (ordinary bytecode), and
    from sources alone (what shipping without bytecode costs). Target: the layer's cold import within
@@ -40,9 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 MAILER = REPO / "app_code" / "mailer"
 sys.path[:0] = [str(REPO), str(MAILER)]
 
-from components.interpreters import find_python  # noqa: E402
-from components.lambda_archive import RUNTIME, build_zip, mailer_files, source_code_hash  # noqa: E402
-from components.lambda_layer import build_layer  # noqa: E402
+from components.app_code import LOCK, mailer_files  # noqa: E402
+from components.aws.interpreters import find_python  # noqa: E402
+from components.aws.lambda_archive import RUNTIME, build_zip, source_code_hash  # noqa: E402
+from components.aws.lambda_layer import build_layer  # noqa: E402
 from devstack.mail_resources import create_mail_resources  # noqa: E402
 from devstack.servers import MotoServer  # noqa: E402
 
@@ -131,14 +132,14 @@ def bench_imports(repeats: int) -> dict[str, Any]:
 
 
 def bench_archive() -> dict[str, Any]:
-    archive = build_zip(MAILER)
+    archive = build_zip(MAILER, mailer_files(MAILER))
     files = mailer_files(MAILER)
     return {
         "files": len(files),
         "source_bytes": sum((MAILER / f).stat().st_size for f in files),
         "zip_bytes": len(archive),
         "sha256_b64": source_code_hash(archive),
-        "reproducible": build_zip(MAILER) == archive,
+        "reproducible": build_zip(MAILER, mailer_files(MAILER)) == archive,
     }
 
 
@@ -160,7 +161,7 @@ def bench_layer(repeats: int) -> dict[str, Any]:
     python = find_python(RUNTIME.removeprefix("python"))
     with tempfile.TemporaryDirectory(prefix="layer-bench-") as tmp:
         started = time.perf_counter()
-        layer = build_layer(cache_dir=Path(tmp) / "cache")
+        layer = build_layer(LOCK, cache_dir=Path(tmp) / "cache")
         build_seconds = time.perf_counter() - started
         zip_bytes = layer.stat().st_size
         roots = {label: Path(tmp) / label for label in ("layer", "runtime_like", "sources_only")}

@@ -5,24 +5,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_random
 
-from components.alarms import Alarm, create_alarms
-from components.alb_rules import LISTENER_PRIORITIES
-from components.app_facts import load_app_module
-from components.config_model import AuthConfig, CacheConfig, Scaling
-from components.container_image import ContainerImage, ContainerImageArgs
-from components.dynamo import table_args
-from components.fargate_service import Attachment, FargateService, FargateServiceArgs, SecretRef
-from components.iam import statement
-from components.kms import WRITE, DataKey, DataKeyArgs
+from components.app_code import APP_CODE
+from components.aws.alarms import Alarm, create_alarms
+from components.aws.container_image import ContainerImage, ContainerImageArgs
+from components.aws.dynamo import table_args
+from components.aws.fargate_service import FargateService
+from components.aws.fargate_types import Attachment, FargateServiceArgs, SecretRef, TaskCount
+from components.aws.iam import statement
+from components.aws.kms import WRITE, DataKey, DataKeyArgs
+from components.config.model import AuthConfig, CacheConfig, Scaling
+from components.facts import CHAT
+from components.platform.listener_priorities import LISTENER_PRIORITIES
 
-FACTS = load_app_module("chat/chat_service/__init__.py")
 REDIS_PORT = 6379
 LISTENER_PRIORITY = LISTENER_PRIORITIES["chat"]
+T = TypeVar("T")
 # Each WebSocket upgrade is one ALB request; a task comfortably holds this many new sockets a minute.
 UPGRADES_PER_TARGET = 500
 # The Redis AUTH token: well inside ElastiCache's 16-128 characters.
@@ -70,14 +73,13 @@ class Chat(pulumi.ComponentResource):
 
         self.table = aws.dynamodb.Table(
             f"{name}-messages",
-            **table_args(
-                f"{prefix}-messages", "chat/chat_service/schema.py", args.data_protection, kms_key_arn=key_arn
-            ),
+            **table_args(f"{prefix}-messages", CHAT.table, args.data_protection, kms_key_arn=key_arn),
             opts=child,
         )
         self.image = ContainerImage(
             f"{name}-image",
             ContainerImageArgs(
+                context=APP_CODE,
                 repository_name=prefix,
                 dockerfile="chat/Dockerfile",
                 force_delete=not args.data_protection,
@@ -188,36 +190,35 @@ class Chat(pulumi.ComponentResource):
                 image=self.image.image_ref,
                 repository_arn=self.image.repository_arn,
                 container_user=self.image.user,
-                port=FACTS.DEFAULT_PORT,
-                liveness_path=FACTS.LIVENESS_PATH,
-                readiness_path=FACTS.READINESS_PATH,
-                path_patterns=list(FACTS.ALB_PATH_PATTERNS),
+                port=CHAT.default_port,
+                liveness_path=CHAT.liveness_path,
+                readiness_path=CHAT.readiness_path,
+                path_patterns=list(CHAT.alb_path_patterns),
                 listener_priority=LISTENER_PRIORITY,
-                scaling=args.scaling,
+                scaling=TaskCount(args.scaling.desired, args.scaling.min, args.scaling.max),
                 attachment=att,
-                environment={
-                    "PORT": str(FACTS.DEFAULT_PORT),
-                    "CHAT_TABLE": self.table.name,
-                    "AWS_REGION": att.region,
-                    "REDIS_HOST": self.redis.primary_endpoint_address,
-                    "REDIS_PORT": str(REDIS_PORT),
-                    "REDIS_TLS": "true",
-                    "AUTH_ISSUER": args.auth.issuer,
-                    "AUTH_JWKS_URL": args.auth.jwks_url,
-                    "AUTH_AUDIENCE": args.auth.audience,
-                    "CORS_ORIGINS": ",".join(args.cors_origins),
-                    "LOG_LEVEL": "INFO",
-                },
+                environment=chat_environment(
+                    port=CHAT.default_port,
+                    table=self.table.name,
+                    region=att.region,
+                    redis_host=self.redis.primary_endpoint_address,
+                    redis_port=REDIS_PORT,
+                    redis_tls=True,
+                    auth_issuer=args.auth.issuer,
+                    auth_jwks_url=args.auth.jwks_url,
+                    auth_audience=args.auth.audience,
+                    cors_origins=args.cors_origins,
+                ),
                 secrets={"REDIS_AUTH_TOKEN": SecretRef(self.auth_token.arn, key=key)},
                 task_role_statements=[
-                    statement(list(FACTS.TABLE_ACTIONS), [self.table.arn], sid="ChatHistory"),
+                    statement(list(CHAT.table_actions), [self.table.arn], sid="ChatHistory"),
                     *([key.use_statement("dynamodb", WRITE, "HistoryKey")] if key else []),
                 ],
                 cpu=512,
                 memory=1024,
                 # Sockets get close code 1012 on SIGTERM and reconnect elsewhere; give that time to finish.
-                deregistration_delay_seconds=FACTS.ALB_DEREGISTRATION_DELAY_SECONDS,
-                stop_timeout_seconds=FACTS.SHUTDOWN_GRACE_SECONDS + 20,
+                deregistration_delay_seconds=CHAT.alb_deregistration_delay_seconds,
+                stop_timeout_seconds=CHAT.shutdown_grace_seconds + 20,
                 requests_per_target=UPGRADES_PER_TARGET,
             ),
             opts=child,
@@ -283,6 +284,37 @@ class Chat(pulumi.ComponentResource):
             ],
             att.alarm_topic_arn,
         )
+
+
+def chat_environment(
+    *,
+    port: int,
+    table: T,
+    region: str,
+    redis_host: T,
+    redis_port: int,
+    redis_tls: bool,
+    auth_issuer: str,
+    auth_jwks_url: str,
+    auth_audience: str,
+    cors_origins: Sequence[str],
+) -> dict[str, T | str]:
+    """The chat service's environment (docs/service-settings.md), as the task definition sets it and
+    the local backend (devstack/backend.py) sets it for its instances, pointed at local servers. The
+    Redis AUTH token is not here: the task gets it as a secret, the local backend adds its own."""
+    return {
+        "PORT": str(port),
+        "CHAT_TABLE": table,
+        "AWS_REGION": region,
+        "REDIS_HOST": redis_host,
+        "REDIS_PORT": str(redis_port),
+        "REDIS_TLS": "true" if redis_tls else "false",
+        "AUTH_ISSUER": auth_issuer,
+        "AUTH_JWKS_URL": auth_jwks_url,
+        "AUTH_AUDIENCE": auth_audience,
+        "CORS_ORIGINS": ",".join(cors_origins),
+        "LOG_LEVEL": "INFO",
+    }
 
 
 def member_cluster_ids(

@@ -22,7 +22,7 @@ from typing import Any
 import pulumi
 import pulumiverse_vercel as vercel
 
-from components.config_model import FrontendConfig
+from components.config.model import FrontendConfig
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.config_model import NetworkConfig
-from components.iam import assume_role_policy, policy_document, statement
+from components.aws.iam import assume_role_policy, policy_document, statement
+from components.config.model import NetworkConfig
 
 # What a flow log's role needs on its log group, as the VPC User Guide lists it ("IAM role for publishing
 # flow logs to CloudWatch Logs"); DescribeLogGroups is granted apart (see `_flow_logs`).

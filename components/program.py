@@ -9,19 +9,18 @@ import pulumi
 import pulumi_aws as aws
 import pulumiverse_vercel as vercel
 
-from components.chat import FACTS as CHAT_FACTS
+from components.aws.fargate_types import Attachment
+from components.aws.kms import LogKey
 from components.chat import Chat, ChatArgs
-from components.config_model import StackConfig
-from components.fargate_service import Attachment
-from components.files import ROUTES as FILES_ROUTES
-from components.files import Files, FilesArgs
+from components.config.model import StackConfig
+from components.facts import CHAT, FILES
+from components.files.files import Files, FilesArgs
 from components.frontend import Frontend, FrontendArgs
-from components.kms import LogKey
-from components.mailing import Mailing, MailingArgs
+from components.mailing.mailing import Mailing, MailingArgs
+from components.mailing.sdk_layer import SdkLayer
 from components.network import Network, NetworkArgs
-from components.platform import Platform, PlatformArgs
-from components.sdk_layer import SdkLayer
-from components.waf import Waf, WafArgs
+from components.platform.platform import Platform, PlatformArgs
+from components.platform.waf import Waf, WafArgs
 
 
 @dataclass(frozen=True)
@@ -161,6 +160,7 @@ def build(config: StackConfig) -> Stack:
         log_retention_days=config.log_retention_days,
         log_kms_key_arn=log_kms_key_arn,
         region=config.region,
+        log_group_prefix=f"/{config.project}",
     )
     files = Files(
         "files",
@@ -197,8 +197,8 @@ def build(config: StackConfig) -> Stack:
         opts=with_aws,
     )
 
-    files_url = pulumi.Output.concat(platform.base_url, FILES_ROUTES.API_PREFIX)
-    chat_url = pulumi.Output.concat(platform.ws_base_url, CHAT_FACTS.WS_PATH)
+    files_url = pulumi.Output.concat(platform.base_url, FILES.api_prefix)
+    chat_url = pulumi.Output.concat(platform.ws_base_url, CHAT.ws_path)
     vercel_provider = vercel.Provider(
         "vercel",
         api_token=pulumi.Config("vercel").get_secret("apiToken"),

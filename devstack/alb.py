@@ -1,7 +1,7 @@
 """A local stand-in for the shared ALB's HTTP path rules, so a frontend can use one files URL locally
 (`VITE_FILES_SERVICE_URL`) as it does in the cloud: requests go to the Upload or the Download service
 by the same path patterns the listener rules use, anything else gets the ALB's 404, and so does a
-service's health check path where its patterns would cover it (components/alb_rules.py), as in the
+service's health check path where its patterns would cover it (components/aws/alb_rules.py), as in the
 cloud.
 
     python -m devstack.alb --port 8707 --target upload=http://127.0.0.1:8702 --target download=...
@@ -21,8 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from components.alb_rules import (
-    LISTENER_PRIORITIES,
+from components.aws.alb_rules import (
     NOT_FOUND_BODY,
     NOT_FOUND_CONTENT_TYPE,
     NOT_FOUND_STATUS,
@@ -30,11 +29,9 @@ from components.alb_rules import (
     pattern_matches,
     service_rules,
 )
-from components.app_facts import load_app_module
+from components.facts import CHAT, FILES
+from components.platform.listener_priorities import LISTENER_PRIORITIES
 from devstack.servers import LOCALHOST
-
-FILES_ROUTES = load_app_module("files/files_service/routes.py")
-CHAT_FACTS = load_app_module("chat/chat_service/__init__.py")
 
 
 @dataclass(frozen=True)
@@ -49,19 +46,19 @@ class Service:
 # The services behind the shared ALB, by `--target` name, from the same facts the program reads.
 SERVICES: dict[str, Service] = {
     "upload": Service(
-        tuple(FILES_ROUTES.ALB_PATH_PATTERNS["upload"]),
-        (FILES_ROUTES.LIVENESS_PATH, FILES_ROUTES.READINESS_PATH),
+        tuple(FILES.alb_path_patterns["upload"]),
+        (FILES.liveness_path, FILES.readiness_path),
         LISTENER_PRIORITIES["files-upload"],
     ),
     "download": Service(
-        tuple(FILES_ROUTES.ALB_PATH_PATTERNS["download"]),
-        (FILES_ROUTES.LIVENESS_PATH, FILES_ROUTES.READINESS_PATH),
+        tuple(FILES.alb_path_patterns["download"]),
+        (FILES.liveness_path, FILES.readiness_path),
         LISTENER_PRIORITIES["files-download"],
     ),
     # Plain HTTP only (no WebSocket upgrades): enough to show its health path is refused.
     "chat": Service(
-        tuple(CHAT_FACTS.ALB_PATH_PATTERNS),
-        (CHAT_FACTS.LIVENESS_PATH, CHAT_FACTS.READINESS_PATH),
+        tuple(CHAT.alb_path_patterns),
+        (CHAT.liveness_path, CHAT.readiness_path),
         LISTENER_PRIORITIES["chat"],
     ),
 }
@@ -82,7 +79,7 @@ HOP_BY_HOP = {
 
 def listener_rules(targets: Mapping[str, str]) -> list[tuple[PathRule, str | None]]:
     """The listener's rules for `targets` (service name -> base URL), as the program builds them
-    (components/alb_rules.service_rules): each service's forward rule, and a 404 for its health paths
+    (components/aws/alb_rules.py, service_rules): each service's forward rule, and a 404 for its health paths
     where its patterns cover them."""
     rules: list[tuple[PathRule, str | None]] = []
     for name, url in targets.items():

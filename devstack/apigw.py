@@ -10,7 +10,7 @@ It does what the cloud does in front of `mailer.api.handler`, so the handler run
   the HTTP response; an exception becomes a 500 `{"message":"Internal Server Error"}`;
 - routes configured without an authorizer (the Clerk webhook route, `PUBLIC_ROUTES`) go to their
   own handler with no token check at all: that handler authenticates the request (Svix signature);
-- with a CORS configuration (the program's own, `components.mail_cors.mail_api_cors`), CORS is
+- with a CORS configuration (the program's own, `components.mailing.cors.mail_api_cors`), CORS is
   the gateway's business as in the cloud (`GatewayCors`): it answers preflights itself, before
   routes and authorization, and sets the CORS headers of the handler's responses.
 """
@@ -37,9 +37,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from components.app_facts import load_app_module
-from components.lambda_archive import COMMON_ROOT, ensure_importable
-from components.mail_cors import MailApiCors
+from components.app_code import COMMON_ROOT, MAILER_ROOT
+from components.aws.lambda_archive import ensure_importable
+from components.facts import MAILER
+from components.mailing.cors import MailApiCors
 from devstack.servers import LOCALHOST, ServerError, free_port, wait_until
 from devstack.sqs_poller import LambdaContext
 
@@ -50,7 +51,7 @@ Handler = Callable[[dict[str, Any], Any], Any]
 MAIL_ROUTES = ("POST /mail/messages", "GET /mail/messages")
 # The route the program deploys with `authorization_type = NONE`, to its own function, as the
 # mailer states it (app_code/mailer/mailer/__init__.py).
-WEBHOOK_ROUTE: str = load_app_module("mailer/mailer/__init__.py").WEBHOOK_ROUTE
+WEBHOOK_ROUTE = MAILER.webhook_route
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
 _log = logging.getLogger("devstack.apigw")
 
@@ -354,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("botocore").setLevel(logging.WARNING)
 
     ensure_importable(COMMON_ROOT)
-    ensure_importable()
+    ensure_importable(MAILER_ROOT)
     from mailer import api, webhook
     from motion_common.auth import TokenVerifier
 

@@ -29,15 +29,16 @@ from typing import Any
 
 import boto3
 
-from components.app_facts import APP_CODE, load_app_module
-from components.config_model import (
+from components.chat import chat_environment
+from components.config.model import (
     FILES_MAX_PENDING_UPLOADS_PER_USER,
     FILES_MAX_PROJECT_BYTES,
     FILES_MAX_SHARE_DAYS,
     MAIL_MAX_RECIPIENTS,
     StackConfig,
 )
-from components.mail_cors import MailApiCors, mail_api_cors
+from components.facts import APP_CODE, CHAT, FILES
+from components.mailing.cors import MailApiCors, mail_api_cors
 from devstack.apigw import WEBHOOK_ROUTE, cors_argument
 from devstack.credentials import CredentialsEndpoint
 from devstack.identity import ClerkWebhooks, Issuer, JwksServer
@@ -77,13 +78,9 @@ SERVICE_PORTS = {
     "ses": 8,
 }
 DEFAULT_PORT_BASE = 8700
-CHAT_SCHEMA = load_app_module("chat/chat_service/schema.py")
-FILES_ROUTES = load_app_module("files/files_service/routes.py")
-CHAT_FACTS = load_app_module("chat/chat_service/__init__.py")
 FILES_DATABASE = "motion_files"
-FILES_DATABASE_FACTS = load_app_module("files/files_service/database_roles.py")
-APP_ROLE: str = FILES_DATABASE_FACTS.APP_ROLE
-MIGRATE_MODULE: str = FILES_DATABASE_FACTS.MIGRATE_MODULE
+APP_ROLE: str = FILES.app_role
+MIGRATE_MODULE: str = FILES.migrate_module
 
 
 def free_port_base() -> int:
@@ -299,12 +296,12 @@ class Backend:
             raise
         self.state = State(
             urls={
-                "files": self.url("files") + FILES_ROUTES.API_PREFIX,
-                "files-upload": self.url("upload") + FILES_ROUTES.API_PREFIX,
-                "files-download": self.url("download") + FILES_ROUTES.API_PREFIX,
+                "files": self.url("files") + FILES.api_prefix,
+                "files-upload": self.url("upload") + FILES.api_prefix,
+                "files-download": self.url("download") + FILES.api_prefix,
                 "mail-api": self.url("mail-api"),
-                "chat-a": f"ws://{LOCALHOST}:{self.port('chat-a')}/chat/ws",
-                "chat-b": f"ws://{LOCALHOST}:{self.port('chat-b')}/chat/ws",
+                "chat-a": f"ws://{LOCALHOST}:{self.port('chat-a')}{CHAT.ws_path}",
+                "chat-b": f"ws://{LOCALHOST}:{self.port('chat-b')}{CHAT.ws_path}",
                 "jwks": self.jwks.url,
                 "aws": self.moto.endpoint,
                 "ses": self.ses.endpoint,
@@ -345,7 +342,8 @@ class Backend:
             mail: MailResources = create_mail_resources(
                 f"{cfg.name_prefix}-mail",
                 max_receive_count=cfg.mail.max_receive_count,
-                visibility_timeout=6 * cfg.mail.mailer_timeout_seconds,  # as components/mailing.py sets it
+                visibility_timeout=6
+                * cfg.mail.mailer_timeout_seconds,  # as components/mailing/mailing.py sets it
                 sender_address=cfg.mail.sender_address,
                 session=session,
             )
@@ -391,7 +389,7 @@ class Backend:
         )
         dynamodb = session.client("dynamodb", endpoint_url=endpoint)
         chat_table = f"{cfg.name_prefix}-chat-messages"
-        dynamodb.create_table(**CHAT_SCHEMA.create_table_kwargs(chat_table))
+        dynamodb.create_table(**CHAT.create_table_kwargs(chat_table))
         return {"mail": mail, "bucket": bucket, "chat_table": chat_table}
 
     # --- services ----------------------------------------------------------------------------------
@@ -448,7 +446,7 @@ class Backend:
             **cors,
             "FILES_BUCKET": aws["bucket"],
             "AWS_REGION": cfg.region,
-            # As the task definition sets them (components/files.py), pointed at the local stand-ins.
+            # As the task definition sets them (components/files/files.py), pointed at the local stand-ins.
             "DATABASE_AUTH": "iam",
             "DATABASE_HOST": LOCALHOST,
             "DATABASE_PORT": str(self.rds_iam.port),
@@ -460,23 +458,29 @@ class Backend:
             "MAX_UPLOAD_BYTES": str(cfg.files.max_upload_bytes),
             "ALLOWED_CONTENT_TYPES": ",".join(cfg.files.allowed_content_types),
             "PRESIGN_TTL_SECONDS": str(cfg.files.presign_ttl_seconds),
-            # As components/files.py sets them.
+            # As components/files/files.py sets them.
             "MAX_SHARE_DAYS": str(FILES_MAX_SHARE_DAYS),
             "MAX_PENDING_UPLOADS_PER_USER": str(FILES_MAX_PENDING_UPLOADS_PER_USER),
             "MAX_PROJECT_BYTES": str(FILES_MAX_PROJECT_BYTES),
             "LOG_LEVEL": "INFO",
         }
-        chat = {
-            **auth,
-            **cors,
-            "CHAT_TABLE": aws["chat_table"],
-            "AWS_REGION": cfg.region,
-            "REDIS_HOST": LOCALHOST,
-            "REDIS_PORT": str(redis.port),
-            "REDIS_TLS": "false",
-            "REDIS_AUTH_TOKEN": redis.password or "",
-            "LOG_LEVEL": "INFO",
-        }
+
+        def chat(instance: str) -> dict[str, str]:
+            # As the task definition sets it (components/chat.py), pointed at the local servers.
+            environment = chat_environment(
+                port=self.port(instance),
+                table=str(aws["chat_table"]),
+                region=cfg.region,
+                redis_host=LOCALHOST,
+                redis_port=redis.port,
+                redis_tls=False,
+                auth_issuer=auth["AUTH_ISSUER"],
+                auth_jwks_url=auth["AUTH_JWKS_URL"],
+                auth_audience=auth["AUTH_AUDIENCE"],
+                cors_origins=cfg.frontend.origins,
+            )
+            return {**environment, "REDIS_AUTH_TOKEN": redis.password or ""}
+
         return {
             "upload": {**files, "FILES_ROLE": "upload", "PORT": str(self.port("upload"))},
             "download": {**files, "FILES_ROLE": "download", "PORT": str(self.port("download"))},
@@ -490,8 +494,8 @@ class Backend:
             "mailer": {**mail.worker_env(), "LOG_LEVEL": "INFO"},
             "mail-events": {**mail.events_env(), "LOG_LEVEL": "INFO"},
             "mail-webhook": {**mail.webhook_env(), "LOG_LEVEL": "INFO"},
-            "chat-a": {**chat, "PORT": str(self.port("chat-a"))},
-            "chat-b": {**chat, "PORT": str(self.port("chat-b"))},
+            "chat-a": chat("chat-a"),
+            "chat-b": chat("chat-b"),
         }
 
     def _spawn(self, name: str, args: list[str], service_env: dict[str, str]) -> None:
@@ -556,13 +560,13 @@ class Backend:
     def health_checks(self) -> dict[str, str]:
         """Each service's readiness URL (the mail poller has none: it serves nothing)."""
         return {
-            "upload": f"{self.url('upload')}{FILES_ROUTES.READINESS_PATH}",
-            "download": f"{self.url('download')}{FILES_ROUTES.READINESS_PATH}",
-            "chat-a": f"{self.url('chat-a')}{CHAT_FACTS.READINESS_PATH}",
-            "chat-b": f"{self.url('chat-b')}{CHAT_FACTS.READINESS_PATH}",
+            "upload": f"{self.url('upload')}{FILES.readiness_path}",
+            "download": f"{self.url('download')}{FILES.readiness_path}",
+            "chat-a": f"{self.url('chat-a')}{CHAT.readiness_path}",
+            "chat-b": f"{self.url('chat-b')}{CHAT.readiness_path}",
             "mail-api": f"{self.url('mail-api')}/mail/messages",
             # The router has no health path of its own: the spec, routed to Download, proves both work.
-            "files": f"{self.url('files')}{FILES_ROUTES.OPENAPI_PATH}",
+            "files": f"{self.url('files')}{FILES.openapi_path}",
         }
 
     def _wait_healthy(self, deadline: float) -> None:

@@ -18,7 +18,8 @@ from typing import Any
 import boto3
 import botocore.exceptions
 
-from components.lambda_archive import ensure_importable
+from components.app_code import MAILER_ROOT
+from components.aws.lambda_archive import ensure_importable
 
 DEFAULT_SENDER = "Motion <no-reply@mail.motion.local>"
 DEFAULT_MAX_RECEIVE_COUNT = 5
@@ -99,7 +100,7 @@ def create_mail_resources(
     The AWS endpoint comes from the session or the environment (AWS_ENDPOINT_URL), so this works
     against any moto server. The whole sender domain is verified, as the cloud's SES identity is.
     """
-    ensure_importable()
+    ensure_importable(MAILER_ROOT)
     from mailer.schema import USERS_TTL_ATTRIBUTE, create_table_kwargs
 
     session = session or boto3.session.Session()
@@ -175,7 +176,7 @@ def create_mail_resources(
 
 
 # What the configuration set publishes, and which addresses SES suppresses for the account, as the
-# component configures them (components/mailing.py).
+# component configures them (components/mailing/mailing.py).
 SES_EVENT_TYPES = ("SEND", "DELIVERY", "BOUNCE", "COMPLAINT", "REJECT", "DELIVERY_DELAY", "RENDERING_FAILURE")
 SUPPRESSED_REASONS = ("BOUNCE", "COMPLAINT")
 

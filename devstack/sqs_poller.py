@@ -26,10 +26,11 @@ from typing import Any
 
 import boto3
 
-from components.lambda_archive import ensure_importable
+from components.app_code import MAILER_ROOT
+from components.aws.lambda_archive import ensure_importable
 
 Handler = Callable[[dict[str, Any], Any], Any]
-# The functions an SQS event source mapping feeds in the cloud (components/mailing.py).
+# The functions an SQS event source mapping feeds in the cloud (components/mailing/mailing.py).
 HANDLERS = frozenset({"mailer.worker.handler", "mailer.ses_events.handler"})
 _log = logging.getLogger("devstack.sqs_poller")
 
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)
 
-    ensure_importable()
+    ensure_importable(MAILER_ROOT)
     module_name, _, function = args.handler.rpartition(".")
     handler = getattr(importlib.import_module(module_name), function)
 

@@ -391,7 +391,7 @@ def _mock_loop() -> asyncio.AbstractEventLoop:
 
 def run_program(stack: str, config: Mapping[str, str], program: Callable[[], Any] | None = None) -> StackRun:
     """Run the program once under mocks with this config; raises what the program raises."""
-    from components.config import load_stack_config
+    from components.config.loader import load_stack_config
     from components.program import build
 
     region = str(config.get("aws:region", "us-east-1"))

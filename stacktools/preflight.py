@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.config import ConfigError
-from components.config_keys import PROJECT, PROVIDER_SECRETS
+from components.config.keys import PROJECT, PROVIDER_SECRETS
+from components.config.loader import ConfigError
 from stacktools.stack_files import engine_config, load_engine_config
 from stacktools.stack_schema import StackConfigError, load_yaml
 

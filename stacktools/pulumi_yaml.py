@@ -1,11 +1,11 @@
-"""Regenerates the `config:` schema of Pulumi.yaml from `components.config_keys.KEYS`, the one place
+"""Regenerates the `config:` schema of Pulumi.yaml from `components.config.keys.KEYS`, the one place
 keys, types and defaults are declared (`python -m stacktools.pulumi_yaml`). A test keeps the two in step."""
 
 from __future__ import annotations
 
 import json
 
-from components.config_keys import KEYS, REQUIRED
+from components.config.keys import KEYS, REQUIRED
 from stacktools.mocked_program import ROOT
 
 HEADER = """name: motion
@@ -17,7 +17,7 @@ runtime:
     virtualenv: .venv
     typechecker: mypy
 config:
-  # Generated from components/config_keys.py (KEYS) by `python -m stacktools.pulumi_yaml`; keys without a
+  # Generated from components/config/keys.py (KEYS) by `python -m stacktools.pulumi_yaml`; keys without a
   # default are required. The program loads them through the same table, so defaults also hold under mocks.
 """
 

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from components.config import load_config
-from components.config_keys import PROJECT
-from components.config_model import StackConfig
+from components.config.keys import PROJECT
+from components.config.loader import load_config
+from components.config.model import StackConfig
 from stacktools import stack_schema
 
 ROOT = Path(__file__).resolve().parents[1]

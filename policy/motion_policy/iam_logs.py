@@ -297,7 +297,7 @@ RULES: list[Rule] = [
         severity="high",
         remediation="Give the key a statement allowing Service logs.<region>.amazonaws.com kms:Encrypt*, Decrypt*, "
         "ReEncrypt*, GenerateDataKey*, Describe* with ArnLike kms:EncryptionContext:aws:logs:arn "
-        "arn:aws:logs:<region>:<account>:log-group:* (components/kms.py).",
+        "arn:aws:logs:<region>:<account>:log-group:* (components/aws/kms.py).",
         resource_types=(LOG_GROUP, KMS_KEY),
         check=_log_group_keys,
     ),

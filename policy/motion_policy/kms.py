@@ -151,7 +151,7 @@ RULES: list[Rule] = [
         "database (storage, Performance Insights, master password) are encrypted with customer managed keys.",
         severity="medium",
         remediation="Set motion:dataKmsEncryption true: each component then encrypts its data with its own key "
-        "(components/kms.py DataKey).",
+        "(components/aws/kms.py DataKey).",
         resource_types=(TABLE, QUEUE, SECRETS_MANAGER_SECRET, REPOSITORY, REPLICATION_GROUP, DB_INSTANCE),
         check=_customer_managed,
         production_only=True,
@@ -162,7 +162,7 @@ RULES: list[Rule] = [
         description="KMS key policies let the account administer a key but use it only through a service "
         "or service principal confined to the account, and keep kms:PutKeyPolicy.",
         severity="high",
-        remediation="Build key policies from components/kms.py: admin_statement (no cryptographic actions), "
+        remediation="Build key policies from components/aws/kms.py: admin_statement (no cryptographic actions), "
         "via_service_statement per service, service principals with aws:SourceAccount or an encryption context.",
         resource_types=(KMS_KEY,),
         check=_key_policy,

@@ -1,4 +1,4 @@
-"""Finding the runtime's Python (components/interpreters.py): PATH, pyenv's versions, uv's interpreters,
+"""Finding the runtime's Python (components/aws/interpreters.py): PATH, pyenv's versions, uv's interpreters,
 each candidate asked for its version, and a clear error naming what is missing."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components.interpreters import InterpreterNotFound, find_python
+from components.aws.interpreters import InterpreterNotFound, find_python
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,12 +53,12 @@ def test_the_command_line_prints_the_path_or_fails_naming_the_version(empty_mach
     found = fake_python(empty_machine / "pyenv/versions/3.13.0/bin/python3.13", "3.13")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     ok = subprocess.run(
-        [sys.executable, "-m", "components.interpreters", "3.13"], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "components.aws.interpreters", "3.13"], capture_output=True, text=True, env=env
     )
     assert (ok.returncode, ok.stdout.strip()) == (0, str(found))
     # --install without uv on PATH cannot install: it fails with the same clear message.
     missing = subprocess.run(
-        [sys.executable, "-m", "components.interpreters", "--install", "3.99"],
+        [sys.executable, "-m", "components.aws.interpreters", "--install", "3.99"],
         capture_output=True,
         text=True,
         env=env,
@@ -91,7 +91,7 @@ def test_install_runs_uv_python_install_then_finds_what_it_installed(empty_machi
     uv.chmod(0o755)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-m", "components.interpreters", "--install", "3.13.0"],
+        [sys.executable, "-m", "components.aws.interpreters", "--install", "3.13.0"],
         capture_output=True,
         text=True,
         env=env,

@@ -10,7 +10,8 @@ import pytest
 from harness import RecordedResource, StackRun, run_program, run_stack, stack_config_values
 
 import components.chat as chat_module
-from components.platform import ALB_IDLE_TIMEOUT_SECONDS
+from components.facts import CHAT
+from components.platform.platform import ALB_IDLE_TIMEOUT_SECONDS
 from stacktools.mocked_program import RANDOM_PASSWORD, random_password_alphabet, random_password_classes
 
 GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
@@ -105,8 +106,8 @@ def test_service_behind_alb_with_drain_and_secrets_by_reference(stack: StackRun)
     assert (
         stack.one("aws:lb/loadBalancer:LoadBalancer").inputs["idleTimeout"]
         == ALB_IDLE_TIMEOUT_SECONDS
-        >= chat_module.FACTS.MIN_ALB_IDLE_TIMEOUT_SECONDS
-        > chat_module.FACTS.PING_INTERVAL_SECONDS
+        >= CHAT.min_alb_idle_timeout_seconds
+        > CHAT.ping_interval_seconds
     )
 
 

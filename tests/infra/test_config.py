@@ -8,8 +8,8 @@ import pytest
 import yaml
 from harness import ROOT, ProgramFailed, run_with
 
-from components.config import ConfigError, load_config
-from components.config_keys import KEYS, REQUIRED
+from components.config.keys import KEYS, REQUIRED
+from components.config.loader import ConfigError, load_config
 from stacktools.stack_files import engine_config, read_stack_file, stack_document
 from stacktools.stack_schema import StackConfigError
 

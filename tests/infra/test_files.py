@@ -8,13 +8,13 @@ import re
 import pytest
 from harness import RecordedResource, StackRun
 
-from components.app_facts import load_app_module
-from components.container_image import APP_CODE, image_user
+from components.app_code import APP_CODE
+from components.aws.container_image import image_user
+from components.facts import FILES
 from stacktools.mocked_program import ACCOUNT, computed_outputs
 
 TD = "aws:ecs/taskDefinition:TaskDefinition"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
-DATABASE_ROLES = load_app_module("files/files_service/database_roles.py")
 SERVICES = ("upload", "download")
 # RDS User Guide, "Creating and using an IAM policy for IAM database access": the resource of
 # rds-db:connect is one database account in one DB instance,
@@ -283,11 +283,9 @@ def test_services_log_in_as_the_app_role_with_iam_over_verified_tls(stack: Stack
         (c,) = stack.one(TD, f"files-{role}").json("containerDefinitions")
         env = {e["name"]: e["value"] for e in c["environment"]}
         assert env["FILES_ROLE"] == role
-        assert (
-            env["DATABASE_AUTH"] == "iam" and env["DATABASE_USER"] == DATABASE_ROLES.APP_ROLE == "files_app"
-        )
+        assert env["DATABASE_AUTH"] == "iam" and env["DATABASE_USER"] == FILES.app_role == "files_app"
         assert env["DATABASE_SSLMODE"] == "verify-full"
-        assert env["DATABASE_SSLROOTCERT"] == DATABASE_ROLES.RDS_CA_BUNDLE
+        assert env["DATABASE_SSLROOTCERT"] == FILES.rds_ca_bundle
         assert "DATABASE_PASSWORD" not in env
         # Nothing injected at start-up: the master secret rotates, an injected copy would go stale.
         assert c.get("secrets", []) == []
@@ -326,7 +324,7 @@ def test_services_may_connect_only_as_the_app_role_to_this_instance(stack: Stack
         assert match, f"{arn} is not an rds-db:connect resource ARN"
         assert match["region"] == stack.config.region and match["account"] == ACCOUNT
         assert match["dbi"] == outputs["resourceId"] != outputs["identifier"]
-        assert match["user"] == DATABASE_ROLES.APP_ROLE
+        assert match["user"] == FILES.app_role
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ from harness import RecordedResource, StackRun, arn
 from task_runner.core import RunRequest
 from task_runner.handler import MARGIN_SECONDS
 
-from components.app_facts import load_app_module
-from components.container_image import APP_CODE, image_user
-from components.lambda_archive import TASK_RUNNER_ROOT, task_runner_files
+from components.app_code import APP_CODE, TASK_RUNNER_ROOT, task_runner_files
+from components.aws.container_image import image_user
+from components.facts import FILES
 from stacktools.mocked_program import ACCOUNT, computed_outputs
 
 TD = "aws:ecs/taskDefinition:TaskDefinition"
@@ -23,7 +23,6 @@ SG = "aws:ec2/securityGroup:SecurityGroup"
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 INVOCATION = "aws:lambda/invocation:Invocation"
-DATABASE_ROLES = load_app_module("files/files_service/database_roles.py")
 # Service Authorization Reference, Amazon ECS, resource types: a task definition is
 # arn:${Partition}:ecs:${Region}:${Account}:task-definition/${TaskDefinitionFamilyName}:${TaskDefinitionRevisionNumber},
 # a task arn:${Partition}:ecs:${Region}:${Account}:task/${ClusterName}/${TaskId}.
@@ -76,11 +75,7 @@ def test_the_migrate_task_runs_the_files_image_as_the_migration_step(stack: Stac
     c = container(stack)
     (service,) = stack.one(TD, "files-upload").json("containerDefinitions")
     assert c["image"] == service["image"] and "@sha256:" in c["image"]  # the release being deployed
-    assert (
-        c["command"]
-        == ["python", "-m", DATABASE_ROLES.MIGRATE_MODULE]
-        == ["python", "-m", "files_service.migrate"]
-    )
+    assert c["command"] == ["python", "-m", FILES.migrate_module] == ["python", "-m", "files_service.migrate"]
     assert c["essential"] is True and c["readonlyRootFilesystem"] is True and c["privileged"] is False
     assert c["user"] == image_user(APP_CODE / "files/Dockerfile")
     assert "portMappings" not in c and "healthCheck" not in c
@@ -101,7 +96,7 @@ def test_the_migrate_task_gets_the_master_secret_and_verified_tls(stack: StackRu
         "DATABASE_PORT": "5432",
         "DATABASE_NAME": db.inputs["dbName"],
         "DATABASE_SSLMODE": "verify-full",
-        "DATABASE_SSLROOTCERT": DATABASE_ROLES.RDS_CA_BUNDLE,
+        "DATABASE_SSLROOTCERT": FILES.rds_ca_bundle,
     }
 
 
@@ -342,7 +337,7 @@ def test_the_invocation_waits_until_the_task_can_start_and_reach_the_database(st
     assert routes
     assert [r.name for r in [*needed, *routes] if r.urn not in invocation.dependencies] == []
     # The runner may run the task before it is invoked: its policy comes before the function
-    # (components/lambda_function.py), and the invocation names the function.
+    # (components/aws/lambda_function.py), and the invocation names the function.
     assert runner(stack).urn in invocation.dependencies
     assert stack.one(ROLE_POLICY, "files-migrate-runner-policy").urn in runner(stack).dependencies
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from harness import ProgramFailed, StackRun, run_program, run_with, stack_config_values
 
-from components.config import ConfigError
+from components.config.loader import ConfigError
 
 VARIABLE = "vercel:index/projectEnvironmentVariable:ProjectEnvironmentVariable"
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from harness import ROOT, StackRun
 
-from components import app_facts
-from components.build_context import (
+from components import facts
+from components.app_code import APP_CODE
+from components.aws.build_context import (
     ContextModeError,
     PatternMatcher,
     check_checkout_modes,
@@ -28,7 +29,7 @@ from components.build_context import (
     ignore_file,
     read_ignore_file,
 )
-from components.container_image import APP_CODE, PLATFORMS, image_user
+from components.aws.container_image import PLATFORMS, image_user
 
 DOCKERFILES = {"files": "files/Dockerfile", "chat": "chat/Dockerfile"}
 ARM64 = [p.value for p in PLATFORMS]
@@ -260,13 +261,10 @@ def test_tag_follows_what_the_image_is_built_from(tree: Path, image: str) -> Non
 def test_loading_service_facts_writes_no_bytecode(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The program reads routes, schemas and ports from app_code/; that must leave the tree as it was
     (importing by path would write __pycache__ into the build context)."""
-    monkeypatch.setattr(app_facts, "APP_CODE", tree)
     monkeypatch.setattr(sys, "dont_write_bytecode", False)  # as in a plain `pulumi up`
     before = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*"))
-    routes = app_facts.load_app_module("files/files_service/routes.py")
-    chat = app_facts.load_app_module("chat/chat_service/__init__.py")
-    schema = app_facts.load_app_module("chat/chat_service/schema.py")
-    assert routes.READINESS_PATH and chat.DEFAULT_PORT and schema.TABLE
+    chat, files, mailer = facts.load_chat(tree), facts.load_files(tree), facts.load_mailer(tree)
+    assert files.readiness_path and chat.default_port and chat.table and mailer.table
     assert sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*")) == before
 
 

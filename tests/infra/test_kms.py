@@ -15,7 +15,7 @@ from typing import Any
 
 from harness import RecordedResource, StackRun, arn
 
-from components.kms import ROLE_ACTIONS, VIA_SERVICE_ACTIONS, VIA_SERVICE_NAMES
+from components.aws.kms import ROLE_ACTIONS, VIA_SERVICE_ACTIONS, VIA_SERVICE_NAMES
 from stacktools.mocked_program import ACCOUNT, computed_outputs
 
 KEY = "aws:kms/key:Key"

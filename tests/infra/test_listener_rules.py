@@ -9,7 +9,7 @@ string" (API Reference, PathPatternConditionConfig); a listener "can't have mult
 same priority" (API Reference, CreateRule). Health checks are requests the load balancer "sends ...
 to its registered targets" ("Health checks for Application Load Balancer target groups"), not
 requests through a listener. The evaluator is written here from those rules, apart from the
-program's own (components/alb_rules.py), so a mistake in one is not repeated in the other.
+program's own (components/aws/alb_rules.py), so a mistake in one is not repeated in the other.
 """
 
 from __future__ import annotations

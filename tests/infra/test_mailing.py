@@ -8,10 +8,11 @@ import re
 import pulumi
 from harness import StackRun, arn
 
-from components.app_facts import load_app_module
-from components.lambda_function import RUNTIME
-from components.lambda_layer import build_layer
-from components.mailing import WEBHOOK_RESERVED_CONCURRENCY
+from components.app_code import LOCK
+from components.aws.lambda_function import RUNTIME
+from components.aws.lambda_layer import build_layer
+from components.facts import MAILER
+from components.mailing.mailing import WEBHOOK_RESERVED_CONCURRENCY
 from devstack.apigw import WEBHOOK_ROUTE
 
 QUEUE = "aws:sqs/queue:Queue"
@@ -80,7 +81,7 @@ def test_functions_import_the_locked_sdk_from_a_layer_built_for_their_runtime(st
     assert LAYER_NAME.fullmatch(inputs["layerName"]) and 1 <= len(inputs["layerName"]) <= 140
     assert len(inputs["description"]) <= 256
     code = inputs["code"]
-    assert isinstance(code, pulumi.FileArchive) and code.path == str(build_layer())
+    assert isinstance(code, pulumi.FileArchive) and code.path == str(build_layer(LOCK))
     assert len(mailing_functions(stack)) == 3
     for function in stack.of_type(FUNCTION):  # every Python function of the stack uses the one layer
         (arn,) = function.inputs["layers"]  # one layer (Lambda takes at most 5)
@@ -269,13 +270,12 @@ def test_cors_allows_exactly_the_headers_the_api_and_its_authorizer_read(stack: 
     tests/services/mailer/test_mailer_api.py holds the handler to), the header the JWT authorizer
     takes the token from, and the JSON body's content type, which is not a CORS-safelisted value;
     and nothing else, since a header nobody reads has no business crossing origins."""
-    mailer = load_app_module("mailer/mailer/__init__.py")
     (authorizer,) = stack.of_type("aws:apigatewayv2/authorizer:Authorizer")
     token_headers = {
         source.removeprefix("$request.header.").lower() for source in authorizer.inputs["identitySources"]
     }
     assert token_headers == {"authorization"}
-    expected = token_headers | {h.lower() for h in mailer.REQUEST_HEADERS} | {"content-type"}
+    expected = token_headers | {h.lower() for h in MAILER.request_headers} | {"content-type"}
     # The header docs/service-settings.md documents for POST /mail/messages.
     assert "idempotency-key" in expected
     cors = stack.one("aws:apigatewayv2/api:Api").inputs["corsConfiguration"]

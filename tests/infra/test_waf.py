@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from harness import StackRun
 
-from components.config_keys import WAF_RATE_LIMIT_RANGE
+from components.config.keys import WAF_RATE_LIMIT_RANGE
 from stacktools.mocked_program import computed_outputs
 
 ACL = "aws:wafv2/webAcl:WebAcl"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from harness import StackRun, run_stack
 
-from components.config_keys import PROVIDER_SECRETS
+from components.config.keys import PROVIDER_SECRETS
 from policy.motion_policy.model import STACKS
 from tests.policy.test_workflows import ROOT, WORKFLOW_FILES, load, pulumi_steps
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components.lambda_archive import RUNTIME
-from components.lambda_layer import LAYER_PYTHON
+from components.aws.lambda_archive import RUNTIME
+from components.aws.lambda_layer import LAYER_PYTHON
 from policy.motion_policy.model import STACKS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,7 +142,7 @@ def setup_python_versions(workflow: dict[str, Any], step: dict[str, Any]) -> lis
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
 def test_jobs_that_run_the_program_or_the_tests_have_the_lambdas_python(path: Path) -> None:
     # The program builds the mailer's SDK layer, and the tests check it, with one exact release of
-    # the runtime's Python (components/lambda_layer.py); the default `python` stays the program's.
+    # the runtime's Python (components/aws/lambda_layer.py); the default `python` stays the program's.
     workflow = load(path.name)
     runtime = LAYER_PYTHON
     assert runtime.startswith(RUNTIME.removeprefix("python") + ".")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from chat_service import READINESS_PATH
 
-from components.alb_rules import NOT_FOUND_BODY
+from components.aws.alb_rules import NOT_FOUND_BODY
 from devstack.alb import make_app
 from devstack.apigw import LocalHttpApi
 from devstack.servers import LOCALHOST

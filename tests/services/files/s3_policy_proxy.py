@@ -75,7 +75,7 @@ _LISTING_PARAMETERS = frozenset(
 @dataclass
 class Grants:
     """What the caller may do, in the terms S3's answers depend on. The default is the task role
-    of components/files.py: GetObject on the objects, ListBucket on the bucket without a condition."""
+    of components/files/files.py: GetObject on the objects, ListBucket on the bucket without a condition."""
 
     # s3:ListBucket on the bucket as S3 judges it for a request on a key (HEAD, GET,
     # DeleteObjectTagging): what decides between 404 and 403 for a missing key.

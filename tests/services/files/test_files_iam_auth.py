@@ -25,8 +25,8 @@ import pytest
 from files_service.database_roles import APP_ROLE
 from files_service.migrator import SchemaNotReady, check_schema, load_migrations, migrate
 
-from components.interpreters import find_python
-from components.lambda_layer import LAYER_PYTHON
+from components.aws.interpreters import find_python
+from components.aws.lambda_layer import LAYER_PYTHON
 from devstack.credentials import CredentialsEndpoint
 from devstack.identity import Issuer
 from devstack.rds_iam import RdsIamProxy, TokenRejected, check_token
@@ -123,7 +123,7 @@ def iam_stack(postgres: PostgresServer) -> Iterator[tuple[CredentialsEndpoint, R
 def iam_env(
     base: dict[str, str], credentials: CredentialsEndpoint, proxy: RdsIamProxy, ca_file: Path
 ) -> dict[str, str]:
-    """The task definition's database settings (components/files.py), with the local stand-ins; AWS
+    """The task definition's database settings (components/files/files.py), with the local stand-ins; AWS
     credentials only from the credentials endpoint, as a task's come from its role."""
     env = {
         k: v

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from packaging.requirements import Requirement
 
-from components.app_facts import load_app_module
+from components.facts import FILES as FILES_FACTS
 from devstack.servers import free_port
 from tests.services.files.conftest import REPO, SERVICE_PATHS, InProcessServer
 
@@ -130,7 +130,6 @@ def test_health_check_command(app_server: InProcessServer, healthy: bool) -> Non
 
 # --- the RDS CA bundle --------------------------------------------------------------------------
 
-DATABASE_ROLES = load_app_module("files/files_service/database_roles.py")
 # RDS User Guide, "Using SSL/TLS to encrypt a connection to a DB instance or cluster", "Certificate
 # bundles for all AWS Regions": the bundle with every Region's intermediate and root certificates.
 RDS_GLOBAL_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
@@ -152,7 +151,7 @@ def test_the_image_fetches_the_rds_bundle_over_https_readable_by_the_service_use
     flags = [w for w in words if w.startswith("--")]
     source, destination = [w for w in words if not w.startswith("--")]
     assert source == RDS_GLOBAL_BUNDLE_URL and source.startswith("https://")
-    assert destination == DATABASE_ROLES.RDS_CA_BUNDLE
+    assert destination == FILES_FACTS.rds_ca_bundle
     (chmod,) = [f.removeprefix("--chmod=") for f in flags if f.startswith("--chmod=")]
     mode = int(chmod, 8)
     # ADD gives a downloaded file mode 600; the service runs as an unprivileged uid, not the owner.
@@ -182,7 +181,7 @@ def self_signed(common_name: str) -> bytes:
 def run_bundle_check(tmp_path: Path, content: bytes, mode: int = 0o644) -> subprocess.CompletedProcess[str]:
     """The Dockerfile's own check, run on `content` in place of the downloaded bundle."""
     _, argv = ca_bundle_steps()
-    assert argv[:2] == ["python", "-c"] and argv[-1] == DATABASE_ROLES.RDS_CA_BUNDLE
+    assert argv[:2] == ["python", "-c"] and argv[-1] == FILES_FACTS.rds_ca_bundle
     bundle = tmp_path / "bundle.pem"
     bundle.write_bytes(content)
     bundle.chmod(mode)

@@ -74,7 +74,7 @@ def test_object_permissions_are_minimal() -> None:
 
 def test_pending_tag_is_the_one_the_lifecycle_rule_expires() -> None:
     """The bucket's lifecycle rule must filter on the very tag the upload form sets."""
-    from components.files import PENDING_TAG as LIFECYCLE_TAG
+    from components.files.files import PENDING_TAG as LIFECYCLE_TAG
 
     assert PENDING_TAG == LIFECYCLE_TAG == ("upload-state", "pending")
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from motion_common.auth import TokenVerifier
 
-from components.mail_cors import MailApiCors, mail_api_cors
+from components.mailing.cors import MailApiCors, mail_api_cors
 from devstack.apigw import GatewayCors, LocalHttpApi, cors_argument, gateway_claims, make_app, parse_cors
 from devstack.identity import Issuer
 from tests.browser_cors import cors_check, preflight_grants, preflight_request

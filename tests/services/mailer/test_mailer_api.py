@@ -333,7 +333,7 @@ def test_good_idempotency_keys_are_accepted(mail_env: MailEnv, key: str) -> None
 
 def test_the_api_reads_exactly_the_request_headers_the_mailer_declares(mail_env: MailEnv) -> None:
     """`mailer.REQUEST_HEADERS` is what the program allows in the HTTP API's CORS configuration
-    (components/mail_cors.py): a header read here but not declared there would be refused to browsers,
+    (components/mailing/cors.py): a header read here but not declared there would be refused to browsers,
     and one declared but never read would be allowed for nothing."""
     api = mail_env.api()
     asked: set[str] = set()

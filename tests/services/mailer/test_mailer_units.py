@@ -21,7 +21,8 @@ from mailer.schema import TABLE, create_table_kwargs
 from mailer.settings import Settings, SettingsError
 from mailer.validation import SendRequest, decode_cursor, encode_cursor
 
-from components.lambda_archive import MAILER_ROOT, build_zip, mailer_files, source_code_hash
+from components.app_code import MAILER_ROOT, mailer_files
+from components.aws.lambda_archive import build_zip, source_code_hash
 from devstack.mail_resources import create_mail_resources
 from tests.services.mailer.support import Clients
 
@@ -202,7 +203,7 @@ def test_archive_holds_exactly_the_package_sources() -> None:
     assert names == sorted(names)
     assert {"mailer/__init__.py", "mailer/api.py", "mailer/worker.py", "mailer/schema.py"} <= set(names)
     assert all(n.startswith("mailer/") and n.endswith(".py") for n in names)
-    with zipfile.ZipFile(io.BytesIO(build_zip(MAILER_ROOT))) as archive:
+    with zipfile.ZipFile(io.BytesIO(build_zip(MAILER_ROOT, mailer_files()))) as archive:
         assert archive.namelist() == names
         assert all((info.external_attr >> 16) & 0o777 == 0o644 for info in archive.infolist())
 
@@ -210,7 +211,7 @@ def test_archive_holds_exactly_the_package_sources() -> None:
 def test_archive_is_reproducible_and_ignores_junk(tmp_path: Path) -> None:
     root = tmp_path / "mailer-copy"
     shutil.copytree(MAILER_ROOT / "mailer", root / "mailer", ignore=shutil.ignore_patterns("__pycache__"))
-    before = build_zip(root)
+    before = build_zip(root, mailer_files(root))
     files_before = mailer_files(root)
 
     # Timestamps, caches and editor files change nothing.
@@ -223,11 +224,11 @@ def test_archive_is_reproducible_and_ignores_junk(tmp_path: Path) -> None:
     (root / "tests").mkdir()
     (root / "tests" / "test_x.py").write_text("")
     assert mailer_files(root) == files_before
-    assert build_zip(root) == before
+    assert build_zip(root, mailer_files(root)) == before
 
     # A code change changes the archive and its hash.
     (root / "mailer" / "api.py").write_text((root / "mailer" / "api.py").read_text() + "\n# changed\n")
-    after = build_zip(root)
+    after = build_zip(root, mailer_files(root))
     assert after != before and source_code_hash(after) != source_code_hash(before)
 
 

@@ -1,4 +1,4 @@
-"""The mailer's SDK layer (components/lambda_layer.py): the locked boto3, bytecode the runtime uses,
+"""The mailer's SDK layer (components/aws/lambda_layer.py): the locked boto3, bytecode the runtime uses,
 the same bytes from every build, and the mailer running on it under the runtime's Python."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from components.interpreters import InterpreterNotFound, find_python
-from components.lambda_archive import MAILER_ROOT, RUNTIME
-from components.lambda_layer import (
+from components.app_code import LOCK, MAILER_ROOT
+from components.aws.interpreters import InterpreterNotFound, find_python
+from components.aws.lambda_archive import RUNTIME
+from components.aws.lambda_layer import (
     LAYER_PYTHON,
-    LOCK,
     MAX_UNZIPPED_BYTES,
     MAX_ZIPPED_BYTES,
     MOUNT,
@@ -43,7 +43,7 @@ def runtime_python() -> Path:
 
 @pytest.fixture(scope="module")
 def layer() -> Path:
-    return build_layer()
+    return build_layer(LOCK)
 
 
 def extract(archive: Path, into: Path) -> Path:
@@ -143,25 +143,25 @@ print(count, problems[:5] + stray[:5])
 def test_builds_are_byte_for_byte_reproducible_and_cached_by_their_inputs(
     tmp_path: Path, layer: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fresh = build_layer(cache_dir=tmp_path / "fresh")
+    fresh = build_layer(LOCK, cache_dir=tmp_path / "fresh")
     assert fresh.name == layer.name and fresh.read_bytes() == layer.read_bytes()
 
     # A second call reuses the file: nothing is installed or compiled again.
     def no_install(*args: object) -> None:
         raise AssertionError("the cached layer was rebuilt")
 
-    monkeypatch.setattr("components.lambda_layer._install", no_install)
-    assert build_layer(cache_dir=tmp_path / "fresh") == fresh
+    monkeypatch.setattr("components.aws.lambda_layer._install", no_install)
+    assert build_layer(LOCK, cache_dir=tmp_path / "fresh") == fresh
 
     # Any input that shapes the bytes changes the key: the lock, the runtime, the architecture.
     changed = tmp_path / "requirements.txt"
     changed.write_text(LOCK.read_text() + "\n")
     target = Target.of()
     keys = {
-        layer_key(),
+        layer_key(LOCK),
         layer_key(changed),
-        layer_key(target=Target.of(architecture="x86_64")),
-        layer_key(target=Target(target.python_version, target.platforms, compiler="3.13.1")),
+        layer_key(LOCK, target=Target.of(architecture="x86_64")),
+        layer_key(LOCK, target=Target(target.python_version, target.platforms, compiler="3.13.1")),
     }
     assert len(keys) == 4
 
@@ -196,7 +196,7 @@ def test_a_missing_runtime_python_is_named(tmp_path: Path, monkeypatch: pytest.M
         find_python("3.13")
     # The layer build says the same before it installs or writes anything.
     with pytest.raises(InterpreterNotFound):
-        build_layer(cache_dir=tmp_path / "cache")
+        build_layer(LOCK, cache_dir=tmp_path / "cache")
     assert not (tmp_path / "cache").exists()
 
 

@@ -8,8 +8,8 @@ import io
 import sys
 import zipfile
 
-from components.lambda_archive import TASK_RUNNER_ROOT, build_zip, task_runner_files
-from components.lambda_layer import LOCK
+from components.app_code import LOCK, TASK_RUNNER_ROOT, task_runner_files
+from components.aws.lambda_archive import build_zip
 
 
 def test_the_archive_is_the_package_sources_only() -> None:
@@ -33,5 +33,5 @@ def test_it_imports_only_the_standard_library_and_the_layers_boto3() -> None:
                 imported.add(node.module.split(".")[0])
     third_party = imported - set(sys.stdlib_module_names) - {"task_runner", "__future__"}
     assert third_party == {"boto3"}
-    # The layer is built from this lock (components/sdk_layer.py), so boto3 is there at run time.
+    # The layer is built from this lock (components/mailing/sdk_layer.py), so boto3 is there at run time.
     assert any(line.startswith("boto3==") for line in LOCK.read_text().splitlines())
