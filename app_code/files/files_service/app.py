@@ -238,7 +238,7 @@ def _unavailable(request: Request, exc: Exception) -> Response:
 @_handler
 def _storage_forbidden(request: Request, exc: Exception) -> Response:
     # S3 refused the service's own request, and not as its way of saying "missing" (storage.py
-    # checks that): a permission the task role lacks (components/files.py) or bad credentials. Not
+    # checks that): a permission the task role lacks (components/files/files.py) or bad credentials. Not
     # the client's mistake, and no retry helps until the deployment is fixed, so a 500, logged as an
     # error (the ALB's 5XX alarm sees it). The refused call changed nothing, and every handler makes
     # its S3 call before its database write, so the file stays as it was and the client can retry.

@@ -1,4 +1,4 @@
-"""Facts about the files database that the program reads (components/app_facts.py): who logs in,
+"""Facts about the files database that the program reads (components/facts.py): who logs in,
 how the schema is migrated, and where the image keeps the CA that signs RDS's certificates.
 
 Standard library only, no imports: the program loads this file by path.

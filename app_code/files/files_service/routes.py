@@ -32,7 +32,7 @@ def stored_key(object_key: str) -> str:
 
 
 # The tag (key, value) every uploaded object carries from its pre-signed POST until its completion
-# removes it. The bucket's lifecycle rule (components/files.py PENDING_TAG, kept equal by
+# removes it. The bucket's lifecycle rule (components/files/files.py PENDING_TAG, kept equal by
 # tests/services/files/test_files_routes.py) expires objects carrying it, as a safety net for
 # uploads that are never completed.
 PENDING_TAG: tuple[str, str] = ("upload-state", "pending")
@@ -79,7 +79,7 @@ ALB_PATH_PATTERNS: dict[ServiceRole, tuple[str, ...]] = {
 #   authorizes as GetObject) and deletes files. ListBucket is what makes S3 answer a HEAD of a
 #   missing object with 404 rather than 403, so "not uploaded yet" is told apart from "forbidden";
 #   an s3:prefix condition on it would undo that, since a HEAD carries no s3:prefix (see
-#   components/files.py). storage.py also tells a 403 for a missing object apart by a listing.
+#   components/files/files.py). storage.py also tells a 403 for a missing object apart by a listing.
 #   The POST form carries the PENDING_TAG tagging, and S3 authorizes a POST or PUT that sets tags
 #   against PutObjectTagging as well as PutObject (without it every upload is refused with 403);
 #   completion removes the tag with DeleteObjectTagging, so the lifecycle rule never expires a

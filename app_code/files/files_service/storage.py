@@ -15,7 +15,7 @@ error, it returns a generic code, such as 400 Bad Request, 403 Forbidden, 404 No
 not possible to retrieve the exact exception of these error codes" (same page). So a 403 to a HEAD
 means "missing, and S3 will not say so", or "you may not read it", or a bad signature, and only a
 second question tells them apart: a listing of the key itself (`_listed`). The task role's grants
-(components/files.py) make S3 answer 404; the listing then still tells a missing key (the client's
+(components/files/files.py) make S3 answer 404; the listing then still tells a missing key (the client's
 409) from a missing bucket (ours: 503, logged as an error), which a body-less 404 cannot say.
 """
 
@@ -126,7 +126,7 @@ class ObjectStore:
         is real and raises StorageForbidden."""
         if not self._listed(key):
             # Not an error (the client is told 409), but a sign that the task role lost the
-            # unconditioned s3:ListBucket it has for exactly this (components/files.py).
+            # unconditioned s3:ListBucket it has for exactly this (components/files/files.py).
             log.warning(
                 "S3 answered 403 to %s of %s, which a listing shows does not exist: the task role "
                 "lacks s3:ListBucket for it, so S3 hides missing objects; treated as missing",

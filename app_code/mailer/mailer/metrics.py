@@ -10,7 +10,7 @@ and "CloudWatch Logs extracts metrics from any log events that follow the embedd
 specification" (CloudWatch User Guide, "Using the embedded metric format with Lambda"). A line nested
 under the runtime's `message` field would not be one; tests/services/mailer check the shape. Namespace `Motion/Mail`, one dimension set,
 `{FunctionName}` (the function's name, which the Lambda runtime sets in AWS_LAMBDA_FUNCTION_NAME);
-the alarms in components/mailing.py watch these, and tests/infra/test_alarm_dimensions.py lists them:
+the alarms in components/mailing/mailing.py watch these, and tests/infra/test_alarm_dimensions.py lists them:
 
 | metric | unit | published by | meaning |
 |---|---|---|---|
