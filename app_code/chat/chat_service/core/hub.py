@@ -213,7 +213,7 @@ class Hub:
             # The sender gets its ack in the same write as its copy of the message, if it is still
             # a member; otherwise on its own. A catch-up reading the store while this write was
             # finishing may have delivered the message here already: then only the ack goes out.
-            member = self.membership.has(conn, message.project)
+            member = message.project in self.membership.by_member.get(conn, ())
             fresh = state is not None and self.note(state, message.key)
             if fresh:
                 assert state is not None

@@ -258,7 +258,7 @@ class Session:
             self.send(proto.error(err.code, err.message, err.ref))
             return
         if isinstance(request, proto.Send):
-            if not hub.membership.has(self, request.project):
+            if request.project not in hub.membership.by_member.get(self, ()):
                 self.send(proto.error("not_joined", "join the project before sending to it", request.ref))
             elif not self.sends.take():
                 self.send(
