@@ -628,8 +628,8 @@ def fan_out_phase(
     return rows
 
 
-def idle_phase(args: argparse.Namespace) -> dict[str, Any]:
-    with Stack(persist=False) as stack:
+def idle_phase(args: argparse.Namespace, code: Path = ROOT) -> dict[str, Any]:
+    with Stack(persist=False, code=code) as stack:
         # One token per connection, as in real use (each browser tab holds its own session token).
         tokens = mint_tokens(stack.issuer, args.idle_connections, args.group, args.idle_connections)
         # Warm up code paths and allocator pools first, so the baseline is not a cold process.
@@ -650,9 +650,10 @@ def idle_phase(args: argparse.Namespace) -> dict[str, Any]:
         "rss_before_mb": {k: v / 2**20 for k, v in before.items()},
         "rss_after_mb": {k: v / 2**20 for k, v in after.items()},
         "bytes_per_connection": grown / max(connections, 1),
+        "code": str(code),
     }
     print(
-        f"idle: {connections} connections, RSS {sum(before.values()) / 2**20:.1f} -> "
+        f"idle ({code}): {connections} connections, RSS {sum(before.values()) / 2**20:.1f} -> "
         f"{sum(after.values()) / 2**20:.1f} MiB (two instances): "
         f"{result['bytes_per_connection'] / 1024:.2f} KiB per idle connection"
     )
@@ -796,16 +797,16 @@ def main(argv: list[str] | None = None) -> int:
     results["fan_out"], results["persist"] = [], []
     for round_ in range(args.rounds):
         for code in codes:
-            if len(codes) > 1 or args.rounds > 1:
+            if (len(codes) > 1 or args.rounds > 1) and not (args.skip_fanout and args.skip_persist):
                 print(f"round {round_ + 1}/{args.rounds}: {code}")
             if not args.skip_fanout:
                 results["fan_out"] += fan_out_phase(args, persist=False, rates=rates, code=code)
             if not args.skip_persist:
                 results["persist"] += fan_out_phase(args, persist=True, rates=persist_rates, code=code)
-    if len(codes) > 1 or args.rounds > 1:
+    if (len(codes) > 1 or args.rounds > 1) and not (args.skip_fanout and args.skip_persist):
         results["comparison"] = compare(results, codes)
     if not args.skip_idle:
-        results["idle"] = idle_phase(args)
+        results["idle"] = [idle_phase(args, code) for code in codes]
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
     return 0

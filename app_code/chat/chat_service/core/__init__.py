@@ -7,6 +7,7 @@ Layers, lowest first (each module imports only those above it in this list):
 * `ports`: the protocols the core needs from the outside (a client `Peer`, the `Bus` between
   instances, the `Store`, the token `Verifier`, a way to run blocking calls, timers);
 * `persister`: batched writes handed back in submission order;
+* `member`: the session states, and what the hub needs of a session (its one reference upwards);
 * `project`: what an instance keeps per project, and `membership`, who is in which project;
 * `hub`: the instance's projects, sends, fan-out, duplicate dropping and catch-up after gaps;
 * `session`: one client's state machine (authenticating, open, closing) and its requests.
