@@ -19,7 +19,14 @@ Phases (each can be skipped):
 The load generator runs in separate processes (default 2) and competes for the same cores as the
 servers and Redis; its CPU is reported too. Every figure on a shared 2-core machine is noisy.
 
+Comparing two versions of the service (`--code DIR`, once per checkout, e.g. one from
+`git worktree add /tmp/chat-old <commit>`): the fan-out and persistence phases run for each
+checkout in turn, `--rounds` times, alternating, and the server CPU per delivery and per send is
+summarized as each checkout's median and its ratio to the first checkout's. Alternating keeps the
+other tenants' load on a shared machine from favouring one side.
+
 Usage: .venv/bin/python bench/chat_bench.py [--quick] [--rates 1000,2000,3000] [--compare-layers]
+       .venv/bin/python bench/chat_bench.py --quick --skip-idle --code /tmp/chat-old --code . --rounds 3
 """
 
 from __future__ import annotations
@@ -245,7 +252,7 @@ def client_process(
 
 def _mini_picows(port: int, use_aiofastnet: bool) -> None:
     import orjson
-    from chat_service.protocol import text_frame
+    from chat_service.core.protocol import text_frame
 
     groups: dict[str, list[picows.WSTransport]] = {}
 
@@ -387,6 +394,8 @@ class Stack:
     """Redis, the stand-in identity provider, optionally moto, and two chat instances."""
 
     persist: bool
+    # The checkout whose app_code/ the chat instances run.
+    code: Path = ROOT
     extra_env: dict[str, str] = field(default_factory=dict)
     services: list[Service] = field(default_factory=list)
 
@@ -407,7 +416,7 @@ class Stack:
             "AUTH_JWKS_URL": jwks.url,
             "AUTH_AUDIENCE": self.issuer.audience,
             "LOG_LEVEL": "WARNING",
-            "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("app_code/chat", "app_code/common")),
+            "PYTHONPATH": os.pathsep.join(str(self.code / p) for p in ("app_code/chat", "app_code/common")),
             "CHAT_PERSIST": "true" if self.persist else "false",
             **self.extra_env,
         }
@@ -574,9 +583,11 @@ def summarize(results: list[dict[str, Any]], duration: float, group: int) -> dic
     }
 
 
-def fan_out_phase(args: argparse.Namespace, persist: bool, rates: list[float]) -> list[dict[str, Any]]:
+def fan_out_phase(
+    args: argparse.Namespace, persist: bool, rates: list[float], code: Path = ROOT
+) -> list[dict[str, Any]]:
     rows = []
-    with Stack(persist=persist) as stack:
+    with Stack(persist=persist, code=code) as stack:
         tokens = mint_tokens(stack.issuer, args.connections, args.group, args.connections)
         load = Load(stack.urls, plan(args.connections, args.group, 2, tokens), args.clients)
         try:
@@ -609,6 +620,7 @@ def fan_out_phase(args: argparse.Namespace, persist: bool, rates: list[float]) -
                         c1["persisted"] - c0["persisted"] for c0, c1 in zip(counters0, counters1, strict=True)
                     )
                     row["items_per_batch"] = persisted / batches
+                row["code"] = str(code)
                 rows.append(row)
                 print_row("persist" if persist else "fan-out", row)
         finally:
@@ -616,8 +628,8 @@ def fan_out_phase(args: argparse.Namespace, persist: bool, rates: list[float]) -
     return rows
 
 
-def idle_phase(args: argparse.Namespace) -> dict[str, Any]:
-    with Stack(persist=False) as stack:
+def idle_phase(args: argparse.Namespace, code: Path = ROOT) -> dict[str, Any]:
+    with Stack(persist=False, code=code) as stack:
         # One token per connection, as in real use (each browser tab holds its own session token).
         tokens = mint_tokens(stack.issuer, args.idle_connections, args.group, args.idle_connections)
         # Warm up code paths and allocator pools first, so the baseline is not a cold process.
@@ -638,9 +650,10 @@ def idle_phase(args: argparse.Namespace) -> dict[str, Any]:
         "rss_before_mb": {k: v / 2**20 for k, v in before.items()},
         "rss_after_mb": {k: v / 2**20 for k, v in after.items()},
         "bytes_per_connection": grown / max(connections, 1),
+        "code": str(code),
     }
     print(
-        f"idle: {connections} connections, RSS {sum(before.values()) / 2**20:.1f} -> "
+        f"idle ({code}): {connections} connections, RSS {sum(before.values()) / 2**20:.1f} -> "
         f"{sum(after.values()) / 2**20:.1f} MiB (two instances): "
         f"{result['bytes_per_connection'] / 1024:.2f} KiB per idle connection"
     )
@@ -714,6 +727,31 @@ def print_row(phase: str, row: dict[str, Any]) -> None:
     )
 
 
+def compare(results: dict[str, Any], codes: list[Path]) -> list[dict[str, Any]]:
+    """Each checkout's median server CPU per delivery (fan-out) and per send (persistence) at each
+    rate, and its ratio to the first checkout's."""
+    import statistics
+
+    summary = []
+    for phase, metric in (("fan_out", "server_us_per_delivery"), ("persist", "server_us_per_send")):
+        for rate in sorted({row["rate"] for row in results[phase]}):
+            medians = [
+                statistics.median(
+                    row[metric] for row in results[phase] if row["rate"] == rate and row["code"] == str(code)
+                )
+                for code in codes
+            ]
+            for code, median in zip(codes, medians, strict=True):
+                entry = {"phase": phase, "rate": rate, "code": str(code), metric: median}
+                entry["ratio"] = median / medians[0]
+                summary.append(entry)
+                print(
+                    f"{phase} rate {rate:6.0f}/s {code}: median {median:.1f} {metric.split('_', 1)[1]} "
+                    f"(x{entry['ratio']:.3f} of the first)"
+                )
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -735,6 +773,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-idle", action="store_true")
     parser.add_argument("--compare-layers", action="store_true")
     parser.add_argument("--layer-rates", default="1000,2000,3000")
+    parser.add_argument(
+        "--code",
+        type=Path,
+        action="append",
+        default=[],
+        help="a checkout whose app_code/ the chat instances run (default: this one); give it once per "
+        "version to compare them",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each --code, alternating")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if args.quick:
@@ -745,13 +792,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{os.cpu_count()} CPUs; load generator: {args.clients} processes on the same machine")
     if args.compare_layers:
         results["layers"] = layers_phase(args, [float(r) for r in args.layer_rates.split(",")])
-    if not args.skip_fanout:
-        results["fan_out"] = fan_out_phase(args, persist=False, rates=rates)
-    if not args.skip_persist:
-        persist_rates = [float(r) for r in args.persist_rates.split(",") if r]
-        results["persist"] = fan_out_phase(args, persist=True, rates=persist_rates)
+    codes = [code.resolve() for code in args.code] or [ROOT]
+    persist_rates = [float(r) for r in args.persist_rates.split(",") if r]
+    results["fan_out"], results["persist"] = [], []
+    for round_ in range(args.rounds):
+        for code in codes:
+            if (len(codes) > 1 or args.rounds > 1) and not (args.skip_fanout and args.skip_persist):
+                print(f"round {round_ + 1}/{args.rounds}: {code}")
+            if not args.skip_fanout:
+                results["fan_out"] += fan_out_phase(args, persist=False, rates=rates, code=code)
+            if not args.skip_persist:
+                results["persist"] += fan_out_phase(args, persist=True, rates=persist_rates, code=code)
+    if (len(codes) > 1 or args.rounds > 1) and not (args.skip_fanout and args.skip_persist):
+        results["comparison"] = compare(results, codes)
     if not args.skip_idle:
-        results["idle"] = idle_phase(args)
+        results["idle"] = [idle_phase(args, code) for code in codes]
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
     return 0

@@ -21,7 +21,7 @@ RATE_RULE = "rate-limit-per-ip"
 # aws-waf-logs-".
 LOG_GROUP_PREFIX = "aws-waf-logs-"
 # Where clients put their Clerk token: the Authorization header, the WebSocket subprotocol offer, or
-# the query string (the chat upgrade reads all three, app_code/chat/chat_service/upgrade.py). The
+# the query string (the chat upgrade reads all three, app_code/chat/chat_service/adapters/upgrade.py). The
 # logs keep none of them.
 REDACTED_HEADERS = ("authorization", "sec-websocket-protocol")
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from chat_service import protocol as proto
+from chat_service.core import protocol as proto
 from websockets.exceptions import ConnectionClosed
 
 from devstack.identity import Issuer

@@ -9,7 +9,7 @@ import math
 import time
 
 import websockets
-from chat_service.connection import TOKEN_LEEWAY_SECONDS
+from chat_service.core.session import TOKEN_LEEWAY_SECONDS
 
 from devstack.identity import Issuer
 from tests.services.chat.chat_client import ChatClient, run

@@ -9,8 +9,9 @@ from typing import Any
 import orjson
 import pytest
 from chat_service import READINESS_PATH
-from chat_service.keys import KeyClock, origin_of
-from chat_service.store import DynamoMessageStore, StoredMessage
+from chat_service.adapters.dynamo_store import DynamoMessageStore
+from chat_service.core.keys import KeyClock, origin_of
+from chat_service.core.messages import StoredMessage
 from redis import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus

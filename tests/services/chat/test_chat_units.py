@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
 import pytest
-from chat_service import protocol as proto
-from chat_service.bus import pack_publish
-from chat_service.keys import (
+from chat_service.adapters.redis_bus import pack_publish
+from chat_service.adapters.threads import Threads
+from chat_service.core import protocol as proto
+from chat_service.core.keys import (
     KEY_LENGTH,
     KeyClock,
     _base32,
@@ -22,9 +22,9 @@ from chat_service.keys import (
     new_instance_id,
     origin_of,
 )
+from chat_service.core.persister import OrderedPersister
 from chat_service.schema import PARTITION_KEY, SORT_KEY, TABLE, create_table_kwargs
 from chat_service.settings import Settings, SettingsError
-from chat_service.store import OrderedPersister
 
 REPO = Path(__file__).resolve().parents[3]
 BASE_ENV = {
@@ -250,15 +250,16 @@ def test_persister_hands_batches_back_in_submission_order() -> None:
 
     async def scenario() -> list[int]:
         done: list[int] = []
-        with ThreadPoolExecutor(4) as pool:
-            persister: OrderedPersister[int] = OrderedPersister(
-                write, lambda items, err: done.extend(items), pool, max_in_flight=4
-            )
-            for i in range(30):  # two batches: 25 + 5
-                persister.submit(i)
-                if i == 24:
-                    await asyncio.sleep(0.05)
-            await asyncio.wait_for(persister.drain(), 5)
+        pool = Threads(4, "test-write")
+        persister: OrderedPersister[int] = OrderedPersister(
+            write, lambda items, err: done.extend(items), pool, max_in_flight=4
+        )
+        for i in range(30):  # two batches: 25 + 5
+            persister.submit(i)
+            if i == 24:
+                await asyncio.sleep(0.05)
+        await asyncio.wait_for(persister.drain(), 5)
+        pool.shutdown()
         return done
 
     done = asyncio.run(scenario())
@@ -273,14 +274,15 @@ def test_persister_reports_failures_and_keeps_going() -> None:
 
     async def scenario() -> list[tuple[list[int], str | None]]:
         results: list[tuple[list[int], str | None]] = []
-        with ThreadPoolExecutor(2) as pool:
-            persister: OrderedPersister[int] = OrderedPersister(
-                write, lambda items, err: results.append((items, str(err) if err else None)), pool, 2
-            )
-            persister.submit(3)
-            await asyncio.wait_for(persister.drain(), 5)
-            persister.submit(4)
-            await asyncio.wait_for(persister.drain(), 5)
+        pool = Threads(2, "test-write")
+        persister: OrderedPersister[int] = OrderedPersister(
+            write, lambda items, err: results.append((items, str(err) if err else None)), pool, 2
+        )
+        persister.submit(3)
+        await asyncio.wait_for(persister.drain(), 5)
+        persister.submit(4)
+        await asyncio.wait_for(persister.drain(), 5)
+        pool.shutdown()
         return results
 
     assert asyncio.run(scenario()) == [([3], "throttled"), ([4], None)]
@@ -289,12 +291,13 @@ def test_persister_reports_failures_and_keeps_going() -> None:
 def test_persister_without_storage_hands_back_at_once() -> None:
     async def scenario() -> list[int]:
         done: list[int] = []
-        with ThreadPoolExecutor(1) as pool:
-            persister: OrderedPersister[int] = OrderedPersister(
-                None, lambda items, err: done.extend(items), pool, 1
-            )
-            persister.submit(1)
-            persister.submit(2)
+        pool = Threads(1, "test-write")
+        persister: OrderedPersister[int] = OrderedPersister(
+            None, lambda items, err: done.extend(items), pool, 1
+        )
+        persister.submit(1)
+        persister.submit(2)
+        pool.shutdown()
         return done
 
     assert asyncio.run(scenario()) == [1, 2]

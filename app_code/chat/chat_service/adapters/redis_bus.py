@@ -30,7 +30,9 @@ from typing import Any
 from redis.asyncio.connection import Connection, SSLConnection
 from redis.exceptions import RedisError
 
-from chat_service.keys import INSTANCE_CHARS, KEY_LENGTH
+from chat_service.core.hub import BEAT_SECONDS
+from chat_service.core.keys import INSTANCE_CHARS, KEY_LENGTH
+from chat_service.core.ports import BusReceiver
 from chat_service.settings import RedisSettings
 
 log = logging.getLogger(__name__)
@@ -48,16 +50,14 @@ OUTBOX_MAX_AGE_SECONDS = 60.0
 
 # The event of a gap notice: "my messages for this channel from this key on were dropped unsent".
 GAP_EVENT = b"!gap"
-# Every instance says it is alive on the control channel this often; one that falls silent may have
-# died between storing messages and publishing them, which the others then fetch from the store.
-BEAT_SECONDS = 2.0
+# Every instance says it is alive on the control channel each BEAT_SECONDS (the hub's); one that falls
+# silent may have died between storing messages and publishing them, which the others then fetch
+# from the store.
 BEAT_PREFIX = b"beat|"
 
-OnMessage = Callable[[str, str, bytes], None]
-# (projects, their subscriptions confirmed, the last moment the lost subscription was receiving)
-OnResubscribed = Callable[[list[str], "asyncio.Future[list[None]]", int | None], None]
-OnGap = Callable[[str, str], None]
-OnPeer = Callable[[str], None]
+
+def _ignore(*_: object) -> None:
+    return None
 
 
 def channel(project: str) -> bytes:
@@ -88,22 +88,18 @@ class Backoff:
 
 
 class RedisBus:
-    def __init__(
-        self,
-        settings: RedisSettings,
-        instance_id: str,
-        on_message: OnMessage,
-        on_resubscribed: OnResubscribed,
-        on_gap: OnGap,
-        on_peer: OnPeer | None = None,
-    ) -> None:
+    """The core's `Bus` on Redis; `start(receiver)` connects it and hands what arrives to `receiver`."""
+
+    def __init__(self, settings: RedisSettings, instance_id: str) -> None:
         self._settings = settings
         self._origin_id = instance_id
         self._origin = instance_id.encode()
-        self._on_message = on_message
-        self._on_resubscribed = on_resubscribed
-        self._on_gap = on_gap
-        self._on_peer = on_peer  # Channel -> the first key dropped from the outbox unsent, announced when publishing works.
+        # Set by `start`: the receiver's methods, bound once (every message from Redis calls one).
+        self._on_message: Callable[[str, str, bytes], None] = _ignore
+        self._on_resubscribed: Callable[[list[str], asyncio.Future[list[None]], int | None], None] = _ignore
+        self._on_gap: Callable[[str, str], None] = _ignore
+        self._on_peer: Callable[[str], None] = _ignore
+        # Channel -> the first key dropped from the outbox unsent, announced when publishing works.
         self._dropped_from: dict[bytes, str] = {}
         # Wall-clock ms of the subscriber's last read: the last moment it was known to be receiving.
         self._heard_ms: int | None = None
@@ -148,7 +144,11 @@ class RedisBus:
             return SSLConnection(ssl_cert_reqs="required", **kwargs)
         return Connection(**kwargs)
 
-    def start(self) -> None:
+    def start(self, receiver: BusReceiver) -> None:
+        self._on_message = receiver.message
+        self._on_resubscribed = receiver.resubscribed
+        self._on_gap = receiver.gap_announced
+        self._on_peer = receiver.peer_alive
         self._tasks = [
             asyncio.create_task(self._subscriber()),
             asyncio.create_task(self._publisher()),
@@ -302,7 +302,7 @@ class RedisBus:
             kind = response[0]
             if kind == b"message" and response[1] == CONTROL_CHANNEL:
                 beat: bytes = response[2]
-                if beat.startswith(BEAT_PREFIX) and self._on_peer is not None:
+                if beat.startswith(BEAT_PREFIX):
                     peer = beat[len(BEAT_PREFIX) :]
                     if peer != origin:
                         self._on_peer(peer.decode())

@@ -1,7 +1,7 @@
 """The JSON protocol spoken over the WebSocket (documented in app_code/chat/README.md).
 
 Client frames are parsed into small request objects here; anything malformed raises
-`ProtocolError`, which the connection turns into an `error` message (never a crash, never a close).
+`ProtocolError`, which the session turns into an `error` message (never a crash, never a close).
 Server events are encoded with orjson; a broadcast is encoded and framed once per instance.
 """
 
@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import orjson
 
-from chat_service.keys import is_key
+from chat_service.core.keys import is_key
 
 #: Close codes (1xxx from RFC 6455, 4xxx ours; the reason text says more).
 CLOSE_GOING_AWAY: Final = 1001

@@ -1,101 +1,44 @@
-"""Message persistence: DynamoDB through boto3 in a thread pool, and the ordered batcher in front of it.
+"""The message store on DynamoDB (boto3, blocking; the core runs its calls on threads), and `NoStore`.
 
-boto3 is blocking, so every call runs on a small dedicated thread pool. Sends are batched into
-BatchWriteItem calls (up to 25 items) that run concurrently, but `OrderedPersister` hands finished
-batches back strictly in submission order. Keys are assigned in submission order, so the instance
-publishes each project's messages in key order no matter which write finished first.
+Items are in the shape of `chat_service.schema`: a message is `project_id` / `message_key` with
+`user_id`, `text` and `ts`; a send with a client id also writes its claim in the same transaction.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Executor
-from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Final
 
+from chat_service.core.messages import PartialWriteError, StoredMessage, WriteResult
 from chat_service.schema import CLAIM_PARTITION_PREFIX, CLAIM_TTL_SECONDS, PARTITION_KEY, SORT_KEY, TABLE
 
 log = logging.getLogger(__name__)
 
-BATCH_LIMIT = 25  # BatchWriteItem's maximum
-UNPROCESSED_RETRIES = 6
-CONFLICT_RETRIES = 4
+UNPROCESSED_RETRIES: Final = 6
+CONFLICT_RETRIES: Final = 4
 TTL_ATTRIBUTE: str = TABLE["TimeToLiveAttribute"]
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    project: str
-    key: str
-    user: str
-    text: str
-    ts: int
-    # The sender's id for the message (protocol `client_id`); not part of the event or the item.
-    client_id: str | None = None
-
-    def event(self) -> dict[str, Any]:
-        return {
-            "type": "message",
-            "project": self.project,
-            "id": self.key,
-            "user": self.user,
-            "text": self.text,
-            "ts": self.ts,
-        }
-
-    def item(self) -> dict[str, Any]:
-        return {
-            PARTITION_KEY: {"S": self.project},
-            SORT_KEY: {"S": self.key},
-            "user_id": {"S": self.user},
-            "text": {"S": self.text},
-            "ts": {"N": str(self.ts)},
-        }
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> StoredMessage:
-        return cls(
-            project=item[PARTITION_KEY]["S"],
-            key=item[SORT_KEY]["S"],
-            user=item["user_id"]["S"],
-            text=item["text"]["S"],
-            ts=int(item["ts"]["N"]),
-        )
+def item(message: StoredMessage) -> dict[str, Any]:
+    """`message` as a table item."""
+    return {
+        PARTITION_KEY: {"S": message.project},
+        SORT_KEY: {"S": message.key},
+        "user_id": {"S": message.user},
+        "text": {"S": message.text},
+        "ts": {"N": str(message.ts)},
+    }
 
 
-class PartialWriteError(RuntimeError):
-    """Some messages of a batch were stored and these (by key) were not: only their senders fail."""
-
-    def __init__(self, unwritten: set[str]) -> None:
-        super().__init__(f"DynamoDB left {len(unwritten)} messages unprocessed")
-        self.unwritten = unwritten
-
-
-@dataclass(slots=True)
-class WriteResult:
-    # Key -> the message stored under the same client id before (this one was not stored).
-    earlier: dict[str, StoredMessage] = field(default_factory=dict)
-    # Keys of messages that were not stored (their senders are told to send again).
-    unwritten: set[str] = field(default_factory=set)
-
-
-class MessageStore(Protocol):
-    """Blocking calls; the service runs them on its thread pool."""
-
-    def write(self, messages: list[StoredMessage]) -> WriteResult:
-        """Store the messages, each on its own account: the result says which were not stored and
-        which carried a client id the sender used before (not stored again: mapped to the message
-        stored then). Raises only when nothing can be said about any of them."""
-
-    def page(
-        self, project: str, *, before: str | None, after: str | None, limit: int, consistent: bool = False
-    ) -> tuple[list[StoredMessage], bool]:
-        """Up to `limit` messages and whether there are more: newest first, or oldest first with
-        `after`; `consistent` reads every write acknowledged before the query (catch-ups need it)."""
+def from_item(data: dict[str, Any]) -> StoredMessage:
+    return StoredMessage(
+        project=data[PARTITION_KEY]["S"],
+        key=data[SORT_KEY]["S"],
+        user=data["user_id"]["S"],
+        text=data["text"]["S"],
+        ts=int(data["ts"]["N"]),
+    )
 
 
 class DynamoMessageStore:
@@ -161,7 +104,7 @@ class DynamoMessageStore:
             TTL_ATTRIBUTE: {"N": str(int(time.time()) + CLAIM_TTL_SECONDS)},
         }
         items = [
-            {"Put": {"TableName": self._table, "Item": message.item()}},
+            {"Put": {"TableName": self._table, "Item": item(message)}},
             {
                 "Put": {
                     "TableName": self._table,
@@ -215,7 +158,7 @@ class DynamoMessageStore:
         return dict(item)
 
     def _write_batch(self, messages: list[StoredMessage]) -> None:
-        requests = [{"PutRequest": {"Item": m.item()}} for m in messages]
+        requests = [{"PutRequest": {"Item": item(m)}} for m in messages]
         delay = 0.02
         for attempt in range(UNPROCESSED_RETRIES + 1):
             response = self._client.batch_write_item(RequestItems={self._table: requests})
@@ -249,7 +192,7 @@ class DynamoMessageStore:
             # that missed one would never deliver it ("Read consistency", DynamoDB Developer Guide).
             ConsistentRead=consistent,
         )
-        items = [StoredMessage.from_item(item) for item in response.get("Items", [])]
+        items = [from_item(data) for data in response.get("Items", [])]
         return items[:limit], len(items) > limit
 
 
@@ -263,96 +206,3 @@ class NoStore:
         self, project: str, *, before: str | None, after: str | None, limit: int, consistent: bool = False
     ) -> tuple[list[StoredMessage], bool]:
         return [], False
-
-
-T = TypeVar("T")
-
-
-class _Batch(Generic[T]):
-    __slots__ = ("error", "finished", "items")
-
-    def __init__(self, items: list[T]) -> None:
-        self.items = items
-        self.finished = False
-        self.error: BaseException | None = None
-
-
-class OrderedPersister(Generic[T]):
-    """Writes submitted items in concurrent batches; `on_done` sees them in submission order.
-
-    With `write=None` nothing is written and `on_done` runs at once, inside `submit`.
-    """
-
-    def __init__(
-        self,
-        write: Callable[[list[T]], None] | None,
-        on_done: Callable[[list[T], BaseException | None], None],
-        executor: Executor,
-        max_in_flight: int,
-    ) -> None:
-        self._write = write
-        self._on_done = on_done
-        self._executor = executor
-        self._max_in_flight = max_in_flight
-        self._queue: list[T] = []
-        self._in_flight: deque[_Batch[T]] = deque()
-        self._running = 0
-        self._flush_scheduled = False
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.batches = 0
-        self.items = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    @property
-    def pending(self) -> int:
-        return len(self._queue) + sum(len(b.items) for b in self._in_flight)
-
-    def submit(self, item: T) -> None:
-        if self._write is None:
-            self._on_done([item], None)
-            return
-        self._queue.append(item)
-        self._idle.clear()
-        # Everything submitted during one pass of the event loop goes out together.
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        while self._queue and self._running < self._max_in_flight:
-            batch = _Batch(self._queue[:BATCH_LIMIT])
-            del self._queue[:BATCH_LIMIT]
-            self.batches += 1
-            self.items += len(batch.items)
-            self._in_flight.append(batch)
-            self._running += 1
-            task = asyncio.create_task(self._run(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, batch: _Batch[T]) -> None:
-        assert self._write is not None
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._executor, self._write, batch.items)
-        except Exception as err:
-            log.warning("persisting %d messages failed: %s", len(batch.items), err)
-            batch.error = err
-        batch.finished = True
-        self._running -= 1
-        while self._in_flight and self._in_flight[0].finished:
-            done = self._in_flight.popleft()
-            try:
-                self._on_done(done.items, done.error)
-            except Exception:
-                log.exception("handling persisted messages failed")
-        if self._queue:
-            self._flush()
-        elif not self._in_flight:
-            self._idle.set()
-
-    async def drain(self) -> None:
-        """Wait until everything submitted is written and handed back."""
-        await self._idle.wait()
