@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.import_graph import cycles, discover, graph
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = ROOT / "components"
 CONCERNS = ("network", "platform", "mailing", "files", "chat", "frontend")
@@ -33,83 +35,10 @@ def module_name(path: Path, root: Path = ROOT) -> str:
     return ".".join(parts)
 
 
-def imports_of(source: str, module: str, is_package: bool) -> set[str]:
-    """Every module named by an import statement anywhere in `source` (absolute, relative resolved);
-    `from a import b` names `a.b` as well as `a`, since `b` may be a module (the caller keeps what exists)."""
-    found: set[str] = set()
-    package = module if is_package else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base_parts = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-                base = ".".join([*base_parts, *([node.module] if node.module else [])])
-            else:
-                base = node.module or ""
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)
-    return found
-
-
 def import_graph(root: Path = ROOT, package: str = "components") -> Graph:
-    """Module -> the modules of `package` it imports."""
-    paths = sorted((root / package.replace(".", "/")).rglob("*.py"))
-    modules = {module_name(path, root): path for path in paths}
-    graph: Graph = {}
-    for name, path in modules.items():
-        named = imports_of(path.read_text(), name, path.name == "__init__.py")
-        graph[name] = {target for target in named if target in modules and target != package}
-    return graph
-
-
-def cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
-    """Strongly connected components of more than one module, and modules importing themselves
-    (Tarjan's algorithm, iterative so a deep graph cannot hit the recursion limit)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    found: list[list[str]] = []
-    counter = 0
-    for start in sorted(graph):
-        if start in index:
-            continue
-        work: list[tuple[str, Iterable[str]]] = [(start, iter(sorted(graph.get(start, ()))))]
-        index[start] = low[start] = counter
-        counter += 1
-        stack.append(start)
-        on_stack.add(start)
-        while work:
-            node, successors = work[-1]
-            advanced = False
-            for successor in successors:
-                if successor not in index:
-                    index[successor] = low[successor] = counter
-                    counter += 1
-                    stack.append(successor)
-                    on_stack.add(successor)
-                    work.append((successor, iter(sorted(graph.get(successor, ())))))
-                    advanced = True
-                    break
-                if successor in on_stack:
-                    low[node] = min(low[node], index[successor])
-            if advanced:
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[node])
-            if low[node] == index[node]:
-                component: list[str] = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == node:
-                        break
-                if len(component) > 1 or node in graph.get(node, ()):
-                    found.append(sorted(component))
-    return found
+    """Module -> the modules of `package` it imports (tests/import_graph.py reads them)."""
+    edges = graph(discover({package: root / package}))
+    return {module: set(targets) - {package} for module, targets in edges.items()}
 
 
 def layer_of(module: str) -> str:

@@ -4,9 +4,10 @@ adapters imported only by the entry point."""
 
 from __future__ import annotations
 
-import ast
 import sys
 from pathlib import Path
+
+from tests.import_graph import cycles, discover, external_imports, graph, within
 
 REPO = Path(__file__).resolve().parents[3]
 ROOT = REPO / "app_code" / "chat"
@@ -36,105 +37,42 @@ CORE_FORBIDDEN = (
 )
 
 
-def _modules() -> dict[str, Path]:
-    found = {}
-    for path in sorted((ROOT / PACKAGE).rglob("*.py")):
-        parts = list(path.relative_to(ROOT).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        found[".".join(parts)] = path
-    return found
-
-
-def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """Every module `name` imports, wherever the import statement is (absolute names; a `from
-    package import name` counts as an import of the submodule when there is one)."""
-    is_package = path.name == "__init__.py"
-    imported: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = name.split(".") if is_package else name.split(".")[:-1]
-                base = base[: len(base) - node.level + 1]
-                source = ".".join(base + ([node.module] if node.module else []))
-            else:
-                assert node.module is not None
-                source = node.module
-            for alias in node.names:
-                candidate = f"{source}.{alias.name}"
-                imported.add(candidate if candidate in modules else source)
-    return imported
+MODULES = discover({PACKAGE: ROOT / PACKAGE})
 
 
 def _graph() -> dict[str, set[str]]:
-    modules = _modules()
-    return {name: _imports(name, path, modules) for name, path in modules.items()}
-
-
-def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components of more than one module, or with an edge to themselves
-    (Tarjan's algorithm)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for target in graph[node]:
-            if target not in graph:
-                continue  # outside the package
-            if target not in index:
-                visit(target)
-                low[node] = min(low[node], low[target])
-            elif target in on_stack:
-                low[node] = min(low[node], index[target])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                member = stack.pop()
-                on_stack.discard(member)
-                component.append(member)
-                if member == node:
-                    break
-            if len(component) > 1 or node in graph[node]:
-                found.append(sorted(component))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return found
+    """Module -> what it imports: the chat service's modules (tests/import_graph.py resolves them)
+    and, by top-level name, everything else (the standard library, third parties, motion_common)."""
+    internal = graph(MODULES)
+    return {
+        name: set(internal[name]) | set(external_imports(module, MODULES)) for name, module in MODULES.items()
+    }
 
 
 def _within(name: str, prefix: str) -> bool:
-    return name == prefix or name.startswith(prefix + ".")
+    return within(name, (prefix,))
 
 
 def test_the_checker_finds_cycles_including_type_checking_ones(tmp_path: Path) -> None:
-    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    assert _cycles({"a": {"a"}}) == [["a"]]
-    assert _cycles({"a": {"b", "os"}, "b": set()}) == []
-    module = tmp_path / "m.py"
-    module.write_text(
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from chat_service.core import hub\n"
-        "def f():\n    import chat_service.core.session\n"
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"a"}}) == [["a"]]
+    assert cycles({"a": {"b", "os"}, "b": set()}) == []
+    package = tmp_path / "chat_service"
+    (package / "core").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "core" / "__init__.py").write_text("")
+    (package / "core" / "hub.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from chat_service.core import session\n"
     )
-    modules = {"chat_service.core.hub": module, "chat_service.core.session": module}
-    assert _imports("chat_service.x", module, modules) >= {
-        "chat_service.core.hub",
-        "chat_service.core.session",
-    }
+    (package / "core" / "session.py").write_text("def f():\n    import chat_service.core.hub\n")
+    planted = graph(discover({"chat_service": package}))
+    assert cycles(planted) == [["chat_service.core.hub", "chat_service.core.session"]]
 
 
 def test_there_are_no_import_cycles_in_the_chat_service() -> None:
     graph = _graph()
     assert {"chat_service.core.hub", "chat_service.core.session", "chat_service.app"} <= set(graph)
-    assert _cycles(graph) == []
+    assert cycles(graph) == []
 
 
 def test_the_core_does_no_io_and_imports_nothing_above_it() -> None:
