@@ -52,9 +52,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-for _path in (ROOT, ROOT / "app_code" / "chat", ROOT / "app_code" / "common"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+sys.path.insert(0, str(ROOT))
+from components.app_code import SERVICE_ROOTS, pythonpath  # noqa: E402
+
+sys.path[1:1] = [str(p) for p in SERVICE_ROOTS["chat"]]
 
 import picows  # noqa: E402
 import uvloop  # noqa: E402
@@ -416,7 +417,7 @@ class Stack:
             "AUTH_JWKS_URL": jwks.url,
             "AUTH_AUDIENCE": self.issuer.audience,
             "LOG_LEVEL": "WARNING",
-            "PYTHONPATH": os.pathsep.join(str(self.code / p) for p in ("app_code/chat", "app_code/common")),
+            "PYTHONPATH": pythonpath("chat", self.code / "app_code"),
             "CHAT_PERSIST": "true" if self.persist else "false",
             **self.extra_env,
         }
@@ -673,7 +674,7 @@ def layers_phase(args: argparse.Namespace, rates: list[float]) -> dict[str, list
         port = free_port()
         env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("app_code/chat", "app_code/common")),
+            "PYTHONPATH": pythonpath("chat"),
         }
         service = start_process(
             name, [sys.executable, __file__, "_mini", layer, str(port), fast], env, port, ready_path=None

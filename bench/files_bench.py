@@ -33,7 +33,10 @@ import asyncpg
 import boto3
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "app_code" / "files"), str(REPO / "app_code" / "common")]
+sys.path.insert(0, str(REPO))
+from components.app_code import SERVICE_ROOTS, pythonpath  # noqa: E402
+
+sys.path[1:1] = [str(p) for p in SERVICE_ROOTS["files"]]
 
 from devstack.identity import Issuer, JwksServer  # noqa: E402
 from devstack.servers import LOCALHOST, MotoServer, PostgresServer, free_port, wait_until  # noqa: E402
@@ -214,9 +217,7 @@ def main() -> int:
             env = {
                 **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
                 **moto_env,
-                "PYTHONPATH": os.pathsep.join(
-                    [str(REPO / "app_code" / "files"), str(REPO / "app_code" / "common")]
-                ),
+                "PYTHONPATH": pythonpath("files"),
                 "PORT": str(port),
                 "HOST": LOCALHOST,
                 "FILES_ROLE": "download",

@@ -37,10 +37,11 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-MAILER = REPO / "app_code" / "mailer"
-sys.path[:0] = [str(REPO), str(MAILER)]
+sys.path.insert(0, str(REPO))
+from components.app_code import LOCK, MAILER_ROOT, SERVICE_ROOTS, mailer_files  # noqa: E402
 
-from components.app_code import LOCK, mailer_files  # noqa: E402
+MAILER = MAILER_ROOT
+sys.path[1:1] = [str(p) for p in SERVICE_ROOTS["mailer"]]
 from components.aws.interpreters import find_python  # noqa: E402
 from components.aws.lambda_archive import RUNTIME, build_zip, source_code_hash  # noqa: E402
 from components.aws.lambda_layer import build_layer  # noqa: E402

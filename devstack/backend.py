@@ -29,6 +29,7 @@ from typing import Any
 
 import boto3
 
+from components.app_code import development_pythonpath, pythonpath
 from components.chat import chat_environment
 from components.config.model import (
     FILES_MAX_PENDING_UPLOADS_PER_USER,
@@ -37,7 +38,7 @@ from components.config.model import (
     MAIL_MAX_RECIPIENTS,
     StackConfig,
 )
-from components.facts import APP_CODE, CHAT, FILES
+from components.facts import CHAT, FILES
 from components.mailing.cors import MailApiCors, mail_api_cors
 from devstack.apigw import WEBHOOK_ROUTE, cors_argument
 from devstack.credentials import CredentialsEndpoint
@@ -409,7 +410,7 @@ class Backend:
                 "DATABASE_PASSWORD": postgres.password,
                 "DATABASE_SSLMODE": "verify-full",
                 "DATABASE_SSLROOTCERT": str(postgres.tls.ca_file),
-                "PYTHONPATH": os.pathsep.join([str(APP_CODE / "common"), str(APP_CODE / "files")]),
+                "PYTHONPATH": pythonpath("files"),
             }
         )
         done = subprocess.run(
@@ -511,15 +512,7 @@ class Backend:
             # in the environment).
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
                 env.pop(key, None)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [
-                str(REPO),
-                str(APP_CODE / "common"),
-                str(APP_CODE / "files"),
-                str(APP_CODE / "chat"),
-                str(APP_CODE / "mailer"),
-            ]
-        )
+        env["PYTHONPATH"] = development_pythonpath()
         env["PYTHONUNBUFFERED"] = "1"
         # The services bind 0.0.0.0 by default, right in a task (awsvpc gives it its own interface,
         # reachable only through its security group) and wrong here, where that would open them to

@@ -13,13 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 from files_service.routes import READINESS_PATH as FILES_HEALTH
-from harness import run_stack
 from motion_common.auth import TokenVerifier
 
 from devstack import smoke
 from devstack.backend import REPO, SERVICE_PORTS, Backend, BackendError, State, free_port_base
 from devstack.servers import LOCALHOST, port_is_free
 from tests.browser_cors import cors_check, preflight_grants, preflight_request
+from tests.infra.harness import run_stack
 
 
 def test_smoke_flows_pass_against_the_running_backend(backend: Backend) -> None:

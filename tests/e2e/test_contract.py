@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping
 
 import certifi
 import pytest
-from harness import StackRun, run_stack
 
 from devstack.backend import Backend
+from tests.infra.harness import StackRun, run_stack
 from tests.recording import Recording
 
 # Read by a service but deliberately not set by the cloud: optional knobs with defaults, and

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from harness import StackRun, run_stack
+
+from tests.infra.harness import StackRun, run_stack
 
 
 @pytest.fixture(params=["dev", "production"], scope="session")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from harness import RecordedResource, StackRun
+from tests.infra.harness import RecordedResource, StackRun
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 

@@ -7,12 +7,12 @@ import string
 from typing import Any
 
 import pytest
-from harness import RecordedResource, StackRun, run_program, run_stack, stack_config_values
 
 import components.chat as chat_module
 from components.facts import CHAT
 from components.platform.platform import ALB_IDLE_TIMEOUT_SECONDS
 from stacktools.mocked_program import RANDOM_PASSWORD, random_password_alphabet, random_password_classes
+from tests.infra.harness import RecordedResource, StackRun, run_program, run_stack, stack_config_values
 
 GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 SECRET_VERSION = "aws:secretsmanager/secretVersion:SecretVersion"

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import ROOT, ProgramFailed, run_with
 
 from components.config.keys import KEYS, REQUIRED
 from components.config.loader import ConfigError, load_config
 from stacktools.stack_files import engine_config, read_stack_file, stack_document
 from stacktools.stack_schema import StackConfigError
+from tests.infra.harness import ROOT, ProgramFailed, run_with
 
 
 def raw(stack: str) -> dict[str, str]:

@@ -6,12 +6,12 @@ import json
 import re
 
 import pytest
-from harness import RecordedResource, StackRun
 
 from components.app_code import APP_CODE
 from components.aws.container_image import image_user
 from components.facts import FILES
 from stacktools.mocked_program import ACCOUNT, computed_outputs
+from tests.infra.harness import RecordedResource, StackRun
 
 TD = "aws:ecs/taskDefinition:TaskDefinition"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import fnmatch
 import re
 
-from harness import RecordedResource, StackRun, arn
 from task_runner.core import RunRequest
 from task_runner.handler import MARGIN_SECONDS
 
@@ -15,6 +14,7 @@ from components.app_code import APP_CODE, TASK_RUNNER_ROOT, task_runner_files
 from components.aws.container_image import image_user
 from components.facts import FILES
 from stacktools.mocked_program import ACCOUNT, computed_outputs
+from tests.infra.harness import RecordedResource, StackRun, arn
 
 TD = "aws:ecs/taskDefinition:TaskDefinition"
 ROLE = "aws:iam/role:Role"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from harness import ProgramFailed, StackRun, run_program, run_with, stack_config_values
 
 from components.config.loader import ConfigError
+from tests.infra.harness import ProgramFailed, StackRun, run_program, run_with, stack_config_values
 
 VARIABLE = "vercel:index/projectEnvironmentVariable:ProjectEnvironmentVariable"
 

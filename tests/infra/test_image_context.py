@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import ROOT, StackRun
 
 from components import facts
 from components.app_code import APP_CODE
@@ -30,6 +29,7 @@ from components.aws.build_context import (
     read_ignore_file,
 )
 from components.aws.container_image import PLATFORMS, image_user
+from tests.infra.harness import ROOT, StackRun
 
 DOCKERFILES = {"files": "files/Dockerfile", "chat": "chat/Dockerfile"}
 ARM64 = [p.value for p in PLATFORMS]

@@ -13,10 +13,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from harness import RecordedResource, StackRun, arn
-
 from components.aws.kms import ROLE_ACTIONS, VIA_SERVICE_ACTIONS, VIA_SERVICE_NAMES
 from stacktools.mocked_program import ACCOUNT, computed_outputs
+from tests.infra.harness import RecordedResource, StackRun, arn
 
 KEY = "aws:kms/key:Key"
 DATA_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"

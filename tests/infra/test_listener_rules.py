@@ -23,7 +23,8 @@ from chat_service import READINESS_PATH as CHAT_HEALTH
 from chat_service import WS_PATH
 from files_service.routes import LIVENESS_PATH as FILES_LIVENESS
 from files_service.routes import READINESS_PATH as FILES_HEALTH
-from harness import RecordedResource, StackRun
+
+from tests.infra.harness import RecordedResource, StackRun
 
 RULE = "aws:lb/listenerRule:ListenerRule"
 LISTENER = "aws:lb/listener:Listener"

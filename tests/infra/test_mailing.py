@@ -6,7 +6,6 @@ import json
 import re
 
 import pulumi
-from harness import StackRun, arn
 
 from components.app_code import LOCK
 from components.aws.lambda_function import RUNTIME
@@ -14,6 +13,7 @@ from components.aws.lambda_layer import build_layer
 from components.facts import MAILER
 from components.mailing.mailing import WEBHOOK_RESERVED_CONCURRENCY
 from devstack.apigw import WEBHOOK_ROUTE
+from tests.infra.harness import StackRun, arn
 
 QUEUE = "aws:sqs/queue:Queue"
 FUNCTION = "aws:lambda/function:Function"

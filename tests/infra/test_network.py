@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 
-from harness import StackRun, run_with
+from tests.infra.harness import StackRun, run_with
 
 SUBNET = "aws:ec2/subnet:Subnet"
 

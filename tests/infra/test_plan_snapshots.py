@@ -6,9 +6,9 @@ from __future__ import annotations
 import difflib
 
 import pytest
-from harness import run_stack
 
 from stacktools.plan import REDACTED, REFRESH_COMMAND, STACKS, render, snapshot_path
+from tests.infra.harness import run_stack
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness import StackRun
+from tests.infra.harness import StackRun
 
 LISTENER = "aws:lb/listener:Listener"
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import ROOT, run_program
 
 from devstack.servers import DnsServer
 from stacktools import preflight
 from stacktools.stack_files import engine_config
+from tests.infra.harness import ROOT, run_program
 
 DOMAIN = "motionhq.net"  # not a reserved name; nothing here ever asks the internet about it
 

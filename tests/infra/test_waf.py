@@ -3,10 +3,9 @@ rule groups and a rate limit per IP, full logs to an `aws-waf-logs-` group, and 
 
 from __future__ import annotations
 
-from harness import StackRun
-
 from components.config.keys import WAF_RATE_LIMIT_RANGE
 from stacktools.mocked_program import computed_outputs
+from tests.infra.harness import StackRun
 
 ACL = "aws:wafv2/webAcl:WebAcl"
 WAF_TYPES = (

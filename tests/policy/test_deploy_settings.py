@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from harness import StackRun, run_stack
 
 from components.config.keys import PROVIDER_SECRETS
 from policy.motion_policy.model import STACKS
+from tests.infra.harness import StackRun, run_stack
 from tests.policy.test_workflows import ROOT, WORKFLOW_FILES, load, pulumi_steps
 
 README = (ROOT / "README.md").read_text()

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from harness import RecordedResource, StackRun, run_stack
 
 from policy.motion_policy.model import STACKS, Context, Finding, Resource, ResourceRule, evaluate, refers_to
 from policy.motion_policy.rules import RULES
 from stacktools.mocked_program import computed_outputs
+from tests.infra.harness import RecordedResource, StackRun, run_stack
 
 
 def provider_urn(reference: str | None) -> str | None:

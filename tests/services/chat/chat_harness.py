@@ -18,10 +18,11 @@ from typing import Any
 
 from chat_service import LIVENESS_PATH, READINESS_PATH, WS_PATH
 
+from components.app_code import pythonpath
 from devstack.servers import LOCALHOST, RedisServer, ServerError, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
-PYTHONPATH = os.pathsep.join(str(REPO / p) for p in ("app_code/chat", "app_code/common"))
+PYTHONPATH = pythonpath("chat")
 
 
 @dataclass

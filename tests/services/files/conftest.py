@@ -24,11 +24,12 @@ from files_service.app import create_app
 from files_service.migrate import run as migrate_step
 from files_service.settings import DatabaseSettings, Settings
 
+from components.app_code import SERVICE_ROOTS, pythonpath
 from devstack.identity import Issuer
 from devstack.servers import LOCALHOST, MotoServer, PostgresServer, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
-SERVICE_PATHS = [REPO / "app_code" / "files", REPO / "app_code" / "common"]
+SERVICE_PATHS = SERVICE_ROOTS["files"]
 MAX_UPLOAD_BYTES = 64 * 1024
 ALLOWED_CONTENT_TYPES = "text/plain,application/pdf,image/*"
 PRESIGN_TTL_SECONDS = 120
@@ -215,7 +216,7 @@ class ServiceProcess:
             k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATABASE_", "AUTH_", "FILES_"))
         }
         env.update(self.env)
-        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in SERVICE_PATHS)
+        env["PYTHONPATH"] = pythonpath("files")
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "files_service"], env=env, stdout=log, stderr=subprocess.STDOUT

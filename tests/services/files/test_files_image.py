@@ -23,9 +23,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from packaging.requirements import Requirement
 
+from components.app_code import pythonpath
 from components.facts import FILES as FILES_FACTS
 from devstack.servers import free_port
-from tests.services.files.conftest import REPO, SERVICE_PATHS, InProcessServer
+from tests.services.files.conftest import REPO, InProcessServer
 
 FILES = REPO / "app_code" / "files"
 DOCKERFILE = FILES / "Dockerfile"
@@ -117,7 +118,7 @@ def test_requirements_cover_imports_and_match_what_is_tested() -> None:
 @pytest.mark.parametrize("healthy", [True, False])
 def test_health_check_command(app_server: InProcessServer, healthy: bool) -> None:
     env = {**os.environ, "PORT": str(app_server.port if healthy else free_port())}
-    env["PYTHONPATH"] = os.pathsep.join(map(str, SERVICE_PATHS))
+    env["PYTHONPATH"] = pythonpath("files")
     result = subprocess.run(
         [sys.executable, "-m", "files_service.healthcheck"],
         env=env,

@@ -15,7 +15,7 @@ from files_service.settings import (
     SettingsError,
 )
 
-from tests.services.files.conftest import SERVICE_PATHS
+from components.app_code import pythonpath
 
 MINIMAL = {
     "FILES_BUCKET": "motion-files-dev",
@@ -151,9 +151,7 @@ def test_every_missing_variable_is_reported_at_once() -> None:
 
 def test_entry_point_refuses_to_start_with_a_clear_message() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATABASE_", "AUTH_", "FILES_"))}
-    env.update(
-        {**MINIMAL, "PRESIGN_TTL_SECONDS": "86400", "PYTHONPATH": os.pathsep.join(map(str, SERVICE_PATHS))}
-    )
+    env.update({**MINIMAL, "PRESIGN_TTL_SECONDS": "86400", "PYTHONPATH": pythonpath("files")})
     result = subprocess.run(
         [sys.executable, "-m", "files_service"],
         env=env,
