@@ -40,6 +40,7 @@ from mailer.logs import get_logger, log
 from mailer.message import MalformedEvent
 from mailer.metrics import EMAILS_BOUNCED, EMAILS_COMPLAINED, EMAILS_DELIVERED, SENDS_CONFIRMED, emf
 from mailer.settings import Settings
+from mailer.sqs import sqs_records
 from mailer.store import MessageStore
 
 # eventType -> (outcome, rank on the ladder). The object holding the details is named after the
@@ -195,18 +196,7 @@ class EventRecorder:
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
         started = time.monotonic()
         request_id = getattr(context, "aws_request_id", None)
-        records = event.get("Records") if isinstance(event, dict) else None
-        # As in the mailer: without message ids no failure can be reported, so fail it all.
-        if not isinstance(records, list) or not all(
-            isinstance(r, dict) and isinstance(r.get("messageId"), str) and r["messageId"] for r in records
-        ):
-            log(
-                self._log,
-                logging.ERROR,
-                "not an SQS event; failing the invocation",
-                aws_request_id=request_id,
-            )
-            raise MalformedEvent("expected an SQS event with Records that each have a messageId")
+        records = sqs_records(event, self._log)
         counts = {EMAILS_DELIVERED: 0, EMAILS_BOUNCED: 0, EMAILS_COMPLAINED: 0, SENDS_CONFIRMED: 0}
         failures = []
         for record in records:

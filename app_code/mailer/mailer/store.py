@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -162,6 +162,22 @@ def _entry(item: dict[str, Any], folders: Iterable[str], viewer: str) -> dict[st
     }
 
 
+def _until_processed(call: Callable[[dict[str, Any]], Any], request: dict[str, Any], what: str) -> None:
+    """Run a batch call until DynamoDB leaves nothing unprocessed. Unprocessed items are DynamoDB
+    asking us to slow down: back off, then give up (the caller's record is redelivered by SQS, or
+    its request answered 503) rather than hold the whole batch."""
+    for delay in (0.05, 0.1, 0.2, 0.4, None):
+        left = call(request) or {}
+        if not left:
+            return
+        if delay is None:
+            raise RuntimeError(
+                f"DynamoDB left {sum(len(v) if isinstance(v, list) else len(v.get('Keys', [])) for v in left.values())} {what}"
+            )
+        request = left
+        time.sleep(delay)
+
+
 class MessageStore:
     def __init__(self, dynamodb: Any, table: str) -> None:
         self._db = dynamodb
@@ -223,18 +239,11 @@ class MessageStore:
         requests = [{"PutRequest": {"Item": {**item, **content}}} for item in items]
         for start in range(0, len(requests), _BATCH_WRITE_LIMIT):
             pending = {self._table: requests[start : start + _BATCH_WRITE_LIMIT]}
-            # Unprocessed items are DynamoDB asking us to slow down: back off, then give up and let
-            # SQS redeliver the record rather than hold the whole batch.
-            for delay in (0.05, 0.1, 0.2, 0.4, None):
-                unprocessed = self._db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-                if not unprocessed:
-                    break
-                if delay is None:
-                    raise RuntimeError(
-                        f"DynamoDB left {len(unprocessed[self._table])} mailbox entries unwritten"
-                    )
-                pending = unprocessed
-                time.sleep(delay)
+            _until_processed(
+                lambda request: self._db.batch_write_item(RequestItems=request).get("UnprocessedItems"),
+                pending,
+                "mailbox entries unwritten",
+            )
 
     def stored_message(self, message_id: str) -> MailMessage | None:
         """The message as stored (the one to send, which may differ from a later event; see `save`)."""
@@ -476,6 +485,17 @@ class MessageStore:
         there is one, else the send state (`pending` until the e-mail is sent)."""
         keys = [delivery_key(m, r) for m, recipients in messages.items() for r in recipients]
         found: dict[str, dict[str, str]] = {m: dict.fromkeys(rs, PENDING) for m, rs in messages.items()}
+
+        def read(request: dict[str, Any]) -> Any:
+            result = self._db.batch_get_item(RequestItems=request)
+            for item in result.get("Responses", {}).get(self._table, []):
+                message_id = item[PARTITION_KEY]["S"].removeprefix("MSG#")
+                recipient_id = item[SORT_KEY]["S"].removeprefix("TO#")
+                state = item.get("send_state", {}).get("S", PENDING)
+                shown = item.get("outcome", {}).get("S") or (state if state in (SENT, UNKNOWN) else PENDING)
+                found.setdefault(message_id, {})[recipient_id] = shown
+            return result.get("UnprocessedKeys")
+
         for start in range(0, len(keys), _BATCH_GET_LIMIT):
             pending: dict[str, Any] = {
                 self._table: {
@@ -484,23 +504,8 @@ class MessageStore:
                     "ExpressionAttributeNames": _names("#pk", "#sk", "#state", "#outcome"),
                 }
             }
-            for delay in (0.05, 0.1, 0.2, 0.4, None):
-                result = self._db.batch_get_item(RequestItems=pending)
-                for item in result.get("Responses", {}).get(self._table, []):
-                    message_id = item[PARTITION_KEY]["S"].removeprefix("MSG#")
-                    recipient_id = item[SORT_KEY]["S"].removeprefix("TO#")
-                    state = item.get("send_state", {}).get("S", PENDING)
-                    shown = item.get("outcome", {}).get("S") or (
-                        state if state in (SENT, UNKNOWN) else PENDING
-                    )
-                    found.setdefault(message_id, {})[recipient_id] = shown
-                unprocessed = result.get("UnprocessedKeys") or {}
-                if not unprocessed:
-                    break
-                if delay is None:
-                    raise RuntimeError("DynamoDB left delivery states unread")
-                pending = unprocessed
-                time.sleep(delay)
+
+            _until_processed(read, pending, "delivery states unread")
         return found
 
     def get_message_item(self, message_id: str) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from mailer.logs import get_logger, log
 from mailer.message import MailMessage, MalformedEvent, utc_timestamp
 from mailer.metrics import DELIVERIES_UNKNOWN, emf
 from mailer.settings import Settings
+from mailer.sqs import sqs_records
 from mailer.store import MessageStore
 
 DEFAULT_CONCURRENCY = 10
@@ -61,7 +62,7 @@ class Worker:
 
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
         started = time.monotonic()
-        records = self._records(event)
+        records = sqs_records(event, self._log)
         request_id = getattr(context, "aws_request_id", None)
         remaining_ms = DEFAULT_REMAINING_MS
         if context is not None and hasattr(context, "get_remaining_time_in_millis"):
@@ -91,22 +92,6 @@ class Worker:
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
         return {"batchItemFailures": failures}
-
-    def _records(self, event: Any) -> list[dict[str, Any]]:
-        records = event.get("Records") if isinstance(event, dict) else None
-        # Without a messageId a failure cannot be reported, and an unreported record counts as
-        # done: fail the whole invocation instead, so SQS redelivers and, in the end, redrives.
-        if not isinstance(records, list) or not all(
-            isinstance(r, dict) and isinstance(r.get("messageId"), str) and r["messageId"] for r in records
-        ):
-            log(
-                self._log,
-                logging.ERROR,
-                "not an SQS event; failing the invocation",
-                event_type=type(event).__name__,
-            )
-            raise MalformedEvent("expected an SQS event with Records that each have a messageId")
-        return records
 
     def process(self, record: dict[str, Any], lease_until_ms: int, request_id: str | None = None) -> bool:
         """Handle one record; True when it is done (sent now or before), False to have it redelivered."""
