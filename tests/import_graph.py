@@ -53,7 +53,7 @@ def _imports(module: Module, modules: Mapping[str, Module]) -> Iterator[tuple[st
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if (target := _resolve(alias.name, modules)) is not None:
-                    yield target, node.lineno
+                    yield from _with_packages(target, node.lineno, modules)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 parts = package.split(".")
@@ -61,11 +61,23 @@ def _imports(module: Module, modules: Mapping[str, Module]) -> Iterator[tuple[st
                 base = ".".join([*parts, *([node.module] if node.module else [])])
             else:
                 base = node.module or ""
+            if (target := _resolve(base, modules)) is not None:
+                # `from a.b import c` runs a/__init__.py and a/b/__init__.py first, whatever c is.
+                yield from _with_packages(target, node.lineno, modules)
             for alias in node.names:
                 submodule = f"{base}.{alias.name}"
-                target = submodule if submodule in modules else _resolve(base, modules)
-                if target is not None:
-                    yield target, node.lineno
+                if submodule in modules:
+                    yield submodule, node.lineno
+
+
+def _with_packages(target: str, line: int, modules: Mapping[str, Module]) -> Iterator[tuple[str, int]]:
+    """`target` and every package above it: importing a module runs each enclosing package's
+    __init__ first, so an __init__ that imports back closes a cycle."""
+    parts = target.split(".")
+    for end in range(1, len(parts) + 1):
+        name = ".".join(parts[:end])
+        if name in modules:
+            yield name, line
 
 
 def _resolve(name: str, modules: Mapping[str, Module]) -> str | None:

@@ -83,10 +83,11 @@ def test_the_core_does_no_io_and_imports_nothing_above_it() -> None:
         for target in imported:
             assert not any(_within(target, f) for f in CORE_FORBIDDEN), f"{name} imports {target}"
             top = target.split(".")[0]
-            # The standard library (less the I/O above), orjson, and the core itself.
-            assert top in stdlib or top == "orjson" or _within(target, "chat_service.core"), (
-                f"{name} imports {target}"
-            )
+            # The standard library (less the I/O above), orjson, the core itself, and the package's
+            # __init__ every import of a submodule runs (plain data, held to the standard library below).
+            assert (
+                top in stdlib or top == "orjson" or target == PACKAGE or _within(target, "chat_service.core")
+            ), f"{name} imports {target}"
 
 
 def test_only_the_entry_point_imports_both_core_and_adapters() -> None:
