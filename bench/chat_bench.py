@@ -54,6 +54,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from components.app_code import SERVICE_ROOTS, pythonpath  # noqa: E402
+from components.facts import CHAT  # noqa: E402
 
 sys.path[1:1] = [str(p) for p in SERVICE_ROOTS["chat"]]
 
@@ -349,10 +350,12 @@ class Service:
 
     @property
     def url(self) -> str:
-        return f"ws://{LOCALHOST}:{self.port}/chat/ws"
+        return f"ws://{LOCALHOST}:{self.port}{CHAT.ws_path}"
 
     def health(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://{LOCALHOST}:{self.port}/chat/readyz", timeout=5) as resp:
+        with urllib.request.urlopen(
+            f"http://{LOCALHOST}:{self.port}{CHAT.readiness_path}", timeout=5
+        ) as resp:
             return dict(json.loads(resp.read()))
 
     def stop(self) -> None:
@@ -442,7 +445,7 @@ class Stack:
                 [sys.executable, "-m", "chat_service"],
                 {**env, "PORT": str(port)},
                 port,
-                "/chat/readyz",
+                CHAT.readiness_path,
             )
             self.services.append(service)
             self._exit.callback(service.stop)
@@ -682,7 +685,7 @@ def layers_phase(args: argparse.Namespace, rates: list[float]) -> dict[str, list
         rows = []
         try:
             load = Load(
-                [service.url.replace("/chat/ws", "/")],
+                [service.url.replace(CHAT.ws_path, "/")],
                 plan(args.connections, args.group, 1, None),
                 args.clients,
             )

@@ -51,6 +51,11 @@ class ChatArgs:
     kms_encryption: bool
 
 
+def table_name(name_prefix: str) -> str:
+    """The history table's name (the local backend creates the same one)."""
+    return f"{name_prefix}-chat-messages"
+
+
 class Chat(pulumi.ComponentResource):
     def __init__(self, name: str, args: ChatArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("motion:chat:Chat", name, None, opts)
@@ -73,7 +78,7 @@ class Chat(pulumi.ComponentResource):
 
         self.table = aws.dynamodb.Table(
             f"{name}-messages",
-            **table_args(f"{prefix}-messages", CHAT.table, args.data_protection, kms_key_arn=key_arn),
+            **table_args(table_name(args.name_prefix), CHAT.table, args.data_protection, kms_key_arn=key_arn),
             opts=child,
         )
         self.image = ContainerImage(

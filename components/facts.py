@@ -137,6 +137,7 @@ class ChatFacts:
 class FilesFacts:
     """app_code/files/files_service/routes.py and database_roles.py."""
 
+    default_port: int
     api_prefix: str
     liveness_path: str
     readiness_path: str
@@ -188,6 +189,7 @@ def load_chat(app_code: Path | None = None) -> ChatFacts:
 def load_files(app_code: Path | None = None) -> FilesFacts:
     routes, database = _Reader(FILES_ROUTES_MODULE, app_code), _Reader(FILES_DATABASE_MODULE, app_code)
     return FilesFacts(
+        default_port=routes.of("DEFAULT_PORT", int),
         api_prefix=routes.of("API_PREFIX", str),
         liveness_path=routes.of("LIVENESS_PATH", str),
         readiness_path=routes.of("READINESS_PATH", str),

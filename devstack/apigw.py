@@ -37,11 +37,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from components.app_code import COMMON_ROOT, MAILER_ROOT
-from components.aws.lambda_archive import ensure_importable
 from components.facts import MAILER
 from components.mailing.cors import MailApiCors
 from devstack.servers import LOCALHOST, ServerError, free_port, wait_until
+from devstack.service_imports import import_services
 from devstack.sqs_poller import LambdaContext
 
 if TYPE_CHECKING:
@@ -244,7 +243,7 @@ def make_app(
 ) -> Starlette:
     """An ASGI app that authorizes and forwards `routes` ("METHOD /path") to `handler`, handling
     CORS as API Gateway does when `cors` is given (without it, as an API with no CORS config)."""
-    ensure_importable(COMMON_ROOT)
+    import_services()
     from motion_common.auth import AuthError
 
     route_keys = frozenset(routes)
@@ -354,8 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)
 
-    ensure_importable(COMMON_ROOT)
-    ensure_importable(MAILER_ROOT)
+    import_services()
     from mailer import api, webhook
     from motion_common.auth import TokenVerifier
 

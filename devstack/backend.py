@@ -31,6 +31,7 @@ import boto3
 
 from components.app_code import development_pythonpath, pythonpath
 from components.chat import chat_environment
+from components.chat import table_name as chat_table_name
 from components.config.model import (
     FILES_MAX_PENDING_UPLOADS_PER_USER,
     FILES_MAX_PROJECT_BYTES,
@@ -389,7 +390,7 @@ class Backend:
             },
         )
         dynamodb = session.client("dynamodb", endpoint_url=endpoint)
-        chat_table = f"{cfg.name_prefix}-chat-messages"
+        chat_table = chat_table_name(cfg.name_prefix)
         dynamodb.create_table(**CHAT.create_table_kwargs(chat_table))
         return {"mail": mail, "bucket": bucket, "chat_table": chat_table}
 

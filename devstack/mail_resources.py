@@ -18,8 +18,8 @@ from typing import Any
 import boto3
 import botocore.exceptions
 
-from components.app_code import MAILER_ROOT
-from components.aws.lambda_archive import ensure_importable
+from components.aws.dynamo import TableSchema
+from components.mailing.mailing import TABLES
 
 DEFAULT_SENDER = "Motion <no-reply@mail.motion.local>"
 DEFAULT_MAX_RECEIVE_COUNT = 5
@@ -100,9 +100,6 @@ def create_mail_resources(
     The AWS endpoint comes from the session or the environment (AWS_ENDPOINT_URL), so this works
     against any moto server. The whole sender domain is verified, as the cloud's SES identity is.
     """
-    ensure_importable(MAILER_ROOT)
-    from mailer.schema import USERS_TTL_ATTRIBUTE, create_table_kwargs
-
     session = session or boto3.session.Session()
     sqs = session.client("sqs")
     dynamodb = session.client("dynamodb")
@@ -125,19 +122,10 @@ def create_mail_resources(
         },
     )["QueueUrl"]
 
-    table = f"{prefix}-messages"
-    with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
-        dynamodb.create_table(**create_table_kwargs(table))
-    dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-
-    users, quotas = f"{prefix}-users", f"{prefix}-quotas"
-    for name in (users, quotas):
-        with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
-            dynamodb.create_table(**create_table_kwargs(name))
-        dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-        dynamodb.update_time_to_live(
-            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": USERS_TTL_ATTRIBUTE}
-        )
+    # The component's tables, by the same names and schemas (components/mailing/mailing.py TABLES).
+    for suffix, schema in TABLES.items():
+        _create_table(dynamodb, f"{prefix}-{suffix}", schema)
+    table, users, quotas = (f"{prefix}-{suffix}" for suffix in ("messages", "users", "quotas"))
     secret_arn, secret = _webhook_secret(session.client("secretsmanager"), f"{prefix}-clerk-webhook")
 
     domain = sender_domain(sender_address)
@@ -224,6 +212,18 @@ def publish_ses_events(resources: MailResources, sesv2: Any) -> None:
             "SnsDestination": {"TopicArn": resources.ses_events_topic_arn},
         },
     )
+
+
+def _create_table(dynamodb: Any, name: str, schema: TableSchema) -> None:
+    """`schema` as `create_table` takes it; its TimeToLiveAttribute, as the API sets it apart."""
+    kwargs: dict[str, Any] = {k: v for k, v in schema.items() if k != "TimeToLiveAttribute"}
+    with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
+        dynamodb.create_table(TableName=name, **kwargs)
+    dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    if ttl := schema.get("TimeToLiveAttribute"):
+        dynamodb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl}
+        )
 
 
 def new_webhook_secret() -> str:

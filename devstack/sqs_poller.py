@@ -26,8 +26,7 @@ from typing import Any
 
 import boto3
 
-from components.app_code import MAILER_ROOT
-from components.aws.lambda_archive import ensure_importable
+from devstack.service_imports import import_services
 
 Handler = Callable[[dict[str, Any], Any], Any]
 # The functions an SQS event source mapping feeds in the cloud (components/mailing/mailing.py).
@@ -235,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)
 
-    ensure_importable(MAILER_ROOT)
+    import_services()
     module_name, _, function = args.handler.rpartition(".")
     handler = getattr(importlib.import_module(module_name), function)
 

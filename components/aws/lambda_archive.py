@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import sys
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -61,9 +60,3 @@ def build_zip(root: Path, files: Iterable[Path]) -> bytes:
 def source_code_hash(archive: bytes) -> str:
     """Base64 SHA-256, the form Lambda reports as CodeSha256."""
     return base64.b64encode(hashlib.sha256(archive).digest()).decode()
-
-
-def ensure_importable(root: Path) -> None:
-    """Let a devstack command import code from `root` (an archive root, as Lambda does)."""
-    if str(root) not in sys.path:
-        sys.path.append(str(root))

@@ -25,7 +25,7 @@ PROJECT = "motion"
 
 # Subnet layout: each subnet is the VPC CIDR split by SUBNET_NEWBITS, at a fixed slot per (tier, AZ),
 # so adding an AZ later never renumbers the subnets that exist. It lives with the keys because it
-# bounds azCount, and config_validation checks vpcCidr against it.
+# bounds azCount, and components.config.validation checks vpcCidr against it.
 SUBNET_NEWBITS = 4
 MAX_AZS = 5
 TIERS = ("public", "private", "isolated")

@@ -30,7 +30,6 @@ from components.files.database import Database, DatabaseArgs
 from components.files.migration import FilesMigration, FilesMigrationArgs
 from components.platform.listener_priorities import LISTENER_PRIORITIES
 
-SETTINGS_PORT = 8080
 # Objects the pre-signed POST created but the client never completed carry this tag until completion.
 PENDING_TAG = ("upload-state", "pending")
 LISTENER_PRIORITY = {role: LISTENER_PRIORITIES[f"files-{role}"] for role in ("upload", "download")}
@@ -153,7 +152,7 @@ class Files(pulumi.ComponentResource):
             "MAX_UPLOAD_BYTES": str(args.files.max_upload_bytes),
             "ALLOWED_CONTENT_TYPES": ",".join(args.files.allowed_content_types),
             "PRESIGN_TTL_SECONDS": str(args.files.presign_ttl_seconds),
-            # The same limits on every stack (config_model).
+            # The same limits on every stack (components.config.model).
             "MAX_SHARE_DAYS": str(FILES_MAX_SHARE_DAYS),
             "MAX_PENDING_UPLOADS_PER_USER": str(FILES_MAX_PENDING_UPLOADS_PER_USER),
             "MAX_PROJECT_BYTES": str(FILES_MAX_PROJECT_BYTES),
@@ -189,14 +188,14 @@ class Files(pulumi.ComponentResource):
                     image=self.image.image_ref,
                     repository_arn=self.image.repository_arn,
                     container_user=self.image.user,
-                    port=SETTINGS_PORT,
+                    port=FILES.default_port,
                     liveness_path=FILES.liveness_path,
                     readiness_path=FILES.readiness_path,
                     path_patterns=list(FILES.alb_path_patterns[role]),
                     listener_priority=LISTENER_PRIORITY[role],
                     scaling=TaskCount(scaling.desired, scaling.min, scaling.max),
                     attachment=args.attachment,
-                    environment={**environment, "FILES_ROLE": role, "PORT": str(SETTINGS_PORT)},
+                    environment={**environment, "FILES_ROLE": role, "PORT": str(FILES.default_port)},
                     task_role_statements=[*self._bucket_statements(role, key), connect],
                     deploy_after=[self.migration.invocation],
                 ),

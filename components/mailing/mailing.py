@@ -27,6 +27,15 @@ DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 WEBHOOK_RESERVED_CONCURRENCY = 5
 
 
+# The mailing tables, `<stack>-mail-<suffix>`, each defined by the mailer's schema module; the local
+# backend creates the same ones (devstack/mail_resources.py).
+TABLES: dict[str, TableSchema] = {
+    "messages": MAILER.table,
+    "users": MAILER.users_table,
+    "quotas": MAILER.quotas_table,
+}
+
+
 @dataclass(frozen=True)
 class MailingArgs:
     name_prefix: str
@@ -109,11 +118,11 @@ class Mailing(pulumi.ComponentResource):
                 opts=child,
             )
 
-        self.table = table("messages", MAILER.table)
-        self.users = table("users", MAILER.users_table)
+        self.table = table("messages", TABLES["messages"])
+        self.users = table("users", TABLES["users"])
         # Send quota counters (mailer.quota): a table of their own, so the API's write access to
         # them cannot reach the directory.
-        self.quotas = table("quotas", MAILER.quotas_table)
+        self.quotas = table("quotas", TABLES["quotas"])
         # Clerk's webhook signing secret (`whsec_...`). Its value is Clerk's: an operator puts it here
         # (README, "Clerk webhooks"); the program only creates the secret and lets the webhook read it.
         self.webhook_secret = aws.secretsmanager.Secret(

@@ -8,11 +8,11 @@ import sys
 import urllib.error
 import urllib.request
 
-from files_service.routes import LIVENESS_PATH
+from files_service.routes import DEFAULT_PORT, LIVENESS_PATH
 
 
 def main() -> int:
-    url = f"http://127.0.0.1:{os.environ.get('PORT', '8080')}{LIVENESS_PATH}"
+    url = f"http://127.0.0.1:{os.environ.get('PORT', str(DEFAULT_PORT))}{LIVENESS_PATH}"
     try:
         with urllib.request.urlopen(url, timeout=4) as resp:
             return 0 if resp.status == 200 else 1

@@ -12,6 +12,9 @@ from typing import Literal
 
 ServiceRole = Literal["upload", "download"]
 
+# The port the service listens on unless PORT says otherwise (the task definition, the health check).
+DEFAULT_PORT = 8080
+
 API_PREFIX = "/files/v1"
 # "Restart me" (the container health check): the process answers. "Send me traffic" (the load
 # balancer's health check): every dependency a request needs answers (README, "Health checks").

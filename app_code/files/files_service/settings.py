@@ -17,6 +17,8 @@ from typing import Literal, cast
 from motion_common.env import REGION_RE, EnvReader
 from motion_common.env import SettingsError as SettingsError  # raised by Settings.from_env
 
+from files_service.routes import DEFAULT_PORT
+
 Role = Literal["upload", "download", "all"]
 ROLES: tuple[Role, ...] = ("upload", "download", "all")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -26,7 +28,6 @@ SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 DATABASE_AUTH_MODES = ("iam", "password")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-DEFAULT_PORT = 8080
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 # A pre-signed POST cannot accept more than 5 GiB in one request.
 MAX_POST_UPLOAD_BYTES = 5 * 1024**3

@@ -446,3 +446,21 @@ def test_instances_subscribe_only_to_projects_with_local_members(
 
     run(scenario())
     redis.close()
+
+
+@pytest.mark.parametrize(("payload", "echoed"), [(b"", 1000), ((3000).to_bytes(2, "big") + b"bye", 3000)])
+def test_a_client_close_is_answered_with_its_code(
+    chat_pair: Pair, issuer: Issuer, project: str, payload: bytes, echoed: int
+) -> None:
+    """RFC 6455 5.5.1: the server answers a close frame with one carrying the same code; a close
+    without a code (1005 "no status" may not be sent) is answered with 1000."""
+
+    async def scenario() -> None:
+        client = await ChatClient.open(chat_pair[0].ws_url, issuer.mint("closer", [project]))
+        await client.join(project)
+        # Written raw (masked with a zero key), so the client library does not choose the answer.
+        client.ws.transport.write(bytes((0x88, 0x80 | len(payload))) + b"\x00\x00\x00\x00" + payload)
+        code, _ = await client.wait_closed()
+        assert code == echoed
+
+    run(scenario())
