@@ -28,12 +28,19 @@ PROJECT = "motion"
 # bounds azCount, and components.config.validation checks vpcCidr against it.
 SUBNET_NEWBITS = 4
 MAX_AZS = 5
+# The VPC's prefix: /16 at most (AWS's largest VPC), and small enough that its subnets, SUBNET_NEWBITS
+# longer, are still at least /28 (AWS's smallest subnet).
+VPC_PREFIX_RANGE = (16, 28 - SUBNET_NEWBITS)
 TIERS = ("public", "private", "isolated")
 # Lambda keeps 100 executions of the account's concurrency unreserved (PutFunctionConcurrency, Lambda
 # API Reference: "as long as you leave at least 100 simultaneous executions unreserved"); with the
 # default account quota of 1000 that leaves 900 to reserve. An account with a lower quota rejects less.
 MAX_RESERVED_CONCURRENCY = 900
 # Tasks one service may run.
+# The services whose task counts are settings (<svc>DesiredCount, MinCount, MaxCount).
+SCALED_SERVICES = ("upload", "download", "chat")
+# Lambda's SQS event source mapping takes batches above 10 only with a batching window (of >= 1 s).
+MAX_UNWINDOWED_BATCH = 10
 MAX_TASKS = 100
 # A rate-based rule's limit (AWS WAF Developer Guide, "Rate-based rule high-level settings": "The lowest
 # limit setting allowed is 10"; WAF API Reference, RateBasedStatement Limit: at most 2,000,000,000).
@@ -174,7 +181,7 @@ KEYS: tuple[Key, ...] = (
         "string",
         "10.20.0.0/16",
         "VPC IPv4 CIDR",
-        note=f"an IPv4 CIDR of /16 to /{28 - SUBNET_NEWBITS}",
+        note=f"an IPv4 CIDR of /{VPC_PREFIX_RANGE[0]} to /{VPC_PREFIX_RANGE[1]}",
     ),
     _k("flowLogs", "boolean", False, "VPC flow logs to CloudWatch"),
     _k(
@@ -238,7 +245,7 @@ KEYS: tuple[Key, ...] = (
             minimum=1,
             maximum=MAX_TASKS,
         )
-        for svc in ("upload", "download", "chat")
+        for svc in SCALED_SERVICES
         for part in ("DesiredCount", "MinCount", "MaxCount")
     ),
     _k(
@@ -327,7 +334,7 @@ KEYS: tuple[Key, ...] = (
         "SQS records per mailer invocation",
         minimum=1,
         maximum=10_000,
-        note="above 10 only with mailBatchingWindowSeconds of at least 1",
+        note=f"above {MAX_UNWINDOWED_BATCH} only with mailBatchingWindowSeconds of at least 1",
     ),
     _k(
         "mailBatchingWindowSeconds",

@@ -11,7 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from components.config.keys import CONTENT_TYPE_PATTERN, KEYS_BY_NAME, PROJECT, PROVIDER_SECRETS
+from components.config.keys import (
+    CONTENT_TYPE_PATTERN,
+    KEYS_BY_NAME,
+    PROJECT,
+    PROVIDER_SECRETS,
+    SCALED_SERVICES,
+)
 from components.config.model import (
     AuthConfig,
     CacheConfig,
@@ -31,8 +37,6 @@ from components.config.validation import (
     validate_mail,
     validate_network,
 )
-
-SCALED_SERVICES = ("upload", "download", "chat")
 
 
 class ConfigError(ValueError):
@@ -110,11 +114,8 @@ def _network(r: ConfigReader) -> NetworkConfig:
 
 def _scaling(r: ConfigReader, svc: str) -> Scaling:
     s = Scaling(r.get(f"{svc}DesiredCount"), r.get(f"{svc}MinCount"), r.get(f"{svc}MaxCount"))
-    r.check(
-        f"{svc}MinCount",
-        1 <= s.min <= s.max,
-        f"min {s.min} must be at least 1 and not above {svc}MaxCount ({s.max})",
-    )
+    # Each count's own bounds are the key table's (the reader enforces them); these relate them.
+    r.check(f"{svc}MinCount", s.min <= s.max, f"min {s.min} must not be above {svc}MaxCount ({s.max})")
     r.check(
         f"{svc}DesiredCount",
         s.min <= s.desired <= s.max,

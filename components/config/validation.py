@@ -9,7 +9,14 @@ import ipaddress
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from components.config.keys import DOMAIN_PATTERN, MAX_AZS, ORIGIN_PATTERN, SUBNET_NEWBITS, TIERS
+from components.config.keys import (
+    DOMAIN_PATTERN,
+    MAX_AZS,
+    MAX_UNWINDOWED_BATCH,
+    ORIGIN_PATTERN,
+    TIERS,
+    VPC_PREFIX_RANGE,
+)
 
 if TYPE_CHECKING:
     from components.config.model import FrontendConfig, MailConfig, NetworkConfig, StackConfig
@@ -30,7 +37,8 @@ def validate_network(r: ConfigReader, network: NetworkConfig) -> None:
     if cidr.version != 4 or not cidr.is_private:
         r.fail("vpcCidr", f"{network.vpc_cidr} must be a private IPv4 range")
     # AWS subnets are at most /28; the fixed layout needs SUBNET_NEWBITS more bits than the VPC.
-    if not 16 <= cidr.prefixlen <= 28 - SUBNET_NEWBITS:
+    low, high = VPC_PREFIX_RANGE
+    if not low <= cidr.prefixlen <= high:
         needed = len(TIERS) * MAX_AZS
         r.fail("vpcCidr", f"{network.vpc_cidr} cannot hold {needed} subnet slots of at least /28")
 
@@ -38,8 +46,8 @@ def validate_network(r: ConfigReader, network: NetworkConfig) -> None:
 def validate_mail(r: ConfigReader, mail: MailConfig) -> None:
     r.check(
         "mailBatchSize",
-        mail.batch_size <= 10 or mail.batching_window_seconds >= 1,
-        "batches above 10 need mailBatchingWindowSeconds >= 1",
+        mail.batch_size <= MAX_UNWINDOWED_BATCH or mail.batching_window_seconds >= 1,
+        f"batches above {MAX_UNWINDOWED_BATCH} need mailBatchingWindowSeconds >= 1",
     )
     r.check(
         "mailQuotaPerDay",

@@ -69,7 +69,7 @@ BAD_CASES: list[tuple[str, dict[str, Any], str | None, str]] = [
         "dev",
         {"uploadMinCount": 3, "uploadMaxCount": 2},
         None,
-        "motion:uploadMinCount: min 3 must be at least 1 and not above uploadMaxCount (2)",
+        "motion:uploadMinCount: min 3 must not be above uploadMaxCount (2)",
     ),
     ("dev", {"vpcCidr": "10.0.0.0/26"}, None, "motion:vpcCidr: 10.0.0.0/26 cannot hold 15 subnet slots"),
     ("dev", {"vpcCidr": "8.8.0.0/16"}, None, "motion:vpcCidr: 8.8.0.0/16 must be a private IPv4 range"),
