@@ -50,6 +50,11 @@ LOG_RETENTION_DAYS = (
 # CreateDBInstance's MonitoringInterval (RDS API Reference): "Valid Values: 0 | 1 | 5 | 10 | 15 | 30 |
 # 60", 0 turning Enhanced Monitoring off.
 RDS_MONITORING_INTERVALS = (0, 1, 5, 10, 15, 30, 60)
+# Where SES puts an account under review, in basis points of its representative volume: a 5 % bounce
+# rate, a 0.1 % complaint rate (SES Developer Guide, "Sending review process FAQs"); the reputation
+# alarms' thresholds must stay below them.
+SES_REVIEW_BOUNCE_BASIS_POINTS = 500
+SES_REVIEW_COMPLAINT_BASIS_POINTS = 10
 # The largest upload S3 takes in one POST (5 GiB).
 MAX_UPLOAD_BYTES = 5 * 1024**3
 
@@ -372,6 +377,26 @@ KEYS: tuple[Key, ...] = (
         minimum=1,
         maximum=100_000,
         note="at least mailQuotaPerHour",
+    ),
+    # SES's reputation (AWS/SES Reputation.BounceRate and Reputation.ComplaintRate, fractions of the
+    # account's representative volume), alarmed before SES acts: SES reviews an account at a 5 % bounce
+    # rate and a 0.1 % complaint rate (SES Developer Guide, "Sending review process FAQs"), so each
+    # threshold stays below that, in basis points (1 = 0.01 %).
+    _k(
+        "mailBounceRateAlarmBasisPoints",
+        "integer",
+        250,
+        "SES bounce rate that raises an alarm, in basis points (250 = 2.5 %; SES reviews at 500)",
+        minimum=1,
+        maximum=SES_REVIEW_BOUNCE_BASIS_POINTS - 1,
+    ),
+    _k(
+        "mailComplaintRateAlarmBasisPoints",
+        "integer",
+        5,
+        "SES complaint rate that raises an alarm, in basis points (5 = 0.05 %; SES reviews at 10)",
+        minimum=1,
+        maximum=SES_REVIEW_COMPLAINT_BASIS_POINTS - 1,
     ),
     _k(
         "filesMaxUploadBytes",

@@ -1448,6 +1448,39 @@ KMS_CASES = [
             },
         ),
     ),
+    passes(
+        "kms-key-policy-least-privilege",
+        "SES publishing one configuration set's events to an encrypted topic",
+        kms_key(
+            ADMIN,
+            {
+                "Sid": "SesPublishesEvents",
+                "Effect": "Allow",
+                "Principal": {"Service": "ses.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {
+                        "aws:SourceAccount": ACCOUNT,
+                        "aws:SourceArn": f"arn:aws:ses:us-east-1:{ACCOUNT}:configuration-set/motion-dev-mail",
+                    }
+                },
+            },
+        ),
+    ),
+    violates(
+        "kms-key-policy-least-privilege",
+        "SES may use the key for any account's configuration set",
+        kms_key(
+            ADMIN,
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "ses.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
+            },
+        ),
+    ),
     violates(
         "kms-key-policy-least-privilege",
         "the default policy: root may do anything",
