@@ -1,7 +1,8 @@
 """Mailing: mail API (HTTP API + JWT authorizer -> Lambda) -> SQS -> mailer Lambda -> SES, every message
 stored in DynamoDB, dead letters alarmed. Recipients are resolved in a user directory (DynamoDB) that
 a third function keeps from Clerk's webhooks (a route without the authorizer, Svix-signed, the
-signing secret in Secrets Manager)."""
+signing secret in Secrets Manager). SES's sending events come back through an SNS topic and a queue
+to a fourth function that records each recipient's outcome (components/mailing/ses_events.py)."""
 
 from __future__ import annotations
 

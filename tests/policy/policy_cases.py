@@ -448,6 +448,15 @@ function = res(
         },
     },
 )
+sqs_mapping = res(
+    "aws:lambda/eventSourceMapping:EventSourceMapping",
+    "mailing-ses-events-source",
+    {
+        "eventSourceArn": "arn:aws:sqs:us-east-1:123456789012:motion-dev-mail-ses-events",
+        "functionName": "arn:aws:lambda:us-east-1:123456789012:function:motion-dev-mail-events",
+        "functionResponseTypes": ["ReportBatchItemFailures"],
+    },
+)
 permission = res(
     "aws:lambda/permission:Permission",
     "api-invoke",
@@ -504,6 +513,31 @@ LAMBDA_CASES = [
     passes("lambda-supported-runtime", "container image", but(function, runtime=None, packageType="Image")),
     violates("lambda-supported-runtime", "python3.9", but(function, runtime="python3.9")),
     violates("lambda-supported-runtime", "nodejs18.x", but(function, runtime="nodejs18.x")),
+    passes("lambda-sqs-partial-batch-responses", "SQS mapping reporting item failures", sqs_mapping),
+    passes(
+        "lambda-sqs-partial-batch-responses",
+        "not an SQS source",
+        but(
+            sqs_mapping,
+            eventSourceArn="arn:aws:kinesis:us-east-1:123456789012:stream/s",
+            functionResponseTypes=None,
+        ),
+    ),
+    passes(
+        "lambda-sqs-partial-batch-responses",
+        "preview: queue not known yet",
+        but(sqs_mapping, eventSourceArn=UNKNOWN),
+    ),
+    violates(
+        "lambda-sqs-partial-batch-responses",
+        "SQS mapping failing whole batches",
+        but(sqs_mapping, functionResponseTypes=None),
+    ),
+    violates(
+        "lambda-sqs-partial-batch-responses",
+        "SQS mapping with an empty list",
+        but(sqs_mapping, functionResponseTypes=[]),
+    ),
     passes("lambda-no-public-invoke", "service with source ARN", permission),
     passes("lambda-no-public-invoke", "function URL with IAM auth", function_url),
     passes("lambda-no-public-invoke", "another account", but(permission, principal=ACCOUNT, sourceArn=None)),
