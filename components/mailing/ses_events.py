@@ -92,7 +92,7 @@ class SesEvents:
             kms_master_key_id=key_arn,
             opts=child,
         )
-        aws.sns.TopicPolicy(
+        topic_policy = aws.sns.TopicPolicy(
             f"{name}-ses-events-topic-policy",
             arn=self.topic.arn,
             policy=policy_document(
@@ -174,7 +174,8 @@ class SesEvents:
                     topic_arn=self.topic.arn
                 ),
             ),
-            opts=child,
+            # Published to only once SES may publish: events sent before the topic's policy would be lost.
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[topic_policy]),
         )
 
         self.function = lambda_function(

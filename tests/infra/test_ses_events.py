@@ -78,6 +78,8 @@ def test_the_configuration_set_publishes_what_the_handler_reads_to_the_topic(sta
     # ... and what the local backend publishes.
     assert tuple(types) == mail_resources.SES_EVENT_TYPES
     assert event["snsDestination"] == {"topicArn": arn(stack, topic(stack))}
+    topic_policy = stack.one("aws:sns/topicPolicy:TopicPolicy", "ses-events")
+    assert topic_policy.urn in destination.dependencies
     assert (
         arn(stack, topic(stack)) == f"arn:aws:sns:{stack.config.region}:{ACCOUNT}:{prefix(stack)}-ses-events"
     )

@@ -1403,6 +1403,24 @@ KMS_CASES = [
         stack=PROD,
     ),
     violates("kms-customer-managed-keys", "queue under SSE-SQS", queue, stack=PROD),
+    passes(
+        "kms-customer-managed-keys",
+        "topic under a key of ours",
+        res("aws:sns/topic:Topic", "mailing-ses-events-topic", {"kmsMasterKeyId": KEY_ARN}),
+        stack=PROD,
+    ),
+    violates(
+        "kms-customer-managed-keys",
+        "topic unencrypted",
+        res("aws:sns/topic:Topic", "mailing-ses-events-topic", {"name": "motion-production-mail-ses-events"}),
+        stack=PROD,
+    ),
+    violates(
+        "kms-customer-managed-keys",
+        "topic under the AWS managed SNS key",
+        res("aws:sns/topic:Topic", "t", {"kmsMasterKeyId": "alias/aws/sns"}),
+        stack=PROD,
+    ),
     passes("kms-customer-managed-keys", "secret under a key of ours", secret, stack=PROD),
     violates(
         "kms-customer-managed-keys", "secret under aws/secretsmanager", but(secret, kmsKeyId=None), stack=PROD
