@@ -50,11 +50,6 @@ LOG_RETENTION_DAYS = (
 # CreateDBInstance's MonitoringInterval (RDS API Reference): "Valid Values: 0 | 1 | 5 | 10 | 15 | 30 |
 # 60", 0 turning Enhanced Monitoring off.
 RDS_MONITORING_INTERVALS = (0, 1, 5, 10, 15, 30, 60)
-# Where SES puts an account under review, in basis points of its representative volume: a 5 % bounce
-# rate, a 0.1 % complaint rate (SES Developer Guide, "Sending review process FAQs"); the reputation
-# alarms' thresholds must stay below them.
-SES_REVIEW_BOUNCE_BASIS_POINTS = 500
-SES_REVIEW_COMPLAINT_BASIS_POINTS = 10
 # The largest upload S3 takes in one POST (5 GiB).
 MAX_UPLOAD_BYTES = 5 * 1024**3
 
@@ -388,7 +383,7 @@ KEYS: tuple[Key, ...] = (
         250,
         "SES bounce rate that raises an alarm, in basis points (250 = 2.5 %; SES reviews at 500)",
         minimum=1,
-        maximum=SES_REVIEW_BOUNCE_BASIS_POINTS - 1,
+        maximum=500 - 1,
     ),
     _k(
         "mailComplaintRateAlarmBasisPoints",
@@ -396,7 +391,7 @@ KEYS: tuple[Key, ...] = (
         5,
         "SES complaint rate that raises an alarm, in basis points (5 = 0.05 %; SES reviews at 10)",
         minimum=1,
-        maximum=SES_REVIEW_COMPLAINT_BASIS_POINTS - 1,
+        maximum=10 - 1,
     ),
     _k(
         "filesMaxUploadBytes",
