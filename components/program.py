@@ -231,6 +231,7 @@ def build(config: StackConfig) -> Stack:
         "mailApiUrl": mailing.api_url,
         "mailQueueUrl": mailing.queue.url,
         "mailDeadLetterQueueUrl": mailing.dead_letters.url,
+        "sesEventsQueueUrl": mailing.ses_events.queue.url,
         "mailMessagesTable": mailing.table.name,
         # Where the Clerk webhook endpoint's signing secret goes after the first `pulumi up`.
         "mailWebhookSecretArn": mailing.webhook_secret.arn,

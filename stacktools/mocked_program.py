@@ -147,6 +147,8 @@ def computed_outputs(type_: str, name: str, inputs: Mapping[str, Any], region: s
             url=f"https://sqs.{region}.amazonaws.com/{ACCOUNT}/{queue}",
             arn=f"arn:aws:sqs:{region}:{ACCOUNT}:{queue}",
         )
+    elif type_ == "aws:sns/topic:Topic":
+        out.update(arn=f"arn:aws:sns:{region}:{ACCOUNT}:{inputs.get('name') or name}")
     elif type_ == "aws:dynamodb/table:Table":
         table = inputs.get("name") or name
         out.update(arn=f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{table}")

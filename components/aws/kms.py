@@ -226,6 +226,42 @@ def alarm_key_statement(account: pulumi.Input[str]) -> dict[str, Any]:
     }
 
 
+# Service principals that encrypt with a key themselves, for a resource of this account (not on a
+# role's behalf, so no kms:ViaService): each gets the documented actions, pinned by aws:SourceAccount
+# and the aws:SourceArn of the one resource that asks (the confused-deputy guard):
+# - ses.amazonaws.com publishing a configuration set's events to an encrypted SNS topic (SES Developer
+#   Guide, "Setting up an Amazon SNS event destination for event publishing": "kms:GenerateDataKey*"
+#   and "kms:Decrypt", conditions aws:SourceAccount and aws:SourceArn of the configuration set);
+# - sns.amazonaws.com delivering a topic's messages to an encrypted SQS queue (SNS Developer Guide,
+#   "Encryption at rest", "Enable compatibility between encrypted topics and queues": the same two
+#   actions, aws:SourceArn the topic).
+SERVICE_PRINCIPAL_ACTIONS: Mapping[str, tuple[str, ...]] = {
+    "ses.amazonaws.com": ("kms:Decrypt", "kms:GenerateDataKey*"),
+    "sns.amazonaws.com": ("kms:Decrypt", "kms:GenerateDataKey*"),
+}
+
+
+@dataclass(frozen=True)
+class ServicePrincipalUse:
+    """`principal` (SERVICE_PRINCIPAL_ACTIONS) may use the key for the resource `source_arn` of this
+    account only; `sid` names the statement."""
+
+    sid: str
+    principal: str
+    source_arn: pulumi.Input[str]
+
+
+def service_principal_statement(use: ServicePrincipalUse, account: pulumi.Input[str]) -> dict[str, Any]:
+    return {
+        "Sid": use.sid,
+        "Effect": "Allow",
+        "Principal": {"Service": use.principal},
+        "Action": list(SERVICE_PRINCIPAL_ACTIONS[use.principal]),
+        "Resource": "*",
+        "Condition": {"StringEquals": {"aws:SourceAccount": account, "aws:SourceArn": use.source_arn}},
+    }
+
+
 class _Identity:
     """The account, region and partition a key's policy names, looked up once per key."""
 
@@ -247,6 +283,8 @@ class DataKeyArgs:
     services: Sequence[str]
     # A 30-day deletion window (else 7), for stacks that protect their data.
     protected: bool
+    # Service principals that encrypt with the key themselves (SERVICE_PRINCIPAL_ACTIONS).
+    service_principals: Sequence[ServicePrincipalUse] = ()
 
 
 class DataKey:
@@ -258,6 +296,9 @@ class DataKey:
     def __init__(self, args: DataKeyArgs, parent: pulumi.Resource) -> None:
         name, services = args.name, args.services
         unknown = [s for s in services if s not in VIA_SERVICE_ACTIONS]
+        unknown += [
+            u.principal for u in args.service_principals if u.principal not in SERVICE_PRINCIPAL_ACTIONS
+        ]
         if unknown:
             raise ValueError(f"no documented key policy statement for {unknown}")
         self.services = tuple(services)
@@ -273,6 +314,7 @@ class DataKey:
                 admin_statement(ids.account, ids.partition),
                 *(via_service_statement(s, ids.region, ids.account, ids.partition) for s in self.services),
                 *(metadata_statement(s) for s in self.services if s in METADATA_READERS),
+                *(service_principal_statement(u, ids.account) for u in args.service_principals),
             ),
             opts=child,
         )

@@ -380,6 +380,26 @@ KEYS: tuple[Key, ...] = (
         maximum=100_000,
         note="at least mailQuotaPerHour",
     ),
+    # SES's reputation (AWS/SES Reputation.BounceRate and Reputation.ComplaintRate, fractions of the
+    # account's representative volume), alarmed before SES acts: SES reviews an account at a 5 % bounce
+    # rate and a 0.1 % complaint rate (SES Developer Guide, "Sending review process FAQs"), so each
+    # threshold stays below that, in basis points (1 = 0.01 %).
+    _k(
+        "mailBounceRateAlarmBasisPoints",
+        "integer",
+        250,
+        "SES bounce rate that raises an alarm, in basis points (250 = 2.5 %; SES reviews at 500)",
+        minimum=1,
+        maximum=500 - 1,
+    ),
+    _k(
+        "mailComplaintRateAlarmBasisPoints",
+        "integer",
+        5,
+        "SES complaint rate that raises an alarm, in basis points (5 = 0.05 %; SES reviews at 10)",
+        minimum=1,
+        maximum=10 - 1,
+    ),
     _k(
         "filesMaxUploadBytes",
         "integer",

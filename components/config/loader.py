@@ -178,6 +178,8 @@ def _mail(r: ConfigReader) -> MailConfig:
         r.get("mailApiReservedConcurrency"),
         r.get("mailQuotaPerHour"),
         r.get("mailQuotaPerDay"),
+        r.get("mailBounceRateAlarmBasisPoints"),
+        r.get("mailComplaintRateAlarmBasisPoints"),
     )
     validate_mail(r, mail)
     return mail

@@ -86,6 +86,18 @@ class MailConfig:
     # E-mails (one per recipient) a user may send per clock hour / UTC day (mailer.quota).
     quota_per_hour: int
     quota_per_day: int
+    # SES reputation alarm thresholds, in basis points (mailBounceRateAlarmBasisPoints, ...).
+    bounce_rate_alarm_basis_points: int
+    complaint_rate_alarm_basis_points: int
+
+    @property
+    def bounce_rate_alarm(self) -> float:
+        """The bounce rate alarm's threshold as SES publishes the metric: a fraction (0.025 = 2.5 %)."""
+        return self.bounce_rate_alarm_basis_points / 10_000
+
+    @property
+    def complaint_rate_alarm(self) -> float:
+        return self.complaint_rate_alarm_basis_points / 10_000
 
     @property
     def sender_address(self) -> str:

@@ -1,7 +1,8 @@
 """Mailing: mail API (HTTP API + JWT authorizer -> Lambda) -> SQS -> mailer Lambda -> SES, every message
 stored in DynamoDB, dead letters alarmed. Recipients are resolved in a user directory (DynamoDB) that
 a third function keeps from Clerk's webhooks (a route without the authorizer, Svix-signed, the
-signing secret in Secrets Manager)."""
+signing secret in Secrets Manager). SES's sending events come back through an SNS topic and a queue
+to a fourth function that records each recipient's outcome (components/mailing/ses_events.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from components.aws.kms import READ, WRITE, DataKey, DataKeyArgs, use_statements
 from components.aws.lambda_function import code_archive, lambda_function
 from components.config.model import MAIL_MAX_RECIPIENTS, AuthConfig, MailConfig
 from components.facts import MAILER
+from components.mailing import ses_events
 from components.mailing.http_api import mail_http_api
 
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
@@ -64,14 +66,20 @@ class Mailing(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         mail, prefix = args.mail, f"{args.name_prefix}-mail"
         account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
+        region = aws.get_region_output(opts=pulumi.InvokeOptions(parent=self)).region
+        # Known from names alone, before the set exists: the key's and the topic's policies name it.
+        config_set_arn = pulumi.Output.concat(
+            "arn:aws:ses:", region, ":", account, ":configuration-set/", prefix
+        )
         key = DataKey.optional(
             args.kms_encryption,
             DataKeyArgs(
                 name=name,
                 alias=prefix,
-                description=f"{prefix}: message store, user directory, quotas, mail queues, webhook secret",
+                description=f"{prefix}: message store, user directory, quotas, mail queues, webhook secret, SES events",
                 services=("dynamodb", "sqs", "secretsmanager"),
                 protected=args.data_protection,
+                service_principals=ses_events.key_uses(region, account, prefix, config_set_arn),
             ),
             self,
         )
@@ -142,6 +150,11 @@ class Mailing(pulumi.ComponentResource):
                 reputation_metrics_enabled=True
             ),
             sending_options=aws.sesv2.ConfigurationSetSendingOptionsArgs(sending_enabled=True),
+            # SES adds hard-bouncing and complaining addresses to the account's suppression list and
+            # reports later sends to them as bounces (mailer/ses_events.py: `suppressed`).
+            suppression_options=aws.sesv2.ConfigurationSetSuppressionOptionsArgs(
+                suppressed_reasons=list(ses_events.SUPPRESSED_REASONS)
+            ),
             opts=child,
         )
         self.identity = aws.sesv2.EmailIdentity(
@@ -154,20 +167,7 @@ class Mailing(pulumi.ComponentResource):
             opts=child,
         )
         identity_arn = pulumi.Output.concat(
-            "arn:aws:ses:",
-            aws.get_region_output(opts=pulumi.InvokeOptions(parent=self)).region,
-            ":",
-            account,
-            ":identity/",
-            mail.sender_domain,
-        )
-        config_set_arn = pulumi.Output.concat(
-            "arn:aws:ses:",
-            aws.get_region_output(opts=pulumi.InvokeOptions(parent=self)).region,
-            ":",
-            account,
-            ":configuration-set/",
-            self.configuration_set.configuration_set_name,
+            "arn:aws:ses:", region, ":", account, ":identity/", mail.sender_domain
         )
 
         code = lambda_code(args.code_root)
@@ -301,6 +301,25 @@ class Mailing(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.ses_events = ses_events.SesEvents(
+            self,
+            name,
+            ses_events.SesEventsArgs(
+                prefix=prefix,
+                name_prefix=args.name_prefix,
+                account=account,
+                configuration_set_name=self.configuration_set.configuration_set_name,
+                config_set_arn=config_set_arn,
+                messages_table_name=self.table.name,
+                messages_table_arn=self.table.arn,
+                max_receive_count=mail.max_receive_count,
+                code=code,
+                layers=layers,
+                log_retention_days=args.log_retention_days,
+                log_kms_key_arn=args.log_kms_key_arn,
+            ),
+            key,
+        )
         self.api_url = mail_http_api(
             self,
             name,
@@ -329,6 +348,8 @@ class Mailing(pulumi.ComponentResource):
             {
                 "queue_url": self.queue.url,
                 "dead_letter_queue_url": self.dead_letters.url,
+                "ses_events_queue_url": self.ses_events.queue.url,
+                "ses_events_dead_letter_queue_url": self.ses_events.dead_letters.url,
                 "table_name": self.table.name,
                 "users_table_name": self.users.name,
                 "quotas_table_name": self.quotas.name,
@@ -395,6 +416,41 @@ class Mailing(pulumi.ComponentResource):
                     "Sum",
                     20.0,
                     {"FunctionName": self.api_function.name},
+                ),
+                # SES's events: any dead letter is an outcome nobody recorded.
+                Alarm(
+                    "ses-events-dead-letters",
+                    "AWS/SQS",
+                    "ApproximateNumberOfMessagesVisible",
+                    "Maximum",
+                    0.0,
+                    {"QueueName": self.ses_events.dead_letters.name},
+                ),
+                Alarm(
+                    "ses-events-errors",
+                    "AWS/Lambda",
+                    "Errors",
+                    "Sum",
+                    0.0,
+                    {"FunctionName": self.ses_events.function.name},
+                ),
+                # The account's reputation as SES computes it (fractions, no dimensions: account level),
+                # alarmed below where SES reviews the account (components/config/keys.py).
+                Alarm(
+                    "ses-bounce-rate",
+                    "AWS/SES",
+                    "Reputation.BounceRate",
+                    "Maximum",
+                    args.mail.bounce_rate_alarm,
+                    comparison="GreaterThanOrEqualToThreshold",
+                ),
+                Alarm(
+                    "ses-complaint-rate",
+                    "AWS/SES",
+                    "Reputation.ComplaintRate",
+                    "Maximum",
+                    args.mail.complaint_rate_alarm,
+                    comparison="GreaterThanOrEqualToThreshold",
                 ),
                 Alarm(
                     "directory-errors",

@@ -28,6 +28,7 @@ from .model import (
 FUNCTION = "aws:lambda/function:Function"
 PERMISSION = "aws:lambda/permission:Permission"
 FUNCTION_URL = "aws:lambda/functionUrl:FunctionUrl"
+EVENT_SOURCE_MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 ECS_SERVICE = "aws:ecs/service:Service"
 ECS_CLUSTER = "aws:ecs/cluster:Cluster"
@@ -97,6 +98,24 @@ def _lambda_runtime(function: Resource, ctx: Context) -> list[str]:
         return []
     return [
         f"runtime {runtime!r} is deprecated or unknown; use one of {', '.join(sorted(SUPPORTED_LAMBDA_RUNTIMES))}"
+    ]
+
+
+def _sqs_partial_batch(mapping: Resource, ctx: Context) -> list[str]:
+    """Without ReportBatchItemFailures a handler's failed record fails the whole batch: Lambda makes
+    every record visible again, and the ones already handled run again (Lambda Developer Guide,
+    "Handling errors for an SQS event source in Lambda", "Implementing partial batch responses")."""
+    source = mapping.get("eventSourceArn")
+    if is_unknown(source) or not (
+        isinstance(source, str) and source.startswith("arn:aws") and ":sqs:" in source
+    ):
+        return []
+    types = mapping.get("functionResponseTypes")
+    if is_unknown(types) or "ReportBatchItemFailures" in [str(t) for t in as_list(types)]:
+        return []
+    return [
+        f"the mapping from {source} does not report batch item failures: set "
+        'functionResponseTypes ["ReportBatchItemFailures"] and return batchItemFailures'
     ]
 
 
@@ -297,6 +316,17 @@ RULES: list[Rule] = [
         "resource (e.g. the API's execution ARN + '/*/*'); never to '*'; give function URLs AWS_IAM auth.",
         resource_types=(PERMISSION, FUNCTION_URL),
         check=_lambda_public_invoke,
+    ),
+    ResourceRule(
+        name="lambda-sqs-partial-batch-responses",
+        control="Motion REL-7",
+        description="Lambda event source mappings from SQS report batch item failures, so one failed record "
+        "does not send a whole batch round again.",
+        severity="medium",
+        remediation='Set function_response_types=["ReportBatchItemFailures"] on the mapping and have the handler '
+        'return {"batchItemFailures": [{"itemIdentifier": <messageId>}, ...]}.',
+        resource_types=(EVENT_SOURCE_MAPPING,),
+        check=_sqs_partial_batch,
     ),
     ResourceRule(
         name="lambda-managed-log-group",

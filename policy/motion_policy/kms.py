@@ -23,6 +23,7 @@ from .model import (
 KMS_KEY = "aws:kms/key:Key"
 TABLE = "aws:dynamodb/table:Table"
 QUEUE = "aws:sqs/queue:Queue"
+TOPIC = "aws:sns/topic:Topic"
 SECRETS_MANAGER_SECRET = "aws:secretsmanager/secret:Secret"  # noqa: S105 - a resource type
 REPOSITORY = "aws:ecr/repository:Repository"
 REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
@@ -74,6 +75,8 @@ def _customer_managed(resource: Resource, ctx: Context) -> list[str]:
         )
     if t == QUEUE:
         return _our_key(resource.get("kmsMasterKeyId"), "queue", "kmsMasterKeyId")
+    if t == TOPIC:
+        return _our_key(resource.get("kmsMasterKeyId"), "topic", "kmsMasterKeyId")
     if t == SECRETS_MANAGER_SECRET:
         return _our_key(resource.get("kmsKeyId"), "secret", "kmsKeyId")
     if t == REPLICATION_GROUP:
@@ -147,12 +150,20 @@ RULES: list[Rule] = [
     ResourceRule(
         name="kms-customer-managed-keys",
         control="Motion ENC-3",
-        description="In production, tables, queues, secrets, image repositories, the cache and the "
+        description="In production, tables, queues, topics, secrets, image repositories, the cache and the "
         "database (storage, Performance Insights, master password) are encrypted with customer managed keys.",
         severity="medium",
         remediation="Set motion:dataKmsEncryption true: each component then encrypts its data with its own key "
         "(components/aws/kms.py DataKey).",
-        resource_types=(TABLE, QUEUE, SECRETS_MANAGER_SECRET, REPOSITORY, REPLICATION_GROUP, DB_INSTANCE),
+        resource_types=(
+            TABLE,
+            QUEUE,
+            TOPIC,
+            SECRETS_MANAGER_SECRET,
+            REPOSITORY,
+            REPLICATION_GROUP,
+            DB_INSTANCE,
+        ),
         check=_customer_managed,
         production_only=True,
     ),

@@ -39,6 +39,18 @@ OPTIONAL = {
         "QUOTA_PER_HOUR",
         "QUOTA_PER_DAY",
     },
+    # The SES events handler reads the messages table only.
+    "mail-events": {
+        "MAIL_QUEUE_URL",
+        "MAX_RECIPIENTS",
+        "USERS_TABLE",
+        "WEBHOOK_SECRET_ARN",
+        "QUOTAS_TABLE",
+        "QUOTA_PER_HOUR",
+        "QUOTA_PER_DAY",
+        "SENDER_ADDRESS",
+        "SES_CONFIGURATION_SET",
+    },
     "mail-webhook": {
         "MESSAGES_TABLE",
         "MAIL_QUEUE_URL",
@@ -78,6 +90,7 @@ def parsers() -> dict[str, Callable[[Mapping[str, str]], object]]:
         "mail-api": lambda env: MailSettings.from_env("api", env),
         "mailer": lambda env: MailSettings.from_env("worker", env),
         "mail-webhook": lambda env: MailSettings.from_env("webhook", env),
+        "mail-events": lambda env: MailSettings.from_env("events", env),
     }
 
 
@@ -101,6 +114,7 @@ def cloud_envs(run: StackRun) -> dict[str, list[dict[str, str]]]:
         "mail-api": [lambdas["mailer.api.handler"]],
         "mailer": [lambdas["mailer.worker.handler"]],
         "mail-webhook": [lambdas["mailer.webhook.handler"]],
+        "mail-events": [lambdas["mailer.ses_events.handler"]],
     }
 
 
@@ -113,6 +127,7 @@ def local_envs(backend: Backend) -> dict[str, list[dict[str, str]]]:
         "mail-api": [envs["mail-api"]],
         "mailer": [envs["mailer"]],
         "mail-webhook": [envs["mail-webhook"]],
+        "mail-events": [envs["mail-events"]],
     }
 
 

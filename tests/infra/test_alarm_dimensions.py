@@ -84,6 +84,13 @@ _RDS_INSTANCE = _sets({"DBInstanceIdentifier"}, {"DatabaseClass"}, {"EngineName"
 _WAF_REGIONAL = _sets(
     {"Region", "Rule", "WebACL"}, {"Region", "RuleGroup", "WebACL"}, {"Region", "Rule", "RuleGroup"}
 )
+# AWS/SES: "Amazon SES automatically publishes two reputation-related metrics to Amazon CloudWatch:
+# Reputation.BounceRate and Reputation.ComplaintRate", "decimal numbers between 0 and 1" (SES Developer
+# Guide, "Creating reputation monitoring alarms using CloudWatch",
+# https://docs.aws.amazon.com/ses/latest/DeveloperGuide/reputationdashboard-cloudwatch-alarm.html): the
+# account's rates, without dimensions. (A configuration set with reputation metrics enabled adds its
+# own series; the account's is what SES reviews.)
+_SES_ACCOUNT = _sets(())
 # Motion/Mail: the mail API's own metrics, published as Embedded Metric Format with the one
 # dimension set {FunctionName} (documented in app_code/mailer/mailer/metrics.py, its table).
 _MOTION_MAIL = _sets({"FunctionName"})
@@ -102,6 +109,8 @@ DOCUMENTED: Mapping[tuple[str, str], DimensionSets] = {
     ("AWS/RDS", "CPUUtilization"): _RDS_INSTANCE,
     ("AWS/RDS", "FreeStorageSpace"): _RDS_INSTANCE,
     ("AWS/WAFV2", "BlockedRequests"): _WAF_REGIONAL,
+    ("AWS/SES", "Reputation.BounceRate"): _SES_ACCOUNT,
+    ("AWS/SES", "Reputation.ComplaintRate"): _SES_ACCOUNT,
     ("Motion/Mail", "EmailsAccepted"): _MOTION_MAIL,
     ("Motion/Mail", "QuotaRefusals"): _MOTION_MAIL,
     ("Motion/Mail", "DeliveriesUnknown"): _MOTION_MAIL,
@@ -149,6 +158,11 @@ def test_the_check_rejects_what_aws_does_not_publish() -> None:
     assert undocumented({**good, "dimensions": {"CacheNodeId": "0001"}})
     assert undocumented({**good, "metricName": "NoSuchMetric"})
     assert undocumented({**good, "dimensions": {"CacheClusterId": ""}})
+    # SES's reputation is the account's: no dimension names a queue, function or identity.
+    ses = {"namespace": "AWS/SES", "metricName": "Reputation.BounceRate"}
+    assert undocumented(ses) is None
+    assert undocumented({**ses, "dimensions": {"FunctionName": "f"}})
+    assert undocumented({**ses, "metricName": "BounceRate"}), "the metric is Reputation.BounceRate"
     alb = {"namespace": "AWS/ApplicationELB", "metricName": "UnHealthyHostCount"}
     assert undocumented({**alb, "dimensions": {"LoadBalancer": "app/x/1"}}), "no per-ALB healthy host count"
     waf = {"namespace": "AWS/WAFV2", "metricName": "BlockedRequests"}

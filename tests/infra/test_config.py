@@ -147,6 +147,26 @@ BAD_CASES: list[tuple[str, dict[str, Any], str | None, str]] = [
         "motion:logsKmsEncryption: must be true with high availability",
     ),
     ("dev", {"wafRateLimit": 9}, None, "motion:wafRateLimit: 9 (allowed: 10 to 2000000000)"),
+    # SES reviews an account at a 5 % bounce rate and a 0.1 % complaint rate: an alarm at or above
+    # those would sound only once SES has acted.
+    (
+        "dev",
+        {"mailBounceRateAlarmBasisPoints": 500},
+        None,
+        "motion:mailBounceRateAlarmBasisPoints: 500 (allowed: 1 to 499)",
+    ),
+    (
+        "production",
+        {"mailComplaintRateAlarmBasisPoints": 10},
+        None,
+        "motion:mailComplaintRateAlarmBasisPoints: 10 (allowed: 1 to 9)",
+    ),
+    (
+        "dev",
+        {"mailComplaintRateAlarmBasisPoints": 0.05},
+        "Stack 'dev' with configuration key 'mailComplaintRateAlarmBasisPoints' must be of type 'integer'",
+        "motion:mailComplaintRateAlarmBasisPoints: '0.05' is not a valid integer (expected a whole number)",
+    ),
     (
         "dev",
         {"mailApiReservedConcurrency": 901},

@@ -35,6 +35,8 @@ DATA: dict[str, list[tuple[str, str, Path]]] = {
         ("aws:dynamodb/table:Table", "mailing-quotas", ("serverSideEncryption", "kmsKeyArn")),
         ("aws:sqs/queue:Queue", "mailing-queue", ("kmsMasterKeyId",)),
         ("aws:sqs/queue:Queue", "mailing-dlq", ("kmsMasterKeyId",)),
+        ("aws:sqs/queue:Queue", "mailing-ses-events-queue", ("kmsMasterKeyId",)),
+        ("aws:sqs/queue:Queue", "mailing-ses-events-dlq", ("kmsMasterKeyId",)),
         ("aws:secretsmanager/secret:Secret", "mailing-clerk-webhook-secret", ("kmsKeyId",)),
     ],
     "chat-key": [
@@ -63,7 +65,7 @@ EXEMPT = {
 }
 # Data no role reads or writes: SQS itself moves failed messages into the dead-letter queue, and an
 # operator's redrive uses the operator's permissions.
-UNTOUCHED_BY_ROLES = {"motion-production-mail-dead-letters"}
+UNTOUCHED_BY_ROLES = {"motion-production-mail-dead-letters", "motion-production-mail-ses-events-dead-letters"}
 # Which service encrypts a resource of each type with its key (the kms:ViaService the key allows).
 SERVICE = {
     "aws:dynamodb/table:Table": "dynamodb",

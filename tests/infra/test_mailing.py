@@ -20,8 +20,8 @@ FUNCTION = "aws:lambda/function:Function"
 
 
 def test_queue_redrives_to_a_dead_letter_queue(stack: StackRun) -> None:
-    queue = stack.one(QUEUE, "queue").inputs
-    dlq = stack.one(QUEUE, "dlq")
+    queue = stack.one(QUEUE, "mailing-queue").inputs
+    dlq = stack.one(QUEUE, "mailing-dlq")
     if stack.config.data_kms_encryption:
         # The component's key (SSE-KMS); SSE-SQS otherwise. The two are exclusive.
         key = arn(stack, stack.one("aws:kms/key:Key", "mailing-key"))
@@ -37,7 +37,7 @@ def test_queue_redrives_to_a_dead_letter_queue(stack: StackRun) -> None:
     }
     assert dlq.inputs["messageRetentionSeconds"] == 14 * 24 * 3600
     allow = json.loads(
-        stack.one("aws:sqs/redriveAllowPolicy:RedriveAllowPolicy").inputs["redriveAllowPolicy"]
+        stack.one("aws:sqs/redriveAllowPolicy:RedriveAllowPolicy", "mailing-dlq").inputs["redriveAllowPolicy"]
     )
     assert allow["redrivePermission"] == "byQueue" and allow["sourceQueueArns"] == [
         f"arn:aws:sqs:us-east-1:123456789012:{queue['name']}"
@@ -46,7 +46,9 @@ def test_queue_redrives_to_a_dead_letter_queue(stack: StackRun) -> None:
 
 def test_visibility_timeout_is_six_times_the_mailer_timeout(stack: StackRun) -> None:
     mailer = stack.one(FUNCTION, "mailing-mailer").inputs
-    assert stack.one(QUEUE, "queue").inputs["visibilityTimeoutSeconds"] >= 6 * mailer["timeout"]
+    assert stack.one(QUEUE, "mailing-queue").inputs["visibilityTimeoutSeconds"] >= 6 * mailer["timeout"]
+    events = stack.one(FUNCTION, "mailing-mail-events").inputs
+    assert stack.one(QUEUE, "ses-events-queue").inputs["visibilityTimeoutSeconds"] >= 6 * events["timeout"]
 
 
 def mailing_functions(stack: StackRun) -> list:
@@ -59,7 +61,12 @@ def mailing_functions(stack: StackRun) -> list:
 
 def test_functions_are_current_arm64_python_from_one_archive(stack: StackRun) -> None:
     functions = {f.inputs["handler"]: f.inputs for f in mailing_functions(stack)}
-    assert set(functions) == {"mailer.worker.handler", "mailer.api.handler", "mailer.webhook.handler"}
+    assert set(functions) == {
+        "mailer.worker.handler",
+        "mailer.api.handler",
+        "mailer.webhook.handler",
+        "mailer.ses_events.handler",
+    }
     for inputs in functions.values():
         assert inputs["runtime"] == RUNTIME == "python3.13"
         assert inputs["architectures"] == ["arm64"]
@@ -82,7 +89,7 @@ def test_functions_import_the_locked_sdk_from_a_layer_built_for_their_runtime(st
     assert len(inputs["description"]) <= 256
     code = inputs["code"]
     assert isinstance(code, pulumi.FileArchive) and code.path == str(build_layer(LOCK))
-    assert len(mailing_functions(stack)) == 3
+    assert len(mailing_functions(stack)) == 4
     for function in stack.of_type(FUNCTION):  # every Python function of the stack uses the one layer
         (arn,) = function.inputs["layers"]  # one layer (Lambda takes at most 5)
         assert LAYER_VERSION_ARN.fullmatch(arn) and f":layer:{inputs['layerName']}:" in arn
@@ -106,7 +113,7 @@ def test_the_layer_is_one_per_stack_and_kept_its_state_when_it_left_the_mailing_
 
 
 def test_event_source_mapping_reports_partial_failures_and_caps_concurrency(stack: StackRun) -> None:
-    esm = stack.one("aws:lambda/eventSourceMapping:EventSourceMapping").inputs
+    esm = stack.one("aws:lambda/eventSourceMapping:EventSourceMapping", "mailer-source").inputs
     assert esm["functionResponseTypes"] == ["ReportBatchItemFailures"]
     assert esm["batchSize"] == 10 and esm["maximumBatchingWindowInSeconds"] == 1
     assert esm["scalingConfig"]["maximumConcurrency"] == stack.config.mail.max_concurrency
@@ -143,7 +150,7 @@ def test_each_function_has_its_own_least_privilege_role(stack: StackRun) -> None
         if "mailing" in p.name
     }
     roles = {p.inputs["role"] for p in stack.of_type("aws:iam/rolePolicy:RolePolicy") if "mailing" in p.name}
-    assert len(roles) == 3
+    assert len(roles) == 4
     actions = {name: {a for s in doc["Statement"] for a in s["Action"]} for name, doc in policies.items()}
     assert actions["mailing-mailer-policy"] >= {"sqs:ReceiveMessage", "sqs:DeleteMessage", "ses:SendEmail"}
     assert "sqs:SendMessage" not in actions["mailing-mailer-policy"]
@@ -299,7 +306,7 @@ def test_alarms_on_dead_letters_errors_and_age(stack: StackRun) -> None:
         "ApproximateAgeOfOldestMessage/mailing-oldest-message",
         "Errors/mailing-mailer-errors",
     } <= alarms
-    dlq_alarm = stack.one("aws:cloudwatch/metricAlarm:MetricAlarm", "dead-letters").inputs
+    dlq_alarm = stack.one("aws:cloudwatch/metricAlarm:MetricAlarm", "mailing-dead-letters").inputs
     assert dlq_alarm["threshold"] == 0 and dlq_alarm["comparisonOperator"] == "GreaterThanThreshold"
 
 

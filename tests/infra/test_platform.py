@@ -109,7 +109,7 @@ def test_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use(stack: StackRun)
     assert cloudwatch["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
     assert cloudwatch["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
     assert cloudwatch["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
-    subscription = stack.one("aws:sns/topicSubscription:TopicSubscription").inputs
+    subscription = stack.one("aws:sns/topicSubscription:TopicSubscription", "alarms-email").inputs
     assert subscription["protocol"] == "email" and subscription["endpoint"] == stack.config.alarm_email
 
 

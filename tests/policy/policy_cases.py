@@ -448,6 +448,15 @@ function = res(
         },
     },
 )
+sqs_mapping = res(
+    "aws:lambda/eventSourceMapping:EventSourceMapping",
+    "mailing-ses-events-source",
+    {
+        "eventSourceArn": "arn:aws:sqs:us-east-1:123456789012:motion-dev-mail-ses-events",
+        "functionName": "arn:aws:lambda:us-east-1:123456789012:function:motion-dev-mail-events",
+        "functionResponseTypes": ["ReportBatchItemFailures"],
+    },
+)
 permission = res(
     "aws:lambda/permission:Permission",
     "api-invoke",
@@ -504,6 +513,31 @@ LAMBDA_CASES = [
     passes("lambda-supported-runtime", "container image", but(function, runtime=None, packageType="Image")),
     violates("lambda-supported-runtime", "python3.9", but(function, runtime="python3.9")),
     violates("lambda-supported-runtime", "nodejs18.x", but(function, runtime="nodejs18.x")),
+    passes("lambda-sqs-partial-batch-responses", "SQS mapping reporting item failures", sqs_mapping),
+    passes(
+        "lambda-sqs-partial-batch-responses",
+        "not an SQS source",
+        but(
+            sqs_mapping,
+            eventSourceArn="arn:aws:kinesis:us-east-1:123456789012:stream/s",
+            functionResponseTypes=None,
+        ),
+    ),
+    passes(
+        "lambda-sqs-partial-batch-responses",
+        "preview: queue not known yet",
+        but(sqs_mapping, eventSourceArn=UNKNOWN),
+    ),
+    violates(
+        "lambda-sqs-partial-batch-responses",
+        "SQS mapping failing whole batches",
+        but(sqs_mapping, functionResponseTypes=None),
+    ),
+    violates(
+        "lambda-sqs-partial-batch-responses",
+        "SQS mapping with an empty list",
+        but(sqs_mapping, functionResponseTypes=[]),
+    ),
     passes("lambda-no-public-invoke", "service with source ARN", permission),
     passes("lambda-no-public-invoke", "function URL with IAM auth", function_url),
     passes("lambda-no-public-invoke", "another account", but(permission, principal=ACCOUNT, sourceArn=None)),
@@ -1369,6 +1403,24 @@ KMS_CASES = [
         stack=PROD,
     ),
     violates("kms-customer-managed-keys", "queue under SSE-SQS", queue, stack=PROD),
+    passes(
+        "kms-customer-managed-keys",
+        "topic under a key of ours",
+        res("aws:sns/topic:Topic", "mailing-ses-events-topic", {"kmsMasterKeyId": KEY_ARN}),
+        stack=PROD,
+    ),
+    violates(
+        "kms-customer-managed-keys",
+        "topic unencrypted",
+        res("aws:sns/topic:Topic", "mailing-ses-events-topic", {"name": "motion-production-mail-ses-events"}),
+        stack=PROD,
+    ),
+    violates(
+        "kms-customer-managed-keys",
+        "topic under the AWS managed SNS key",
+        res("aws:sns/topic:Topic", "t", {"kmsMasterKeyId": "alias/aws/sns"}),
+        stack=PROD,
+    ),
     passes("kms-customer-managed-keys", "secret under a key of ours", secret, stack=PROD),
     violates(
         "kms-customer-managed-keys", "secret under aws/secretsmanager", but(secret, kmsKeyId=None), stack=PROD
@@ -1445,6 +1497,39 @@ KMS_CASES = [
                 "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
                 "Resource": "*",
                 "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
+            },
+        ),
+    ),
+    passes(
+        "kms-key-policy-least-privilege",
+        "SES publishing one configuration set's events to an encrypted topic",
+        kms_key(
+            ADMIN,
+            {
+                "Sid": "SesPublishesEvents",
+                "Effect": "Allow",
+                "Principal": {"Service": "ses.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {
+                        "aws:SourceAccount": ACCOUNT,
+                        "aws:SourceArn": f"arn:aws:ses:us-east-1:{ACCOUNT}:configuration-set/motion-dev-mail",
+                    }
+                },
+            },
+        ),
+    ),
+    violates(
+        "kms-key-policy-least-privilege",
+        "SES may use the key for any account's configuration set",
+        kms_key(
+            ADMIN,
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "ses.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
             },
         ),
     ),
