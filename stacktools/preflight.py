@@ -170,7 +170,8 @@ def check_dns(outputs: Mapping[str, Any] | None, resolve: Resolver) -> list[Find
             Finding(
                 "next",
                 "DNS records (the API host's CNAME onto the load balancer, SES's three DKIM CNAMEs, the "
-                "frontend domains' A records onto Vercel) are "
+                "MAIL FROM domain's MX and SPF records, the DMARC record, the frontend domains' A records "
+                "onto Vercel; none with motion:hostedZoneId, where the program writes them) are "
                 "known after the first `pulumi up`: publish them from `pulumi stack output dnsRecords`, "
                 "then run `make preflight STACK=<stack> OUTPUTS=<file of pulumi stack output --json>`",
             )
@@ -181,13 +182,22 @@ def check_dns(outputs: Mapping[str, Any] | None, resolve: Resolver) -> list[Find
     findings = []
     for record in records:
         name, kind, value = str(record["name"]), str(record["type"]), str(record["value"])
-        answers = [_canonical(a) for a in resolve(name, kind)]
+        answers = [_canonical(_answer_text(kind, a)) for a in resolve(name, kind)]
         if _canonical(value) not in answers:
             found = ", ".join(answers) or "nothing"
             findings.append(
                 Finding("dns", f"{kind} {name} -> {value} ({record.get('purpose', '')}): DNS answers {found}")
             )
     return findings
+
+
+def _answer_text(kind: str, answer: str) -> str:
+    """A TXT answer as its text: DNS presents it as quoted strings (RFC 1035 section 3.3.14), joined
+    as one value (RFC 7208 section 3.3 for SPF)."""
+    if kind != "TXT":
+        return answer
+    strings = re.findall(r'"((?:[^"\\]|\\.)*)"', answer)
+    return "".join(strings) if strings else answer
 
 
 def _canonical(name: str) -> str:

@@ -16,6 +16,7 @@ from components.config.model import (
     AuthConfig,
     CacheConfig,
     DatabaseConfig,
+    DnsConfig,
     FilesConfig,
     FrontendConfig,
     MailConfig,
@@ -25,6 +26,7 @@ from components.config.model import (
 )
 from components.config.reader import ConfigReader
 from components.config.validation import (
+    validate_dns,
     validate_frontend,
     validate_frontend_domains,
     validate_high_availability,
@@ -55,6 +57,7 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
     cache = _cache(r)
     retention = g("logRetentionDays")
     domain, cert = _domain_and_certificate(r)
+    dns = DnsConfig(g("hostedZoneId"), g("hostedZoneName"), g("dmarcPolicy"))
     auth = _auth(r)
     mail = _mail(r)
     files = _files(r)
@@ -76,6 +79,7 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
         log_retention_days=retention,
         domain=domain,
         certificate_arn=cert,
+        dns=dns,
         auth=auth,
         mail=mail,
         files=files,
@@ -91,6 +95,7 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
         logs_kms_encryption=g("logsKmsEncryption"),
     )
     validate_frontend_domains(r, config)
+    validate_dns(r, config)
     validate_high_availability(r, config)
     if not region:
         r.errors.append("aws:region: is required (set it with `pulumi config set aws:region <region>`)")

@@ -66,14 +66,23 @@ def outputs() -> dict[str, Any]:
 
 
 def served(records: list[dict[str, str]]) -> dict[str, Any]:
-    """DnsServer's arguments that publish `records` (CNAMEs and A records) as they are."""
+    """DnsServer's arguments that publish `records` (CNAME, A, MX and TXT records) as they are."""
     addresses: dict[str, list[str]] = {}
+    texts: dict[str, list[str]] = {}
     for record in records:
         if record["type"] == "A":
             addresses.setdefault(record["name"], []).append(record["value"])
+        if record["type"] == "TXT":
+            texts.setdefault(record["name"], []).append(record["value"])
     cnames = {r["name"]: r["value"] for r in records if r["type"] == "CNAME"}
-    assert len(cnames) + sum(map(len, addresses.values())) == len(records), "only CNAME and A records"
-    return {"cnames": cnames, "addresses": addresses}
+    mx = {}
+    for record in records:
+        if record["type"] == "MX":
+            preference, host = record["value"].split()
+            mx[record["name"]] = (int(preference), host)
+    counted = len(cnames) + len(mx) + sum(map(len, addresses.values())) + sum(map(len, texts.values()))
+    assert counted == len(records), "only CNAME, A, MX and TXT records, one CNAME and MX per name"
+    return {"cnames": cnames, "addresses": addresses, "mx": mx, "txt": texts}
 
 
 @pytest.fixture
