@@ -8,7 +8,8 @@ remain:
 - secrets the program needs that neither the stack file (`secure:`) nor the environment provides;
 - DNS records the stack needs published that DNS does not answer yet (with `--outputs`, the JSON of
   `pulumi stack output --json`; the program exports every record in `dnsRecords`, so this list and
-  the program cannot drift apart). Without outputs, those records are not known yet (the load
+  the program cannot drift apart; with `motion:hostedZoneId` the program writes them in Route 53
+  and the list is empty). Without outputs, those records are not known yet (the load
   balancer's name and SES's DKIM tokens exist only after `pulumi up`): they are named as the next
   step, and do not fail the run.
 
