@@ -170,7 +170,10 @@ class Platform(pulumi.ComponentResource):
                         ),
                     )
                 ],
-                opts=child,
+                # A stack that served plain HTTP (dev before its zone) had its port-80 listener as
+                # `<name>-http`: the alias makes the engine update that listener in place, where a
+                # new one beside it would be refused (one listener per port and load balancer).
+                opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=f"{name}-http")]),
             )
         else:
             self.listener = aws.lb.Listener(

@@ -149,6 +149,12 @@ def test_the_https_listener_waits_for_the_validated_certificate(with_zone: Stack
     # HTTP only redirects, as in production.
     (redirect,) = listeners["HTTP"].inputs["defaultActions"]
     assert redirect["redirect"] == {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}
+    # A stack that served HTTP keeps its port-80 listener, updated in place (an alias of its old URN).
+    # (Under mocks the SDK spells the alias with the stack's type in front; the engine computes it.)
+    assert any(
+        urn.endswith("motion:platform:Platform$aws:lb/listener:Listener::platform-http")
+        for urn in listeners["HTTP"].alias_urns
+    ), listeners["HTTP"].alias_urns
     assert run.outputs["baseUrl"] == f"https://{run.config.domain}"
     assert run.outputs["chatWebSocketUrl"].startswith(f"wss://{run.config.domain}/")
 
