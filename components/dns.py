@@ -122,8 +122,10 @@ class DnsRecordsArgs:
     email_identity: pulumi.Input[str]
     # SES's DKIM CNAMEs (name, type, value), from the identity's tokens.
     dkim_records: pulumi.Output[list[Record]]
-    # Per frontend domain, the IPv4 addresses Vercel recommends for it.
+    # Per frontend domain, the IPv4 addresses Vercel recommends for it, and the same as records to
+    # publish (components/frontend.py, which asks Vercel).
     frontend_ipv4s: Mapping[str, pulumi.Output[list[str]]]
+    frontend_records: pulumi.Output[list[Record]]
 
 
 class DnsRecords(pulumi.ComponentResource):
@@ -158,7 +160,7 @@ class DnsRecords(pulumi.ComponentResource):
             self.to_publish: pulumi.Output[list[Record]] = pulumi.Output.from_input([])
         else:
             self.to_publish = records_to_publish(
-                args.domain, args.alb_dns_name, args.dkim_records, mail, list(args.frontend_ipv4s.items())
+                args.domain, args.alb_dns_name, args.dkim_records, mail, args.frontend_records
             )
         self.register_outputs({"to_publish": self.to_publish})
 
@@ -217,26 +219,15 @@ def records_to_publish(
     alb_dns_name: pulumi.Input[str],
     dkim_records: pulumi.Input[list[Record]],
     mail: list[Record],
-    frontend_ipv4s: list[tuple[str, pulumi.Output[list[str]]]],
+    frontend_records: pulumi.Input[list[Record]],
 ) -> pulumi.Output[list[Record]]:
     """Every record, in the order a person publishes them: the API host's CNAME onto the load
     balancer, SES's DKIM CNAMEs, MAIL FROM and DMARC records, each frontend domain's A records."""
 
-    def build(alb: str, dkim: list[Record], *addresses: list[str]) -> list[Record]:
+    def build(alb: str, dkim: list[Record], frontend: list[Record]) -> list[Record]:
         api = [{"name": domain, "type": "CNAME", "value": alb, "purpose": "API host -> load balancer"}]
-        frontend = [
-            {"name": name, "type": "A", "value": address, "purpose": "frontend -> Vercel"}
-            for (name, _), found in zip(frontend_ipv4s, addresses, strict=True)
-            for address in _addresses(name, found)
-        ]
-        return (api if domain else []) + [{**r, "purpose": "SES DKIM"} for r in dkim] + mail + frontend
+        return (api if domain else []) + [{**r, "purpose": "SES DKIM"} for r in dkim] + mail + list(frontend)
 
-    return pulumi.Output.all(alb_dns_name, dkim_records, *[a for _, a in frontend_ipv4s]).apply(
-        lambda values: build(values[0], values[1], *values[2:])
+    return pulumi.Output.all(alb_dns_name, dkim_records, frontend_records).apply(
+        lambda values: build(values[0], values[1], values[2])
     )
-
-
-def _addresses(domain: str, addresses: list[str] | None) -> list[str]:
-    if not addresses:
-        raise ValueError(f"Vercel recommends no IPv4 address for {domain}: check the domain in Vercel")
-    return list(addresses)

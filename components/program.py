@@ -220,6 +220,7 @@ def build(config: StackConfig) -> Stack:
             email_identity=mailing.identity.email_identity,
             dkim_records=mailing.dkim_records,
             frontend_ipv4s=frontend.recommended_ipv4s,
+            frontend_records=frontend.dns_records,
         ),
         opts=with_aws,
     )
