@@ -104,6 +104,10 @@ class Frontend(pulumi.ComponentResource):
             )
             for domain in cfg.domains
         ]
+        # Per domain, the addresses Vercel recommends (components/dns.py publishes them as A records).
+        self.recommended_ipv4s: dict[str, pulumi.Output[list[str]]] = {
+            domain: c.recommended_ipv4s for domain, c in zip(cfg.domains, configs, strict=True)
+        }
         self.dns_records: pulumi.Output[list[dict[str, str]]] = pulumi.Output.all(
             *[pulumi.Output.all(c.domain, c.recommended_ipv4s) for c in configs]
         ).apply(domain_records)

@@ -13,6 +13,7 @@ from components.aws.fargate_types import Attachment
 from components.aws.kms import LogKey
 from components.chat import Chat, ChatArgs
 from components.config.model import StackConfig
+from components.dns import ApiCertificate, DnsRecords, DnsRecordsArgs
 from components.facts import CHAT, FILES
 from components.files.files import Files, FilesArgs
 from components.frontend import Frontend, FrontendArgs
@@ -36,29 +37,9 @@ class Stack:
     files: Files
     chat: Chat
     frontend: Frontend
+    certificate: ApiCertificate | None
+    dns: DnsRecords
     outputs: dict[str, pulumi.Input[object]]
-
-
-def dns_records(
-    config: StackConfig,
-    alb_dns_name: pulumi.Input[str],
-    dkim_records: pulumi.Input[list[dict[str, str]]],
-    frontend_records: pulumi.Input[list[dict[str, str]]],
-) -> pulumi.Output[list[dict[str, str]]]:
-    """The records to publish: the API host onto the load balancer, SES's DKIM CNAMEs, and the
-    frontend's domains onto Vercel."""
-
-    def records(alb: str, dkim: list[dict[str, str]], frontend: list[dict[str, str]]) -> list[dict[str, str]]:
-        api = (
-            [{"name": config.domain, "type": "CNAME", "value": alb, "purpose": "API host -> load balancer"}]
-            if config.domain
-            else []
-        )
-        return api + [{**record, "purpose": "SES DKIM"} for record in dkim] + list(frontend)
-
-    return pulumi.Output.all(alb_dns_name, dkim_records, frontend_records).apply(
-        lambda args: records(args[0], args[1], args[2])
-    )
 
 
 def build(config: StackConfig) -> Stack:
@@ -87,6 +68,13 @@ def build(config: StackConfig) -> Stack:
         ),
         opts=with_aws,
     )
+    # With a hosted zone the program requests the API's certificate and validates it there; the HTTPS
+    # listener takes the validation's ARN, so it waits for the issued certificate.
+    certificate = (
+        ApiCertificate("api-certificate", config.domain, config.dns.zone_id, opts=with_aws)
+        if config.dns.managed
+        else None
+    )
     platform = Platform(
         "platform",
         PlatformArgs(
@@ -94,7 +82,7 @@ def build(config: StackConfig) -> Stack:
             vpc_id=network.vpc_id,
             vpc_cidr=config.network.vpc_cidr,
             public_subnet_ids=network.public_subnet_ids,
-            certificate_arn=config.certificate_arn,
+            certificate_arn=certificate.arn if certificate else (config.certificate_arn or None),
             domain=config.domain,
             container_insights=config.container_insights,
             deletion_protection=config.alb_deletion_protection,
@@ -220,9 +208,27 @@ def build(config: StackConfig) -> Stack:
         opts=pulumi.ResourceOptions(providers={"vercel": vercel_provider}),
     )
 
+    dns = DnsRecords(
+        "dns",
+        DnsRecordsArgs(
+            dns=config.dns,
+            region=config.region,
+            domain=config.domain,
+            alb_dns_name=platform.alb.dns_name,
+            alb_zone_id=platform.alb.zone_id,
+            sender_domain=config.mail.sender_domain,
+            email_identity=mailing.identity.email_identity,
+            dkim_records=mailing.dkim_records,
+            frontend_ipv4s=frontend.recommended_ipv4s,
+            frontend_records=frontend.dns_records,
+        ),
+        opts=with_aws,
+    )
+
     outputs: dict[str, pulumi.Input[object]] = {
-        # Every DNS record this stack needs published, in one list (`make preflight` checks them).
-        "dnsRecords": dns_records(config, platform.alb.dns_name, mailing.dkim_records, frontend.dns_records),
+        # Every DNS record to publish by hand, in one list (`make preflight` checks them); empty with a
+        # hosted zone, where the program writes them.
+        "dnsRecords": dns.to_publish,
         "region": config.region,
         "vpcId": network.vpc_id,
         "baseUrl": platform.base_url,
@@ -245,6 +251,8 @@ def build(config: StackConfig) -> Stack:
         "frontendProjectName": frontend.project.name,
         "frontendDomains": pulumi.Output.all(*[domain.domain for domain in frontend.domains]),
     }
+    if config.dns.managed:
+        outputs["hostedZoneId"] = config.dns.zone_id
     for key, value in outputs.items():
         pulumi.export(key, value)
     return Stack(
@@ -257,5 +265,7 @@ def build(config: StackConfig) -> Stack:
         files=files,
         chat=chat,
         frontend=frontend,
+        certificate=certificate,
+        dns=dns,
         outputs=outputs,
     )

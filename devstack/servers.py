@@ -462,7 +462,8 @@ class MotoServer(_ProcessServer):
 @dataclass
 class DnsServer(_ProcessServer):
     """dnsmasq answering only the records it is given (`cnames`: name -> target, `addresses`: name ->
-    IPv4 addresses, served as A records), on 127.0.0.1.
+    IPv4 addresses, served as A records, `mx`: name -> (preference, host), `txt`: name -> texts), on
+    127.0.0.1.
 
     dnsmasq serves a CNAME only when it knows its target, so each target also gets a host record (a
     published CNAME's target resolves in real DNS too). No upstream, no /etc/hosts, no config file.
@@ -471,6 +472,8 @@ class DnsServer(_ProcessServer):
     name = "dnsmasq"
     cnames: dict[str, str] = field(default_factory=dict)
     addresses: dict[str, list[str]] = field(default_factory=dict)
+    mx: dict[str, tuple[int, str]] = field(default_factory=dict)
+    txt: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def nameserver(self) -> str:
@@ -498,4 +501,13 @@ class DnsServer(_ProcessServer):
             cmd += [f"--cname={name},{target}", f"--host-record={target},127.0.0.9"]
         for name, ips in sorted(self.addresses.items()):
             cmd += [f"--host-record={name},{ip}" for ip in ips]
+        # dnsmasq(8): --mx-host=<name>,<host>,<preference>; --txt-record=<name>,<text> (one per text:
+        # commas would split a text into strings, so a text holding one is refused here).
+        for name, (preference, host) in sorted(self.mx.items()):
+            cmd.append(f"--mx-host={name},{host},{preference}")
+        for name, texts in sorted(self.txt.items()):
+            for text in texts:
+                if "," in text:
+                    raise ServerError(f"TXT {name}: dnsmasq would split {text!r} at its commas")
+                cmd.append(f"--txt-record={name},{text}")
         return cmd

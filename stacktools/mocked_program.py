@@ -196,6 +196,26 @@ def computed_outputs(type_: str, name: str, inputs: Mapping[str, Any], region: s
         out.update(arn=f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:{name}-AbCdEf")
     elif type_ == "aws:sesv2/emailIdentity:EmailIdentity":
         out.update(dkimSigningAttributes={"tokens": [f"dkim{i}token" for i in range(3)], "status": "PENDING"})
+    elif type_ == "aws:acm/certificate:Certificate":
+        # ACM's DNS validation record for the domain (ACM User Guide, "DNS validation": a CNAME from
+        # _<hash>.<domain>. onto _<hash>.<token>.acm-validations.aws.).
+        domain = str(inputs.get("domainName", ""))
+        digest = hashlib.sha256(domain.encode()).hexdigest()
+        out.update(
+            arn=f"arn:aws:acm:{region}:{ACCOUNT}:certificate/{digest[:8]}-{digest[8:12]}-{digest[12:16]}-"
+            f"{digest[16:20]}-{digest[20:32]}",
+            domainValidationOptions=[
+                {
+                    "domainName": domain,
+                    "resourceRecordName": f"_{digest[:32]}.{domain}.",
+                    "resourceRecordType": "CNAME",
+                    "resourceRecordValue": f"_{digest[32:]}.abcdefghij.acm-validations.aws.",
+                }
+            ],
+        )
+    elif type_ == "aws:route53/record:Record":
+        # The record's full name, without the trailing dot (the provider's `fqdn`).
+        out.update(fqdn=str(inputs.get("name", "")).rstrip("."))
     elif type_ == "aws:cloudwatch/logGroup:LogGroup":
         out.update(arn=f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{inputs.get('name') or name}")
     elif type_ == "vercel:index/project:Project":

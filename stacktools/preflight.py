@@ -8,7 +8,8 @@ remain:
 - secrets the program needs that neither the stack file (`secure:`) nor the environment provides;
 - DNS records the stack needs published that DNS does not answer yet (with `--outputs`, the JSON of
   `pulumi stack output --json`; the program exports every record in `dnsRecords`, so this list and
-  the program cannot drift apart). Without outputs, those records are not known yet (the load
+  the program cannot drift apart; with `motion:hostedZoneId` the program writes them in Route 53
+  and the list is empty). Without outputs, those records are not known yet (the load
   balancer's name and SES's DKIM tokens exist only after `pulumi up`): they are named as the next
   step, and do not fail the run.
 
@@ -170,7 +171,8 @@ def check_dns(outputs: Mapping[str, Any] | None, resolve: Resolver) -> list[Find
             Finding(
                 "next",
                 "DNS records (the API host's CNAME onto the load balancer, SES's three DKIM CNAMEs, the "
-                "frontend domains' A records onto Vercel) are "
+                "MAIL FROM domain's MX and SPF records, the DMARC record, the frontend domains' A records "
+                "onto Vercel; none with motion:hostedZoneId, where the program writes them) are "
                 "known after the first `pulumi up`: publish them from `pulumi stack output dnsRecords`, "
                 "then run `make preflight STACK=<stack> OUTPUTS=<file of pulumi stack output --json>`",
             )
@@ -181,13 +183,22 @@ def check_dns(outputs: Mapping[str, Any] | None, resolve: Resolver) -> list[Find
     findings = []
     for record in records:
         name, kind, value = str(record["name"]), str(record["type"]), str(record["value"])
-        answers = [_canonical(a) for a in resolve(name, kind)]
+        answers = [_canonical(_answer_text(kind, a)) for a in resolve(name, kind)]
         if _canonical(value) not in answers:
             found = ", ".join(answers) or "nothing"
             findings.append(
                 Finding("dns", f"{kind} {name} -> {value} ({record.get('purpose', '')}): DNS answers {found}")
             )
     return findings
+
+
+def _answer_text(kind: str, answer: str) -> str:
+    """A TXT answer as its text: DNS presents it as quoted strings (RFC 1035 section 3.3.14), joined
+    as one value (RFC 7208 section 3.3 for SPF)."""
+    if kind != "TXT":
+        return answer
+    strings = re.findall(r'"((?:[^"\\]|\\.)*)"', answer)
+    return "".join(strings) if strings else answer
 
 
 def _canonical(name: str) -> str:

@@ -276,6 +276,40 @@ KEYS: tuple[Key, ...] = (
         pattern_prose="an ACM certificate ARN",
         empty_ok=True,
     ),
+    # --- DNS: a Route 53 hosted zone the program publishes every record in (components/dns.py) ---
+    # A zone id as Route 53 returns it without the `/hostedzone/` prefix: "Z" and upper-case letters
+    # and digits (ResourceId, Route 53 API Reference: at most 32 characters). DMARC's `p` tag takes
+    # "none", "quarantine" or "reject" (RFC 7489 section 6.3).
+    _k(
+        "hostedZoneId",
+        "string",
+        "",
+        "Route 53 hosted zone the program publishes every record in and validates the API's "
+        "certificate with (empty: the records are stack outputs to publish by hand)",
+        pattern=re.compile(r"^Z[A-Z0-9]{1,31}$"),
+        pattern_prose="a Route 53 hosted zone id (Z...)",
+        empty_ok=True,
+        note="with hostedZoneName, without certificateArn, and domain, sesSenderDomain and "
+        "frontendDomains inside the zone",
+    ),
+    _k(
+        "hostedZoneName",
+        "string",
+        "",
+        "DNS name of that hosted zone (e.g. motion.example)",
+        pattern=DOMAIN_PATTERN,
+        pattern_prose="a DNS name",
+        empty_ok=True,
+        note="set exactly when hostedZoneId is",
+    ),
+    _k(
+        "dmarcPolicy",
+        "string",
+        "none",
+        "DMARC policy (p=) of the sender domain's _dmarc record",
+        choices=("none", "quarantine", "reject"),
+    ),
+    # --- end of DNS ---
     _k(
         "authIssuer",
         "string",

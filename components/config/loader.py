@@ -22,6 +22,7 @@ from components.config.model import (
     AuthConfig,
     CacheConfig,
     DatabaseConfig,
+    DnsConfig,
     FilesConfig,
     FrontendConfig,
     MailConfig,
@@ -31,6 +32,7 @@ from components.config.model import (
 )
 from components.config.reader import ConfigReader
 from components.config.validation import (
+    validate_dns,
     validate_frontend,
     validate_frontend_domains,
     validate_high_availability,
@@ -59,6 +61,7 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
     cache = _cache(r)
     retention = g("logRetentionDays")
     domain, cert = _domain_and_certificate(r)
+    dns = DnsConfig(g("hostedZoneId"), g("hostedZoneName"), g("dmarcPolicy"))
     auth = _auth(r)
     mail = _mail(r)
     files = _files(r)
@@ -80,6 +83,7 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
         log_retention_days=retention,
         domain=domain,
         certificate_arn=cert,
+        dns=dns,
         auth=auth,
         mail=mail,
         files=files,
@@ -95,6 +99,7 @@ def load_config(stack: str, raw: Mapping[str, str], region: str) -> StackConfig:
         logs_kms_encryption=g("logsKmsEncryption"),
     )
     validate_frontend_domains(r, config)
+    validate_dns(r, config)
     validate_high_availability(r, config)
     if not region:
         r.errors.append("aws:region: is required (set it with `pulumi config set aws:region <region>`)")

@@ -130,6 +130,24 @@ class FrontendConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DnsConfig:
+    """The Route 53 hosted zone the program publishes every record in (empty: none, the records are
+    stack outputs to publish by hand), and the sender domain's DMARC policy."""
+
+    zone_id: str
+    zone_name: str
+    dmarc_policy: str
+
+    @property
+    def managed(self) -> bool:
+        return bool(self.zone_id)
+
+    def holds(self, name: str) -> bool:
+        """Whether `name` lies in the zone (is its apex or under it)."""
+        return bool(self.zone_name) and (name == self.zone_name or name.endswith(f".{self.zone_name}"))
+
+
+@dataclass(frozen=True, slots=True)
 class StackConfig:
     project: str
     stack: str
@@ -144,6 +162,7 @@ class StackConfig:
     log_retention_days: int
     domain: str
     certificate_arn: str
+    dns: DnsConfig
     auth: AuthConfig
     mail: MailConfig
     files: FilesConfig
@@ -160,7 +179,8 @@ class StackConfig:
 
     @property
     def tls(self) -> bool:
-        return bool(self.certificate_arn)
+        """HTTPS: with a certificate given by ARN, or one the program requests and validates in the zone."""
+        return bool(self.certificate_arn) or self.dns.managed
 
     @property
     def tags(self) -> dict[str, str]:

@@ -118,6 +118,37 @@ def validate_frontend_domains(r: ConfigReader, config: StackConfig) -> None:
     )
 
 
+def validate_dns(r: ConfigReader, config: StackConfig) -> None:
+    """A hosted zone: named by id and name together, instead of a certificate ARN (the program requests
+    and validates the API's certificate in it), and holding every name the stack publishes records
+    for, since the program writes them in that zone only."""
+    dns = config.dns
+    r.check("hostedZoneName", bool(dns.zone_id) == bool(dns.zone_name), "set it exactly when hostedZoneId is")
+    if not dns.managed:
+        return
+    r.check(
+        "certificateArn",
+        not config.certificate_arn,
+        "must be empty with motion:hostedZoneId (the program requests and validates the certificate)",
+    )
+    r.check("domain", bool(config.domain), "a hosted zone needs the API host name its certificate covers")
+    if not dns.zone_name:
+        return
+    zone = dns.zone_name
+    r.check(
+        "domain",
+        not config.domain or dns.holds(config.domain),
+        f"{config.domain} is not in the hosted zone {zone}",
+    )
+    r.check(
+        "sesSenderDomain",
+        not config.mail.sender_domain or dns.holds(config.mail.sender_domain),
+        f"{config.mail.sender_domain} is not in the hosted zone {zone}",
+    )
+    outside = [d for d in config.frontend.domains if not dns.holds(d)]
+    r.check("frontendDomains", not outside, f"{outside} are not in the hosted zone {zone}")
+
+
 HA_REQUIREMENTS: tuple[tuple[str, Callable[[StackConfig], bool], str], ...] = (
     ("azCount", lambda c: c.network.az_count >= 2, "high availability needs at least 2 AZs"),
     (
@@ -125,7 +156,11 @@ HA_REQUIREMENTS: tuple[tuple[str, Callable[[StackConfig], bool], str], ...] = (
         lambda c: c.network.nat_strategy == "per_az",
         "high availability needs one NAT per AZ (per_az)",
     ),
-    ("certificateArn", lambda c: c.tls, "high availability serves HTTPS only: a certificate is required"),
+    (
+        "certificateArn",
+        lambda c: c.tls,
+        "high availability serves HTTPS only: a certificate (or motion:hostedZoneId to request one) is required",
+    ),
     ("dbMultiAz", lambda c: c.database.multi_az, "high availability needs a Multi-AZ database"),
     ("dbDeletionProtection", lambda c: c.database.deletion_protection, "must be true with high availability"),
     (

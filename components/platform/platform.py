@@ -23,7 +23,9 @@ class PlatformArgs:
     vpc_id: pulumi.Input[str]
     vpc_cidr: str
     public_subnet_ids: list[pulumi.Output[str]]
-    certificate_arn: str
+    # The listener's certificate: an ARN from config, or the validated certificate's (`ApiCertificate.arn`,
+    # so the HTTPS listener waits for the validation); None serves plain HTTP.
+    certificate_arn: pulumi.Input[str] | None
     domain: str
     container_insights: bool
     deletion_protection: bool
@@ -144,7 +146,7 @@ class Platform(pulumi.ComponentResource):
                 status_code=str(NOT_FOUND_STATUS),
             ),
         )
-        if args.certificate_arn:
+        if args.certificate_arn is not None:
             self.listener = aws.lb.Listener(
                 f"{name}-https",
                 load_balancer_arn=self.alb.arn,
@@ -168,7 +170,10 @@ class Platform(pulumi.ComponentResource):
                         ),
                     )
                 ],
-                opts=child,
+                # A stack that served plain HTTP (dev before its zone) had its port-80 listener as
+                # `<name>-http`: the alias makes the engine update that listener in place, where a
+                # new one beside it would be refused (one listener per port and load balancer).
+                opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=f"{name}-http")]),
             )
         else:
             self.listener = aws.lb.Listener(
@@ -181,9 +186,9 @@ class Platform(pulumi.ComponentResource):
             )
 
         host: pulumi.Input[str] = args.domain or self.alb.dns_name
-        scheme = "https" if args.certificate_arn else "http"
-        self.base_url = pulumi.Output.concat(scheme, "://", host)
-        self.ws_base_url = pulumi.Output.concat("wss" if args.certificate_arn else "ws", "://", host)
+        tls = args.certificate_arn is not None
+        self.base_url = pulumi.Output.concat("https" if tls else "http", "://", host)
+        self.ws_base_url = pulumi.Output.concat("wss" if tls else "ws", "://", host)
         self.listener_arn = self.listener.arn
         self.alb_security_group_id = self.alb_security_group.id
         self.cluster_arn = self.cluster.arn

@@ -4,7 +4,7 @@ Every `import` and `from ... import` counts, wherever it stands: at the top, ins
 `if TYPE_CHECKING:` (a type-only import is still a dependency, and a cycle through one breaks as soon
 as someone turns it into a runtime import). The graph must be acyclic and go one way:
 
-    program  ->  concerns (network, platform, mailing, files, chat, frontend)  ->  config, facts -> aws
+    program  ->  concerns (network, platform, mailing, files, chat, frontend, dns)  ->  config, facts -> aws
 
 with `components.aws` (building blocks that know nothing of Motion) and `components.config` importing
 only themselves, `components.facts` and `components.app_code` (what app_code/ holds) importing only
@@ -23,7 +23,7 @@ from tests.import_graph import cycles, discover, graph
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = ROOT / "components"
-CONCERNS = ("network", "platform", "mailing", "files", "chat", "frontend")
+CONCERNS = ("network", "platform", "mailing", "files", "chat", "frontend", "dns")
 
 Graph = dict[str, set[str]]
 

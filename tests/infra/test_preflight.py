@@ -66,14 +66,23 @@ def outputs() -> dict[str, Any]:
 
 
 def served(records: list[dict[str, str]]) -> dict[str, Any]:
-    """DnsServer's arguments that publish `records` (CNAMEs and A records) as they are."""
+    """DnsServer's arguments that publish `records` (CNAME, A, MX and TXT records) as they are."""
     addresses: dict[str, list[str]] = {}
+    texts: dict[str, list[str]] = {}
     for record in records:
         if record["type"] == "A":
             addresses.setdefault(record["name"], []).append(record["value"])
+        if record["type"] == "TXT":
+            texts.setdefault(record["name"], []).append(record["value"])
     cnames = {r["name"]: r["value"] for r in records if r["type"] == "CNAME"}
-    assert len(cnames) + sum(map(len, addresses.values())) == len(records), "only CNAME and A records"
-    return {"cnames": cnames, "addresses": addresses}
+    mx = {}
+    for record in records:
+        if record["type"] == "MX":
+            preference, host = record["value"].split()
+            mx[record["name"]] = (int(preference), host)
+    counted = len(cnames) + len(mx) + sum(map(len, addresses.values())) + sum(map(len, texts.values()))
+    assert counted == len(records), "only CNAME, A, MX and TXT records, one CNAME and MX per name"
+    return {"cnames": cnames, "addresses": addresses, "mx": mx, "txt": texts}
 
 
 @pytest.fixture
@@ -248,3 +257,54 @@ def test_outputs_without_dns_records_fail_and_say_so(stack_file: Path) -> None:
     status, text = preflight.run("production", stack_file, {"baseUrl": "https://x"}, lambda name, kind: [])
     assert status == 1
     assert "the outputs have no dnsRecords list (is this `pulumi stack output --json`?)" in text
+
+
+def test_unpublished_mail_from_and_dmarc_records_are_named(stack_file: Path, outputs: dict[str, Any]) -> None:
+    """The MX and TXT records are checked as DNS presents them: an MX as `<preference> <host>.`, a TXT
+    as quoted strings (RFC 1035 section 3.3.14), compared with the text to publish."""
+    listed = outputs["dnsRecords"]
+    bounce = f"bounce.mail.{DOMAIN}"
+    dmarc = f"_dmarc.mail.{DOMAIN}"
+    assert {(r["name"], r["type"]) for r in listed} >= {(bounce, "MX"), (bounce, "TXT"), (dmarc, "TXT")}
+    kept = [r for r in listed if r["name"] not in (bounce, dmarc)]
+    kept += [
+        {"name": bounce, "type": "MX", "value": "10 feedback-smtp.us-east-1.amazonses.com"},
+        {"name": bounce, "type": "TXT", "value": "v=spf1 -all"},
+    ]
+    with DnsServer(**served(kept)) as server:
+        status, text = preflight.run(
+            "production", stack_file, outputs, preflight.dns_resolver(server.nameserver)
+        )
+    assert status == 1
+    assert f"MX {bounce} -> 10 feedback-smtp.us-east-1.amazonses.com" not in text  # published
+    assert (
+        f"TXT {bounce} -> v=spf1 include:amazonses.com ~all (SES MAIL FROM SPF): DNS answers v=spf1 -all"
+        in text
+    )
+    assert f"TXT {dmarc} -> v=DMARC1; p=none (DMARC): DNS answers nothing" in text
+    assert text.count("\n  - ") == 3, text
+
+
+def test_with_a_hosted_zone_nothing_is_left_to_publish(tmp_path: Path) -> None:
+    """The program writes every record in the zone: the outputs list none, and preflight passes
+    without asking DNS anything."""
+    document = complete_production()
+    document["config"].update(
+        {
+            "motion:hostedZoneId": "Z0123456789ABCDEFGHIJ",
+            "motion:hostedZoneName": DOMAIN,
+            "motion:certificateArn": "",
+        }
+    )
+    path = tmp_path / "Pulumi.production.yaml"
+    path.write_text(yaml.safe_dump(document))
+    zoned = program_outputs(document)
+    assert zoned["dnsRecords"] == [] and zoned["hostedZoneId"] == "Z0123456789ABCDEFGHIJ"
+
+    def no_dns(name: str, kind: str) -> list[str]:
+        raise AssertionError(f"asked DNS for {kind} {name}")
+
+    status, text = preflight.run("production", path, zoned, no_dns)
+    assert status == 0, text
+    status, text = preflight.run("production", path, None, no_dns)
+    assert status == 0 and "none with motion:hostedZoneId, where the program writes them" in text

@@ -12,6 +12,7 @@ COMPONENT_TYPES = {
     "motion:files:Files",
     "motion:chat:Chat",
     "motion:lambda:SdkLayer",
+    "motion:dns:Records",
 }
 
 

@@ -4,13 +4,14 @@ must not violate any of them. A violation is fixed in the component, never by we
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
 from policy.motion_policy.model import STACKS, Context, Finding, Resource, ResourceRule, evaluate, refers_to
 from policy.motion_policy.rules import RULES
 from stacktools.mocked_program import computed_outputs
-from tests.infra.harness import RecordedResource, StackRun, run_stack
+from tests.infra.harness import RecordedResource, StackRun, run_stack, run_with
 
 
 def provider_urn(reference: str | None) -> str | None:
@@ -65,6 +66,29 @@ def describe(findings: Sequence[Finding]) -> str:
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_stack_violates_no_policy(stack: str) -> None:
     findings = check(run_stack(stack))
+    assert not findings, f"{len(findings)} policy violation(s) in stack {stack}:\n{describe(findings)}"
+
+
+# Both stacks with a Route 53 hosted zone (components/dns.py): the certificate and records it adds.
+ZONED: dict[str, dict[str, Any]] = {
+    "dev": {
+        "hostedZoneId": "Z0123456789ABCDEFGHIJ",
+        "hostedZoneName": "motion.example",
+        "domain": "api.dev.motion.example",
+    },
+    "production": {
+        "hostedZoneId": "Z0123456789ABCDEFGHIJ",
+        "hostedZoneName": "motion.example",
+        "certificateArn": "",
+    },
+}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_stack_with_a_hosted_zone_violates_no_policy(stack: str) -> None:
+    run = run_with(stack, **ZONED[stack])
+    assert run.of_type("aws:acm/certificateValidation:CertificateValidation")
+    findings = check(run)
     assert not findings, f"{len(findings)} policy violation(s) in stack {stack}:\n{describe(findings)}"
 
 
