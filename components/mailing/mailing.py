@@ -435,7 +435,10 @@ class Mailing(pulumi.ComponentResource):
                     {"FunctionName": self.ses_events.function.name},
                 ),
                 # The account's reputation as SES computes it (fractions, no dimensions: account level),
-                # alarmed below where SES reviews the account (components/config/keys.py).
+                # alarmed below where SES reviews the account (components/config/keys.py). A rate over
+                # SES's rolling sample of sends, published only now and then (none before a first
+                # bounce): judged per hour, and an hour without a point keeps the last state instead
+                # of calling it OK, so a high rate does not flap between ALARM and OK.
                 Alarm(
                     "ses-bounce-rate",
                     "AWS/SES",
@@ -443,6 +446,8 @@ class Mailing(pulumi.ComponentResource):
                     "Maximum",
                     args.mail.bounce_rate_alarm,
                     comparison="GreaterThanOrEqualToThreshold",
+                    period_seconds=3600,
+                    missing_data="ignore",
                 ),
                 Alarm(
                     "ses-complaint-rate",
@@ -451,6 +456,8 @@ class Mailing(pulumi.ComponentResource):
                     "Maximum",
                     args.mail.complaint_rate_alarm,
                     comparison="GreaterThanOrEqualToThreshold",
+                    period_seconds=3600,
+                    missing_data="ignore",
                 ),
                 Alarm(
                     "directory-errors",

@@ -359,8 +359,10 @@ def test_reputation_is_alarmed_below_where_ses_reviews_the_account(stack: StackR
         assert alarm["threshold"] == pytest.approx(threshold / 10_000)
         assert 0 < alarm["threshold"] < review
         assert alarm["comparisonOperator"] == "GreaterThanOrEqualToThreshold"
-        # No bounce yet, no metric yet (SES publishes it after the first): not an alarm.
-        assert alarm["treatMissingData"] == "notBreaching"
+        # SES publishes the rate only now and then (none before a first bounce): an hour without a
+        # point keeps the last state, rather than flapping a high rate back to OK.
+        assert alarm["treatMissingData"] == "ignore"
+        assert alarm["period"] == 3600
         assert alarm["alarmActions"] == alarm["okActions"] and alarm["alarmActions"]
     # The defaults: half of SES's review levels.
     assert (mail.bounce_rate_alarm, mail.complaint_rate_alarm) == (0.025, 0.0005)

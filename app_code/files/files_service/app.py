@@ -127,6 +127,8 @@ def create_app(settings: Settings) -> Starlette:
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["GET", "POST", "PUT", "DELETE"],
                 allow_headers=list(REQUEST_HEADERS),
+                # A frontend on another origin may read the id to quote it in a report.
+                expose_headers=["X-Request-Id"],
                 max_age=600,
             )
         )
@@ -172,9 +174,23 @@ class RequestIds:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
+        started_response = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started_response
+            started_response = started_response or message["type"] == "http.response.start"
+            await send_with_id(message)
+
         with request_context(request_id):
             try:
-                await self.app(scope, receive, send_with_id)
+                await self.app(scope, receive, send_tracked)
+            except Exception:
+                # Starlette hands an unhandled error to its outermost middleware, outside this one:
+                # answered here instead, so the 500 carries its id and the error line names it.
+                if started_response:
+                    raise
+                log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=True)
+                await error_response(500, "internal error")(scope, receive, send_with_id)
             finally:
                 # A line for each refused, failed or slow request (no query string: cursors are
                 # opaque, not for logs), so Logs Insights finds it by its id and counts answers by

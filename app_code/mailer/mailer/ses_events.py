@@ -56,8 +56,13 @@ LADDER: Final[dict[str, tuple[str, int]]] = {
 }
 # Not published by the configuration set (no open or click tracking, no subscription management).
 IGNORED: Final = frozenset({"Open", "Click", "Subscription"})
-# SES's bounce subtype for an e-mail it did not send because the address is suppressed.
+# SES's bounce and complaint subtype for an e-mail it accepted but did not send, the address being
+# on the account's suppression list ("Bounce" and "Complaint" types, SES API Reference v2); a
+# permanent bounce of subtype "Suppressed" is the same for SES's global suppression list. Recorded
+# as `suppressed`, with a bounce's rank: nothing reached the recipient, and nobody complained.
 SUPPRESSED_SUBTYPE: Final = "OnAccountSuppressionList"
+GLOBALLY_SUPPRESSED_SUBTYPE: Final = "Suppressed"
+SUPPRESSED_RANK: Final = 4
 MAX_DETAIL_CHARS: Final = 1000
 
 
@@ -118,11 +123,13 @@ def _details(event_type: str, document: dict[str, Any]) -> tuple[str, str, tuple
         diagnostic = ""
         if isinstance(recipients, list) and recipients and isinstance(recipients[0], dict):
             diagnostic = str(recipients[0].get("diagnosticCode") or recipients[0].get("status") or "")
-        if subtype == SUPPRESSED_SUBTYPE:
+        if subtype in (SUPPRESSED_SUBTYPE, GLOBALLY_SUPPRESSED_SUBTYPE):
             outcome = "suppressed"
         return outcome, f"{kind}/{subtype} {diagnostic}".strip(), _addresses(details, "bouncedRecipients"), at
     if event_type == "Complaint":
-        kind = str(details.get("complaintFeedbackType") or details.get("complaintSubType") or "")
+        if details.get("complaintSubType") == SUPPRESSED_SUBTYPE:
+            return "suppressed", SUPPRESSED_SUBTYPE, _addresses(details, "complainedRecipients"), at
+        kind = str(details.get("complaintFeedbackType") or "")
         return outcome, kind, _addresses(details, "complainedRecipients"), at
     if event_type == "Delivery":
         return outcome, str(details.get("smtpResponse", "")), _addresses(details, "recipients"), at
@@ -161,7 +168,7 @@ def parse(body: Any) -> SesEvent | None:
     tags = _object(mail, "tags")
     message_id = _tag(tags, "message_id")
     position_text = _tag(tags, "recipient")
-    if not position_text.isdigit() or len(position_text) > 4:
+    if not (position_text.isascii() and position_text.isdigit()) or len(position_text) > 4:
         raise MalformedEvent("`mail.tags.recipient` must be a recipient's position")
     ses_message_id = mail.get("messageId")
     if not isinstance(ses_message_id, str) or not ses_message_id:
@@ -176,7 +183,7 @@ def parse(body: Any) -> SesEvent | None:
     return SesEvent(
         event_type=event_type,
         outcome=outcome,
-        rank=LADDER[event_type][1],
+        rank=SUPPRESSED_RANK if outcome == "suppressed" else LADDER[event_type][1],
         message_id=message_id,
         position=int(position_text),
         ses_message_id=ses_message_id,
@@ -219,7 +226,7 @@ class EventRecorder:
         fields: dict[str, Any] = {"sqs_message_id": record["messageId"], "aws_request_id": request_id}
         try:
             parsed = parse(record.get("body"))
-        except MalformedEvent as err:
+        except Exception as err:  # whatever the bytes, this record fails alone, never its batch
             log(
                 self._log,
                 logging.ERROR,

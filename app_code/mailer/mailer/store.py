@@ -448,12 +448,22 @@ class MessageStore:
             if start is None:
                 break
         if len(states) == recipients and all(state == SENT for state in states):
-            summary = SENT
-        elif UNKNOWN in states:
-            summary = UNKNOWN
-        else:
-            summary = PENDING
-        self._set_message_state(message_id, summary)
+            self._set_message_state(message_id, SENT)
+            return SENT
+        summary = UNKNOWN if UNKNOWN in states else PENDING
+        # A delivery never leaves `sent`, so neither does its message: a summary read before a
+        # worker or another event finished the last delivery must not write over their `sent`.
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=message_key(message_id),
+                UpdateExpression="SET #state = :state",
+                ConditionExpression="attribute_not_exists(#state) OR #state <> :sent",
+                ExpressionAttributeNames=_names("#state"),
+                ExpressionAttributeValues={":state": {"S": summary}, ":sent": {"S": SENT}},
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return SENT
         return summary
 
     def record_outcome(

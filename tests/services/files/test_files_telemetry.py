@@ -79,3 +79,43 @@ def test_each_request_logs_one_line_with_its_id_and_metrics_are_published(
     published = {m["Name"]: document[m["Name"]] for m in directive["Metrics"]}
     assert published == {metric_names.UPLOAD_FORMS_SIGNED: 1, metric_names.DENIALS: 3}
     assert set(published) <= set(metric_names.ALL)
+
+
+def test_an_unhandled_error_is_answered_500_with_its_id_on_the_response_and_the_log_line(
+    files_env: dict[str, str],
+) -> None:
+    """Starlette answers unhandled errors outside every middleware; the request-id layer answers
+    them itself so the 500 an operator is asked about can be found by its id. (Without its lifespan
+    the app has no token verifier yet: a real unhandled AttributeError.)"""
+    import asyncio
+    import io
+    import logging
+
+    from files_service.app import create_app
+    from files_service.settings import Settings
+    from motion_common.logs import JsonFormatter
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("files_service.app")
+    logger.addHandler(handler)
+    try:
+        app = create_app(Settings.from_env(files_env))
+
+        async def call() -> httpx.Response:
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://files") as http:
+                return await http.get(
+                    "/files/v1/projects/p/files",
+                    headers={"Authorization": "Bearer x", "X-Amzn-Trace-Id": f"Root={TRACE_ROOT}"},
+                )
+
+        response = asyncio.run(call())
+    finally:
+        logger.removeHandler(handler)
+    assert response.status_code == 500
+    assert response.json()["error"] == "internal_error"
+    assert response.headers["x-request-id"] == TRACE_ROOT
+    [line] = [json.loads(x) for x in out.getvalue().splitlines() if "unhandled error" in x]
+    assert line["request_id"] == TRACE_ROOT and "AttributeError" in line["error"]

@@ -326,3 +326,35 @@ def test_logs_name_the_outcome(mail_env: MailEnv, capsys: pytest.CaptureFixture[
         "u_bob",
         "rec-1",
     )
+
+
+def test_a_send_ses_did_not_make_is_suppressed_not_complained_and_odd_digits_fail_alone(
+    mail_env: MailEnv,
+) -> None:
+    message = mail_env.message(recipients=("bob@example.org",))
+    assert mail_env.worker().handle({"Records": [sqs_record(message.to_event())]})["batchItemFailures"] == []
+    # SES accepted it but sent nothing: the address is on the account's suppression list (the
+    # Complaint type's complaintSubType, SES API Reference v2 "Complaint").
+    document = json.loads(_event(mail_env, "Complaint", message.message_id, 0, "bob@example.org"))
+    document["complaint"]["complaintSubType"] = "OnAccountSuppressionList"
+    hostile = json.loads(_event(mail_env, "Delivery", message.message_id, 0, "bob@example.org"))
+    hostile["mail"]["tags"]["recipient"] = ["²"]  # a digit to str.isdigit, not to int()
+    odd = sqs_record(json.dumps(hostile))
+    result = recorder(mail_env).handle({"Records": [sqs_record(json.dumps(document)), odd]})
+    assert result == {"batchItemFailures": [{"itemIdentifier": odd["messageId"]}]}
+    bob = outcome(mail_env, message.message_id, "u_bob")
+    assert (bob["outcome"], bob["outcome_rank"]) == ("suppressed", "4")
+
+
+def test_a_summary_read_before_the_last_delivery_never_writes_over_sent(mail_env: MailEnv) -> None:
+    message = mail_env.message(recipients=("bob@example.org",))
+    store = mail_env.store()
+    store.save(message)
+    mail_env.dynamodb.put_item(
+        TableName=mail_env.resources.table_name,
+        Item={**delivery_key(message.message_id, "u_bob"), "send_state": {"S": "pending"}},
+    )
+    # The worker finished meanwhile and marked the message sent; the stale summary must not undo it.
+    store.mark_message_sent(message.message_id)
+    assert store.sum_up(message.message_id, 1) == SENT
+    assert (store.get_message_item(message.message_id) or {})["send_state"]["S"] == SENT
