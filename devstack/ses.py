@@ -136,7 +136,8 @@ def event_document(
 @dataclass
 class _ConfigurationSet:
     suppressed_reasons: tuple[str, ...] = ()
-    topics: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (topic ARN, event types)
+    # (destination name, topic ARN, event types)
+    topics: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)
 
 
 class SesStandIn:
@@ -237,7 +238,13 @@ class SesStandIn:
         """The answer to a call moto lacks, or None to forward it."""
         parsed = urllib.parse.urlsplit(path)
         parts = [urllib.parse.unquote(p) for p in parsed.path.split("/") if p]
-        document = json.loads(body) if body else {}
+        try:
+            document = json.loads(body) if body else {}
+        except ValueError:
+            document = None
+        if not isinstance(document, dict):
+            # SES v2 bodies are JSON objects; answer as SES would, never drop the connection.
+            return 400, {"message": "the request body is not a JSON object"}
         if parsed.path == SEND_PATH and method == "POST":
             return self._send_suppressed(document)
         if parsed.path.startswith(SUPPRESSION_PATH):
@@ -257,7 +264,10 @@ class SesStandIn:
                     topic = (destination.get("SnsDestination") or {}).get("TopicArn")
                     if not topic:
                         return 400, {"message": "the stand-in supports SNS destinations only"}
-                    config.topics.append((topic, tuple(destination.get("MatchingEventTypes") or ())))
+                    name = document.get("EventDestinationName", "")
+                    if any(existing == name for existing, _, _ in config.topics):
+                        return 400, {"message": f"event destination {name} already exists"}
+                    config.topics.append((name, topic, tuple(destination.get("MatchingEventTypes") or ())))
                     return 200, {}
                 if parts[4] == "suppression-options" and method == "PUT":
                     config.suppressed_reasons = tuple(document.get("SuppressedReasons") or ())
@@ -332,7 +342,7 @@ class SesStandIn:
         name = request.get("ConfigurationSetName")
         with self._lock:
             config = self._sets.get(name or "")
-            topics = list(config.topics) if config else []
+            topics = [(topic, types) for _, topic, types in config.topics] if config else []
             reasons = config.suppressed_reasons if config else ()
         tags = {t["Name"]: t["Value"] for t in request.get("EmailTags") or [] if isinstance(t, dict)}
         sent_at = _now()
