@@ -20,8 +20,15 @@ from components.frontend import Frontend, FrontendArgs
 from components.mailing.mailing import Mailing, MailingArgs
 from components.mailing.sdk_layer import SdkLayer
 from components.network import Network, NetworkArgs
+from components.operations import Operations, OperationsArgs
 from components.platform.platform import Platform, PlatformArgs
 from components.platform.waf import Waf, WafArgs
+
+
+def _log_group(config: aws.lambda_.outputs.FunctionLoggingConfig | None) -> str:
+    if config is None or not config.log_group:
+        raise ValueError("every function names its log group (components/aws/lambda_function.py)")
+    return config.log_group
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class Stack:
     frontend: Frontend
     certificate: ApiCertificate | None
     dns: DnsRecords
+    operations: Operations
     outputs: dict[str, pulumi.Input[object]]
 
 
@@ -185,6 +193,28 @@ def build(config: StackConfig) -> Stack:
         opts=with_aws,
     )
 
+    functions = [
+        mailing.mailer,
+        mailing.api_function,
+        mailing.webhook_function,
+        mailing.ses_events.function,
+        files.migration.runner,
+    ]
+    operations = Operations(
+        "operations",
+        OperationsArgs(
+            name_prefix=config.name_prefix,
+            log_group_names=[
+                *(service.log_group_name for service in files.services.values()),
+                chat.service.log_group_name,
+                files.migration.log_group_name,
+                # Each function logs where its logging config says (components/aws/lambda_function.py).
+                *(fn.logging_config.apply(_log_group) for fn in functions),
+            ],
+        ),
+        opts=with_aws,
+    )
+
     files_url = pulumi.Output.concat(platform.base_url, FILES.api_prefix)
     chat_url = pulumi.Output.concat(platform.ws_base_url, CHAT.ws_path)
     vercel_provider = vercel.Provider(
@@ -267,5 +297,6 @@ def build(config: StackConfig) -> Stack:
         frontend=frontend,
         certificate=certificate,
         dns=dns,
+        operations=operations,
         outputs=outputs,
     )

@@ -69,6 +69,8 @@ class FargateService(pulumi.ComponentResource):
             kms_key_id=att.log_kms_key_arn,
             opts=child,
         )
+        # Where the task's logs go (the operators' saved queries read it).
+        self.log_group_name = log_group.name
         account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
         self.execution_role = aws.iam.Role(
             f"{name}-execution",

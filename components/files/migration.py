@@ -77,6 +77,8 @@ class FilesMigration(pulumi.ComponentResource):
             kms_key_id=att.log_kms_key_arn,
             opts=child,
         )
+        # Where the migration task's logs go (the operators' saved queries read it).
+        self.log_group_name = log_group.name
         master = args.database.master_secret_arn
         secrets = {
             "DATABASE_USER": SecretRef(master, "username", args.master_secret_key),

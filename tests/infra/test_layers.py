@@ -23,7 +23,7 @@ from tests.import_graph import cycles, discover, graph
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = ROOT / "components"
-CONCERNS = ("network", "platform", "mailing", "files", "chat", "frontend", "dns")
+CONCERNS = ("network", "platform", "mailing", "files", "chat", "frontend", "dns", "operations")
 
 Graph = dict[str, set[str]]
 
