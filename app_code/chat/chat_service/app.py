@@ -14,8 +14,11 @@ from collections.abc import Coroutine
 from typing import Any, Final
 
 import uvloop
+from motion_common import logs
+from motion_common.metrics import Metrics
 from picows import ws_create_server
 
+from chat_service import metric_names
 from chat_service.adapters.dynamo_store import DynamoMessageStore, NoStore
 from chat_service.adapters.keepalive import sweep
 from chat_service.adapters.listener import Listener, Listeners
@@ -78,6 +81,8 @@ class ChatService:
             spawn=self.spawn,
             timers=asyncio.get_running_loop(),
         )
+        self.metrics = Metrics(metric_names.NAMESPACE, {metric_names.DIMENSION: metric_names.SERVICE})
+        self._counted: dict[str, int] = {}
         self.listeners = Listeners()
         self.probe = StoreProbe(self.store, self.reads, settings.persist)
         self.router = UpgradeRouter(
@@ -122,6 +127,7 @@ class ChatService:
         )
         self.spawn(sweep(self.listeners, self.settings.ping_interval_seconds))
         self.spawn(self._watch_peers())
+        self.spawn(self._publish_metrics_forever())
         log.info(
             "chat instance %s listening on %s:%d (persist=%s)",
             self.instance_id,
@@ -134,6 +140,28 @@ class ChatService:
         while not self.hub.draining:
             await asyncio.sleep(BEAT_SECONDS)
             self.hub.check_peers(now_ms())
+
+    def publish_metrics(self) -> None:
+        """One EMF document with what the hub counted since the last one (chat_service.metric_names):
+        the counters exist for readiness anyway, so the hot paths pay nothing more."""
+        stats = self.hub.stats()
+        now = {
+            metric_names.SENDS_ACCEPTED: stats.accepted,
+            metric_names.DELIVERIES: stats.delivered,
+            metric_names.SLOW_CONSUMER_CLOSES: stats.slow_consumers,
+            metric_names.RATE_LIMIT_CLOSES: stats.rate_limit_closes,
+            metric_names.BUS_DROPPED: stats.bus_dropped,
+        }
+        for name, total in now.items():
+            self.metrics.count(name, total - self._counted.get(name, 0))
+        self._counted = now
+        self.metrics.count(metric_names.CONNECTIONS, len(self.listeners))
+        self.metrics.flush()
+
+    async def _publish_metrics_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.metrics.interval_seconds)
+            self.publish_metrics()
 
     async def shutdown(self) -> None:
         """Stop taking connections, finish the sends in flight, close every socket with 1012."""
@@ -164,15 +192,13 @@ class ChatService:
         self.writes.shutdown()
         self.reads.shutdown()
         self.verifier.shutdown()
+        self.publish_metrics()  # the last interval's
         log.info("shut down")
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stdout,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    # One JSON object per line (motion_common.logs), as the files service and the Lambdas log.
+    logs.configure(level)
     # picows logs every connection at INFO; that is noise at our connection counts.
     logging.getLogger("picows").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
     logging.getLogger("botocore").setLevel(logging.WARNING)

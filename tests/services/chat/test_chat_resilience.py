@@ -356,7 +356,10 @@ async def burst_then_kill(
     for i in range(count):
         send = {"type": "send", "ref": f"s{i}", "project": project, "text": f"m{i}"}
         await sender.send_json({**send, "client_id": f"id-{i}"} if keyed else send)
-    await asyncio.sleep(0.02)
+    # Killed once something is stored (its first ack), not after a fixed time: on a loaded machine
+    # 20 ms can pass before A stores anything, and there would be nothing to lose.
+    await sender.take(lambda e: e.get("type") == "ack", within=10)
+    await asyncio.sleep(0.01)
     a.signal(signal.SIGKILL)
     await sender.wait_closed()
     return member, {e["ref"]: e["id"] for e in sender.events if e.get("type") == "ack"}

@@ -82,6 +82,7 @@ class HubStats:
     accepted: int
     delivered: int
     slow_consumers: int
+    rate_limit_closes: int
     persist_batches: int
     persisted: int
     pending: int
@@ -124,6 +125,7 @@ class Hub:
         self.delivered = 0
         self.accepted = 0
         self.slow_consumers = 0
+        self.rate_limit_closes = 0
 
     def stats(self) -> HubStats:
         return HubStats(
@@ -136,6 +138,7 @@ class Hub:
             accepted=self.accepted,
             delivered=self.delivered,
             slow_consumers=self.slow_consumers,
+            rate_limit_closes=self.rate_limit_closes,
             persist_batches=self.persister.batches,
             persisted=self.persister.items,
             pending=self.persister.pending,

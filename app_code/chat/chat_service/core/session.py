@@ -130,6 +130,7 @@ class Session:
             if self.early is None:
                 self.early = []
             if len(self.early) >= MAX_EARLY_FRAMES:
+                self.ctx.hub.rate_limit_closes += 1
                 self.close(proto.CLOSE_RATE_LIMITED, "too many frames before authentication")
                 return
             self.early.append(bytes(payload))
@@ -249,6 +250,7 @@ class Session:
             self.expired()
             return
         if not self.frames.take():
+            self.ctx.hub.rate_limit_closes += 1
             self.close(proto.CLOSE_RATE_LIMITED, "rate limit exceeded: too many frames")
             return
         hub = ctx.hub
