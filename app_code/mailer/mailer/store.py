@@ -377,26 +377,21 @@ class MessageStore:
     def _transition(
         self, message_id: str, recipient_id: str, claim_id: str, state: str, reason: str, remove_lease: bool
     ) -> bool:
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=delivery_key(message_id, recipient_id),
-                UpdateExpression="SET #state = :state, #error = :error"
-                + (" REMOVE #lease" if remove_lease else ""),
-                ConditionExpression="#state = :sending AND #claim = :claim",
-                ExpressionAttributeNames=_names(
-                    "#state", "#claim", "#error", *(("#lease",) if remove_lease else ())
-                ),
-                ExpressionAttributeValues={
-                    ":state": {"S": state},
-                    ":error": {"S": reason[:1000]},
-                    ":sending": {"S": SENDING},
-                    ":claim": {"S": claim_id},
-                },
-            )
-        except self._db.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        return self._updated(
+            Key=delivery_key(message_id, recipient_id),
+            UpdateExpression="SET #state = :state, #error = :error"
+            + (" REMOVE #lease" if remove_lease else ""),
+            ConditionExpression="#state = :sending AND #claim = :claim",
+            ExpressionAttributeNames=_names(
+                "#state", "#claim", "#error", *(("#lease",) if remove_lease else ())
+            ),
+            ExpressionAttributeValues={
+                ":state": {"S": state},
+                ":error": {"S": reason[:1000]},
+                ":sending": {"S": SENDING},
+                ":claim": {"S": claim_id},
+            },
+        )
 
     # --- what SES reports afterwards (mailer.ses_events) -----------------------------------------
 
@@ -405,26 +400,21 @@ class MessageStore:
         `sending` (its holder may have died before recording the answer) or `unknown` is `sent`.
         True when this changed it. A live holder's own `mark_sent` still succeeds (it is
         conditioned on its claim only), and its `release`/`mark_unknown` no longer can."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=delivery_key(message_id, recipient_id),
-                UpdateExpression="SET #state = :sent, #ses = if_not_exists(#ses, :ses), "
-                "#sent_at = if_not_exists(#sent_at, :at), #confirmed_by = :evidence REMOVE #lease",
-                ConditionExpression="#state IN (:sending, :unknown)",
-                ExpressionAttributeNames=_names("#state", "#lease", "#ses", "#sent_at", "#confirmed_by"),
-                ExpressionAttributeValues={
-                    ":sent": {"S": SENT},
-                    ":ses": {"S": ses_message_id},
-                    ":at": {"S": at or "unknown"},
-                    ":evidence": {"S": "ses-event"},
-                    ":sending": {"S": SENDING},
-                    ":unknown": {"S": UNKNOWN},
-                },
-            )
-        except self._db.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        return self._updated(
+            Key=delivery_key(message_id, recipient_id),
+            UpdateExpression="SET #state = :sent, #ses = if_not_exists(#ses, :ses), "
+            "#sent_at = if_not_exists(#sent_at, :at), #confirmed_by = :evidence REMOVE #lease",
+            ConditionExpression="#state IN (:sending, :unknown)",
+            ExpressionAttributeNames=_names("#state", "#lease", "#ses", "#sent_at", "#confirmed_by"),
+            ExpressionAttributeValues={
+                ":sent": {"S": SENT},
+                ":ses": {"S": ses_message_id},
+                ":at": {"S": at or "unknown"},
+                ":evidence": {"S": "ses-event"},
+                ":sending": {"S": SENDING},
+                ":unknown": {"S": UNKNOWN},
+            },
+        )
 
     def sum_up(self, message_id: str, recipients: int) -> str:
         """Set the message's `send_state` from its deliveries (all `sent`: sent; any `unknown`:
@@ -453,16 +443,13 @@ class MessageStore:
         summary = UNKNOWN if UNKNOWN in states else PENDING
         # A delivery never leaves `sent`, so neither does its message: a summary read before a
         # worker or another event finished the last delivery must not write over their `sent`.
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=message_key(message_id),
-                UpdateExpression="SET #state = :state",
-                ConditionExpression="attribute_not_exists(#state) OR #state <> :sent",
-                ExpressionAttributeNames=_names("#state"),
-                ExpressionAttributeValues={":state": {"S": summary}, ":sent": {"S": SENT}},
-            )
-        except self._db.exceptions.ConditionalCheckFailedException:
+        if not self._updated(
+            Key=message_key(message_id),
+            UpdateExpression="SET #state = :state",
+            ConditionExpression="attribute_not_exists(#state) OR #state <> :sent",
+            ExpressionAttributeNames=_names("#state"),
+            ExpressionAttributeValues={":state": {"S": summary}, ":sent": {"S": SENT}},
+        ):
             return SENT
         return summary
 
@@ -471,24 +458,19 @@ class MessageStore:
     ) -> bool:
         """Move the delivery's outcome up the ladder (`mailer.ses_events.LADDER`); False when it is
         there or higher already (a duplicate, or an event that arrived after a later one)."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=delivery_key(message_id, recipient_id),
-                UpdateExpression="SET #outcome = :outcome, #rank = :rank, #outcome_at = :at, "
-                "#outcome_detail = :detail",
-                ConditionExpression="attribute_exists(#pk) AND (attribute_not_exists(#rank) OR #rank < :rank)",
-                ExpressionAttributeNames=_names("#pk", "#outcome", "#rank", "#outcome_at", "#outcome_detail"),
-                ExpressionAttributeValues={
-                    ":outcome": {"S": outcome},
-                    ":rank": {"N": str(rank)},
-                    ":at": {"S": at or "unknown"},
-                    ":detail": {"S": detail or "-"},
-                },
-            )
-        except self._db.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        return self._updated(
+            Key=delivery_key(message_id, recipient_id),
+            UpdateExpression="SET #outcome = :outcome, #rank = :rank, #outcome_at = :at, "
+            "#outcome_detail = :detail",
+            ConditionExpression="attribute_exists(#pk) AND (attribute_not_exists(#rank) OR #rank < :rank)",
+            ExpressionAttributeNames=_names("#pk", "#outcome", "#rank", "#outcome_at", "#outcome_detail"),
+            ExpressionAttributeValues={
+                ":outcome": {"S": outcome},
+                ":rank": {"N": str(rank)},
+                ":at": {"S": at or "unknown"},
+                ":detail": {"S": detail or "-"},
+            },
+        )
 
     def deliveries(self, messages: dict[str, list[str]]) -> dict[str, dict[str, str]]:
         """message id -> {recipient id -> status} for the sender's view: SES's latest outcome when
@@ -517,6 +499,14 @@ class MessageStore:
 
             _until_processed(read, pending, "delivery states unread")
         return found
+
+    def _updated(self, **request: Any) -> bool:
+        """A conditional UpdateItem: False when its condition did not hold (nothing was written)."""
+        try:
+            self._db.update_item(TableName=self._table, **request)
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def get_message_item(self, message_id: str) -> dict[str, Any] | None:
         result = self._db.get_item(TableName=self._table, Key=message_key(message_id), ConsistentRead=True)
