@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import http.client
 import json
 import os
 import secrets
@@ -615,6 +616,16 @@ class Backend:
                 not_restarted="a new one would have none of the resources; stop with Ctrl-C and start again",
             ),
             Dependency(
+                "the SES stand-in",
+                "the mailer cannot send e-mail (every send is retried, then dead-lettered) and no"
+                " sending events reach the SES events handler",
+                thread_pid(lambda: self.ses is not None and self.ses.alive),
+                # Like the AWS API it fronts: the configuration sets' event destinations and the
+                # suppression list live only in its memory; a new one would publish no events.
+                not_restarted="a new one would have no event destinations or suppression list; "
+                "stop with Ctrl-C and start again",
+            ),
+            Dependency(
                 "PostgreSQL",
                 "upload and download cannot reach the files database",
                 lambda: postgres.pid,
@@ -695,11 +706,16 @@ class Backend:
 
 
 def _answers(url: str) -> bool:
-    """Any HTTP answer (even 401/404) means the server is up; the files/chat checks expect 200."""
+    """Any HTTP answer (even 401/404) means the server is up; the files/chat checks expect 200.
+
+    A server that answers with something that is not HTTP (a garbled status line, a header line
+    too long, a connection closed mid-answer) is unhealthy, never an exception: the supervisor's
+    tick() calls this, and an exception escaping it would end `make run` and every process with it.
+    """
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:
             return bool(resp.status == 200)
     except urllib.error.HTTPError as err:
         return "/mail/" in url and err.code in (401, 404)
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return False

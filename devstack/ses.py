@@ -228,6 +228,11 @@ class SesStandIn:
         self._thread.start()
         return self
 
+    @property
+    def alive(self) -> bool:
+        """Whether it still serves (`make run`'s supervisor watches it, as it does the AWS API)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()

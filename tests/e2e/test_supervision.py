@@ -147,6 +147,27 @@ def test_a_killed_postgresql_is_reported_and_restarted_with_its_data(
     assert lines[-1] == "smoke: all steps passed", "\n".join(lines)
 
 
+def test_a_stopped_ses_stand_in_is_reported_once_and_not_restarted(
+    backend: Backend, console: Console
+) -> None:
+    # Near the end of this module: the backend stays without its SES stand-in, as it stays without
+    # its AWS API below (a new stand-in would have none of the event destinations).
+    ses, before = backend.ses, _pids(backend)
+    assert ses is not None and ses.alive
+    ses.__exit__(None, None, None)  # its serving thread ends, as when it dies
+    down = console.wait_for(lambda line: line.startswith("ERROR: the SES stand-in"), timeout=5)
+    assert down == (
+        f"ERROR: the SES stand-in (pid {os.getpid()}) is down: the mailer cannot send e-mail (every"
+        " send is retried, then dead-lettered) and no sending events reach the SES events handler;"
+        " not restarted: a new one would have no event destinations or suppression list; stop with"
+        " Ctrl-C and start again"
+    )
+    time.sleep(1)
+    assert sum(line.startswith("ERROR: the SES stand-in") for line in console.lines) == 1
+    assert not ses.alive and backend.ses is ses
+    assert _pids(backend) == before and all(_running(backend).values())
+
+
 def test_a_killed_local_aws_api_is_reported_once_and_not_restarted(
     backend: Backend, console: Console
 ) -> None:

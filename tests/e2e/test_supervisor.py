@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import socket
+import threading
 from dataclasses import dataclass, field
 
+import pytest
+
+from devstack.backend import _answers
 from devstack.supervisor import Backoff, Dependency, RestartPolicy, Service, Supervisor
 
 
@@ -202,3 +209,85 @@ def test_a_dependency_that_is_not_safe_to_restart_is_reported_once_per_outage() 
         "moto is back (pid 78)",
         "ERROR: moto (pid 78) is down: AWS calls fail; not restarted: its data is in memory",
     ]
+
+
+class GarbageServer:
+    """A real TCP server on 127.0.0.1 that answers every connection with `reply` and hangs up:
+    what a health probe meets when whatever holds the port does not speak HTTP (or not well)."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.answered = 0
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._thread = threading.Thread(target=self._serve, name="garbage-server", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}/readyz"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                conn.recv(65536)  # the request; its content does not matter
+                # Counted before the reply, so the probe cannot return before the count is seen.
+                self.answered += 1
+                # The probe may hang up mid-reply (it stops reading at a too-long line).
+                with contextlib.suppress(OSError):
+                    conn.sendall(self.reply)
+
+    def close(self) -> None:
+        # shutdown() wakes the accept() that close() alone would leave blocked.
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        self._thread.join(5)
+
+
+GARBAGE = {
+    "not HTTP at all": b"\x00\xffgarbage\r\n\r\n",
+    "a status line without a number": b"HTTP/1.1 OK fine\r\n\r\n",
+    "a header line longer than http.client reads": b"HTTP/1.1 200 OK\r\nX: " + b"x" * 70_000 + b"\r\n\r\n",
+    "hanging up without an answer": b"",
+}
+
+
+@pytest.mark.parametrize("reply", GARBAGE.values(), ids=GARBAGE.keys())
+def test_a_garbled_http_answer_is_unhealthy_not_an_exception(reply: bytes) -> None:
+    server = GarbageServer(reply)
+    try:
+        assert _answers(server.url) is False
+        assert server.answered == 1  # the probe really met the garbage, not a refused connection
+    finally:
+        server.close()
+
+
+def test_the_supervisor_survives_a_service_answering_garbage_and_reports_it() -> None:
+    # The real probe (`_answers`) against a real socket: a respawned service whose port answers
+    # garbage stays "starting" and is reported once as not answering its health check; tick()
+    # never raises (run.py would otherwise stop every process).
+    server = GarbageServer(GARBAGE["not HTTP at all"])
+    clock, lines, svc = FakeClock(), list[str](), FakeService()
+    service = svc.service("upload")
+    service.health = functools.partial(_answers, server.url)
+    supervisor = Supervisor([service], [], lines.append, clock=clock)
+    try:
+        svc.code = -9
+        supervisor.tick()
+        clock.advance(0.5)
+        supervisor.tick()  # respawned
+        for _ in range(3):
+            supervisor.tick()
+        clock.advance(Supervisor.SLOW_START + 1)
+        supervisor.tick()
+        supervisor.tick()
+    finally:
+        server.close()
+    assert svc.spawns == 1 and server.answered >= 4
+    assert not any("is back" in line for line in lines)
+    slow = [line for line in lines if "has not answered its health check" in line]
+    assert len(slow) == 1 and slow[0].startswith("upload is running but has not answered")
