@@ -10,12 +10,18 @@ from __future__ import annotations
 import json
 import time as real_time
 import types
+from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 from mailer import worker as mailer_worker
+from mailer.ses_events import EventRecorder
 
+from devstack.servers import MotoServer
+from devstack.ses import SesStandIn
 from tests.services.mailer.support import MailEnv, Outbox, sqs_record
+from tests.services.mailer.test_mailer_ses_events import Events
 
 
 class Died(BaseException):
@@ -147,3 +153,73 @@ def test_a_retried_step_whose_first_attempt_landed_still_counts_as_done(mail_env
     assert store.mark_unknown(other.message_id, "u_carol", taken.claim_id, "late") is False
     item = store.get_message_item(other.message_id)
     assert item is not None and item["send_state"]["S"] != "unknown"
+
+
+@pytest.fixture
+def ses_stand_in(moto_server: MotoServer) -> Iterator[SesStandIn]:
+    with SesStandIn(moto_server.endpoint) as server:
+        yield server
+
+
+def _event_type(record: dict[str, Any]) -> tuple[str, str]:
+    """(eventType, recipient's position) of a queued SES event record (raw, or in an SNS envelope)."""
+    document = json.loads(record["body"])
+    if "eventType" not in document:
+        document = json.loads(document["Message"])
+    return document["eventType"], document["mail"]["tags"]["recipient"][0]
+
+
+def test_a_handler_killed_after_ses_sent_ends_sent_once_by_the_send_event(
+    mail_env: MailEnv,
+    outbox: Outbox,
+    ses_stand_in: SesStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The whole path, not a hand-made `unknown` row: the SES stand-in takes Carol's e-mail and
+    # publishes its events to the queue, the handler dies before recording SES's answer, the
+    # redelivered record finds the delivery in doubt and reports it, and SES's own Send event
+    # then proves it went out; the record's later redeliveries send nothing more.
+    events = Events(mail_env, ses_stand_in)
+    message = mail_env.message(recipients=("bob@example.org", "carol@example.org"))
+    record = sqs_record(message.to_event(), "rec-crash")
+    ses = boto3.client("sesv2", endpoint_url=ses_stand_in.endpoint)
+    killed = mail_env.worker(ses=DiesAt(ses, "send_email", "after", 2))
+    with pytest.raises(Died):
+        killed.handle({"Records": [record]}, Context())
+
+    later = real_time.time() + 60
+    monkeypatch.setattr(
+        mailer_worker, "time", types.SimpleNamespace(time=lambda: later, monotonic=real_time.monotonic)
+    )
+    assert mail_env.worker(ses=ses).handle({"Records": [record]}) == {
+        "batchItemFailures": [{"itemIdentifier": "rec-crash"}]
+    }
+    store = mail_env.store()
+    carol = store.get_delivery_item(message.message_id, "u_carol")
+    assert carol is not None and carol["send_state"]["S"] == "unknown"
+    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    reported = [line for line in logs if line.get("outcome") == "unknown"]
+    assert sum(line["DeliveriesUnknown"] for line in reported) == 1
+
+    queued = events.records(at_least=4)
+    kinds = [_event_type(r) for r in queued]
+    assert sorted(kinds) == [("Delivery", "0"), ("Delivery", "1"), ("Send", "0"), ("Send", "1")]
+    carols_send = [r for r, kind in zip(queued, kinds, strict=True) if kind == ("Send", "1")]
+    handler = EventRecorder(mail_env.settings(), store)
+    assert handler.handle({"Records": carols_send}) == {"batchItemFailures": []}
+    carol = store.get_delivery_item(message.message_id, "u_carol")
+    assert carol is not None and carol["send_state"]["S"] == "sent"
+    assert carol["confirmed_by"]["S"] == "ses-event"
+    item = store.get_message_item(message.message_id)
+    assert item is not None and item["send_state"]["S"] == "sent"  # summed up: both sent
+
+    # The rest of the events, and the record's redeliveries: nothing is sent again.
+    assert handler.handle({"Records": queued}) == {"batchItemFailures": []}
+    for _ in range(2):
+        assert mail_env.worker(ses=ses).handle({"Records": [record]}) == {"batchItemFailures": []}
+    to = [m["destinations"]["ToAddresses"] for m in outbox.sent(mail_env.token)]
+    assert to.count(["bob@example.org"]) == 1 and to.count(["carol@example.org"]) == 1
+    assert len(to) == 2 and ses_stand_in.failed_publishes == []
+    item = store.get_message_item(message.message_id)
+    assert item is not None and item["send_state"]["S"] == "sent"
