@@ -8,6 +8,7 @@ step, which nothing in the handler catches, as nothing runs after a killed proce
 from __future__ import annotations
 
 import json
+import threading
 import time as real_time
 import types
 from collections.abc import Iterator
@@ -223,3 +224,140 @@ def test_a_handler_killed_after_ses_sent_ends_sent_once_by_the_send_event(
     assert len(to) == 2 and ses_stand_in.failed_publishes == []
     item = store.get_message_item(message.message_id)
     assert item is not None and item["send_state"]["S"] == "sent"
+
+
+class Process:
+    """The invocation's process, shared by every client it uses: once it dies at the chosen call,
+    every later call from any of its threads dies too, as nothing runs in a killed process."""
+
+    def __init__(self, method: str, when: str, nth: int) -> None:
+        self.method, self.when, self.nth = method, when, nth
+        self.calls = 0
+        self.dead = False
+        self._lock = threading.Lock()
+        # Deliveries (message id, recipient id) past begin_send whose mark_sent never completed:
+        # the only ones the store may end up calling unknown.
+        self.in_doubt: set[tuple[str, str]] = set()
+        # Deliveries (message id, recipient position) whose SES call this process made.
+        self.ses_called: set[tuple[str, str]] = set()
+
+    def wrap(self, target: Any) -> Any:
+        process = self
+
+        class Dying:
+            def __getattr__(self, name: str) -> Any:
+                attribute = getattr(target, name)
+                if not callable(attribute):
+                    return attribute
+
+                def call(*args: Any, **kwargs: Any) -> Any:
+                    with process._lock:
+                        if process.dead:
+                            raise Died(f"process gone before {name}")
+                        mine = name == process.method
+                        if mine:
+                            process.calls += 1
+                        dies = mine and process.calls == process.nth
+                        if dies and process.when == "before":
+                            process.dead = True
+                            raise Died(f"before {name}")
+                    if name == "send_email":
+                        tags = {t["Name"]: t["Value"] for t in kwargs["EmailTags"]}
+                        with process._lock:
+                            process.ses_called.add((tags["message_id"], tags["recipient"]))
+                    result = attribute(*args, **kwargs)
+                    with process._lock:
+                        if name == "begin_send" and result:
+                            process.in_doubt.add((args[0], args[1]))
+                        if name == "mark_sent":
+                            process.in_doubt.discard((args[0], args[1]))
+                    if dies:
+                        process.dead = True
+                        raise Died(f"after {name}")
+                    return result
+
+                return call
+
+        return Dying()
+
+
+# Mid-batch: 10 messages x 2 recipients (20 e-mails) handled concurrently, the process killed at
+# the nth call of a step, with other records' calls in flight.
+BATCH_STEPS = [
+    ("save", "before", 5),
+    ("claim", "after", 10),
+    ("begin_send", "before", 10),
+    ("send_email", "before", 10),
+    ("send_email", "after", 10),
+    ("mark_sent", "after", 10),
+    ("mark_message_sent", "before", 5),
+]
+
+
+@pytest.mark.parametrize(("method", "when", "nth"), BATCH_STEPS)
+def test_a_handler_killed_mid_batch_loses_and_duplicates_nothing(
+    method: str,
+    when: str,
+    nth: int,
+    mail_env: MailEnv,
+    outbox: Outbox,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    messages = [mail_env.message(recipients=("bob@example.org", "carol@example.org")) for _ in range(10)]
+    records = [sqs_record(m.to_event(), f"rec-{i}") for i, m in enumerate(messages)]
+    store, ses = mail_env.store(), mail_env.session.client("sesv2")
+    process = Process(method, when, nth)
+    killed = mail_env.worker(store=process.wrap(store), ses=process.wrap(ses))
+    with pytest.raises(Died):
+        killed.handle({"Records": records}, Context())
+    assert process.dead
+
+    later = real_time.time() + 60
+    monkeypatch.setattr(
+        mailer_worker, "time", types.SimpleNamespace(time=lambda: later, monotonic=real_time.monotonic)
+    )
+    fresh = mail_env.worker()
+    results = [fresh.handle({"Records": records}) for _ in range(2)]
+
+    emails = len(outbox.sent(mail_env.token))
+    unknown: set[str] = set()
+    unknown_deliveries: set[tuple[str, str]] = set()
+    sent_deliveries = 0
+    sent_by_the_dead = 0
+    for message in messages:
+        states = {}
+        for position, user in enumerate(("u_bob", "u_carol")):
+            delivery = store.get_delivery_item(message.message_id, user)
+            assert delivery is not None
+            state = delivery["send_state"]["S"]
+            states[user] = state
+            # None stuck: after the redeliveries each e-mail is sent, or reported unknown.
+            assert state in ("sent", "unknown"), (message.message_id, user, state)
+            if state == "sent":
+                sent_deliveries += 1
+            else:
+                unknown_deliveries.add((message.message_id, user))
+                sent_by_the_dead += (message.message_id, str(position)) in process.ses_called
+        item = store.get_message_item(message.message_id)
+        assert item is not None
+        expected = "unknown" if "unknown" in states.values() else "sent"
+        assert item["send_state"]["S"] == expected  # the message sums its deliveries up
+        if expected == "unknown":
+            unknown.add(message.message_id)
+    # Unknown only where the killed process was between begin_send and recording SES's answer
+    # (other records' calls were in flight too, whatever step the kill came at).
+    assert unknown_deliveries <= process.in_doubt
+    if method == "send_email":
+        assert unknown_deliveries  # the delivery the process died in is in doubt
+    # None duplicated, none lost: one e-mail per sent delivery, plus the unknown ones whose SES
+    # call the dead process did make (never re-sent).
+    assert emails == sent_deliveries + sent_by_the_dead
+    assert sent_deliveries + len(unknown_deliveries) == 20
+    failed = {f"rec-{i}" for i, m in enumerate(messages) if m.message_id in unknown}
+    for result in results:
+        assert {f["itemIdentifier"] for f in result["batchItemFailures"]} == failed
+    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    reported = [line for line in logs if line.get("outcome") == "unknown"]
+    assert sum(line["DeliveriesUnknown"] for line in reported) == len(unknown_deliveries)
+    assert all(line["reason"] for line in reported)
