@@ -5,6 +5,7 @@ database restart."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import threading
@@ -13,11 +14,13 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
+import boto3
 import httpx
 import pytest
 
 from devstack.identity import Issuer
-from devstack.servers import MotoServer, PostgresServer
+from devstack.servers import LOCALHOST, MotoServer, PostgresServer
 from tests.services.files.conftest import (
     ServiceProcess,
     bearer,
@@ -200,6 +203,16 @@ def test_completion_before_the_upload_is_a_conflict(service: ServiceProcess, iss
     assert "not been uploaded" in done.json()["message"]
 
 
+def _s3_kwargs(moto: MotoServer) -> dict[str, str]:
+    env = moto.env()
+    return {
+        "endpoint_url": env["AWS_ENDPOINT_URL"],
+        "region_name": env["AWS_REGION"],
+        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
 def test_the_service_survives_a_database_restart(
     make_postgres: Callable[[], PostgresServer],
     moto_server: MotoServer,
@@ -209,9 +222,10 @@ def test_the_service_survives_a_database_restart(
     start_service: Callable[[dict[str, str]], ServiceProcess],
 ) -> None:
     server = make_postgres()
+    database = create_database(server)
     env = service_env(
         server=server,
-        database=create_database(server),
+        database=database,
         moto=moto_server,
         bucket=files_bucket,
         issuer=issuer,
@@ -238,8 +252,50 @@ def test_the_service_survives_a_database_restart(
                 statuses[http.get(download).status_code] += 1
                 time.sleep(0.01)
 
+    # Writers too: upload forms requested, filled in S3 and completed across the restart. Each
+    # service answer is 2xx, or 503 with Retry-After (then the writer retries, as a client would).
+    writes: Counter[int] = Counter()
+    without_retry_after: list[str] = []
+    accepted: list[str] = []  # file ids the service answered 201 for
+    completed: list[str] = []
+
+    def call(http: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        while True:
+            resp = http.request(method, url, **kwargs)
+            writes[resp.status_code] += 1
+            if resp.status_code != 503:
+                return resp
+            if "retry-after" not in resp.headers:
+                without_retry_after.append(f"{method} {url}")
+            time.sleep(0.05)
+
+    def write() -> None:
+        with httpx.Client(headers=bearer(owner), timeout=10) as http:
+            while not stop.is_set():
+                resp = call(
+                    http,
+                    "POST",
+                    f"{service.url}/files/v1/uploads",
+                    json={
+                        "project_id": "proj-1",
+                        "file_name": "w.txt",
+                        "content_type": "text/plain",
+                        "size_bytes": 5,
+                    },
+                )
+                if resp.status_code != 201:
+                    return
+                ticket = resp.json()
+                accepted.append(ticket["file"]["id"])
+                assert post_form(ticket["upload"], b"write", "text/plain").status_code < 300
+                done = call(http, "POST", f"{service.url}/files/v1/uploads/{ticket['file']['id']}/complete")
+                if done.status_code == 200:
+                    completed.append(ticket["file"]["id"])
+
     worker = threading.Thread(target=load)
+    writer = threading.Thread(target=write)
     worker.start()
+    writer.start()
     try:
         time.sleep(0.3)
         server.stop()
@@ -258,8 +314,43 @@ def test_the_service_survives_a_database_restart(
     finally:
         stop.set()
         worker.join()
+        writer.join()
     assert set(statuses) <= {200, 503}, statuses
     assert statuses[200] > 0
+    assert set(writes) <= {200, 201, 503}, writes
+    assert writes[503] > 0  # the writes really met the outage (and were answered, not dropped)
+    assert without_retry_after == []
+    assert accepted and completed == accepted  # every accepted upload was completed, once
+
+    async def rows() -> list[Any]:
+        conn = await asyncpg.connect(
+            host=LOCALHOST,
+            port=server.port,
+            user=server.user,
+            password=server.password,
+            database=database,
+            ssl=False,
+        )
+        try:
+            return list(
+                await conn.fetch("SELECT id::text, object_key, stored_key, status, size_bytes FROM files")
+            )
+        finally:
+            await conn.close()
+
+    # No row lost or doubled by the restart: one row per accepted upload (plus the first file),
+    # each available with its stored object (the completion's copy, migration 0004) in S3 at the
+    # size the row counts toward the project's bytes.
+    found = asyncio.run(rows())
+    ids = [row["id"] for row in found]
+    assert len(ids) == len(set(ids)) and set(ids) == {file_id, *accepted}
+    s3 = boto3.client("s3", **_s3_kwargs(moto_server))
+    for row in found:
+        assert row["status"] == "available", row
+        assert (
+            s3.head_object(Bucket=files_bucket, Key=row["stored_key"] or row["object_key"])["ContentLength"]
+            == row["size_bytes"]
+        )
 
     # A restart the service does not see coming, between two requests.
     server.restart()
