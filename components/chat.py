@@ -14,6 +14,7 @@ import pulumi_random
 from components.app_code import APP_CODE
 from components.aws.alarms import Alarm, create_alarms
 from components.aws.container_image import ContainerImage, ContainerImageArgs
+from components.aws.dashboard import Graph, Metric, Panel
 from components.aws.dynamo import table_args
 from components.aws.fargate_service import FargateService
 from components.aws.fargate_types import Attachment, FargateServiceArgs, SecretRef, TaskCount
@@ -263,31 +264,87 @@ class Chat(pulumi.ComponentResource):
             for member, cluster_id in member_cluster_ids(self.redis.replication_group_id, members)
         ]
         table = {"TableName": self.table.name}
-        create_alarms(
-            self,
-            name,
-            prefix,
-            [
-                *(
-                    Alarm(
-                        f"redis-memory-{member}",
-                        "AWS/ElastiCache",
-                        "DatabaseMemoryUsagePercentage",
-                        "Maximum",
-                        80.0,
-                        dims,
-                    )
-                    for member, dims in redis
+        memory = [
+            (
+                member,
+                Alarm(
+                    f"redis-memory-{member}",
+                    "AWS/ElastiCache",
+                    "DatabaseMemoryUsagePercentage",
+                    "Maximum",
+                    80.0,
+                    dims,
                 ),
-                # Pub/sub needs no eviction; any eviction means memory pressure is already losing data.
-                *(
-                    Alarm(f"redis-evictions-{member}", "AWS/ElastiCache", "Evictions", "Sum", 0.0, dims)
-                    for member, dims in redis
-                ),
+            )
+            for member, dims in redis
+        ]
+        # Pub/sub needs no eviction; any eviction means memory pressure is already losing data.
+        evictions = [
+            (member, Alarm(f"redis-evictions-{member}", "AWS/ElastiCache", "Evictions", "Sum", 0.0, dims))
+            for member, dims in redis
+        ]
+        throttles = [
+            (
+                "writes",
                 Alarm("table-write-throttles", "AWS/DynamoDB", "WriteThrottleEvents", "Sum", 0.0, table),
-                Alarm("table-read-throttles", "AWS/DynamoDB", "ReadThrottleEvents", "Sum", 0.0, table),
+            ),
+            ("reads", Alarm("table-read-throttles", "AWS/DynamoDB", "ReadThrottleEvents", "Sum", 0.0, table)),
+        ]
+        alarms = create_alarms(
+            self, name, prefix, [a for _, a in (*memory, *evictions, *throttles)], att.alarm_topic_arn
+        )
+        own = CHAT.metrics
+        service = {own.dimension: CHAT.metrics_service}
+        self.panel = Panel(
+            "Chat: Redis, history, and the service's own metrics",
+            [
+                Graph.watching("Redis memory (%)", memory),
+                Graph.watching("Redis evictions", evictions),
+                Graph(
+                    "Redis engine CPU (%) and connections",
+                    [
+                        *(
+                            Metric(
+                                "AWS/ElastiCache", "EngineCPUUtilization", "Maximum", dims, f"CPU {member}"
+                            )
+                            for member, dims in redis
+                        ),
+                        *(
+                            Metric(
+                                "AWS/ElastiCache", "CurrConnections", "Maximum", dims, f"connections {member}"
+                            )
+                            for member, dims in redis
+                        ),
+                    ],
+                ),
+                Graph.watching("History table throttles", throttles),
+                # One document per task and minute: the per-minute sum of the gauge is every task's
+                # connections together.
+                Graph(
+                    "Connections (all tasks)",
+                    [Metric(own.namespace, "Connections", "Sum", service, "connections")],
+                    period_seconds=60,
+                ),
+                Graph(
+                    "Sends and deliveries",
+                    [
+                        Metric(own.namespace, metric, "Sum", service, metric)
+                        for metric in own.names
+                        if metric in ("SendsAccepted", "Deliveries")
+                    ],
+                    period_seconds=60,
+                ),
+                Graph(
+                    "Closes and bus drops",
+                    [
+                        Metric(own.namespace, metric, "Sum", service, metric)
+                        for metric in own.names
+                        if metric not in ("Connections", "SendsAccepted", "Deliveries")
+                    ],
+                    period_seconds=60,
+                ),
             ],
-            att.alarm_topic_arn,
+            alarms,
         )
 
 

@@ -26,6 +26,9 @@ FILES_ROUTES_MODULE = "files/files_service/routes.py"
 FILES_DATABASE_MODULE = "files/files_service/database_roles.py"
 MAILER_MODULE = "mailer/mailer/__init__.py"
 MAILER_SCHEMA_MODULE = "mailer/mailer/schema.py"
+CHAT_METRICS_MODULE = "chat/chat_service/metric_names.py"
+FILES_METRICS_MODULE = "files/files_service/metric_names.py"
+MAILER_METRICS_MODULE = "mailer/mailer/metrics.py"
 
 T = TypeVar("T")
 
@@ -115,6 +118,24 @@ class _Reader:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsFacts:
+    """A service's own metrics, as its EMF documents declare them: one namespace, one dimension."""
+
+    namespace: str
+    dimension: str
+    names: tuple[str, ...]
+
+
+def _metrics(relative: str, app_code: Path | None) -> tuple[_Reader, MetricsFacts]:
+    reader = _Reader(relative, app_code)
+    return reader, MetricsFacts(
+        namespace=reader.of("NAMESPACE", str),
+        dimension=reader.of("DIMENSION", str),
+        names=reader.strings("ALL"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class ChatFacts:
     """app_code/chat/chat_service/__init__.py and schema.py."""
 
@@ -131,6 +152,9 @@ class ChatFacts:
     table: TableSchema
     # `create_table_kwargs(table_name)`: the table's `dynamodb.create_table` arguments (the local backend).
     create_table_kwargs: Callable[[str], dict[str, Any]]
+    # Its own metrics (chat_service/metric_names.py), published with `Service` = `metrics_service`.
+    metrics: MetricsFacts
+    metrics_service: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +176,9 @@ class FilesFacts:
     app_role: str
     migrate_module: str
     rds_ca_bundle: str
+    # Its own metrics (files_service/metric_names.py), one `Service` value per role.
+    metrics: MetricsFacts
+    metrics_dimension_value: Callable[[str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +192,14 @@ class MailerFacts:
     table: TableSchema
     users_table: TableSchema
     quotas_table: TableSchema
+    # Its functions' own metrics (mailer/metrics.py), with `FunctionName` their function's name.
+    metrics: MetricsFacts
 
 
 def load_chat(app_code: Path | None = None) -> ChatFacts:
     service, schema = _Reader(CHAT_MODULE, app_code), _Reader(CHAT_SCHEMA_MODULE, app_code)
     create = schema.function("create_table_kwargs")
+    metric_names, metrics = _metrics(CHAT_METRICS_MODULE, app_code)
     return ChatFacts(
         default_port=service.of("DEFAULT_PORT", int),
         ws_path=service.of("WS_PATH", str),
@@ -183,11 +213,15 @@ def load_chat(app_code: Path | None = None) -> ChatFacts:
         table_actions=service.strings("TABLE_ACTIONS"),
         table=schema.table("TABLE"),
         create_table_kwargs=lambda table_name: cast(dict[str, Any], create(table_name)),
+        metrics=metrics,
+        metrics_service=metric_names.of("SERVICE", str),
     )
 
 
 def load_files(app_code: Path | None = None) -> FilesFacts:
     routes, database = _Reader(FILES_ROUTES_MODULE, app_code), _Reader(FILES_DATABASE_MODULE, app_code)
+    metric_names, metrics = _metrics(FILES_METRICS_MODULE, app_code)
+    dimension_value = metric_names.function("dimension_value")
     return FilesFacts(
         default_port=routes.of("DEFAULT_PORT", int),
         api_prefix=routes.of("API_PREFIX", str),
@@ -201,6 +235,8 @@ def load_files(app_code: Path | None = None) -> FilesFacts:
         app_role=database.of("APP_ROLE", str),
         migrate_module=database.of("MIGRATE_MODULE", str),
         rds_ca_bundle=database.of("RDS_CA_BUNDLE", str),
+        metrics=metrics,
+        metrics_dimension_value=lambda role: str(dimension_value(role)),
     )
 
 
@@ -214,6 +250,7 @@ def load_mailer(app_code: Path | None = None) -> MailerFacts:
         table=schema.table("TABLE"),
         users_table=schema.table("USERS_TABLE"),
         quotas_table=schema.table("QUOTAS_TABLE"),
+        metrics=_metrics(MAILER_METRICS_MODULE, app_code)[1],
     )
 
 

@@ -1,5 +1,7 @@
-"""What operators look at: CloudWatch Logs Insights saved queries for the first questions on call,
-over every service's log group.
+"""What operators look at: one CloudWatch dashboard per stack (every component's panel: its graphs,
+drawn from the same facts as its alarms, and the status of every alarm; components/aws/dashboard.py),
+and CloudWatch Logs Insights saved queries for the first questions on call, over every service's
+log group.
 
 - `errors-per-service`: error lines per log group. The services log JSON with a `level` field (the
   mailer's handlers, the files service, Lambda's own JSON log format); anything else (a crash's
@@ -20,6 +22,8 @@ from typing import Final
 import pulumi
 import pulumi_aws as aws
 
+from components.aws.dashboard import Panel, dashboard_body
+
 ERRORS_PER_SERVICE: Final = """fields @timestamp, @log, level, message, @message
 | filter level in ["ERROR", "CRITICAL"] or @message like /\\b(ERROR|CRITICAL)\\b/
 | stats count(*) as errors by @log
@@ -35,6 +39,9 @@ class OperationsArgs:
     name_prefix: str
     # Every service's log group (ECS services and Lambda functions).
     log_group_names: Sequence[pulumi.Input[str]]
+    region: str
+    # Every component's part of the dashboard, in the order shown.
+    panels: Sequence[Panel]
 
 
 class Operations(pulumi.ComponentResource):
@@ -52,4 +59,14 @@ class Operations(pulumi.ComponentResource):
             )
             for query, text in (("errors-per-service", ERRORS_PER_SERVICE), ("one-request", ONE_REQUEST))
         ]
-        self.register_outputs({"queries": [q.name for q in self.queries]})
+        # Dashboards are global to the account ("All dashboards in your account are global, not
+        # region-specific": CloudWatch API Reference, PutDashboard), so the name carries the stack's prefix.
+        self.dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard",
+            dashboard_name=args.name_prefix,
+            dashboard_body=dashboard_body(args.name_prefix, args.region, args.panels),
+            opts=child,
+        )
+        self.register_outputs(
+            {"queries": [q.name for q in self.queries], "dashboard": self.dashboard.dashboard_name}
+        )

@@ -157,6 +157,7 @@ def build(config: StackConfig) -> Stack:
         log_kms_key_arn=log_kms_key_arn,
         region=config.region,
         log_group_prefix=f"/{config.project}",
+        container_insights=config.container_insights,
     )
     files = Files(
         "files",
@@ -211,6 +212,17 @@ def build(config: StackConfig) -> Stack:
                 # Each function logs where its logging config says (components/aws/lambda_function.py).
                 *(fn.logging_config.apply(_log_group) for fn in functions),
             ],
+            region=config.region,
+            panels=[
+                platform.panel,
+                *([waf.panel] if waf else []),
+                *(service.panel for service in files.services.values()),
+                chat.service.panel,
+                files.panel,
+                files.database.postgres.panel,
+                chat.panel,
+                mailing.panel,
+            ],
         ),
         opts=with_aws,
     )
@@ -264,6 +276,7 @@ def build(config: StackConfig) -> Stack:
         "baseUrl": platform.base_url,
         "albDnsName": platform.alb.dns_name,
         "clusterName": platform.cluster_name,
+        "dashboardName": operations.dashboard.dashboard_name,
         "mailApiUrl": mailing.api_url,
         "mailQueueUrl": mailing.queue.url,
         "mailDeadLetterQueueUrl": mailing.dead_letters.url,

@@ -12,6 +12,7 @@ import pulumi_aws as aws
 from components.aws.alarms import Alarm, create_alarms
 from components.aws.alb_rules import NOT_FOUND_BODY, NOT_FOUND_CONTENT_TYPE, NOT_FOUND_STATUS, service_rules
 from components.aws.container_definition import container_definition
+from components.aws.dashboard import Graph, Metric, Panel
 from components.aws.fargate_types import FargateServiceArgs, SecretRef
 from components.aws.iam import assume_role_policy, policy_document, statement
 from components.aws.kms import READ
@@ -53,6 +54,7 @@ def execution_statements(
 class FargateService(pulumi.ComponentResource):
     security_group: aws.ec2.SecurityGroup
     task_role: aws.iam.Role
+    panel: Panel
 
     def __init__(
         self, name: str, args: FargateServiceArgs, opts: pulumi.ResourceOptions | None = None
@@ -274,42 +276,69 @@ class FargateService(pulumi.ComponentResource):
         )
 
     def _alarms(self, name: str, args: FargateServiceArgs, full_name: str) -> None:
+        """Its alarms, and its panel of the dashboard built from them."""
         lb = {"LoadBalancer": args.attachment.alb_arn_suffix, "TargetGroup": self.target_group.arn_suffix}
         ecs = {"ClusterName": args.attachment.cluster_name, "ServiceName": self.service.name}
-        create_alarms(
-            self,
-            name,
-            full_name,
-            [
-                Alarm(
-                    "target-5xx",
-                    "AWS/ApplicationELB",
-                    "HTTPCode_Target_5XX_Count",
-                    "Sum",
-                    10,
-                    lb,
-                    period_seconds=60,
-                ),
-                Alarm(
-                    "unhealthy",
-                    "AWS/ApplicationELB",
-                    "UnHealthyHostCount",
-                    "Maximum",
-                    0,
-                    lb,
-                    period_seconds=60,
-                    evaluation_periods=3,
-                ),
-                Alarm(
-                    "cpu",
-                    "AWS/ECS",
-                    "CPUUtilization",
-                    "Average",
-                    85,
-                    ecs,
-                    period_seconds=60,
-                    evaluation_periods=3,
-                ),
-            ],
-            args.attachment.alarm_topic_arn,
+        target_5xx = Alarm(
+            "target-5xx", "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "Sum", 10, lb, period_seconds=60
         )
+        unhealthy = Alarm(
+            "unhealthy",
+            "AWS/ApplicationELB",
+            "UnHealthyHostCount",
+            "Maximum",
+            0,
+            lb,
+            period_seconds=60,
+            evaluation_periods=3,
+        )
+        cpu = Alarm(
+            "cpu", "AWS/ECS", "CPUUtilization", "Average", 85, ecs, period_seconds=60, evaluation_periods=3
+        )
+        alarms = create_alarms(
+            self, name, full_name, [target_5xx, unhealthy, cpu], args.attachment.alarm_topic_arn
+        )
+
+        def elb(metric: str, statistic: str, label: str) -> Metric:
+            return Metric("AWS/ApplicationELB", metric, statistic, lb, label)
+
+        graphs = [
+            Graph.watching(
+                "Requests and target errors",
+                [("target 5xx", target_5xx)],
+                elb("RequestCount", "Sum", "requests"),
+                elb("HTTPCode_Target_4XX_Count", "Sum", "target 4xx"),
+            ),
+            Graph(
+                "Target response time (s)",
+                [elb("TargetResponseTime", "p50", "p50"), elb("TargetResponseTime", "p99", "p99")],
+                period_seconds=60,
+            ),
+            Graph.watching(
+                "Targets", [("unhealthy", unhealthy)], elb("HealthyHostCount", "Minimum", "healthy")
+            ),
+            Graph.watching(
+                "CPU and memory (%)",
+                [("CPU", cpu)],
+                Metric("AWS/ECS", "MemoryUtilization", "Average", ecs, "memory"),
+            ),
+        ]
+        if args.attachment.container_insights:
+            # Task counts and deployments are Container Insights metrics (ECS/ContainerInsights); without
+            # it the healthy targets above are the running tasks that serve.
+            graphs.append(
+                Graph(
+                    "Tasks and deployments",
+                    [
+                        Metric("ECS/ContainerInsights", metric, "Maximum", ecs, label)
+                        for metric, label in (
+                            ("RunningTaskCount", "running"),
+                            ("DesiredTaskCount", "desired"),
+                            ("PendingTaskCount", "pending"),
+                            ("DeploymentCount", "deployments"),
+                        )
+                    ],
+                    period_seconds=60,
+                )
+            )
+        self.panel = Panel(f"Service {full_name}", graphs, alarms)

@@ -60,6 +60,8 @@ class Attachment:
     # What must exist before a task in `subnet_ids` can reach AWS's APIs (routes to the internet or
     # NAT gateway); a service retries failed starts, a one-off task does not.
     egress: Sequence[pulumi.Resource] = ()
+    # Whether the cluster publishes Container Insights (task counts and deployments per service).
+    container_insights: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.alarms import Alarm, create_alarms
+from components.aws.dashboard import Graph, Metric, Panel
 from components.aws.iam import assume_role_policy
 
 PORT = 5432
@@ -208,26 +209,40 @@ class PostgresInstance:
         return [ingress, egress]
 
     def _alarms(self, name: str, args: PostgresArgs) -> None:
+        """Its alarms, and its panel of the dashboard built from them."""
         dims = {"DBInstanceIdentifier": self.instance.identifier}
         free_floor = args.allocated_storage_gb * 1024**3 * 0.1
-        create_alarms(
-            self._parent,
-            name,
-            f"{args.name_prefix}-db",
+        cpu = Alarm("cpu", "AWS/RDS", "CPUUtilization", "Average", 80.0, dims, evaluation_periods=2)
+        # A database that stops reporting free storage is not a healthy one.
+        free_storage = Alarm(
+            "free-storage",
+            "AWS/RDS",
+            "FreeStorageSpace",
+            "Minimum",
+            free_floor,
+            dims,
+            comparison="LessThanThreshold",
+            evaluation_periods=2,
+            missing_data="breaching",
+        )
+        alarms = create_alarms(
+            self._parent, name, f"{args.name_prefix}-db", [cpu, free_storage], args.alarm_topic_arn
+        )
+
+        def rds(metric: str, statistic: str, label: str) -> Metric:
+            return Metric("AWS/RDS", metric, statistic, dims, label)
+
+        self.panel = Panel(
+            "Database (RDS PostgreSQL)",
             [
-                Alarm("cpu", "AWS/RDS", "CPUUtilization", "Average", 80.0, dims, evaluation_periods=2),
-                # A database that stops reporting free storage is not a healthy one.
-                Alarm(
-                    "free-storage",
-                    "AWS/RDS",
-                    "FreeStorageSpace",
-                    "Minimum",
-                    free_floor,
-                    dims,
-                    comparison="LessThanThreshold",
-                    evaluation_periods=2,
-                    missing_data="breaching",
+                Graph.watching("CPU (%)", [("CPU", cpu)]),
+                Graph.watching("Free storage (bytes)", [("free", free_storage)]),
+                Graph("Connections", [rds("DatabaseConnections", "Maximum", "connections")]),
+                Graph("Freeable memory (bytes)", [rds("FreeableMemory", "Minimum", "freeable")]),
+                Graph(
+                    "I/O latency (s)",
+                    [rds("ReadLatency", "Average", "read"), rds("WriteLatency", "Average", "write")],
                 ),
             ],
-            args.alarm_topic_arn,
+            alarms,
         )

@@ -12,6 +12,7 @@ import pulumi_aws as aws
 from components.app_code import APP_CODE
 from components.aws.buckets import PrivateBucket, PrivateBucketArgs
 from components.aws.container_image import ContainerImage, ContainerImageArgs
+from components.aws.dashboard import Graph, Metric, Panel, lambda_graphs
 from components.aws.fargate_service import FargateService
 from components.aws.fargate_types import Attachment, FargateServiceArgs, TaskCount
 from components.aws.iam import statement
@@ -204,6 +205,28 @@ class Files(pulumi.ComponentResource):
             self.database.admit(f"{name}-{role}", self.services[role].security_group)
 
         self.bucket_name = self.bucket.name
+        own = FILES.metrics
+        self.panel = Panel(
+            "Files: the service's own metrics and the migration runner",
+            [
+                Graph(
+                    f"Files {role} service: own metrics",
+                    [
+                        Metric(
+                            own.namespace,
+                            metric,
+                            "Sum",
+                            {own.dimension: FILES.metrics_dimension_value(role)},
+                            metric,
+                        )
+                        for metric in own.names
+                    ],
+                    period_seconds=60,
+                )
+                for role in self.services
+            ]
+            + lambda_graphs([("migration runner", self.migration.runner.name)]),
+        )
         self.register_outputs(
             {
                 "bucket": self.bucket.name,

@@ -15,6 +15,7 @@ import pulumi_aws as aws
 
 from components.app_code import MAILER_ROOT, mailer_files
 from components.aws.alarms import Alarm, create_alarms
+from components.aws.dashboard import Graph, Metric, Panel, lambda_graphs
 from components.aws.dynamo import TableSchema, table_args
 from components.aws.iam import statement
 from components.aws.kms import READ, WRITE, DataKey, DataKeyArgs, use_statements
@@ -360,113 +361,171 @@ class Mailing(pulumi.ComponentResource):
         )
 
     def _alarms(self, name: str, prefix: str, args: MailingArgs) -> None:
-        create_alarms(
-            self,
-            name,
-            prefix,
+        """Its alarms, and its panel of the dashboard built from them."""
+
+        def visible(suffix: str, queue: aws.sqs.Queue) -> Alarm:
+            return Alarm(
+                suffix,
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                "Maximum",
+                0.0,
+                {"QueueName": queue.name},
+            )
+
+        def errors(suffix: str, function: aws.lambda_.Function) -> Alarm:
+            return Alarm(suffix, "AWS/Lambda", "Errors", "Sum", 0.0, {"FunctionName": function.name})
+
+        def own(suffix: str, metric: str, threshold: float, function: aws.lambda_.Function) -> Alarm:
+            return Alarm(
+                suffix,
+                MAILER.metrics.namespace,
+                metric,
+                "Sum",
+                threshold,
+                {MAILER.metrics.dimension: function.name},
+            )
+
+        # Any dead letter is a message nobody received: page on the first one.
+        dead_letters = visible("dead-letters", self.dead_letters)
+        oldest = Alarm(
+            "oldest-message",
+            "AWS/SQS",
+            "ApproximateAgeOfOldestMessage",
+            "Maximum",
+            600.0,
+            {"QueueName": self.queue.name},
+        )
+        mailer_errors = errors("mailer-errors", self.mailer)
+        api_errors = errors("api-errors", self.api_function)
+        # Send volume across all users: an hour's worth of ten users' quotas in 5 minutes is no normal
+        # team's traffic (metrics: mailer/metrics.py, published as EMF).
+        volume = own("send-volume", "EmailsAccepted", float(10 * args.mail.quota_per_hour), self.api_function)
+        # Any delivery whose SES outcome is unknown needs an operator (mailer/store.py): the alarm
+        # names it at once, not when its record reaches the dead letters.
+        unknown = own("deliveries-unknown", "DeliveriesUnknown", 0.0, self.mailer)
+        # Many quota refusals in 5 minutes: someone is hammering the API.
+        refusals = own("quota-refusals", "QuotaRefusals", 20.0, self.api_function)
+        # SES's events: any dead letter is an outcome nobody recorded.
+        events_dead_letters = visible("ses-events-dead-letters", self.ses_events.dead_letters)
+        events_errors = errors("ses-events-errors", self.ses_events.function)
+        # The account's reputation as SES computes it (fractions, no dimensions: account level), alarmed
+        # below where SES reviews the account (components/config/keys.py). A rate over SES's rolling
+        # sample of sends, published only now and then (none before a first bounce): judged per hour,
+        # and an hour without a point keeps the last state instead of calling it OK, so a high rate
+        # does not flap between ALARM and OK.
+        bounce_rate, complaint_rate = (
+            Alarm(
+                suffix,
+                "AWS/SES",
+                metric,
+                "Maximum",
+                threshold,
+                comparison="GreaterThanOrEqualToThreshold",
+                period_seconds=3600,
+                missing_data="ignore",
+            )
+            for suffix, metric, threshold in (
+                ("ses-bounce-rate", "Reputation.BounceRate", args.mail.bounce_rate_alarm),
+                ("ses-complaint-rate", "Reputation.ComplaintRate", args.mail.complaint_rate_alarm),
+            )
+        )
+        directory_errors = errors("directory-errors", self.webhook_function)
+        specs = [
+            dead_letters,
+            oldest,
+            mailer_errors,
+            api_errors,
+            volume,
+            unknown,
+            refusals,
+            events_dead_letters,
+            events_errors,
+            bounce_rate,
+            complaint_rate,
+            directory_errors,
+        ]
+        alarms = create_alarms(self, name, prefix, specs, args.alarm_topic_arn)
+
+        def depth(label: str, queue: aws.sqs.Queue) -> Metric:
+            return Metric(
+                "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", {"QueueName": queue.name}, label
+            )
+
+        def age(label: str, queue: aws.sqs.Queue) -> Metric:
+            return Metric(
+                "AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", {"QueueName": queue.name}, label
+            )
+
+        metrics = MAILER.metrics
+        by_function = {
+            "EmailsAccepted": self.api_function,
+            "QuotaRefusals": self.api_function,
+            "EmailsSent": self.mailer,
+            "DeliveriesUnknown": self.mailer,
+            "EmailsDelivered": self.ses_events.function,
+            "EmailsBounced": self.ses_events.function,
+            "EmailsComplained": self.ses_events.function,
+            "SendsConfirmed": self.ses_events.function,
+        }
+        if set(by_function) != set(metrics.names):
+            raise ValueError(
+                f"mailer/metrics.py declares {metrics.names}; the dashboard places {sorted(by_function)}"
+            )
+
+        def published(metric: str) -> Metric:
+            return Metric(
+                metrics.namespace, metric, "Sum", {metrics.dimension: by_function[metric].name}, metric
+            )
+
+        self.panel = Panel(
+            "Mail",
             [
-                # Any dead letter is a message nobody received: page on the first one.
-                Alarm(
-                    "dead-letters",
-                    "AWS/SQS",
-                    "ApproximateNumberOfMessagesVisible",
-                    "Maximum",
-                    0.0,
-                    {"QueueName": self.dead_letters.name},
+                Graph.watching(
+                    "Mail queue depth", [("dead letters", dead_letters)], depth("queued", self.queue)
                 ),
-                Alarm(
-                    "oldest-message",
-                    "AWS/SQS",
-                    "ApproximateAgeOfOldestMessage",
-                    "Maximum",
-                    600.0,
-                    {"QueueName": self.queue.name},
+                Graph.watching(
+                    "Mail queue: oldest message (s)",
+                    [("oldest", oldest)],
+                    age("dead letters", self.dead_letters),
                 ),
-                Alarm(
-                    "mailer-errors", "AWS/Lambda", "Errors", "Sum", 0.0, {"FunctionName": self.mailer.name}
+                Graph.watching(
+                    "SES events queue",
+                    [("events dead letters", events_dead_letters)],
+                    depth("events", self.ses_events.queue),
+                    age("oldest event (s)", self.ses_events.queue),
                 ),
-                Alarm(
-                    "api-errors", "AWS/Lambda", "Errors", "Sum", 0.0, {"FunctionName": self.api_function.name}
+                Graph.watching(
+                    "E-mails accepted, sent, delivered",
+                    [("accepted", volume)],
+                    *(published(m) for m in ("EmailsSent", "EmailsDelivered")),
                 ),
-                # Send volume across all users: an hour's worth of ten users' quotas in 5 minutes
-                # is no normal team's traffic (metrics: mailer/metrics.py, published as EMF).
-                Alarm(
-                    "send-volume",
-                    "Motion/Mail",
-                    "EmailsAccepted",
-                    "Sum",
-                    float(10 * args.mail.quota_per_hour),
-                    {"FunctionName": self.api_function.name},
+                Graph.watching(
+                    "Refused, unknown, bounced, complained",
+                    [("quota refusals", refusals), ("unknown", unknown)],
+                    *(published(m) for m in ("EmailsBounced", "EmailsComplained", "SendsConfirmed")),
                 ),
-                # Any delivery whose SES outcome is unknown needs an operator (mailer/store.py): the
-                # alarm names it at once, not when its record reaches the dead letters.
-                Alarm(
-                    "deliveries-unknown",
-                    "Motion/Mail",
-                    "DeliveriesUnknown",
-                    "Sum",
-                    0.0,
-                    {"FunctionName": self.mailer.name},
+                Graph.watching(
+                    "SES reputation (fraction)",
+                    [("bounce rate", bounce_rate), ("complaint rate", complaint_rate)],
                 ),
-                # Many quota refusals in 5 minutes: someone is hammering the API.
-                Alarm(
-                    "quota-refusals",
-                    "Motion/Mail",
-                    "QuotaRefusals",
-                    "Sum",
-                    20.0,
-                    {"FunctionName": self.api_function.name},
+                Graph.watching(
+                    "Lambda errors",
+                    [
+                        ("mailer", mailer_errors),
+                        ("mail API", api_errors),
+                        ("SES events", events_errors),
+                        ("directory", directory_errors),
+                    ],
                 ),
-                # SES's events: any dead letter is an outcome nobody recorded.
-                Alarm(
-                    "ses-events-dead-letters",
-                    "AWS/SQS",
-                    "ApproximateNumberOfMessagesVisible",
-                    "Maximum",
-                    0.0,
-                    {"QueueName": self.ses_events.dead_letters.name},
-                ),
-                Alarm(
-                    "ses-events-errors",
-                    "AWS/Lambda",
-                    "Errors",
-                    "Sum",
-                    0.0,
-                    {"FunctionName": self.ses_events.function.name},
-                ),
-                # The account's reputation as SES computes it (fractions, no dimensions: account level),
-                # alarmed below where SES reviews the account (components/config/keys.py). A rate over
-                # SES's rolling sample of sends, published only now and then (none before a first
-                # bounce): judged per hour, and an hour without a point keeps the last state instead
-                # of calling it OK, so a high rate does not flap between ALARM and OK.
-                Alarm(
-                    "ses-bounce-rate",
-                    "AWS/SES",
-                    "Reputation.BounceRate",
-                    "Maximum",
-                    args.mail.bounce_rate_alarm,
-                    comparison="GreaterThanOrEqualToThreshold",
-                    period_seconds=3600,
-                    missing_data="ignore",
-                ),
-                Alarm(
-                    "ses-complaint-rate",
-                    "AWS/SES",
-                    "Reputation.ComplaintRate",
-                    "Maximum",
-                    args.mail.complaint_rate_alarm,
-                    comparison="GreaterThanOrEqualToThreshold",
-                    period_seconds=3600,
-                    missing_data="ignore",
-                ),
-                Alarm(
-                    "directory-errors",
-                    "AWS/Lambda",
-                    "Errors",
-                    "Sum",
-                    0.0,
-                    {"FunctionName": self.webhook_function.name},
-                ),
+                *lambda_graphs(
+                    [
+                        ("mailer", self.mailer.name),
+                        ("mail API", self.api_function.name),
+                        ("SES events", self.ses_events.function.name),
+                        ("directory", self.webhook_function.name),
+                    ]
+                )[1:],
             ],
-            args.alarm_topic_arn,
+            alarms,
         )

@@ -9,6 +9,7 @@ import pulumi_aws as aws
 
 from components.aws.alb_rules import NOT_FOUND_BODY, NOT_FOUND_CONTENT_TYPE, NOT_FOUND_STATUS
 from components.aws.buckets import PrivateBucket, PrivateBucketArgs
+from components.aws.dashboard import Graph, Metric, Panel
 from components.aws.kms import alarm_key_policy
 
 # TLS 1.3 with 1.2 as the floor: AWS's recommended policy for new HTTPS listeners.
@@ -195,6 +196,7 @@ class Platform(pulumi.ComponentResource):
         self.cluster_name = self.cluster.name
         self.alb_arn_suffix = self.alb.arn_suffix
         self.alarm_topic_arn = self.alarm_topic.arn
+        self.panel = _panel(self.alb.arn_suffix)
         self.register_outputs(
             {
                 "cluster_arn": self.cluster_arn,
@@ -237,3 +239,38 @@ class Platform(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         return bucket
+
+
+def _panel(alb_arn_suffix: pulumi.Input[str]) -> Panel:
+    """The load balancer as a whole: what it answered itself (its 4xx and 5xx: no rule matched, no
+    healthy target) beside what it passed on. Each service's panel has its own target group's figures."""
+    lb = {"LoadBalancer": alb_arn_suffix}
+
+    def elb(metric: str, statistic: str, label: str) -> Metric:
+        return Metric("AWS/ApplicationELB", metric, statistic, lb, label)
+
+    return Panel(
+        "Load balancer",
+        [
+            Graph(
+                "Requests",
+                [elb("RequestCount", "Sum", "requests"), elb("ActiveConnectionCount", "Sum", "connections")],
+                period_seconds=60,
+            ),
+            Graph(
+                "Errors",
+                [
+                    elb("HTTPCode_ELB_4XX_Count", "Sum", "load balancer 4xx"),
+                    elb("HTTPCode_ELB_5XX_Count", "Sum", "load balancer 5xx"),
+                    elb("HTTPCode_Target_4XX_Count", "Sum", "targets 4xx"),
+                    elb("HTTPCode_Target_5XX_Count", "Sum", "targets 5xx"),
+                ],
+                period_seconds=60,
+            ),
+            Graph(
+                "Target response time (s)",
+                [elb("TargetResponseTime", "p50", "p50"), elb("TargetResponseTime", "p99", "p99")],
+                period_seconds=60,
+            ),
+        ],
+    )

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.alarms import Alarm, create_alarms
+from components.aws.dashboard import Graph, Metric, Panel
 
 # AWS Managed Rules rule groups, evaluated in this order after the IP reputation list and the rate
 # limit (AWS WAF Developer Guide, "AWS Managed Rules rule groups list"): the baseline for web
@@ -127,20 +128,18 @@ class Waf(pulumi.ComponentResource):
         # AWS WAF Developer Guide, "AWS WAF metrics and dimensions": for an Application Load Balancer,
         # Region, Rule, WebACL, where WebACL is the web ACL's metric name and Rule "ALL" counts every rule.
         region = aws.get_region_output(opts=pulumi.InvokeOptions(parent=self)).region
-        create_alarms(
-            self,
-            name,
-            f"{args.name_prefix}-waf",
+        every_rule: dict[str, pulumi.Input[str]] = {"Region": region, "Rule": "ALL", "WebACL": acl_name}
+        blocked = Alarm("blocked", "AWS/WAFV2", "BlockedRequests", "Sum", 1000.0, every_rule)
+        alarms = create_alarms(self, name, f"{args.name_prefix}-waf", [blocked], args.alarm_topic_arn)
+        self.panel = Panel(
+            "WAF",
             [
-                Alarm(
-                    "blocked",
-                    "AWS/WAFV2",
-                    "BlockedRequests",
-                    "Sum",
-                    1000.0,
-                    {"Region": region, "Rule": "ALL", "WebACL": acl_name},
+                Graph.watching(
+                    "Requests blocked and allowed",
+                    [("blocked", blocked)],
+                    Metric("AWS/WAFV2", "AllowedRequests", "Sum", every_rule, "allowed"),
                 )
             ],
-            args.alarm_topic_arn,
+            alarms,
         )
         self.register_outputs({"web_acl_arn": self.web_acl.arn})

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from components.facts import CHAT, FILES, MAILER
 from tests.infra.harness import RecordedResource, StackRun
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
@@ -91,9 +92,17 @@ _WAF_REGIONAL = _sets(
 # account's rates, without dimensions. (A configuration set with reputation metrics enabled adds its
 # own series; the account's is what SES reviews.)
 _SES_ACCOUNT = _sets(())
-# Motion/Mail: the mail API's own metrics, published as Embedded Metric Format with the one
-# dimension set {FunctionName} (documented in app_code/mailer/mailer/metrics.py, its table).
-_MOTION_MAIL = _sets({"FunctionName"})
+# Load balancer-level ALB metrics: "Dimensions: LoadBalancer; AvailabilityZone, LoadBalancer" under
+# ActiveConnectionCount, HTTPCode_ELB_4XX_Count and HTTPCode_ELB_5XX_Count (the ALB metrics page above).
+_ALB_LOAD_BALANCER = _sets({"LoadBalancer"}, {"AvailabilityZone", "LoadBalancer"})
+# ECS/ContainerInsights service-level task and deployment counts: "ClusterName, ServiceName"
+# (CloudWatch User Guide, "Amazon ECS Container Insights metrics",
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Container-Insights-metrics-ECS.html);
+# published only where the cluster has Container Insights on.
+_CONTAINER_INSIGHTS_SERVICE = _sets({"ClusterName", "ServiceName"})
+# The services' own metrics are not in this table: their namespace, dimension and names are the
+# services' EMF declarations (components/facts.py MetricsFacts), checked in `undocumented`.
+SERVICE_METRICS = (CHAT.metrics, FILES.metrics, MAILER.metrics)
 
 DOCUMENTED: Mapping[tuple[str, str], DimensionSets] = {
     ("AWS/ElastiCache", "DatabaseMemoryUsagePercentage"): _ELASTICACHE_NODE,
@@ -111,9 +120,28 @@ DOCUMENTED: Mapping[tuple[str, str], DimensionSets] = {
     ("AWS/WAFV2", "BlockedRequests"): _WAF_REGIONAL,
     ("AWS/SES", "Reputation.BounceRate"): _SES_ACCOUNT,
     ("AWS/SES", "Reputation.ComplaintRate"): _SES_ACCOUNT,
-    ("Motion/Mail", "EmailsAccepted"): _MOTION_MAIL,
-    ("Motion/Mail", "QuotaRefusals"): _MOTION_MAIL,
-    ("Motion/Mail", "DeliveriesUnknown"): _MOTION_MAIL,
+    # What the dashboard shows beside the alarms (components/aws/dashboard.py), same sources.
+    ("AWS/ApplicationELB", "RequestCount"): _ALB_TARGET_CODES,
+    ("AWS/ApplicationELB", "HTTPCode_Target_4XX_Count"): _ALB_TARGET_CODES,
+    ("AWS/ApplicationELB", "TargetResponseTime"): _ALB_TARGET_CODES,
+    ("AWS/ApplicationELB", "HealthyHostCount"): _ALB_TARGET_HEALTH,
+    ("AWS/ApplicationELB", "ActiveConnectionCount"): _ALB_LOAD_BALANCER,
+    ("AWS/ApplicationELB", "HTTPCode_ELB_4XX_Count"): _ALB_LOAD_BALANCER,
+    ("AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count"): _ALB_LOAD_BALANCER,
+    ("AWS/ECS", "MemoryUtilization"): _ECS_SERVICE,
+    **{
+        ("ECS/ContainerInsights", m): _CONTAINER_INSIGHTS_SERVICE
+        for m in ("RunningTaskCount", "DesiredTaskCount", "PendingTaskCount", "DeploymentCount")
+    },
+    ("AWS/RDS", "DatabaseConnections"): _RDS_INSTANCE,
+    ("AWS/RDS", "FreeableMemory"): _RDS_INSTANCE,
+    ("AWS/RDS", "ReadLatency"): _RDS_INSTANCE,
+    ("AWS/RDS", "WriteLatency"): _RDS_INSTANCE,
+    ("AWS/ElastiCache", "EngineCPUUtilization"): _ELASTICACHE_NODE,
+    ("AWS/ElastiCache", "CurrConnections"): _ELASTICACHE_NODE,
+    ("AWS/Lambda", "Duration"): _LAMBDA_FUNCTION,
+    ("AWS/Lambda", "Throttles"): _LAMBDA_FUNCTION,
+    ("AWS/WAFV2", "AllowedRequests"): _WAF_REGIONAL,
 }
 
 
@@ -123,7 +151,13 @@ def undocumented(alarm: Mapping[str, Any]) -> str | None:
     if not namespace or not metric:
         return "names no namespace and metric (metric math is not in the table)"
     dimensions: Mapping[str, Any] = alarm.get("dimensions") or {}
-    documented = DOCUMENTED.get((namespace, metric))
+    own = next((m for m in SERVICE_METRICS if m.namespace == namespace), None)
+    if own is not None:
+        if metric not in own.names:
+            return f"{namespace} {metric}: the service declares no such metric ({own.names})"
+        if set(dimensions) != {own.dimension}:
+            return f"{namespace} {metric}: the service publishes the dimension set [{own.dimension}] only"
+    documented = _sets({own.dimension}) if own is not None else DOCUMENTED.get((namespace, metric))
     if documented is None:
         return f"{namespace} {metric} is not in the table: look up its dimensions and add them"
     if frozenset(dimensions) not in documented:

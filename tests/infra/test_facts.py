@@ -17,6 +17,9 @@ MODULES = (
     facts.FILES_DATABASE_MODULE,
     facts.MAILER_MODULE,
     facts.MAILER_SCHEMA_MODULE,
+    facts.CHAT_METRICS_MODULE,
+    facts.FILES_METRICS_MODULE,
+    facts.MAILER_METRICS_MODULE,
 )
 
 
@@ -39,6 +42,10 @@ def test_the_facts_are_the_services_values() -> None:
     assert facts.FILES.alb_path_patterns == {k: tuple(v) for k, v in routes.ALB_PATH_PATTERNS.items()}
     assert facts.MAILER.webhook_route == mailer.WEBHOOK_ROUTE
     assert facts.CHAT.create_table_kwargs("t")["TableName"] == "t"
+    chat_metrics = facts.load_app_module(facts.CHAT_METRICS_MODULE)
+    assert facts.CHAT.metrics.names == chat_metrics.ALL and facts.CHAT.metrics_service == chat_metrics.SERVICE
+    assert facts.FILES.metrics_dimension_value("upload") == "files-upload"
+    assert facts.MAILER.metrics.namespace == "Motion/Mail" and "EmailsSent" in facts.MAILER.metrics.names
 
 
 def test_a_missing_name_fails_naming_the_file_and_the_name(app_code: Path) -> None:

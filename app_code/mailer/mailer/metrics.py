@@ -16,6 +16,7 @@ the alarms in components/mailing/mailing.py watch these, and tests/infra/test_al
 |---|---|---|---|
 | `EmailsAccepted` | Count | mail API | e-mails (one per recipient) of each accepted message |
 | `QuotaRefusals` | Count | mail API | requests answered 429 because the sender's quota was used up |
+| `EmailsSent` | Count | mailer | e-mails SES accepted for sending (its answer recorded), one per recipient |
 | `DeliveriesUnknown` | Count | mailer | deliveries whose SES outcome became unknown (the handler stopped between calling SES and recording its answer, or the call ended without one): each needs an operator (`mailer.store`), unless SES's events confirm it (`SendsConfirmed`) |
 | `EmailsDelivered` | Count | SES events | e-mails the recipient's mail server accepted (recorded outcomes: one whose complaint was recorded first is not counted) |
 | `EmailsBounced` | Count | SES events | e-mails that bounced (hard or soft), or that SES did not send because the address is suppressed |
@@ -33,11 +34,22 @@ NAMESPACE = "Motion/Mail"
 DIMENSION = "FunctionName"
 EMAILS_ACCEPTED = "EmailsAccepted"
 QUOTA_REFUSALS = "QuotaRefusals"
+EMAILS_SENT = "EmailsSent"
 DELIVERIES_UNKNOWN = "DeliveriesUnknown"
 EMAILS_DELIVERED = "EmailsDelivered"
 EMAILS_BOUNCED = "EmailsBounced"
 EMAILS_COMPLAINED = "EmailsComplained"
 SENDS_CONFIRMED = "SendsConfirmed"
+ALL = (
+    EMAILS_ACCEPTED,
+    QUOTA_REFUSALS,
+    EMAILS_SENT,
+    DELIVERIES_UNKNOWN,
+    EMAILS_DELIVERED,
+    EMAILS_BOUNCED,
+    EMAILS_COMPLAINED,
+    SENDS_CONFIRMED,
+)
 
 
 def emf(values: dict[str, int]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from mailer.logs import get_logger, log
 from mailer.message import MailMessage, MalformedEvent, utc_timestamp
-from mailer.metrics import DELIVERIES_UNKNOWN, emf
+from mailer.metrics import DELIVERIES_UNKNOWN, EMAILS_SENT, emf
 from mailer.settings import Settings
 from mailer.sqs import sqs_records
 from mailer.store import MessageStore
@@ -292,9 +292,19 @@ class Worker:
                 outcome="sent_unrecorded",
                 ses_message_id=ses_message_id,
                 **fields,
+                # SES took it: counted as sent once, here (no later invocation sends it again).
+                **emf({EMAILS_SENT: 1}),
             )
             return False
-        log(self._log, logging.INFO, "sent", outcome="sent", ses_message_id=ses_message_id, **fields)
+        log(
+            self._log,
+            logging.INFO,
+            "sent",
+            outcome="sent",
+            ses_message_id=ses_message_id,
+            **fields,
+            **emf({EMAILS_SENT: 1}),
+        )
         return True
 
 
