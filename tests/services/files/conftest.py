@@ -147,7 +147,12 @@ def files_env(
 
 @pytest.fixture(scope="session")
 def s3(moto_server: MotoServer) -> Any:
-    env = moto_server.env()
+    return s3_client(moto_server)
+
+
+def s3_client(moto: MotoServer) -> Any:
+    """An S3 client of this moto server."""
+    env = moto.env()
     return boto3.client(
         "s3",
         endpoint_url=env["AWS_ENDPOINT_URL"],

@@ -7,24 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 
 from devstack.identity import Issuer
 from devstack.servers import MotoServer, PostgresServer
-from tests.services.files.conftest import InProcessServer, service_env
-
-
-def _s3(moto: MotoServer) -> Any:
-    env = moto.env()
-    return boto3.client(
-        "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        region_name=env["AWS_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
+from tests.services.files.conftest import InProcessServer, s3_client, service_env
 
 
 @pytest.fixture
@@ -64,7 +52,7 @@ def test_readiness_fails_while_the_aws_api_is_down_and_recovers(
     own_moto: MotoServer, postgres: PostgresServer, files_database: str, issuer: Issuer, jwks_url: str
 ) -> None:
     bucket = "motion-files-readiness"
-    _s3(own_moto).create_bucket(Bucket=bucket)
+    s3_client(own_moto).create_bucket(Bucket=bucket)
     with _app(postgres, files_database, own_moto, bucket, issuer, jwks_url) as app:
         assert _health(app)[0] == 200
         own_moto.stop()  # the AWS API is gone: connections to its port are refused
@@ -73,7 +61,7 @@ def test_readiness_fails_while_the_aws_api_is_down_and_recovers(
         assert body["status"] == "not ready" and body["checks"]["database"] == "ok"
         assert body["checks"]["storage"].startswith("S3 unreachable"), body
         own_moto.start()  # back on the same port, empty: the bucket is created again
-        _s3(own_moto).create_bucket(Bucket=bucket)
+        s3_client(own_moto).create_bucket(Bucket=bucket)
         status, body, live = _health(app)
         assert (status, live) == (200, 200) and body["checks"] == {"database": "ok", "storage": "ok"}
 
@@ -82,7 +70,7 @@ def test_readiness_fails_while_the_bucket_is_gone_and_recovers(
     own_moto: MotoServer, postgres: PostgresServer, files_database: str, issuer: Issuer, jwks_url: str
 ) -> None:
     bucket = "motion-files-deleted"
-    s3 = _s3(own_moto)
+    s3 = s3_client(own_moto)
     s3.create_bucket(Bucket=bucket)
     with _app(postgres, files_database, own_moto, bucket, issuer, jwks_url) as app:
         assert _health(app)[0] == 200
