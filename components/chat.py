@@ -133,8 +133,13 @@ class Chat(pulumi.ComponentResource):
             f"{name}-redis-slow-log",
             name=f"/motion/{prefix}/redis-slow-log",
             retention_in_days=att.log_retention_days,
-            # CloudWatch Logs' own encryption: ElastiCache delivers this log itself (vended logs), and
-            # only the log groups our code and roles write to take the stack's key.
+            # Under the stack's log key like every other group: ElastiCache hands the log to CloudWatch
+            # Logs' vended-log delivery, and CloudWatch Logs encrypts it at ingestion with the group's
+            # key, which the key's policy lets logs.<region> use for any log group of the account
+            # (components/aws/kms.py, log_key_statement). The delivery needs nothing from the key:
+            # "Logs sent to CloudWatch Logs" (CloudWatch Logs User Guide) asks only for the group's
+            # resource policy.
+            kms_key_id=att.log_kms_key_arn,
             opts=child,
         )
         failover = args.cache.replicas > 0

@@ -112,6 +112,7 @@ def build(config: StackConfig) -> Stack:
                 load_balancer_arn=platform.alb.arn,
                 rate_limit=config.waf_rate_limit,
                 log_retention_days=config.log_retention_days,
+                log_kms_key_arn=log_kms_key_arn,
                 alarm_topic_arn=platform.alarm_topic_arn,
             ),
             opts=with_aws,

@@ -33,6 +33,8 @@ class WafArgs:
     load_balancer_arn: pulumi.Input[str]
     rate_limit: int
     log_retention_days: int
+    # The stack's log key (None: CloudWatch Logs' own encryption), as for every other log group.
+    log_kms_key_arn: pulumi.Input[str] | None
     alarm_topic_arn: pulumi.Input[str]
 
 
@@ -99,11 +101,14 @@ class Waf(pulumi.ComponentResource):
         )
         # WAF adds the log group's resource policy for log delivery itself when logging is turned on
         # (PutLoggingConfiguration: "For an Amazon CloudWatch Logs log group, WAF creates a resource
-        # policy on the log group"), which needs logs:PutResourcePolicy of the deploy role.
+        # policy on the log group"), which needs logs:PutResourcePolicy of the deploy role. The log key
+        # needs no statement for WAF: the delivery writes through CloudWatch Logs, which encrypts with
+        # the group's key itself (components/aws/kms.py, log_key_statement).
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
             name=f"{LOG_GROUP_PREFIX}{args.name_prefix}",
             retention_in_days=args.log_retention_days,
+            kms_key_id=args.log_kms_key_arn,
             opts=child,
         )
         aws.wafv2.WebAclLoggingConfiguration(

@@ -4,6 +4,7 @@ account."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -12,13 +13,19 @@ from .model import (
     Resource,
     ResourceRule,
     Rule,
+    StackRule,
+    Violation,
     as_list,
     get_path,
     is_set,
     is_true,
     is_unknown,
+    of_type,
     parse_json,
+    referrers,
 )
+from .network import LOAD_BALANCERS
+from .s3 import BUCKETS, ENCRYPTION
 
 KMS_KEY = "aws:kms/key:Key"
 TABLE = "aws:dynamodb/table:Table"
@@ -28,6 +35,9 @@ SECRETS_MANAGER_SECRET = "aws:secretsmanager/secret:Secret"  # noqa: S105 - a re
 REPOSITORY = "aws:ecr/repository:Repository"
 REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 DB_INSTANCE = "aws:rds/instance:Instance"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+# S3's default encryptions under a KMS key (S3 API Reference, ServerSideEncryptionByDefault).
+KMS_SSE = frozenset({"aws:kms", "aws:kms:dsse"})
 
 # Actions that encrypt, decrypt, or hand the key to someone (a grant confers the others), lower-cased
 # (KMS Developer Guide, "AWS KMS permissions"). A statement's action patterns are matched against
@@ -79,6 +89,8 @@ def _customer_managed(resource: Resource, ctx: Context) -> list[str]:
         return _our_key(resource.get("kmsMasterKeyId"), "topic", "kmsMasterKeyId")
     if t == SECRETS_MANAGER_SECRET:
         return _our_key(resource.get("kmsKeyId"), "secret", "kmsKeyId")
+    if t == LOG_GROUP:
+        return _our_key(resource.get("kmsKeyId"), "log group", "kmsKeyId")
     if t == REPLICATION_GROUP:
         return _our_key(resource.get("kmsKeyId"), "cache", "kmsKeyId")
     if t == REPOSITORY:
@@ -105,6 +117,52 @@ def _customer_managed(resource: Resource, ctx: Context) -> list[str]:
             )
         return problems
     return []
+
+
+def receives_alb_logs(bucket: Resource, resources: Sequence[Resource]) -> bool:
+    """Does a load balancer write its access logs into `bucket` (accessLogs.bucket names it)?"""
+    for lb in of_type(resources, *LOAD_BALANCERS):
+        if bucket.urn in lb.property_dependencies.get("accessLogs", ()):
+            return True
+        name = lb.get("accessLogs", "bucket")
+        if isinstance(name, str) and name in bucket.identities:
+            return True
+    return False
+
+
+def _bucket_key(bucket: Resource, resources: Sequence[Resource]) -> str | None:
+    if receives_alb_logs(bucket, resources):
+        # "The only server-side encryption option that's supported is Amazon S3-managed keys
+        # (SSE-S3)" (ELB User Guide for Application Load Balancers, "Enable access logs", bucket
+        # requirements): the rule alb-access-log-bucket-sse-s3 holds it there.
+        return None
+    configs = referrers(bucket, resources, ENCRYPTION, "bucket")
+    if not configs:
+        return "has no default encryption: give it a customer managed key"
+    for config in configs:
+        rules = config.get("rules")
+        if is_unknown(rules):
+            return None
+        for rule in as_list(rules):
+            default = get_path(rule, "applyServerSideEncryptionByDefault")
+            if is_unknown(default):
+                return None
+            algorithm = get_path(default, "sseAlgorithm")
+            if algorithm in KMS_SSE:
+                problems = _our_key(
+                    get_path(default, "kmsMasterKeyId"), "default encryption", "kmsMasterKeyId"
+                )
+                return problems[0] if problems else None
+    return "is encrypted with S3-managed keys (SSE-S3): set sseAlgorithm aws:kms with a customer managed key"
+
+
+def _customer_managed_keys(resources: Sequence[Resource], ctx: Context) -> list[Violation]:
+    found = [Violation(r.urn, m) for r in resources for m in _customer_managed(r, ctx)]
+    for bucket in of_type(resources, *BUCKETS):
+        problem = _bucket_key(bucket, resources)
+        if problem:
+            found.append(Violation(bucket.urn, f"bucket '{bucket.name}' {problem}"))
+    return found
 
 
 def _lower_keys(value: Any) -> list[str]:
@@ -147,14 +205,15 @@ def _key_policy(key: Resource, ctx: Context) -> list[str]:
 
 
 RULES: list[Rule] = [
-    ResourceRule(
+    StackRule(
         name="kms-customer-managed-keys",
         control="Motion ENC-3",
-        description="In production, tables, queues, topics, secrets, image repositories, the cache and the "
-        "database (storage, Performance Insights, master password) are encrypted with customer managed keys.",
+        description="In production, tables, queues, topics, secrets, image repositories, the cache, the "
+        "database (storage, Performance Insights, master password), log groups and buckets (but the "
+        "load balancer's access log bucket, which takes SSE-S3 only) are encrypted with customer managed keys.",
         severity="medium",
         remediation="Set motion:dataKmsEncryption true: each component then encrypts its data with its own key "
-        "(components/aws/kms.py DataKey).",
+        "(components/aws/kms.py DataKey) and motion:logsKmsEncryption true (LogKey).",
         resource_types=(
             TABLE,
             QUEUE,
@@ -163,8 +222,10 @@ RULES: list[Rule] = [
             REPOSITORY,
             REPLICATION_GROUP,
             DB_INSTANCE,
+            LOG_GROUP,
+            *BUCKETS,
         ),
-        check=_customer_managed,
+        check=_customer_managed_keys,
         production_only=True,
     ),
     ResourceRule(

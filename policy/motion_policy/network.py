@@ -20,9 +20,11 @@ from .model import (
     is_unknown,
     number,
     of_type,
+    parse_json,
     referrers,
     refers_to,
 )
+from .s3 import BUCKETS, ENCRYPTION
 
 VPC = "aws:ec2/vpc:Vpc"
 DEFAULT_SECURITY_GROUP = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
@@ -37,6 +39,19 @@ WEB_ACL = "aws:wafv2/webAcl:WebAcl"
 WEB_ACL_ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"
 WEB_ACL_LOGGING = "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+# What every production web ACL blocks with (AWS WAF Developer Guide, "AWS Managed Rules rule groups
+# list": the baseline rule group, known bad inputs, and the Amazon IP reputation list), whose rules
+# block unless the rule's override action says count.
+REQUIRED_MANAGED_GROUPS = (
+    "AWSManagedRulesCommonRuleSet",
+    "AWSManagedRulesKnownBadInputsRuleSet",
+    "AWSManagedRulesAmazonIpReputationList",
+)
+# A rate-based rule counts requests per client when it aggregates by IP (the source address) or by
+# FORWARDED_IP (a header's address); CONSTANT counts everyone together and CUSTOM_KEYS may not name a
+# client at all (WAF API Reference, RateBasedStatement.AggregateKeyType).
+PER_CLIENT_KEYS = frozenset({"IP", "FORWARDED_IP"})
 # PutLoggingConfiguration (WAF API Reference): a logging destination's name "must start with
 # aws-waf-logs-"; for a log group, that is its name.
 WAF_LOG_PREFIX = "aws-waf-logs-"
@@ -289,6 +304,36 @@ def _alb_waf(resources: Sequence[Resource], ctx: Context) -> list[Violation]:
     return found
 
 
+def _alb_log_bucket_sse_s3(resources: Sequence[Resource], ctx: Context) -> list[Violation]:
+    """ELB User Guide for Application Load Balancers, "Enable access logs", bucket requirements: "The
+    only server-side encryption option that's supported is Amazon S3-managed keys (SSE-S3)". A bucket
+    whose default encryption is SSE-KMS receives no logs, and the load balancer reports nothing."""
+    found = []
+    for lb in _application_lbs(resources):
+        if not is_true(lb.get("accessLogs", "enabled")):
+            continue
+        name = lb.get("accessLogs", "bucket")
+        for bucket in of_type(resources, *BUCKETS):
+            by_dependency = bucket.urn in lb.property_dependencies.get("accessLogs", ())
+            if not by_dependency and not (isinstance(name, str) and name in bucket.identities):
+                continue
+            for config in referrers(bucket, resources, ENCRYPTION, "bucket"):
+                rules = config.get("rules")
+                if is_unknown(rules):
+                    continue
+                for rule in as_list(rules):
+                    algorithm = get_path(rule, "applyServerSideEncryptionByDefault", "sseAlgorithm")
+                    if isinstance(algorithm, str) and algorithm != "AES256":
+                        found.append(
+                            Violation(
+                                config.urn,
+                                f"bucket '{bucket.name}' receives '{lb.name}' access logs but encrypts with "
+                                f"{algorithm}: ALB log delivery supports SSE-S3 (AES256) only",
+                            )
+                        )
+    return found
+
+
 def _waf_logging(resources: Sequence[Resource], ctx: Context) -> list[Violation]:
     configs = of_type(resources, WEB_ACL_LOGGING)
     groups = of_type(resources, LOG_GROUP)
@@ -310,6 +355,96 @@ def _waf_logging(resources: Sequence[Resource], ctx: Context) -> list[Violation]
                             f"log group '{name}' cannot receive WAF logs: its name must start with {WAF_LOG_PREFIX}",
                         )
                     )
+    return found
+
+
+def _camel(value: Any) -> Any:
+    """A rule_json document (the API's PascalCase) with the engine's camelCase keys."""
+    if isinstance(value, dict):
+        return {(k[:1].lower() + k[1:] if isinstance(k, str) else k): _camel(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_camel(v) for v in value]
+    return value
+
+
+def _acl_rules(acl: Resource) -> list[Any] | None:
+    """The web ACL's rules, whether given as `rules` or as `ruleJson`; None while unknown."""
+    rules = acl.get("rules")
+    if rules is None and acl.get("ruleJson") is not None:
+        rules = parse_json(acl.get("ruleJson"))
+        rules = rules if is_unknown(rules) else _camel(rules)
+    if is_unknown(rules):
+        return None
+    return as_list(rules)
+
+
+def _blocking_groups(rules: list[Any]) -> set[str] | None:
+    """The AWS managed rule groups that block (override action `none`); None when one is unknown."""
+    found: set[str] = set()
+    for rule in rules:
+        group = get_path(rule, "statement", "managedRuleGroupStatement")
+        if group is None:
+            continue
+        if is_unknown(group):
+            return None
+        if group.get("vendorName") != "AWS":
+            continue
+        override = get_path(rule, "overrideAction")
+        if is_unknown(override):
+            return None
+        # `count` only counts what the group's rules would block.
+        if isinstance(override, dict) and override.get("count") is not None:
+            continue
+        found.add(str(group.get("name")))
+    return found
+
+
+def _blocks_per_client(rule: Any) -> bool | None:
+    statement = get_path(rule, "statement", "rateBasedStatement")
+    if statement is None:
+        return False
+    if is_unknown(statement) or is_unknown(get_path(rule, "action")):
+        return None
+    key = statement.get("aggregateKeyType", "IP")  # the API's default
+    return key in PER_CLIENT_KEYS and get_path(rule, "action", "block") is not None
+
+
+def _blocked_requests_alarmed(acl: Resource, alarms: Sequence[Resource]) -> bool:
+    """An alarm with an action on the web ACL's BlockedRequests. The WebACL dimension is the web
+    ACL's metric name (AWS WAF Developer Guide, "AWS WAF metrics and dimensions")."""
+    metric_name = acl.get("visibilityConfig", "metricName")
+    for alarm in alarms:
+        if alarm.get("namespace") != "AWS/WAFV2" or alarm.get("metricName") != "BlockedRequests":
+            continue
+        dimension = alarm.get("dimensions", "WebACL")
+        names_acl = is_unknown(dimension) or is_unknown(metric_name) or dimension == metric_name
+        actions = alarm.get("alarmActions")
+        if names_acl and (is_unknown(actions) or as_list(actions)):
+            return True
+    return False
+
+
+def _waf_protections(resources: Sequence[Resource], ctx: Context) -> list[Violation]:
+    alarms = of_type(resources, METRIC_ALARM)
+    found = []
+    for acl in of_type(resources, WEB_ACL):
+        rules = _acl_rules(acl)
+        if rules is None:
+            continue
+        problems = []
+        groups = _blocking_groups(rules)
+        if groups is not None:
+            missing = [g for g in REQUIRED_MANAGED_GROUPS if g not in groups]
+            if missing:
+                problems.append(f"no blocking rule for the AWS managed rule groups {', '.join(missing)}")
+        verdicts = [_blocks_per_client(rule) for rule in rules]
+        if None not in verdicts and True not in verdicts:
+            problems.append(
+                "no rate-based rule that blocks per client IP (aggregateKeyType IP or FORWARDED_IP)"
+            )
+        if not _blocked_requests_alarmed(acl, alarms):
+            problems.append("no alarm with an action on its AWS/WAFV2 BlockedRequests (dimension WebACL)")
+        found += [Violation(acl.urn, f"web ACL '{acl.name}': {p}") for p in problems]
     return found
 
 
@@ -423,5 +558,28 @@ RULES: list[Rule] = [
         "[log_group.arn]) with a log group named aws-waf-logs-<name>.",
         resource_types=(WEB_ACL,),
         check=_waf_logging,
+    ),
+    StackRule(
+        name="alb-access-log-bucket-sse-s3",
+        control="Motion LOG-1",
+        description="A bucket that receives Application Load Balancer access logs is encrypted with S3-managed "
+        "keys (SSE-S3), the only encryption ALB log delivery supports.",
+        severity="medium",
+        remediation="Give the access log bucket sse_algorithm AES256 (components/platform/platform.py "
+        "_access_log_bucket).",
+        resource_types=(*LOAD_BALANCERS, *BUCKETS),
+        check=_alb_log_bucket_sse_s3,
+    ),
+    StackRule(
+        name="waf-protections",
+        control="Motion WAF-1",
+        description="In production, every AWS WAF web ACL blocks with the AWS managed common, known-bad-inputs "
+        "and IP-reputation rule groups and a per-client-IP rate-based rule, and its blocked requests are "
+        "alarmed.",
+        severity="medium",
+        remediation="Build the web ACL with components/platform/waf.py (config motion:waf, motion:wafRateLimit).",
+        resource_types=(WEB_ACL, METRIC_ALARM),
+        check=_waf_protections,
+        production_only=True,
     ),
 ]

@@ -20,8 +20,9 @@ from tests.infra.harness import RecordedResource, StackRun, arn
 KEY = "aws:kms/key:Key"
 DATA_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
-# Delivered by the service itself (vended logs), not put by our code or roles: they keep CloudWatch
-# Logs' own encryption.
+# Delivered by the service itself (vended logs: WAF's and ElastiCache's), which CloudWatch Logs
+# encrypts at ingestion with the group's key like any other (CloudWatch Logs User Guide, "Logs sent to
+# CloudWatch Logs" asks the delivery only for the group's resource policy), so they take the key too.
 VENDED = {"waf-logs", "chat-redis-slow-log"}
 # Actions that encrypt, decrypt or hand out the key (KMS Developer Guide, "AWS KMS permissions":
 # cryptographic operations, and grants, which confer them).
@@ -120,7 +121,7 @@ def test_production_log_groups_are_encrypted_with_the_stacks_key(production: Sta
     groups = {g.name: g.inputs for g in production.of_type(LOG_GROUP)}
     assert set(groups) >= VENDED
     encrypted = {name for name, g in groups.items() if g.get("kmsKeyId") == arn(production, key)}
-    assert encrypted == set(groups) - VENDED
+    assert encrypted == set(groups)
     assert len(encrypted) >= 6  # flow logs, two Lambdas, the API's access log, the services, the migration
     aliases = {a.inputs["name"]: a.inputs["targetKeyId"] for a in production.of_type("aws:kms/alias:Alias")}
     assert "alias/motion-production-logs" in aliases

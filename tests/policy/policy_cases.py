@@ -935,6 +935,162 @@ WAF_CASES = [
         waf_logging,
     ),
 ]
+
+
+def managed(group: str, priority: int, override: str = "none") -> dict[str, Any]:
+    return {
+        "name": group,
+        "priority": float(priority),
+        "overrideAction": {override: {}},
+        "statement": {"managedRuleGroupStatement": {"name": group, "vendorName": "AWS"}},
+    }
+
+
+def rate_rule(key: str = "IP", action: str = "block") -> dict[str, Any]:
+    return {
+        "name": "rate-limit-per-ip",
+        "priority": 1.0,
+        "action": {action: {}},
+        "statement": {"rateBasedStatement": {"aggregateKeyType": key, "limit": 2000.0}},
+    }
+
+
+WAF_RULES = [
+    managed("AWSManagedRulesAmazonIpReputationList", 0),
+    rate_rule(),
+    managed("AWSManagedRulesCommonRuleSet", 2),
+    managed("AWSManagedRulesKnownBadInputsRuleSet", 3),
+]
+protected_acl = but(web_acl, rules=WAF_RULES, visibilityConfig={"metricName": "motion-production-alb"})
+blocked_alarm = res(
+    "aws:cloudwatch/metricAlarm:MetricAlarm",
+    "waf-blocked",
+    {
+        "namespace": "AWS/WAFV2",
+        "metricName": "BlockedRequests",
+        "dimensions": {"Region": REGION, "Rule": "ALL", "WebACL": "motion-production-alb"},
+        "alarmActions": [f"arn:aws:sns:{REGION}:{ACCOUNT}:motion-production-alarms"],
+    },
+)
+
+
+def pascal(value: Any) -> Any:
+    """A rules document as rule_json takes it (the WAF API's PascalCase)."""
+    if isinstance(value, dict):
+        return {k[:1].upper() + k[1:]: pascal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [pascal(v) for v in value]
+    return value
+
+
+WAF_CASES += [
+    passes("waf-protections", "managed groups, rate rule, alarm", protected_acl, blocked_alarm, stack=PROD),
+    passes(
+        "waf-protections",
+        "the same rules as rule_json",
+        but(protected_acl, rules=None, ruleJson=json.dumps(pascal(WAF_RULES))),
+        blocked_alarm,
+        stack=PROD,
+    ),
+    passes(
+        "waf-protections",
+        "preview: rules not known yet",
+        but(protected_acl, rules=UNKNOWN),
+        blocked_alarm,
+        stack=PROD,
+    ),
+    violates(
+        "waf-protections",
+        "no IP reputation list",
+        but(
+            protected_acl,
+            rules=[r for r in WAF_RULES if r["name"] != "AWSManagedRulesAmazonIpReputationList"],
+        ),
+        blocked_alarm,
+        stack=PROD,
+    ),
+    violates(
+        "waf-protections",
+        "common rule set only counting",
+        but(
+            protected_acl,
+            rules=[*WAF_RULES[:2], managed("AWSManagedRulesCommonRuleSet", 2, "count"), WAF_RULES[3]],
+        ),
+        blocked_alarm,
+        stack=PROD,
+    ),
+    violates(
+        "waf-protections",
+        "known bad inputs from another vendor",
+        but(
+            protected_acl,
+            rules=[
+                *WAF_RULES[:3],
+                {
+                    **WAF_RULES[3],
+                    "statement": {
+                        "managedRuleGroupStatement": {
+                            "name": "AWSManagedRulesKnownBadInputsRuleSet",
+                            "vendorName": "Other",
+                        }
+                    },
+                },
+            ],
+        ),
+        blocked_alarm,
+        stack=PROD,
+    ),
+    violates(
+        "waf-protections",
+        "no rate-based rule",
+        but(protected_acl, rules=[WAF_RULES[0], *WAF_RULES[2:]]),
+        blocked_alarm,
+        stack=PROD,
+    ),
+    violates(
+        "waf-protections",
+        "rate rule over everyone (CONSTANT)",
+        but(protected_acl, rules=[WAF_RULES[0], rate_rule("CONSTANT"), *WAF_RULES[2:]]),
+        blocked_alarm,
+        stack=PROD,
+    ),
+    violates(
+        "waf-protections",
+        "rate rule only counting",
+        but(protected_acl, rules=[WAF_RULES[0], rate_rule(action="count"), *WAF_RULES[2:]]),
+        blocked_alarm,
+        stack=PROD,
+    ),
+    passes(
+        "waf-protections",
+        "rate rule per forwarded IP",
+        but(protected_acl, rules=[WAF_RULES[0], rate_rule("FORWARDED_IP"), *WAF_RULES[2:]]),
+        blocked_alarm,
+        stack=PROD,
+    ),
+    violates("waf-protections", "no blocked-requests alarm", protected_acl, stack=PROD),
+    violates(
+        "waf-protections",
+        "alarm without an action",
+        protected_acl,
+        but(blocked_alarm, alarmActions=[]),
+        stack=PROD,
+    ),
+    violates(
+        "waf-protections",
+        "alarm on another web ACL",
+        protected_acl,
+        but(blocked_alarm, dimensions={"Region": REGION, "Rule": "ALL", "WebACL": "other"}),
+        stack=PROD,
+    ),
+    violates(
+        "waf-protections",
+        "alarm on allowed requests",
+        protected_acl,
+        but(blocked_alarm, metricName="AllowedRequests"),
+        stack=PROD,
+    ),
+]
 https_listener = res(
     LISTENER,
     "https",
@@ -1561,6 +1717,104 @@ KMS_CASES = [
     violates("kms-key-policy-least-privilege", "no policy (KMS's default)", but(kms_key(ADMIN), policy=None)),
     passes(
         "kms-key-policy-least-privilege", "preview: policy not known yet", but(kms_key(ADMIN), policy=UNKNOWN)
+    ),
+]
+
+
+def sse(algorithm: str, key: str | None = None, target: str = BUCKET_ID, name: str = "files-sse") -> Resource:
+    """A bucket's default encryption: `algorithm` under `key`, for the bucket whose id is `target`."""
+    default: dict[str, Any] = {"sseAlgorithm": algorithm}
+    if key is not None:
+        default["kmsMasterKeyId"] = key
+    props = {"bucket": target, "rules": [{"applyServerSideEncryptionByDefault": default}]}
+    return replace(encryption, name=name, urn=urn(encryption.type, name), id=f"{name}-id", props=props)
+
+
+alb_log_bucket = res(BUCKET, "alb-logs", {"bucket": "motion-prod-alb-logs"})
+log_group_under = res(
+    "aws:cloudwatch/logGroup:LogGroup", "files-logs", {"name": "/motion/files", "kmsKeyId": KEY_ARN}
+)
+KMS_CASES += [
+    passes("kms-customer-managed-keys", "log group under a key of ours", log_group_under, stack=PROD),
+    violates(
+        "kms-customer-managed-keys",
+        "log group under CloudWatch Logs' own encryption",
+        but(log_group_under, kmsKeyId=None),
+        stack=PROD,
+    ),
+    passes(
+        "kms-customer-managed-keys", "bucket under a key of ours", bucket, sse("aws:kms", KEY_ARN), stack=PROD
+    ),
+    passes(
+        "kms-customer-managed-keys",
+        "bucket under DSSE-KMS with a key of ours",
+        bucket,
+        sse("aws:kms:dsse", KEY_ARN),
+        stack=PROD,
+    ),
+    violates("kms-customer-managed-keys", "bucket under SSE-S3", bucket, sse("AES256"), stack=PROD),
+    violates(
+        "kms-customer-managed-keys", "bucket under aws/s3 (no key named)", bucket, sse("aws:kms"), stack=PROD
+    ),
+    violates(
+        "kms-customer-managed-keys",
+        "bucket naming alias/aws/s3",
+        bucket,
+        sse("aws:kms", f"arn:aws:kms:{REGION}:{ACCOUNT}:alias/aws/s3"),
+        stack=PROD,
+    ),
+    violates("kms-customer-managed-keys", "bucket without default encryption", bucket, stack=PROD),
+    passes(
+        "kms-customer-managed-keys",
+        "the load balancer's access log bucket on SSE-S3",
+        load_balancer,
+        alb_log_bucket,
+        sse("AES256", target="alb-logs-id", name="alb-logs-sse"),
+        stack=PROD,
+    ),
+    violates(
+        "kms-customer-managed-keys",
+        "a bucket on SSE-S3 beside the access log bucket",
+        load_balancer,
+        alb_log_bucket,
+        sse("AES256", target="alb-logs-id", name="alb-logs-sse"),
+        bucket,
+        sse("AES256"),
+        stack=PROD,
+    ),
+    passes(
+        "alb-access-log-bucket-sse-s3",
+        "access logs into an SSE-S3 bucket",
+        load_balancer,
+        alb_log_bucket,
+        sse("AES256", target="alb-logs-id", name="alb-logs-sse"),
+    ),
+    violates(
+        "alb-access-log-bucket-sse-s3",
+        "access logs into an SSE-KMS bucket",
+        load_balancer,
+        alb_log_bucket,
+        sse("aws:kms", KEY_ARN, target="alb-logs-id", name="alb-logs-sse"),
+    ),
+    violates(
+        "alb-access-log-bucket-sse-s3",
+        "access logs into a bucket found by its dependency (preview)",
+        replace(
+            load_balancer,
+            props={**load_balancer.props, "accessLogs": {"bucket": UNKNOWN, "enabled": True}},
+            property_dependencies={"accessLogs": [alb_log_bucket.urn]},
+        ),
+        alb_log_bucket,
+        sse("aws:kms:dsse", KEY_ARN, target="alb-logs-id", name="alb-logs-sse"),
+    ),
+    passes(
+        "alb-access-log-bucket-sse-s3",
+        "another bucket under SSE-KMS",
+        load_balancer,
+        alb_log_bucket,
+        sse("AES256", target="alb-logs-id", name="alb-logs-sse"),
+        bucket,
+        sse("aws:kms", KEY_ARN),
     ),
 ]
 
