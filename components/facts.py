@@ -186,6 +186,9 @@ class MailerFacts:
     """app_code/mailer/mailer/__init__.py and schema.py."""
 
     request_headers: tuple[str, ...]
+    # The routes behind the JWT authorizer ("METHOD /path"), all on messages_path.
+    api_routes: tuple[str, ...]
+    messages_path: str
     webhook_method: str
     webhook_path: str
     webhook_route: str
@@ -244,6 +247,8 @@ def load_mailer(app_code: Path | None = None) -> MailerFacts:
     mailer, schema = _Reader(MAILER_MODULE, app_code), _Reader(MAILER_SCHEMA_MODULE, app_code)
     return MailerFacts(
         request_headers=mailer.strings("REQUEST_HEADERS"),
+        api_routes=mailer.strings("API_ROUTES"),
+        messages_path=mailer.of("MESSAGES_PATH", str),
         webhook_method=mailer.of("WEBHOOK_METHOD", str),
         webhook_path=mailer.of("WEBHOOK_PATH", str),
         webhook_route=mailer.of("WEBHOOK_ROUTE", str),

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from motion_common.auth import TokenVerifier
 
 Handler = Callable[[dict[str, Any], Any], Any]
-MAIL_ROUTES = ("POST /mail/messages", "GET /mail/messages")
+MAIL_ROUTES = MAILER.api_routes
 # The route the program deploys with `authorization_type = NONE`, to its own function, as the
 # mailer states it (app_code/mailer/mailer/__init__.py).
 WEBHOOK_ROUTE = MAILER.webhook_route

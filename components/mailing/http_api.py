@@ -66,11 +66,13 @@ def mail_http_api(
         payload_format_version="2.0",
         opts=child,
     )
-    for method in ("GET", "POST"):
+    # Exactly the routes the handler serves (app_code/mailer/mailer/__init__.py, API_ROUTES).
+    for route_key in MAILER.api_routes:
+        method = route_key.split(" ", 1)[0]
         aws.apigatewayv2.Route(
             f"{name}-route-{method.lower()}",
             api_id=api.id,
-            route_key=f"{method} /mail/messages",
+            route_key=route_key,
             authorization_type="JWT",
             authorizer_id=authorizer.id,
             target=pulumi.Output.concat("integrations/", integration.id),
@@ -130,7 +132,7 @@ def mail_http_api(
         action="lambda:InvokeFunction",
         function=function.name,
         principal="apigateway.amazonaws.com",
-        source_arn=pulumi.Output.concat(api.execution_arn, "/*/*/mail/messages"),
+        source_arn=pulumi.Output.concat(api.execution_arn, "/*/*", MAILER.messages_path),
         opts=child,
     )
     aws.lambda_.Permission(

@@ -248,9 +248,11 @@ def test_mail_api_checks_clerk_jwt_throttles_and_logs(stack: StackRun) -> None:
     }
     routes = {r.inputs["routeKey"]: r.inputs for r in stack.of_type("aws:apigatewayv2/route:Route")}
     assert sorted(routes) == ["GET /mail/messages", "POST /mail/messages", "POST /mail/webhooks/clerk"]
-    assert all(
-        routes[key]["authorizationType"] == "JWT" for key in ("GET /mail/messages", "POST /mail/messages")
-    )
+    # Exactly the routes the handler serves, each behind the authorizer; all on the one path the
+    # invoke permission below names.
+    assert sorted(routes) == sorted([*MAILER.api_routes, MAILER.webhook_route])
+    assert all(routes[key]["authorizationType"] == "JWT" for key in MAILER.api_routes)
+    assert {key.split(" ", 1)[1] for key in MAILER.api_routes} == {MAILER.messages_path}
     # Clerk cannot present a session token: the webhook route has no authorizer, and goes to the
     # directory function, which verifies the Svix signature (tests/services/mailer/test_mailer_webhook.py).
     webhook = routes["POST /mail/webhooks/clerk"]

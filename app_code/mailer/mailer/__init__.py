@@ -20,3 +20,11 @@ REQUEST_HEADERS: tuple[str, ...] = (IDEMPOTENCY_KEY_HEADER,)
 WEBHOOK_METHOD = "POST"
 WEBHOOK_PATH = "/mail/webhooks/clerk"
 WEBHOOK_ROUTE = f"{WEBHOOK_METHOD} {WEBHOOK_PATH}"
+
+# The mail API's routes, behind the JWT authorizer: the handler serves exactly these (mailer.api), the
+# program deploys exactly these with the authorizer (components/mailing/http_api.py), and the local
+# API Gateway stand-in (devstack/apigw.py) authorizes and forwards exactly these.
+MESSAGES_PATH = "/mail/messages"
+SEND_ROUTE = f"POST {MESSAGES_PATH}"
+LIST_ROUTE = f"GET {MESSAGES_PATH}"
+API_ROUTES: tuple[str, ...] = (SEND_ROUTE, LIST_ROUTE)

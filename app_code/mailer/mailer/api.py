@@ -26,6 +26,7 @@ import logging
 import threading
 from typing import Any
 
+from mailer import API_ROUTES, SEND_ROUTE
 from mailer.directory import DirectoryUser, UserDirectory
 from mailer.logs import get_logger, log
 from mailer.message import MAX_USER_ID_CHARS, MailMessage, Recipient, keyed_message_id
@@ -43,9 +44,7 @@ from mailer.validation import (
     parse_send_request,
 )
 
-SEND_ROUTE = "POST /mail/messages"
-LIST_ROUTE = "GET /mail/messages"
-ROUTES = (SEND_ROUTE, LIST_ROUTE)
+ROUTES = API_ROUTES
 
 
 def response(status: int, document: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
