@@ -34,9 +34,6 @@ from components.app_code import development_pythonpath, pythonpath
 from components.chat import chat_environment
 from components.chat import table_name as chat_table_name
 from components.config.model import (
-    FILES_MAX_PENDING_UPLOADS_PER_USER,
-    FILES_MAX_PROJECT_BYTES,
-    FILES_MAX_SHARE_DAYS,
     MAIL_MAX_RECIPIENTS,
     StackConfig,
 )
@@ -462,9 +459,9 @@ class Backend:
             "ALLOWED_CONTENT_TYPES": ",".join(cfg.files.allowed_content_types),
             "PRESIGN_TTL_SECONDS": str(cfg.files.presign_ttl_seconds),
             # As components/files/files.py sets them.
-            "MAX_SHARE_DAYS": str(FILES_MAX_SHARE_DAYS),
-            "MAX_PENDING_UPLOADS_PER_USER": str(FILES_MAX_PENDING_UPLOADS_PER_USER),
-            "MAX_PROJECT_BYTES": str(FILES_MAX_PROJECT_BYTES),
+            "MAX_SHARE_DAYS": str(cfg.files.max_share_days),
+            "MAX_PENDING_UPLOADS_PER_USER": str(cfg.files.max_pending_uploads_per_user),
+            "MAX_PROJECT_BYTES": str(cfg.files.max_project_bytes),
             "LOG_LEVEL": "INFO",
         }
 

@@ -468,6 +468,32 @@ KEYS: tuple[Key, ...] = (
         minimum=30,
         maximum=900,
     ),
+    # The files service's quotas (app_code/files/README.md, "Limits"); the bounds are the service's
+    # own (files_service/settings.py, MAX_MAX_*), so a value the stack accepts the service accepts too.
+    _k(
+        "filesMaxShareDays",
+        "integer",
+        30,
+        "Longest a file share may last (days)",
+        minimum=1,
+        maximum=365,
+    ),
+    _k(
+        "filesMaxPendingUploadsPerUser",
+        "integer",
+        20,
+        "Uploads one user may have pending (requested, not completed) at once",
+        minimum=1,
+        maximum=10_000,
+    ),
+    _k(
+        "filesMaxProjectBytes",
+        "integer",
+        10 * 1024**3,
+        "Bytes one project may hold, pending uploads included (at least filesMaxUploadBytes)",
+        minimum=1,
+        maximum=1024**5,
+    ),
     _k(
         "vercelProjectName",
         "string",

@@ -192,7 +192,18 @@ def _mail(r: ConfigReader) -> MailConfig:
 
 def _files(r: ConfigReader) -> FilesConfig:
     files = FilesConfig(
-        r.get("filesMaxUploadBytes"), r.get("filesAllowedContentTypes"), r.get("filesPresignTtlSeconds")
+        r.get("filesMaxUploadBytes"),
+        r.get("filesAllowedContentTypes"),
+        r.get("filesPresignTtlSeconds"),
+        r.get("filesMaxShareDays"),
+        r.get("filesMaxPendingUploadsPerUser"),
+        r.get("filesMaxProjectBytes"),
+    )
+    # The service refuses to start otherwise (files_service/settings.py): one upload must fit.
+    r.check(
+        "filesMaxProjectBytes",
+        files.max_project_bytes >= files.max_upload_bytes,
+        f"{files.max_project_bytes} is less than filesMaxUploadBytes ({files.max_upload_bytes})",
     )
     r.check(
         "filesAllowedContentTypes",

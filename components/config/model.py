@@ -17,11 +17,6 @@ NatStrategy = Literal["none", "single", "per_az"]
 
 # Recipients per message: SES accepts at most 50 per e-mail.
 MAIL_MAX_RECIPIENTS = 50
-# Files service limits, the same on every stack (app_code/files/README.md, "Limits"): the longest
-# share, the uploads one user may have pending at once, and the bytes one project may hold.
-FILES_MAX_SHARE_DAYS = 30
-FILES_MAX_PENDING_UPLOADS_PER_USER = 20
-FILES_MAX_PROJECT_BYTES = 10 * 1024**3
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +105,11 @@ class FilesConfig:
     max_upload_bytes: int
     allowed_content_types: tuple[str, ...]
     presign_ttl_seconds: int
+    # Quotas (app_code/files/README.md, "Limits"): the longest share, the uploads one user may have
+    # pending at once, and the bytes one project may hold.
+    max_share_days: int
+    max_pending_uploads_per_user: int
+    max_project_bytes: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,6 @@ from components.aws.fargate_types import Attachment, FargateServiceArgs, TaskCou
 from components.aws.iam import statement
 from components.aws.kms import READ, WRITE, DataKey, DataKeyArgs
 from components.config.model import (
-    FILES_MAX_PENDING_UPLOADS_PER_USER,
-    FILES_MAX_PROJECT_BYTES,
-    FILES_MAX_SHARE_DAYS,
     AuthConfig,
     DatabaseConfig,
     FilesConfig,
@@ -153,10 +150,9 @@ class Files(pulumi.ComponentResource):
             "MAX_UPLOAD_BYTES": str(args.files.max_upload_bytes),
             "ALLOWED_CONTENT_TYPES": ",".join(args.files.allowed_content_types),
             "PRESIGN_TTL_SECONDS": str(args.files.presign_ttl_seconds),
-            # The same limits on every stack (components.config.model).
-            "MAX_SHARE_DAYS": str(FILES_MAX_SHARE_DAYS),
-            "MAX_PENDING_UPLOADS_PER_USER": str(FILES_MAX_PENDING_UPLOADS_PER_USER),
-            "MAX_PROJECT_BYTES": str(FILES_MAX_PROJECT_BYTES),
+            "MAX_SHARE_DAYS": str(args.files.max_share_days),
+            "MAX_PENDING_UPLOADS_PER_USER": str(args.files.max_pending_uploads_per_user),
+            "MAX_PROJECT_BYTES": str(args.files.max_project_bytes),
             "LOG_LEVEL": "INFO",
         }
         # The schema first: new service code only starts once its migrations are in (the services

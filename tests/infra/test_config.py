@@ -185,6 +185,25 @@ BAD_CASES: list[tuple[str, dict[str, Any], str | None, str]] = [
         "Stack 'dev' with configuration key 'frontendDomains' must be of type 'array<string>'",
         "motion:frontendDomains: '[1]' is not a valid array (expected a list of strings)",
     ),
+    # A project must hold at least one largest upload; the files service refuses to start otherwise.
+    (
+        "production",
+        {"filesMaxProjectBytes": 1000, "filesMaxUploadBytes": 1001},
+        None,
+        "motion:filesMaxProjectBytes: 1000 is less than filesMaxUploadBytes (1001)",
+    ),
+    (
+        "dev",
+        {"filesMaxShareDays": 366},
+        None,
+        "motion:filesMaxShareDays: 366 (allowed: 1 to 365)",
+    ),
+    (
+        "dev",
+        {"filesMaxPendingUploadsPerUser": 0},
+        None,
+        "motion:filesMaxPendingUploadsPerUser: 0 (allowed: 1 to 10000)",
+    ),
     (
         "dev",
         {"cacheReplicas": 1.5},

@@ -10,7 +10,7 @@ import pytest
 from components.app_code import APP_CODE
 from components.aws.container_image import image_user
 from components.facts import FILES
-from stacktools.mocked_program import ACCOUNT, computed_outputs
+from stacktools.mocked_program import ACCOUNT, computed_outputs, run_with
 from tests.infra.harness import RecordedResource, StackRun
 
 TD = "aws:ecs/taskDefinition:TaskDefinition"
@@ -289,6 +289,27 @@ def test_services_log_in_as_the_app_role_with_iam_over_verified_tls(stack: Stack
         assert "DATABASE_PASSWORD" not in env
         # Nothing injected at start-up: the master secret rotates, an injected copy would go stale.
         assert c.get("secrets", []) == []
+
+
+def test_the_quotas_are_stack_settings_every_files_task_gets(stack: StackRun) -> None:
+    configured = run_with(
+        "dev", filesMaxShareDays=7, filesMaxPendingUploadsPerUser=3, filesMaxProjectBytes=2 * 1024**3
+    )
+    for run, expected in (
+        (stack, stack.config.files),
+        (configured, configured.config.files),
+    ):
+        for role in SERVICES:
+            (c,) = run.one(TD, f"files-{role}").json("containerDefinitions")
+            env = {e["name"]: e["value"] for e in c["environment"]}
+            assert env["MAX_SHARE_DAYS"] == str(expected.max_share_days)
+            assert env["MAX_PENDING_UPLOADS_PER_USER"] == str(expected.max_pending_uploads_per_user)
+            assert env["MAX_PROJECT_BYTES"] == str(expected.max_project_bytes)
+    assert (configured.config.files.max_share_days, configured.config.files.max_pending_uploads_per_user) == (
+        7,
+        3,
+    )
+    assert configured.config.files.max_project_bytes == 2 * 1024**3
 
 
 def service_policies(run: StackRun, role: str) -> tuple[dict, dict]:

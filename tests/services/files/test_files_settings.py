@@ -10,12 +10,19 @@ import certifi
 import pytest
 from files_service.settings import (
     DEFAULT_ALLOWED_CONTENT_TYPES,
+    DEFAULT_MAX_PENDING_UPLOADS_PER_USER,
+    DEFAULT_MAX_PROJECT_BYTES,
+    DEFAULT_MAX_SHARE_DAYS,
     DEFAULT_MAX_UPLOAD_BYTES,
+    MAX_MAX_PENDING_UPLOADS_PER_USER,
+    MAX_MAX_PROJECT_BYTES,
+    MAX_MAX_SHARE_DAYS,
     Settings,
     SettingsError,
 )
 
 from components.app_code import pythonpath
+from components.config.keys import KEYS
 
 MINIMAL = {
     "FILES_BUCKET": "motion-files-dev",
@@ -163,3 +170,21 @@ def test_entry_point_refuses_to_start_with_a_clear_message() -> None:
     assert result.returncode == 2
     assert "PRESIGN_TTL_SECONDS must be between 1 and 900, got 86400" in result.stderr
     assert "s3cret-pw" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "default", "maximum"),
+    [
+        ("filesMaxShareDays", DEFAULT_MAX_SHARE_DAYS, MAX_MAX_SHARE_DAYS),
+        (
+            "filesMaxPendingUploadsPerUser",
+            DEFAULT_MAX_PENDING_UPLOADS_PER_USER,
+            MAX_MAX_PENDING_UPLOADS_PER_USER,
+        ),
+        ("filesMaxProjectBytes", DEFAULT_MAX_PROJECT_BYTES, MAX_MAX_PROJECT_BYTES),
+    ],
+)
+def test_the_stack_keys_accept_exactly_what_the_service_accepts(key: str, default: int, maximum: int) -> None:
+    # A value the stack file passes must start the service: the key's range is the setting's.
+    (declared,) = [k for k in KEYS if k.name == key]
+    assert (declared.default, declared.minimum, declared.maximum) == (default, 1, maximum)
