@@ -376,6 +376,18 @@ class _ProcessServer(abc.ABC):
         # Wait for the port to be released so a restart on the same port succeeds.
         wait_until(lambda: port_is_free(self.port), 10, f"{self.name} port {self.port} release")
 
+    def kill(self) -> None:
+        """Crash the server (SIGKILL to its process group: no shutdown, no flush, no goodbye to its
+        clients), and wait for the port to be free so it can be started again."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+        wait_until(lambda: port_is_free(self.port), 10, f"{self.name} port {self.port} release")
+
     def restart(self) -> None:
         self.stop()
         self.start()

@@ -9,6 +9,7 @@ raw token, and never past the token's own expiry).
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
@@ -19,6 +20,9 @@ from typing import Any
 
 import jwt
 from jwt.algorithms import RSAAlgorithm
+
+# A JWK Set of a few keys is a few KiB; a larger answer is not one.
+MAX_JWKS_BYTES = 1 << 20
 
 
 class AuthError(Exception):
@@ -62,13 +66,32 @@ class JwksKeys:
         self._fetched_at = time.monotonic()
         try:
             with urllib.request.urlopen(self._url, timeout=self._timeout) as resp:  # noqa: S310 - URL from config
-                document = json.loads(resp.read())
-        except (OSError, ValueError) as err:
+                body = resp.read(MAX_JWKS_BYTES + 1)
+            if len(body) > MAX_JWKS_BYTES:
+                raise ValueError(f"the JWKS answer is over {MAX_JWKS_BYTES} bytes")
+            document = json.loads(body)
+        # OSError: refused, reset, timed out, an HTTP error status (urllib's HTTPError); HTTPException:
+        # an answer that is not HTTP (a garbled status line, a truncated body, over-long headers);
+        # ValueError: a body that is not JSON (or not UTF-8).
+        except (OSError, http.client.HTTPException, ValueError) as err:
             raise AuthError("signing keys are unavailable") from err
+        entries = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(entries, list):
+            # Not a JWK Set (RFC 7517 section 5: an object whose "keys" is an array): keep the keys
+            # we had rather than forget them for a broken answer.
+            raise AuthError("signing keys are unavailable")
         keys = {}
-        for jwk in document.get("keys", []):
-            if jwk.get("kty") == "RSA" and "kid" in jwk:
+        for jwk in entries:
+            if not (isinstance(jwk, dict) and jwk.get("kty") == "RSA" and isinstance(jwk.get("kid"), str)):
+                continue  # RFC 7517 section 5: members of a type we do not use are ignored
+            try:
                 keys[jwk["kid"]] = RSAAlgorithm.from_jwk(json.dumps(jwk))
+            except (jwt.exceptions.InvalidKeyError, ValueError, KeyError, TypeError):
+                continue  # a malformed key cannot verify anything; the others still can
+        if not keys:
+            # Clerk always publishes its current signing key: a set with none we can use is broken,
+            # and forgetting the keys we had would refuse every session for it.
+            raise AuthError("signing keys are unavailable")
         self._keys = keys
 
 

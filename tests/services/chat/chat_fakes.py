@@ -12,7 +12,7 @@ import orjson
 from chat_service.core.hub import Hub
 from chat_service.core.keys import new_instance_id
 from chat_service.core.messages import StoredMessage, WriteResult
-from chat_service.core.ports import Identity, TokenRejected
+from chat_service.core.ports import Identity, Offload, TokenRejected
 from chat_service.core.session import Session, SessionLimits, Sessions
 from motion_common.auth import Identity as TokenIdentity
 
@@ -142,6 +142,26 @@ class InlineOffload:
         return fn(*args)
 
 
+class GatedOffload:
+    """Holds every call until `release` is set, counting how many wait at once (`peak`)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.running = 0
+        self.peak = 0
+        self.calls = 0
+
+    async def __call__(self, fn: Callable[..., T], /, *args: Any) -> T:
+        self.calls += 1
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            await self.release.wait()
+            return fn(*args)
+        finally:
+            self.running -= 1
+
+
 class FakeVerifier:
     """Tokens are looked up in `tokens`; `gate`, when set, holds every check until it is set."""
 
@@ -200,7 +220,14 @@ class Clock:
 class World:
     """A hub and its sessions over fakes. Build it inside a running event loop."""
 
-    def __init__(self, *, persist: bool = True, limits: SessionLimits | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        persist: bool = True,
+        limits: SessionLimits | None = None,
+        reads: Offload | None = None,
+        writes: Offload | None = None,
+    ) -> None:
         self.bus = FakeBus()
         self.store = FakeStore()
         self.verifier = FakeVerifier()
@@ -213,8 +240,8 @@ class World:
             self.bus,
             self.store,
             persist=persist,
-            reads=InlineOffload(),
-            writes=InlineOffload(),
+            reads=reads or InlineOffload(),
+            writes=writes or InlineOffload(),
             spawn=self.spawn,
             clock=self.wall.ms,
         )

@@ -17,7 +17,7 @@ from chat_service.core.messages import StoredMessage
 from chat_service.core.project import CATCHUP_OVERLAP_MS, gap_start
 from chat_service.core.session import FRAME_BURST, MAX_EARLY_FRAMES, TOKEN_LEEWAY_SECONDS
 
-from tests.services.chat.chat_fakes import FakePeer, World, frame
+from tests.services.chat.chat_fakes import FakePeer, GatedOffload, World, frame
 
 
 def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -285,7 +285,7 @@ def test_a_silent_peer_makes_every_project_catch_up_from_its_last_beat() -> None
         hub = world.hub
         _, peer = await world.member(project="p")
         beat = world.wall.ms()
-        hub.peer_alive("PEER0001")
+        hub.peer_alive("PEER0001", None)
         (key,) = other_keys(1)
         world.store.add(StoredMessage("p", key, "x", "t", 0))
         hub.check_peers(beat + PEER_SILENCE_MS)
@@ -302,6 +302,204 @@ def test_a_silent_peer_makes_every_project_catch_up_from_its_last_beat() -> None
         assert world.store.pages == [("p", None, key_floor(beat - CATCHUP_OVERLAP_MS), True)]
         assert hub.stats().peers == []
         assert ids(peer) == [key]
+
+    run(scenario)
+
+
+def keys_at(ms: int, count: int, project: str = "p", instance: str | None = None) -> list[str]:
+    """Keys another instance assigned at wall-clock `ms`."""
+    clock = KeyClock(instance or new_instance_id(), clock=lambda: ms)
+    return [clock.next(project)[0] for _ in range(count)]
+
+
+def test_a_publish_delayed_past_the_overlap_reaches_a_member_whose_subscription_broke() -> None:
+    # Instance A gave a message its id at t0, but its store write took 40 s; meanwhile A's beats
+    # said "nothing I publish from now on is older than t0". This instance's subscription broke at
+    # t0 + 40 s, just as A finally stored and published the message: it was missed live, and it is
+    # older than the last moment heard less the overlap. The catch-up reaches back to A's floor.
+    async def scenario() -> None:
+        world = World()
+        hub = world.hub
+        _, peer = await world.member()
+        t0 = world.wall.ms()
+        hub.peer_alive("PEERAAAA", t0)
+        world.wall.now += 40.0
+        hub.peer_alive("PEERAAAA", t0)  # still being written: the floor stays at t0
+        heard = world.wall.ms()
+        (late,) = keys_at(t0, 1, instance="PEERAAAA")
+        (fresh,) = other_keys(1)
+        world.store.add(StoredMessage("p", late, "a", "slow write", t0))
+        world.store.add(StoredMessage("p", fresh, "a", "after", heard))
+        # Without the floor, the catch-up would start after the late message.
+        assert (gap_start(heard, hub.projects["p"]) or "") > late
+        hub.resubscribed(["p"], _confirmed(), heard)
+        await world.settle()
+        assert ids(peer) == [late, fresh]
+        assert world.store.pages == [("p", None, key_floor(t0), True)]
+
+    run(scenario)
+
+
+def _confirmed() -> asyncio.Future[list[None]]:
+    done: asyncio.Future[list[None]] = asyncio.get_running_loop().create_future()
+    done.set_result([])
+    return done
+
+
+def test_a_silent_peer_is_caught_up_from_its_floor_when_that_is_older_than_its_last_beat() -> None:
+    async def scenario() -> None:
+        world = World()
+        hub = world.hub
+        _, peer = await world.member()
+        t0 = world.wall.ms()
+        world.wall.now += 50.0
+        hub.peer_alive("PEERAAAA", t0)  # its last beat: a message from t0 still being written
+        (late,) = keys_at(t0, 1, instance="PEERAAAA")
+        world.store.add(StoredMessage("p", late, "a", "stored, then the instance died", t0))
+        hub.check_peers(world.wall.ms() + PEER_SILENCE_MS + 1)
+        await world.settle()
+        assert ids(peer) == [late] and hub.peer_floors == {}
+
+    run(scenario)
+
+
+def test_a_peer_that_dies_before_its_first_beat_is_known_from_its_messages() -> None:
+    # The bus tells the hub a message's publisher is alive (RedisBus._read); so one that published
+    # and died before ever beating is still judged silent, and its stored messages fetched.
+    async def scenario() -> None:
+        world = World()
+        hub = world.hub
+        _, peer = await world.member()
+        k1, k2 = keys_at(world.wall.ms(), 2, instance="PEERBBBB")
+        hub.peer_alive("PEERBBBB", None)
+        hub.message("p", k1, event(k1))
+        world.store.add(StoredMessage("p", k1, "b", "t", 0))
+        world.store.add(StoredMessage("p", k2, "b", "stored, never published", 0))
+        assert hub.stats().peers == ["PEERBBBB"]
+        hub.check_peers(world.wall.ms() + PEER_SILENCE_MS + 1)
+        await world.settle()
+        assert ids(peer) == [k1, k2]
+
+    run(scenario)
+
+
+def test_the_floor_is_the_oldest_id_still_being_stored_else_now() -> None:
+    async def scenario() -> None:
+        writes = GatedOffload()
+        world = World(writes=writes)
+        hub = world.hub
+        sender, _ = await world.member("s")
+        assert hub.floor_ms() == world.wall.ms()
+        sender.receive(frame(type="send", project="p", text="slow", ref=1))
+        await asyncio.sleep(0)
+        sent_at = world.wall.ms()
+        world.wall.now += 45.0
+        sender.receive(frame(type="send", project="p", text="behind it", ref=2))
+        await asyncio.sleep(0)
+        assert writes.running >= 1 and hub.persister.pending == 2
+        assert hub.floor_ms() == sent_at  # held back by the first, however long it takes
+        writes.release.set()
+        await world.settle()
+        assert hub.persister.pending == 0 and hub.floor_ms() == world.wall.ms()
+
+    run(scenario)
+
+
+def test_dedup_keeps_every_key_a_catch_up_from_a_peer_floor_could_deliver_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub_module, "SEEN_PRUNE_AT", 4)
+    monkeypatch.setattr(hub_module, "SEEN_PRUNE_EVERY", 1)
+
+    async def scenario() -> None:
+        world = World()
+        hub = world.hub
+        _, peer = await world.member()
+        t0 = world.wall.ms()
+        old = keys_at(t0, 6)
+        for key in old:
+            hub.message("p", key, event(key))
+        hub.peer_alive("PEERAAAA", t0)
+        world.wall.now += hub_module.SEEN_RETAIN_MS / 1000 + 60
+        (new,) = other_keys(1)
+        hub.message("p", new, event(new))  # prunes: but not below the peer's floor
+        assert set(old) <= hub.projects["p"].seen
+        for key in old:  # a catch-up from the floor delivers them again: dropped
+            hub.message("p", key, event(key))
+        assert ids(peer) == [*old, new]
+        hub.peer_floors.clear()
+        (newer,) = other_keys(1)
+        hub.message("p", newer, event(newer))
+        assert not set(old) & hub.projects["p"].seen
+
+    run(scenario)
+
+
+def test_catch_ups_after_an_outage_run_at_once_but_at_most_catchup_concurrency_querying() -> None:
+    projects = tuple(f"p{i}" for i in range(20))
+
+    async def scenario() -> None:
+        reads = GatedOffload()
+        world = World(reads=reads)
+        hub = world.hub
+        session, peer = await world.client(projects=projects)
+        for project in projects:
+            session.receive(frame(type="join", project=project))
+        await asyncio.sleep(0)
+        for project in projects:
+            (key,) = other_keys(1, project)
+            world.store.add(StoredMessage(project, key, "x", "t", 0))
+        heard = world.wall.ms()
+        hub.resubscribed(list(projects), _confirmed(), heard)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert reads.running == hub_module.CATCHUP_CONCURRENCY
+        reads.release.set()
+        await world.settle()
+        assert reads.peak == hub_module.CATCHUP_CONCURRENCY and reads.calls == len(projects)
+        # Each from its own start, none waiting for another's turn to compute it.
+        assert sorted(p[0] for p in world.store.pages) == sorted(projects)
+        assert {p[2] for p in world.store.pages} == {key_floor(heard - CATCHUP_OVERLAP_MS)}
+        assert len(peer.of_type("message")) == len(projects)
+
+    run(scenario)
+
+
+def test_a_45_s_gap_with_own_sends_and_another_instances_messages_loses_nothing_in_three_projects() -> None:
+    # The outage of the issue: every project catches up from when the subscription was last heard,
+    # whatever this instance sent meanwhile, and each member ends with every message exactly once.
+    projects = ("p0", "p1", "p2")
+
+    async def scenario() -> None:
+        world = World()
+        hub = world.hub
+        members = {p: await world.member(f"m-{p}", p) for p in projects}
+        senders = {p: (await world.member(f"s-{p}", p))[0] for p in projects}
+        for _, peer in members.values():
+            peer.received.clear()
+        hub.peer_alive("PEERAAAA", world.wall.ms())
+        heard = world.wall.ms()
+        world.bus.listening = False
+        others: dict[str, list[str]] = {p: [] for p in projects}
+        for second in range(45):
+            world.wall.now += 1.0
+            world.mono.now += 1.0
+            for project in projects:
+                senders[project].receive(frame(type="send", project=project, text=f"own {second}"))
+                (key,) = keys_at(world.wall.ms(), 1, project, instance="PEERAAAA")
+                world.store.add(StoredMessage(project, key, "a", f"theirs {second}", world.wall.ms()))
+                others[project].append(key)
+            await world.settle()
+        world.bus.listening = True
+        hub.resubscribed(list(projects), _confirmed(), heard)
+        await world.settle()
+        for project, (_, peer) in members.items():
+            got = ids(peer)
+            own = [m.key for m in world.store.messages[project] if m.key not in others[project]]
+            assert len(own) == 45
+            assert sorted(got) == sorted(own + others[project]), project
+            assert len(got) == len(set(got)) == 90
+            assert "resync" not in peer.types()
 
     run(scenario)
 

@@ -56,8 +56,11 @@ def test_dropped_publishes_are_announced_to_receivers_once_publishing_works(
             def resubscribed(self, *_: object) -> None:
                 return None
 
-            def peer_alive(self, peer: str) -> None:
+            def peer_alive(self, peer: str, floor_ms: int | None) -> None:
                 return None
+
+            def floor_ms(self) -> int:
+                return 0
 
         sender = RedisBus(settings, sender_id)
         receiver = RedisBus(settings, new_instance_id())
@@ -98,3 +101,83 @@ def test_project_names_cannot_reach_the_claims_partitions() -> None:
     with pytest.raises(proto.ProtocolError) as err:
         proto.parse(b'{"type":"join","project":"send#p1"}', 4096)
     assert err.value.code == "bad_request"
+
+
+def test_beats_carry_the_floor_and_old_or_garbled_beats_do_not_break_the_reader() -> None:
+    origin = new_instance_id()
+    assert bus_module.parse_beat(bus_module.beat(origin.encode(), 1_700_000_000_123)) == (
+        origin,
+        1_700_000_000_123,
+    )
+    # An instance of the previous release (rolling deployment): alive, floor unknown.
+    assert bus_module.parse_beat(b"beat|" + origin.encode()) == (origin, None)
+    for floor in (b"", b"-1", b"12x", b"9" * 14, b"\xff"):
+        assert bus_module.parse_beat(b"beat|" + origin.encode() + b"|" + floor) == (origin, None)
+    for junk in (b"", b"beat|", b"beat||5", b"hello", b"beat|\xff\xfe|1", b"beat|a b|1"):
+        assert bus_module.parse_beat(junk) is None
+
+
+def test_over_a_real_redis_a_peer_hears_the_floor_of_each_beat_and_the_publisher_of_each_message(
+    monkeypatch: pytest.MonkeyPatch, make_redis: Callable[..., RedisServer]
+) -> None:
+    monkeypatch.setattr(bus_module, "BEAT_SECONDS", 0.05)
+    port = free_port()
+    make_redis(port=port)
+    settings = RedisSettings(host=LOCALHOST, port=port, tls=False, auth_token=None)
+    sender_id, receiver_id = new_instance_id(), new_instance_id()
+    heard: list[tuple[str, int | None]] = []
+    floors = iter(range(1_000, 10**6, 1_000))
+
+    class Receiver:
+        def __init__(self, floor: Callable[[], int], heard: list[tuple[str, int | None]]) -> None:
+            self.floor = floor
+            self.heard = heard
+
+        def message(self, project: str, key: str, event: bytes) -> None:
+            return None
+
+        def gap_announced(self, project: str, key: str) -> None:
+            return None
+
+        def resubscribed(self, *_: object) -> None:
+            return None
+
+        def peer_alive(self, peer: str, floor_ms: int | None) -> None:
+            self.heard.append((peer, floor_ms))
+            arrived.set()
+
+        def floor_ms(self) -> int:
+            return self.floor()
+
+    arrived = asyncio.Event()
+
+    async def scenario() -> None:
+        sender = RedisBus(settings, sender_id)
+        receiver = RedisBus(settings, receiver_id)
+        receiver.start(Receiver(lambda: 0, heard))
+        async with asyncio.timeout(20):
+            for _ in range(400):
+                if receiver.up:
+                    break
+                await asyncio.sleep(0.05)
+            subscribed = receiver.subscribe("p1")
+            assert subscribed is not None
+            await subscribed
+            sender.start(Receiver(lambda: next(floors), []))
+            while len([h for h in heard if h[1] is not None]) < 3:
+                arrived.clear()
+                await arrived.wait()
+            (key,) = [KeyClock(sender_id).next("p1")[0]]
+            sender.publish("p1", key, b'{"type":"message"}')
+            while (sender_id, None) not in heard:
+                arrived.clear()
+                await arrived.wait()
+        beats = [floor for peer, floor in heard if peer == sender_id and floor is not None]
+        # Each beat carries the floor the sender's receiver gave when the beat was queued, in order.
+        assert beats[:3] == [1_000, 2_000, 3_000]
+        # Its own beats are not heard by itself; only the sender is heard here.
+        assert {peer for peer, _ in heard} == {sender_id}
+        await sender.close()
+        await receiver.close()
+
+    asyncio.run(scenario())

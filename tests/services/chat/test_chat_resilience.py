@@ -10,10 +10,12 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from chat_service.core.hub import PEER_SILENCE_MS
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -413,8 +415,17 @@ def test_messages_an_instance_stored_but_never_published_reach_the_others_after_
 
     async def scenario() -> None:
         member, _ = await burst_then_kill(a, b, issuer, project, 300, keyed=False)
+        killed_at = time.monotonic()
+        # What reached the member live: everything A published before it died has arrived by now.
+        await quiet(1.0)
+        live = {m["id"] for m in member.messages(project)}
         stored = [m["id"] for m in await stored_history(member, project)]
         assert 0 < len(stored) <= 300
+        # Still before B judges A silent: the catch-up has not run, and the member lacks what A
+        # stored without publishing (else this test would prove nothing about the catch-up).
+        assert time.monotonic() - killed_at < PEER_SILENCE_MS / 1000
+        assert set(stored) - live, "A published everything it stored before dying; kill it sooner"
+        assert live <= set(stored)
         # Within the silence a peer is allowed (7 s) and its catch-up.
         await member.wait_messages(project, len(stored), within=20)
         await quiet(0.5)

@@ -332,3 +332,24 @@ def test_publish_packing_matches_redis_py() -> None:
 
     channel, data = b"chat:project:p\xc3\xa9", b"AAAAAAAA|" + b"x" * 300 + b"\r\n|{}"
     assert pack_publish(channel, data) == b"".join(Connection().pack_command(b"PUBLISH", channel, data))
+
+
+def test_the_readmes_deployment_constants_are_the_services_own() -> None:
+    # app_code/chat/README.md's table of what the program reads from chat_service: each row's value
+    # must be the module's, so the document cannot drift from what is deployed.
+    import re
+    from pathlib import Path
+
+    import chat_service
+
+    readme = (Path(chat_service.__file__).resolve().parents[1] / "README.md").read_text()
+    rows = re.findall(r"^\| `([A-Z_]+)` \| (.+?) \| .+ \|$", readme, re.MULTILINE)
+    assert {name for name, _ in rows} >= {"TABLE_ACTIONS", "LIVENESS_PATH", "READINESS_PATH", "DEFAULT_PORT"}
+    for name, cell in rows:
+        value = getattr(chat_service, name)
+        if isinstance(value, list | tuple):
+            assert re.findall(r"`([^`]+)`", cell) == list(value), name
+        elif isinstance(value, str):
+            assert cell == f"`{value}`", name
+        else:
+            assert cell == str(value), name

@@ -31,7 +31,7 @@ from redis.asyncio.connection import Connection, SSLConnection
 from redis.exceptions import RedisError
 
 from chat_service.core.hub import BEAT_SECONDS
-from chat_service.core.keys import INSTANCE_CHARS, KEY_LENGTH
+from chat_service.core.keys import INSTANCE_CHARS, KEY_LENGTH, MS_DIGITS
 from chat_service.core.ports import BusReceiver
 from chat_service.settings import RedisSettings
 
@@ -52,8 +52,31 @@ OUTBOX_MAX_AGE_SECONDS = 60.0
 GAP_EVENT = b"!gap"
 # Every instance says it is alive on the control channel each BEAT_SECONDS (the hub's); one that falls
 # silent may have died between storing messages and publishing them, which the others then fetch
-# from the store.
+# from the store. A beat is `beat|<instance id>|<floor ms>`: the floor bounds the ids of everything
+# the instance publishes after it (BusReceiver.floor_ms). A beat without a floor (`beat|<id>`, an
+# instance of an earlier release during a rolling deployment) still says the instance is alive.
 BEAT_PREFIX = b"beat|"
+# A message says its publisher is alive too (one that dies before its first beat is still missed
+# when it falls silent); the hub is told at most this often per publisher.
+PEER_NOTE_SECONDS = 1.0
+# Publishers remembered for that; past this many (instances come and go) the memory starts over.
+PEERS_REMEMBERED = 1024
+
+
+def beat(origin: bytes, floor_ms: int) -> bytes:
+    return BEAT_PREFIX + origin + b"|%d" % floor_ms
+
+
+def parse_beat(data: bytes) -> tuple[str, int | None] | None:
+    """The sender and floor of a beat (floor None when it has none or it is not a number); None
+    when `data` is not a beat at all."""
+    if not data.startswith(BEAT_PREFIX):
+        return None
+    peer, _, floor = data[len(BEAT_PREFIX) :].partition(b"|")
+    if not peer or not peer.isascii() or not peer.isalnum():
+        return None
+    known = floor.isdigit() and len(floor) <= MS_DIGITS
+    return peer.decode(), int(floor) if known else None
 
 
 def _ignore(*_: object) -> None:
@@ -98,7 +121,10 @@ class RedisBus:
         self._on_message: Callable[[str, str, bytes], None] = _ignore
         self._on_resubscribed: Callable[[list[str], asyncio.Future[list[None]], int | None], None] = _ignore
         self._on_gap: Callable[[str, str], None] = _ignore
-        self._on_peer: Callable[[str], None] = _ignore
+        self._on_peer: Callable[[str, int | None], None] = _ignore
+        self._floor: Callable[[], int] = lambda: time.time_ns() // 1_000_000
+        # Publisher id -> when (monotonic) the receiver was last told a message of its arrived.
+        self._told: dict[bytes, float] = {}
         # Channel -> the first key dropped from the outbox unsent, announced when publishing works.
         self._dropped_from: dict[bytes, str] = {}
         # Wall-clock ms of the subscriber's last read: the last moment it was known to be receiving.
@@ -149,6 +175,7 @@ class RedisBus:
         self._on_resubscribed = receiver.resubscribed
         self._on_gap = receiver.gap_announced
         self._on_peer = receiver.peer_alive
+        self._floor = receiver.floor_ms
         self._tasks = [
             asyncio.create_task(self._subscriber()),
             asyncio.create_task(self._publisher()),
@@ -156,13 +183,14 @@ class RedisBus:
         ]
 
     async def _beat(self) -> None:
-        beat = BEAT_PREFIX + self._origin
         while True:
             # Not while publishing is failing (something waits in the outbox and the last attempt
             # failed): a beat that goes out late says nothing, and receivers judge silence by
             # their own subscription anyway.
             if (self._pub_up or not self._outbox) and len(self._outbox) < OUTBOX_LIMIT:
-                self._outbox.append((time.monotonic(), CONTROL_CHANNEL, beat))
+                # The floor now: everything queued before this beat goes out before it (one
+                # connection, in order), everything handed over after it has an id at or above it.
+                self._outbox.append((time.monotonic(), CONTROL_CHANNEL, beat(self._origin, self._floor())))
                 self._outbox_ready.set()
             await asyncio.sleep(BEAT_SECONDS)
 
@@ -293,6 +321,7 @@ class RedisBus:
         on_message = self._on_message
         prefix_len = len(CHANNEL_PREFIX)
         origin = self._origin
+        told = self._told
         while True:
             response = await conn.read_response(timeout=math.inf)
             self._last_read = time.monotonic()
@@ -301,16 +330,23 @@ class RedisBus:
                 continue
             kind = response[0]
             if kind == b"message" and response[1] == CONTROL_CHANNEL:
-                beat: bytes = response[2]
-                if beat.startswith(BEAT_PREFIX):
-                    peer = beat[len(BEAT_PREFIX) :]
-                    if peer != origin:
-                        self._on_peer(peer.decode())
+                heard = parse_beat(response[2])
+                if heard is not None and heard[0] != self._origin_id:
+                    self._on_peer(*heard)
                 continue
             if kind == b"message":
                 data: bytes = response[2]
-                if data[:INSTANCE_CHARS] == origin or len(data) < HEADER_LENGTH:
+                publisher = data[:INSTANCE_CHARS]
+                if publisher == origin or len(data) < HEADER_LENGTH:
                     continue
+                if (
+                    self._last_read - told.get(publisher, -math.inf) >= PEER_NOTE_SECONDS
+                    and publisher.isalnum()
+                ):
+                    if len(told) >= PEERS_REMEMBERED:
+                        told.clear()
+                    told[publisher] = self._last_read
+                    self._on_peer(publisher.decode(), None)
                 try:
                     project = response[1][prefix_len:].decode()
                     key = data[INSTANCE_CHARS + 1 : INSTANCE_CHARS + 1 + KEY_LENGTH].decode()

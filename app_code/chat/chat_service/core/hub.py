@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from chat_service.core import protocol as proto
-from chat_service.core.keys import KeyClock, key_floor, now_ms
+from chat_service.core.keys import MS_DIGITS, KeyClock, key_floor, now_ms
 from chat_service.core.member import OPEN, Member
 from chat_service.core.membership import Membership
 from chat_service.core.messages import PartialWriteError, StoredMessage
@@ -38,7 +38,8 @@ from chat_service.core.project import CATCHUP_OVERLAP_MS, ProjectState, gap_star
 log = logging.getLogger(__name__)
 
 # Delivered keys are kept this long for exact-id dedup: longer than any catch-up reaches back while
-# Redis is up (CATCHUP_OVERLAP_MS) and than a publisher keeps unsent messages (60 s).
+# Redis is up (CATCHUP_OVERLAP_MS) and than a publisher keeps unsent messages (60 s), and never
+# those at or above the lowest floor a peer announced (a catch-up may reach back that far).
 SEEN_RETAIN_MS: Final = CATCHUP_OVERLAP_MS + 60_000
 SEEN_PRUNE_AT: Final = 1024
 SEEN_PRUNE_EVERY: Final = 256
@@ -106,7 +107,7 @@ class Hub:
         max_writes_in_flight: int = PERSIST_IN_FLIGHT,
     ) -> None:
         self.instance_id = instance_id
-        self.keys = KeyClock(instance_id)
+        self.keys = KeyClock(instance_id, clock)
         self.bus = bus
         self.store = store
         self.persist = persist
@@ -119,8 +120,11 @@ class Hub:
         self.membership = Membership()
         # Kept by the membership: the projects with members here, by name.
         self.projects = self.membership.projects
-        # Other instances by id -> when their last beat arrived (wall-clock ms).
+        # Other instances by id -> when their last beat or message arrived (wall-clock ms).
         self.peers: dict[str, int] = {}
+        # Other instances by id -> the floor of their last beat (`floor_ms`): what they publish
+        # after it has ids of that millisecond or later.
+        self.peer_floors: dict[str, int] = {}
         self.draining = False
         self.delivered = 0
         self.accepted = 0
@@ -224,9 +228,9 @@ class Hub:
             if not (fresh and member):
                 conn.write(ack)
             if (late := self.now_ms() - message.ts) > CATCHUP_OVERLAP_MS:
-                log.warning(
-                    "message %s published %d ms after its id, beyond the catch-up overlap", message.key, late
-                )
+                # Not lost to anyone: the beats' floor held back meanwhile (`floor_ms`), so a peer
+                # whose subscription broke reaches back to it. But a store that slow is worth a look.
+                log.warning("message %s published %d ms after its id (a slow store write)", message.key, late)
             self.bus.publish(message.project, message.key, event)
 
     def _resent(self, item: PendingSend) -> None:
@@ -295,7 +299,9 @@ class Hub:
         # running, or while Redis is away (the next catch-up reaches back before the gap).
         if state.catching or state.catchup_from is not None or not self.bus.listening:
             return
-        cutoff = key_floor(self.now_ms() - SEEN_RETAIN_MS)
+        cutoff_ms = self.now_ms() - SEEN_RETAIN_MS
+        floor = self.lowest_peer_floor()
+        cutoff = key_floor(cutoff_ms if floor is None else min(cutoff_ms, floor))
         order, seen = state.seen_order, state.seen
         while order and order[0] < cutoff:
             seen.discard(order.popleft())
@@ -316,17 +322,32 @@ class Hub:
     ) -> None:
         """The subscription is back after a gap; `heard_ms` is the last moment the previous one was
         known to be receiving (None: there was none)."""
-        due = [p for p in projects if self.gap(p, gap_start(heard_ms, self.projects.get(p)), confirmed)]
+        # The peers' floors as their last beats before the gap gave them: nothing was heard since.
+        floor = self.lowest_peer_floor()
+        due = [
+            p for p in projects if self.gap(p, gap_start(heard_ms, self.projects.get(p), floor), confirmed)
+        ]
         if due:
             self.spawn(self.catch_up(due, confirmed))
 
-    def peer_alive(self, peer: str) -> None:
+    def peer_alive(self, peer: str, floor_ms: int | None) -> None:
         self.peers[peer] = self.now_ms()
+        if floor_ms is not None:
+            self.peer_floors[peer] = floor_ms
+
+    def floor_ms(self) -> int:
+        now = self.now_ms()
+        first = self.persister.first()
+        return now if first is None else min(now, int(first.message.key[:MS_DIGITS]))
+
+    def lowest_peer_floor(self) -> int | None:
+        return min(self.peer_floors.values(), default=None)
 
     def check_peers(self, now: int) -> None:
         """An instance silent for PEER_SILENCE_MS while this one hears Redis has stopped: it may have
         died between storing messages and publishing them, so every project here is caught up from
-        the store from its last beat (less the overlap); duplicates are dropped by id."""
+        the store from its last beat (less the overlap), or from the floor that beat announced if
+        that is earlier; duplicates are dropped by id."""
         if not self.bus.listening:
             # We hear nobody now; judge nobody, and restart everyone's clock when we hear again.
             for peer in self.peers:
@@ -335,11 +356,17 @@ class Hub:
         gone = [(peer, seen) for peer, seen in self.peers.items() if now - seen > PEER_SILENCE_MS]
         for peer, seen in gone:
             del self.peers[peer]
+            floor = self.peer_floors.pop(peer, None)
             log.warning(
                 "instance %s fell silent; catching up %d projects from the store", peer, len(self.projects)
             )
-            start = key_floor(seen - CATCHUP_OVERLAP_MS)
-            due = [p for p in list(self.projects) if self.gap(p, start)]
+            since = seen - CATCHUP_OVERLAP_MS
+            start_ms = since if floor is None else min(since, floor)
+            due = [
+                p
+                for p in list(self.projects)
+                if self.gap(p, key_floor(max(start_ms, self.projects[p].created_ms - CATCHUP_OVERLAP_MS)))
+            ]
             if due:
                 self.spawn(self.catch_up(due, _done()))
 

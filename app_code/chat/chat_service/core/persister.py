@@ -63,6 +63,12 @@ class OrderedPersister(Generic[T]):
     def pending(self) -> int:
         return len(self._queue) + sum(len(b.items) for b in self._in_flight)
 
+    def first(self) -> T | None:
+        """The oldest item not yet handed back (in flight or queued), None when there is none."""
+        if self._in_flight:
+            return self._in_flight[0].items[0]
+        return self._queue[0] if self._queue else None
+
     def submit(self, item: T) -> None:
         if self._write is None:
             self._on_done([item], None)

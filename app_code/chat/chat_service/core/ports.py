@@ -78,8 +78,15 @@ class BusReceiver(Protocol):
         """Another instance dropped unsent messages for `project` from `first_key` on."""
         ...
 
-    def peer_alive(self, peer: str) -> None:
-        """Instance `peer` said it is alive."""
+    def peer_alive(self, peer: str, floor_ms: int | None) -> None:
+        """Instance `peer` is alive: it beat, or published a message (then `floor_ms` is None). A
+        beat's `floor_ms` bounds what the peer publishes after it: every such message has an id
+        of that millisecond or later."""
+        ...
+
+    def floor_ms(self) -> int:
+        """This instance's floor for its next beat: no message it publishes from now on has an id
+        older than this millisecond (now, or the oldest id still being stored)."""
         ...
 
 

@@ -10,15 +10,15 @@ from chat_service.core.keys import key_floor
 from chat_service.core.member import Member
 
 # A catch-up starts, for every project, from the last moment the instance knew its subscription
-# was receiving (the last read on the connection that was lost), less the longest a message can be
-# between getting its id and being published: ids are assigned before the store write, publishes
-# follow it. A write normally takes milliseconds; the store client's timeouts (2 s connect, 5 s
-# read) and retries (botocore's `max_attempts` 4 are retries, so 5 attempts, with backoff) let a
-# single slow call reach ~40 s, and unprocessed items are retried on top. The overlap covers the
-# ordinary slow write; a message published later than that after its id is logged as a warning
-# (Hub.persisted), because a member whose subscription broke meanwhile may then miss it live
-# (it stays in history). Not from the newest id delivered here:
-# the instance's own sends move that during the gap and would skip what others sent meanwhile.
+# was receiving (the last read on the connection that was lost), less an overlap for what was
+# published around that moment, and no later than the lowest floor the other instances announced in
+# their last beats before the gap. A floor bounds the ids of everything its instance publishes after
+# that beat (ids are assigned before the store write, publishes follow it in id order, so a message
+# whose write is slow holds its instance's floor back until it is published); Redis delivers one
+# publisher's beats and messages in order, so what was published before the last beat heard was
+# heard, and what came after has an id at or above that beat's floor. However slow a store write,
+# the catch-up reaches back to it. Not from the newest id delivered here: the instance's own sends
+# move that during the gap and would skip what others sent meanwhile.
 CATCHUP_OVERLAP_MS: Final = 30_000
 
 
@@ -61,12 +61,16 @@ class ProjectState:
         self.ready: asyncio.Future[None] | None = None
 
 
-def gap_start(heard_ms: int | None, state: ProjectState | None) -> str | None:
+def gap_start(heard_ms: int | None, state: ProjectState | None, floor_ms: int | None = None) -> str | None:
     """Where `state`'s catch-up starts after a gap whose subscription was last heard at `heard_ms`:
-    that moment less the overlap, but not before the project's first member joined here (less the
-    overlap), which is also the start when there was no earlier subscription."""
+    that moment less the overlap, or the lowest peer floor `floor_ms` if that is earlier; but not
+    before the project's first member joined here (less the overlap), which is also the start when
+    there was no earlier subscription. (A member that joined later fetched history after `joined`,
+    and a message is stored before it is published: what its history missed reached it live.)"""
     if state is None:
         return None
     joined = state.created_ms - CATCHUP_OVERLAP_MS
-    since = joined if heard_ms is None else max(heard_ms - CATCHUP_OVERLAP_MS, joined)
-    return key_floor(since)
+    since = joined if heard_ms is None else heard_ms - CATCHUP_OVERLAP_MS
+    if floor_ms is not None:
+        since = min(since, floor_ms)
+    return key_floor(max(since, joined))
