@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.aws.arns import Place
 from components.aws.iam import assume_role_policy, policy_document, statement
 from components.config.model import NetworkConfig
 
@@ -205,9 +206,8 @@ class Network(pulumi.ComponentResource):
             kms_key_id=kms_key_arn,
             opts=child,
         )
-        caller = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self))
-        region = aws.get_region_output(opts=pulumi.InvokeOptions(parent=self)).region
-        account = caller.account_id
+        place = Place.of(self)
+        account = place.account
         # The trust and permissions AWS documents for a flow log that publishes to CloudWatch Logs
         # ("IAM role for publishing flow logs to CloudWatch Logs", VPC User Guide,
         # vpc/latest/userguide/flow-logs-iam-role.html): the five logs actions, and a trust policy pinned
@@ -217,7 +217,7 @@ class Network(pulumi.ComponentResource):
             assume_role_policy=assume_role_policy(
                 "vpc-flow-logs.amazonaws.com",
                 account,
-                source_arn=pulumi.Output.concat("arn:aws:ec2:", region, ":", account, ":vpc-flow-log/*"),
+                source_arn=place.arn("ec2", "vpc-flow-log/*"),
             ),
             opts=child,
         )
@@ -234,7 +234,7 @@ class Network(pulumi.ComponentResource):
                 # account's and region's log groups rather than to ours.
                 statement(
                     ["logs:DescribeLogGroups"],
-                    [pulumi.Output.concat("arn:aws:logs:", region, ":", account, ":log-group:*")],
+                    [place.arn("logs", "log-group:*")],
                     sid="FindLogGroup",
                 ),
             ),

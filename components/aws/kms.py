@@ -21,6 +21,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.aws.arns import Place
 from components.aws.iam import statement
 
 # What administering a key needs and nothing that encrypts, decrypts or grants: the actions of the
@@ -262,16 +263,6 @@ def service_principal_statement(use: ServicePrincipalUse, account: pulumi.Input[
     }
 
 
-class _Identity:
-    """The account, region and partition a key's policy names, looked up once per key."""
-
-    def __init__(self, parent: pulumi.Resource) -> None:
-        invoke = pulumi.InvokeOptions(parent=parent)
-        self.account = aws.get_caller_identity_output(opts=invoke).account_id
-        self.region = aws.get_region_output(opts=invoke).region
-        self.partition = aws.get_partition_output(opts=invoke).partition
-
-
 @dataclass(frozen=True)
 class DataKeyArgs:
     # Resource names start with it: `<name>-key`, `<name>-key-alias`.
@@ -302,7 +293,7 @@ class DataKey:
         if unknown:
             raise ValueError(f"no documented key policy statement for {unknown}")
         self.services = tuple(services)
-        ids = _Identity(parent)
+        ids = Place.of(parent)
         self._region = ids.region
         child = pulumi.ResourceOptions(parent=parent)
         self.key = aws.kms.Key(
@@ -354,7 +345,7 @@ def use_statements(key: DataKey | None, uses: Sequence[tuple[str, str]], sid: st
 
 def alarm_key_policy(parent: pulumi.Resource) -> pulumi.Output[str]:
     """The alarm topic key's policy: administered by the account, used by CloudWatch alarms."""
-    ids = _Identity(parent)
+    ids = Place.of(parent)
     return key_policy(admin_statement(ids.account, ids.partition), alarm_key_statement(ids.account))
 
 
@@ -365,7 +356,7 @@ class LogKey(pulumi.ComponentResource):
     def __init__(self, name: str, name_prefix: str, protected: bool, opts: pulumi.ResourceOptions) -> None:
         super().__init__("motion:kms:LogKey", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        ids = _Identity(self)
+        ids = Place.of(self)
         self.key = aws.kms.Key(
             f"{name}-key",
             description=f"{name_prefix} CloudWatch log groups",

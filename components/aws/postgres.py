@@ -14,13 +14,14 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.alarms import Alarm, create_alarms
+from components.aws.arns import Place
 from components.aws.dashboard import Graph, Metric, Panel
 from components.aws.iam import assume_role_policy
 
 PORT = 5432
 # The AWS managed policy for Enhanced Monitoring's role (AWS Managed Policy Reference,
 # AmazonRDSEnhancedMonitoringRole): log groups and streams named RDS* only.
-ENHANCED_MONITORING_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
+ENHANCED_MONITORING_POLICY = "service-role/AmazonRDSEnhancedMonitoringRole"
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,8 @@ class PostgresInstance:
             opts=child,
         )
         protected = args.deletion_protection
-        self._account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=parent)).account_id
+        self._place = Place.of(parent)
+        self._account = self._place.account
         monitoring_role = self._monitoring_role(name, args) if args.monitoring_interval_seconds else None
         self.instance = aws.rds.Instance(
             f"{name}-instance",
@@ -137,7 +139,6 @@ class PostgresInstance:
         )
         self.address = self.instance.address
         self.db_name = args.db_name
-        self._region = aws.get_region_output(opts=pulumi.InvokeOptions(parent=parent)).region
         self.master_secret_arn: pulumi.Output[str] = self.instance.master_user_secrets.apply(
             lambda secrets: str(secrets[0].secret_arn)
         )
@@ -159,7 +160,7 @@ class PostgresInstance:
         self._monitoring_attachment = aws.iam.RolePolicyAttachment(
             f"{name}-monitoring-policy",
             role=role.id,
-            policy_arn=ENHANCED_MONITORING_POLICY,
+            policy_arn=self._place.managed_policy(ENHANCED_MONITORING_POLICY),
             opts=pulumi.ResourceOptions(parent=self._parent),
         )
         return role
@@ -172,15 +173,8 @@ class PostgresInstance:
         DbiResourceId is the instance's resource id (never its identifier), which the provider reports
         as `resource_id`.
         """
-        return pulumi.Output.concat(
-            "arn:aws:rds-db:",
-            self._region,
-            ":",
-            self._account,
-            ":dbuser:",
-            self.instance.resource_id,
-            "/",
-            db_user,
+        return self._place.arn(
+            "rds-db", pulumi.Output.concat("dbuser:", self.instance.resource_id, "/", db_user)
         )
 
     def admit(self, name: str, client: aws.ec2.SecurityGroup) -> list[pulumi.Resource]:

@@ -25,6 +25,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.app_code import TASK_RUNNER_ROOT, task_runner_files
+from components.aws.arns import Place
 from components.aws.container_definition import job_container_definition
 from components.aws.fargate_service import execution_statements
 from components.aws.fargate_types import Attachment, SecretRef
@@ -66,9 +67,8 @@ class FilesMigration(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         att = args.attachment
         self.family = f"{args.name_prefix}-files-migrate"
-        invoke = pulumi.InvokeOptions(parent=self)
-        account = aws.get_caller_identity_output(opts=invoke).account_id
-        region = aws.get_region_output(opts=invoke).region
+        place = Place.of(self)
+        account = place.account
 
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
@@ -165,7 +165,7 @@ class FilesMigration(pulumi.ComponentResource):
             log_kms_key_arn=att.log_kms_key_arn,
             timeout=RUNNER_TIMEOUT_SECONDS,
             environment=None,  # everything it needs is in the event
-            statements=self._runner_statements(att, region, account),
+            statements=self._runner_statements(att, place),
         )
         self.runner = runner
 
@@ -194,16 +194,14 @@ class FilesMigration(pulumi.ComponentResource):
             {"task_definition_arn": self.task_definition.arn, "result": self.invocation.result}
         )
 
-    def _runner_statements(
-        self, att: Attachment, region: pulumi.Input[str], account: pulumi.Input[str]
-    ) -> list[dict[str, object]]:
+    def _runner_statements(self, att: Attachment, place: Place) -> list[dict[str, object]]:
         """What the runner may do (Service Authorization Reference, Amazon ECS): RunTask authorizes on
         the task definition (`task-definition/<family>:<revision>`) with the `ecs:cluster` condition
         key (an ARN); DescribeTasks on the task (`task/<cluster-name>/<task-id>`), also with
         `ecs:cluster`; RunTask also needs iam:PassRole for the task's roles, passed to
         ecs-tasks.amazonaws.com. No tags are requested, so no ecs:TagResource."""
         in_cluster = {"ArnEquals": {"ecs:cluster": att.cluster_arn}}
-        arn_base = pulumi.Output.concat("arn:aws:ecs:", region, ":", account, ":")
+        arn_base = place.arn("ecs", "")
         return [
             statement(
                 ["ecs:RunTask"],

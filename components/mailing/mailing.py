@@ -15,6 +15,7 @@ import pulumi_aws as aws
 
 from components.app_code import MAILER_ROOT, mailer_files
 from components.aws.alarms import Alarm, create_alarms
+from components.aws.arns import Place
 from components.aws.dashboard import Graph, Metric, Panel, lambda_graphs
 from components.aws.dynamo import TableSchema, table_args
 from components.aws.iam import statement
@@ -66,12 +67,10 @@ class Mailing(pulumi.ComponentResource):
         super().__init__("motion:mailing:Mailing", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         mail, prefix = args.mail, f"{args.name_prefix}-mail"
-        account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
-        region = aws.get_region_output(opts=pulumi.InvokeOptions(parent=self)).region
+        place = Place.of(self)
+        account = place.account
         # Known from names alone, before the set exists: the key's and the topic's policies name it.
-        config_set_arn = pulumi.Output.concat(
-            "arn:aws:ses:", region, ":", account, ":configuration-set/", prefix
-        )
+        config_set_arn = place.arn("ses", f"configuration-set/{prefix}")
         key = DataKey.optional(
             args.kms_encryption,
             DataKeyArgs(
@@ -80,7 +79,7 @@ class Mailing(pulumi.ComponentResource):
                 description=f"{prefix}: message store, user directory, quotas, mail queues, webhook secret, SES events",
                 services=("dynamodb", "sqs", "secretsmanager"),
                 protected=args.data_protection,
-                service_principals=ses_events.key_uses(region, account, prefix, config_set_arn),
+                service_principals=ses_events.key_uses(place, prefix, config_set_arn),
             ),
             self,
         )
@@ -167,9 +166,7 @@ class Mailing(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        identity_arn = pulumi.Output.concat(
-            "arn:aws:ses:", region, ":", account, ":identity/", mail.sender_domain
-        )
+        identity_arn = place.arn("ses", f"identity/{mail.sender_domain}")
 
         code = lambda_code(args.code_root)
         layers = [args.sdk_layer_arn]
@@ -409,6 +406,9 @@ class Mailing(pulumi.ComponentResource):
         # SES's events: any dead letter is an outcome nobody recorded.
         events_dead_letters = visible("ses-events-dead-letters", self.ses_events.dead_letters)
         events_errors = errors("ses-events-errors", self.ses_events.function)
+        # An event naming nothing we know, or another address than the recipient's: dropped (no
+        # retry helps), so alarmed on the first one (mailer/ses_events.py).
+        events_dropped = own("ses-events-dropped", "EventsDropped", 0.0, self.ses_events.function)
         # The account's reputation as SES computes it (fractions, no dimensions: account level), alarmed
         # below where SES reviews the account (components/config/keys.py). A rate over SES's rolling
         # sample of sends, published only now and then (none before a first bounce): judged per hour,
@@ -441,6 +441,7 @@ class Mailing(pulumi.ComponentResource):
             refusals,
             events_dead_letters,
             events_errors,
+            events_dropped,
             bounce_rate,
             complaint_rate,
             directory_errors,
@@ -467,6 +468,7 @@ class Mailing(pulumi.ComponentResource):
             "EmailsBounced": self.ses_events.function,
             "EmailsComplained": self.ses_events.function,
             "SendsConfirmed": self.ses_events.function,
+            "EventsDropped": self.ses_events.function,
         }
         if set(by_function) != set(metrics.names):
             raise ValueError(
@@ -502,7 +504,7 @@ class Mailing(pulumi.ComponentResource):
                 ),
                 Graph.watching(
                     "Refused, unknown, bounced, complained",
-                    [("quota refusals", refusals), ("unknown", unknown)],
+                    [("quota refusals", refusals), ("unknown", unknown), ("events dropped", events_dropped)],
                     *(published(m) for m in ("EmailsBounced", "EmailsComplained", "SendsConfirmed")),
                 ),
                 Graph.watching(

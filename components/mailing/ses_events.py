@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.aws.arns import Place
 from components.aws.iam import policy_document, statement
 from components.aws.kms import READ, WRITE, DataKey, ServicePrincipalUse, use_statements
 from components.aws.lambda_function import lambda_function
@@ -43,19 +44,17 @@ def topic_name(prefix: str) -> str:
     return f"{prefix}-ses-events"
 
 
-def topic_arn(region: pulumi.Input[str], account: pulumi.Input[str], prefix: str) -> pulumi.Output[str]:
+def topic_arn(place: Place, prefix: str) -> pulumi.Output[str]:
     """The topic's ARN from its name, known before the topic exists (the key's policy names it)."""
-    return pulumi.Output.concat("arn:aws:sns:", region, ":", account, ":", topic_name(prefix))
+    return place.arn("sns", topic_name(prefix))
 
 
-def key_uses(
-    region: pulumi.Input[str], account: pulumi.Input[str], prefix: str, config_set_arn: pulumi.Input[str]
-) -> list[ServicePrincipalUse]:
+def key_uses(place: Place, prefix: str, config_set_arn: pulumi.Input[str]) -> list[ServicePrincipalUse]:
     """What the component's key must let services do for these events: SES encrypts what it publishes
     to the topic, SNS what it delivers to the queue."""
     return [
         ServicePrincipalUse("SesPublishesEvents", "ses.amazonaws.com", config_set_arn),
-        ServicePrincipalUse("SnsDeliversEvents", "sns.amazonaws.com", topic_arn(region, account, prefix)),
+        ServicePrincipalUse("SnsDeliversEvents", "sns.amazonaws.com", topic_arn(place, prefix)),
     ]
 
 

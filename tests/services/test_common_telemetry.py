@@ -147,3 +147,32 @@ def test_every_line_logged_in_a_request_carries_its_id_tasks_included() -> None:
     assert lines["inside"]["request_id"] == "req-1" and lines["inside"]["status"] == 201
     assert lines["in a task"]["request_id"] == "req-1"  # a task copies the context it was made in
     assert lines["in a task"]["level"] == "WARNING"
+
+
+def test_a_failed_publish_is_logged_and_the_publisher_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    class Flaky(io.StringIO):
+        failures = 1
+
+        def write(self, text: str) -> int:
+            if self.failures:
+                self.failures -= 1
+                raise OSError("stdout is gone")
+            return super().write(text)
+
+    out = Flaky()
+    metrics = Metrics("Motion/Test", {"Service": "t"}, interval_seconds=0.05, out=lambda: out)
+    with caplog.at_level("ERROR", logger="motion_common.metrics"):
+        metrics.start()
+        metrics.count("Lost")
+        deadline = time.monotonic() + 5
+        while out.failures and time.monotonic() < deadline:
+            time.sleep(0.01)
+        metrics.count("Kept", 2)
+        while "Kept" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        metrics.stop()
+    assert [r.getMessage() for r in caplog.records] == [
+        "publishing the interval's metrics failed; the next interval is tried anyway"
+    ]
+    documents = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert sum(d.get("Kept", 0) for d in documents) == 2

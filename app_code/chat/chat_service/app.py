@@ -156,7 +156,8 @@ class ChatService:
             self.metrics.count(name, total - self._counted.get(name, 0))
         self._counted = now
         self.metrics.count(metric_names.CONNECTIONS, len(self.listeners))
-        self.metrics.flush()
+        # A failed write is logged and the loop goes on (a dead publisher would leave no metrics).
+        self.metrics.flush_logging_failure()
 
     async def _publish_metrics_forever(self) -> None:
         while True:

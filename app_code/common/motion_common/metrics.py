@@ -18,6 +18,7 @@ fixed cost per observation. A metric with nothing to report in an interval is le
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import sys
@@ -25,6 +26,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TextIO
+
+log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_SECONDS: Final = 60.0
 # EMF: at most 100 values per metric and 100 metrics per document.
@@ -144,7 +147,18 @@ class Metrics:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_seconds):
+            self.flush_logging_failure()
+
+    def flush_logging_failure(self) -> bool:
+        """`flush`, and on failure (stdout gone, a document EMF refuses) say so and go on: a
+        publisher that died with its first failure would leave the service without metrics, and
+        the alarms on them without data, for the rest of its life. False when it failed."""
+        try:
             self.flush()
+        except Exception:
+            log.exception("publishing the interval's metrics failed; the next interval is tried anyway")
+            return False
+        return True
 
     def stop(self) -> None:
         """Stop the thread and publish what the last interval gathered (at shutdown)."""

@@ -22,6 +22,7 @@ the alarms in components/mailing/mailing.py watch these, and tests/infra/test_al
 | `EmailsBounced` | Count | SES events | e-mails that bounced (hard or soft), or that SES did not send because the address is suppressed |
 | `EmailsComplained` | Count | SES events | e-mails the recipient marked as spam |
 | `SendsConfirmed` | Count | SES events | deliveries the mailer could not record as sent that SES's events proved sent |
+| `EventsDropped` | Count | SES events | events dropped because they name no message or recipient we know, or another address than the recipient's (no retry can change that; each is logged with its record) |
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ EMAILS_DELIVERED = "EmailsDelivered"
 EMAILS_BOUNCED = "EmailsBounced"
 EMAILS_COMPLAINED = "EmailsComplained"
 SENDS_CONFIRMED = "SendsConfirmed"
+EVENTS_DROPPED = "EventsDropped"
 ALL = (
     EMAILS_ACCEPTED,
     QUOTA_REFUSALS,
@@ -49,6 +51,7 @@ ALL = (
     EMAILS_BOUNCED,
     EMAILS_COMPLAINED,
     SENDS_CONFIRMED,
+    EVENTS_DROPPED,
 )
 
 

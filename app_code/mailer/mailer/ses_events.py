@@ -12,8 +12,9 @@ position, `mailer.worker`), and one object named after the type.
 
 Each event moves its delivery's outcome up one ladder, never down, so SNS's at-least-once
 delivery and out-of-order arrival change nothing: accepted < delayed < delivered < bounced,
-rejected, failed < complained (a complaint can follow a delivery; a late bounce can follow a
-delivery too). The API shows the sender each recipient's outcome (`mailer.store`).
+rejected, failed < complained (a complaint can follow a delivery; a late permanent bounce can
+follow a delivery too, a soft one, Transient or Undetermined, ranks with `delayed` and never
+replaces `delivered`). The API shows the sender each recipient's outcome (`mailer.store`).
 
 Any event is also SES's evidence that it accepted the e-mail: a delivery whose state the mailer
 could not record (`sending` past its holder, or `unknown`) becomes `sent` with that evidence, and
@@ -24,7 +25,8 @@ as `suppressed`.
 
 A record that cannot be read is left failed until the redrive policy moves it to the events
 dead-letter queue (alarmed); an event for a message or recipient we do not know is logged and
-dropped, since no retry can make it known.
+dropped, since no retry can make it known, and counted (`EventsDropped`, alarmed: our tags on an
+e-mail that names nothing of ours are a bug or a forgery).
 """
 
 from __future__ import annotations
@@ -38,7 +40,14 @@ from typing import Any, Final
 
 from mailer.logs import get_logger, log
 from mailer.message import MalformedEvent
-from mailer.metrics import EMAILS_BOUNCED, EMAILS_COMPLAINED, EMAILS_DELIVERED, SENDS_CONFIRMED, emf
+from mailer.metrics import (
+    EMAILS_BOUNCED,
+    EMAILS_COMPLAINED,
+    EMAILS_DELIVERED,
+    EVENTS_DROPPED,
+    SENDS_CONFIRMED,
+    emf,
+)
 from mailer.settings import Settings
 from mailer.sqs import sqs_records
 from mailer.store import MessageStore
@@ -63,6 +72,13 @@ IGNORED: Final = frozenset({"Open", "Click", "Subscription"})
 SUPPRESSED_SUBTYPE: Final = "OnAccountSuppressionList"
 GLOBALLY_SUPPRESSED_SUBTYPE: Final = "Suppressed"
 SUPPRESSED_RANK: Final = 4
+# A bounce SES calls Transient (or Undetermined) is soft: "SES might be able to successfully deliver
+# to this recipient in the future" (SES Developer Guide, "Bounce types"), and such a report can
+# follow a delivery (an auto-reply or a mailbox-full notice sent after the receiving server accepted
+# the e-mail). It is recorded as `bounced` while nothing better is known, but never replaces
+# `delivered`; a Permanent bounce does (SES puts the address on the suppression list for it).
+SOFT_BOUNCE_RANK: Final = 2
+PERMANENT_BOUNCE: Final = "Permanent"
 MAX_DETAIL_CHARS: Final = 1000
 
 
@@ -183,7 +199,7 @@ def parse(body: Any) -> SesEvent | None:
     return SesEvent(
         event_type=event_type,
         outcome=outcome,
-        rank=SUPPRESSED_RANK if outcome == "suppressed" else LADDER[event_type][1],
+        rank=_rank(event_type, outcome, document),
         message_id=message_id,
         position=int(position_text),
         ses_message_id=ses_message_id,
@@ -191,6 +207,14 @@ def parse(body: Any) -> SesEvent | None:
         detail=detail[:MAX_DETAIL_CHARS],
         addresses=addresses,
     )
+
+
+def _rank(event_type: str, outcome: str, document: dict[str, Any]) -> int:
+    if outcome == "suppressed":
+        return SUPPRESSED_RANK
+    if event_type == "Bounce" and document["bounce"].get("bounceType") != PERMANENT_BOUNCE:
+        return SOFT_BOUNCE_RANK
+    return LADDER[event_type][1]
 
 
 class EventRecorder:
@@ -204,7 +228,13 @@ class EventRecorder:
         started = time.monotonic()
         request_id = getattr(context, "aws_request_id", None)
         records = sqs_records(event, self._log)
-        counts = {EMAILS_DELIVERED: 0, EMAILS_BOUNCED: 0, EMAILS_COMPLAINED: 0, SENDS_CONFIRMED: 0}
+        counts = {
+            EMAILS_DELIVERED: 0,
+            EMAILS_BOUNCED: 0,
+            EMAILS_COMPLAINED: 0,
+            SENDS_CONFIRMED: 0,
+            EVENTS_DROPPED: 0,
+        }
         failures = []
         for record in records:
             if not self._process(record, request_id, counts):
@@ -261,12 +291,14 @@ class EventRecorder:
         message = self._store.stored_message(event.message_id)
         if message is None or event.position >= len(message.recipients):
             log(self._log, logging.WARNING, "SES event for a message or recipient we do not know", **fields)
+            counts[EVENTS_DROPPED] += 1
             return True
         recipient = message.recipients[event.position]
         named = {a.strip().lower() for a in event.addresses}
         if named and recipient.email.strip().lower() not in named:
             # Tags are ours, addresses SES's: a mismatch means the tags do not describe this e-mail.
             log(self._log, logging.ERROR, "SES event names another address than the recipient's", **fields)
+            counts[EVENTS_DROPPED] += 1
             return True
         fields["recipient_id"] = recipient.user_id
         confirmed = self._store.confirm_sent(

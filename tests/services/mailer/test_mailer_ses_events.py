@@ -108,7 +108,7 @@ def test_outcomes_are_recorded_shown_to_the_sender_and_bad_addresses_suppressed(
     counts = emf_counts(caplog, capsys)
     # The complained-about e-mail's delivery counts only if it arrived before the complaint.
     assert counts.pop("EmailsDelivered") in (1, 2)
-    assert counts == {"EmailsBounced": 1, "EmailsComplained": 1, "SendsConfirmed": 0}
+    assert counts == {"EmailsBounced": 1, "EmailsComplained": 1, "SendsConfirmed": 0, "EventsDropped": 0}
 
     # The sender sees each recipient's outcome; a recipient sees no one's.
     listed = mail_env.api().handle(claims_event("GET /mail/messages", sub=message.sender_id))
@@ -167,6 +167,51 @@ def test_an_outcome_only_moves_up_and_duplicates_change_nothing(mail_env: MailEn
     assert feed("Delivery") == "delivered"
     assert feed("Complaint") == "complained"
     assert feed("Delivery") == "complained"
+
+
+def test_a_soft_bounce_never_replaces_delivered_but_a_permanent_one_does(mail_env: MailEnv) -> None:
+    message = mail_env.message(recipients=("bob@example.org",))
+    assert mail_env.worker().handle({"Records": [sqs_record(message.to_event())]})["batchItemFailures"] == []
+    events = recorder(mail_env)
+
+    def feed(event_type: str, bounce_type: str | None = None) -> str:
+        document = json.loads(_event(mail_env, event_type, message.message_id, 0, "bob@example.org"))
+        if bounce_type is not None:
+            document["bounce"]["bounceType"] = bounce_type
+        assert events.handle({"Records": [sqs_record(json.dumps(document))]}) == {"batchItemFailures": []}
+        return str(outcome(mail_env, message.message_id, "u_bob")["outcome"])
+
+    assert feed("Send") == "accepted"
+    # Soft, before anything better is known: recorded.
+    assert feed("Bounce", "Transient") == "bounced"
+    assert feed("Delivery") == "delivered"
+    # An auto-reply or a mailbox-full notice after the receiving server took it: still delivered.
+    assert feed("Bounce", "Transient") == "delivered"
+    assert feed("Bounce", "Undetermined") == "delivered"
+    # A permanent bounce reported after acceptance is a failure.
+    assert feed("Bounce", "Permanent") == "bounced"
+    permanent = parse(_event(mail_env, "Bounce", message.message_id, 0, "b@example.org"))
+    delivered = parse(_event(mail_env, "Delivery", message.message_id, 0, "b@example.org"))
+    assert permanent is not None and delivered is not None and permanent.rank > delivered.rank
+
+
+def test_events_naming_nothing_of_ours_are_dropped_and_counted_for_the_alarm(
+    mail_env: MailEnv, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    message = mail_env.message(recipients=("bob@example.org",))
+    assert mail_env.worker().handle({"Records": [sqs_record(message.to_event())]})["batchItemFailures"] == []
+    capsys.readouterr()
+    bodies = [
+        _event(mail_env, "Delivery", uuid.uuid4().hex, 0, "bob@example.org"),  # no such message
+        _event(mail_env, "Delivery", message.message_id, 7, "bob@example.org"),  # no such recipient
+        _event(mail_env, "Delivery", message.message_id, 0, "mallory@example.org"),  # another address
+        _event(mail_env, "Delivery", message.message_id, 0, "bob@example.org"),  # ours
+    ]
+    result = recorder(mail_env).handle({"Records": [sqs_record(b) for b in bodies]}, None)
+    assert result == {"batchItemFailures": []}  # no retry can make them known
+    counts = emf_counts(caplog, capsys)
+    assert counts["EventsDropped"] == 3 and counts["EmailsDelivered"] == 1
+    assert outcome(mail_env, message.message_id, "u_bob")["outcome"] == "delivered"
 
 
 def test_an_event_is_evidence_that_a_send_the_mailer_could_not_record_went_out(
