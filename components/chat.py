@@ -339,12 +339,18 @@ class Chat(pulumi.ComponentResource):
                     ],
                     period_seconds=60,
                 ),
+                # A distribution: its percentiles, from every task's sampled values together.
+                Graph(
+                    "Fan-out latency (ms)",
+                    [Metric(own.namespace, "FanoutLatency", stat, service, stat) for stat in ("p50", "p99")],
+                    period_seconds=60,
+                ),
                 Graph(
                     "Closes and bus drops",
                     [
                         Metric(own.namespace, metric, "Sum", service, metric)
                         for metric in own.names
-                        if metric not in ("Connections", "SendsAccepted", "Deliveries")
+                        if metric not in ("Connections", "SendsAccepted", "Deliveries", "FanoutLatency")
                     ],
                     period_seconds=60,
                 ),

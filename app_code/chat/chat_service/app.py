@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import sys
@@ -59,6 +60,7 @@ class ChatService:
             self.store = NoStore()
         self.bus = RedisBus(settings.redis, self.instance_id)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.metrics = Metrics(metric_names.NAMESPACE, {metric_names.DIMENSION: metric_names.SERVICE})
         self.hub = Hub(
             self.instance_id,
             self.bus,
@@ -67,6 +69,7 @@ class ChatService:
             reads=self.reads,
             writes=self.writes,
             spawn=self.spawn,
+            fanout_latency=functools.partial(self.metrics.observe, metric_names.FANOUT_LATENCY),
         )
         self.verifier = ThreadedVerifier(settings.auth_issuer, settings.auth_jwks_url, settings.auth_audience)
         self.sessions = Sessions(
@@ -81,7 +84,6 @@ class ChatService:
             spawn=self.spawn,
             timers=asyncio.get_running_loop(),
         )
-        self.metrics = Metrics(metric_names.NAMESPACE, {metric_names.DIMENSION: metric_names.SERVICE})
         self._counted: dict[str, int] = {}
         self.listeners = Listeners()
         self.probe = StoreProbe(self.store, self.reads, settings.persist)
@@ -90,10 +92,15 @@ class ChatService:
         )
         self._server: Any = None
 
-    def listener(self, token: str | None) -> Listener:
+    def listener(self, token: str | None, connection_id: str) -> Listener:
         settings = self.settings
         return Listener(
-            self.sessions, self.listeners, token, settings.max_frame_bytes, settings.max_buffered_bytes
+            self.sessions,
+            self.listeners,
+            token,
+            settings.max_frame_bytes,
+            settings.max_buffered_bytes,
+            connection_id,
         )
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

@@ -504,6 +504,31 @@ def test_a_45_s_gap_with_own_sends_and_another_instances_messages_loses_nothing_
     run(scenario)
 
 
+def test_fan_out_latency_is_observed_once_per_message_sent_here_or_live_from_the_bus() -> None:
+    async def scenario() -> None:
+        world = World()
+        hub = world.hub
+        seen: list[int] = []
+        hub.fanout_latency = seen.append
+        sender, _ = await world.member("s")
+        await world.member("m")
+        sender.receive(frame(type="send", project="p", text="hi", ref=1))
+        await world.settle()
+        assert seen == [0]  # the fake clock stood still: stored and fanned out in the same ms
+        (key,) = keys_at(world.wall.ms() - 250, 1)
+        hub.message("p", key, event(key))
+        hub.message("p", key, event(key))  # a duplicate is not delivered, so not observed
+        assert seen == [0, 250]
+        # A catch-up's deliveries are not live: their delay is the gap's, not the fan-out's.
+        (old,) = keys_at(world.wall.ms() - 40_000, 1)
+        world.store.add(StoredMessage("p", old, "x", "t", 0))
+        hub.gap_announced("p", old)
+        await world.settle()
+        assert seen == [0, 250]
+
+    run(scenario)
+
+
 def test_a_gap_that_cannot_be_shown_filled_makes_members_resync(monkeypatch: pytest.MonkeyPatch) -> None:
     resync = {"type": "resync", "project": "p"}
 

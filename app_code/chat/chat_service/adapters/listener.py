@@ -65,8 +65,9 @@ class Listener(WSListener):
         token: str | None,
         max_frame_bytes: int,
         max_buffered_bytes: int,
+        connection_id: str = "",
     ) -> None:
-        self.session: Session = sessions.open(self)
+        self.session: Session = sessions.open(self, connection_id)
         self.registry = registry
         self.token = token
         self.max_frame_bytes = max_frame_bytes

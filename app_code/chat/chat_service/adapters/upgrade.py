@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence, Sized
 from typing import Final
 
 import orjson
+from motion_common.logs import TRACE_HEADER, request_id_from
 from picows import WSListener, WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener
 
 from chat_service import LIVENESS_PATH, READINESS_PATH, WS_PATH
@@ -67,7 +68,7 @@ class UpgradeRouter:
 
     def __init__(
         self,
-        listener: Callable[[str | None], WSListener],
+        listener: Callable[[str | None, str], WSListener],
         stats: Callable[[], HubStats],
         probe: StoreProbe,
         connections: Sized,
@@ -80,6 +81,8 @@ class UpgradeRouter:
         self.allowed_origins = None if not cors_origins or "*" in cors_origins else set(cors_origins)
 
     def __call__(self, request: WSUpgradeRequest) -> WSListener | WSUpgradeResponseWithListener | None:
+        """`listener(token, connection id)` for the chat path, where the id is the ALB's trace id of
+        the upgrade request (its `Root`, as motion_common.logs reads it) or a fresh one."""
         target = request.path.decode("latin-1")
         path, _, query = target.partition("?")
         if path == READINESS_PATH:
@@ -98,7 +101,8 @@ class UpgradeRouter:
         token = bearer_token(headers.get("Authorization"), offered, query)
         extra = {"Sec-WebSocket-Protocol": proto.SUBPROTOCOL} if proto.SUBPROTOCOL in offered else None
         return WSUpgradeResponseWithListener(
-            WSUpgradeResponse.create_101_response(extra_headers=extra), self.listener(token)
+            WSUpgradeResponse.create_101_response(extra_headers=extra),
+            self.listener(token, request_id_from(headers.get(TRACE_HEADER))),
         )
 
     def liveness(self) -> WSUpgradeResponseWithListener:

@@ -105,8 +105,13 @@ class Hub:
         spawn: Spawn,
         clock: Callable[[], int] = now_ms,
         max_writes_in_flight: int = PERSIST_IN_FLIGHT,
+        fanout_latency: Callable[[int], None] | None = None,
     ) -> None:
         self.instance_id = instance_id
+        # Told, for every message written to the members here from a send or live from the bus, how
+        # long (ms) after its id it went out: the send-to-socket latency members see (once per
+        # message, not per member: it is the same write for all of them).
+        self.fanout_latency = fanout_latency
         self.keys = KeyClock(instance_id, clock)
         self.bus = bus
         self.store = store
@@ -225,6 +230,8 @@ class Hub:
             if fresh:
                 assert state is not None
                 self.fan_out(state, frame, conn if member else None, ack)
+                if self.fanout_latency is not None:
+                    self.fanout_latency(self.now_ms() - message.ts)
             if not (fresh and member):
                 conn.write(ack)
             if (late := self.now_ms() - message.ts) > CATCHUP_OVERLAP_MS:
@@ -272,15 +279,19 @@ class Hub:
         if state.buffer is not None:
             state.buffer.append((key, event))
             return
-        self.deliver_remote(project, state, key, event)
+        if self.deliver_remote(project, state, key, event) and self.fanout_latency is not None:
+            # The id's millisecond is when it was assigned on the sending instance.
+            self.fanout_latency(self.now_ms() - int(key[:MS_DIGITS]))
 
-    def deliver_remote(self, project: str, state: ProjectState, key: str, event: bytes) -> None:
+    def deliver_remote(self, project: str, state: ProjectState, key: str, event: bytes) -> bool:
         """Deliver a message that did not start here (the bus, a catch-up, a resend) unless the
-        members here have it already. (The bus never hands back this instance's own publishes.)"""
+        members here have it already (then False). (The bus never hands back this instance's own
+        publishes.)"""
         if not self.note(state, key):
-            return
+            return False
         self.keys.observe(project, key)
         self.fan_out(state, proto.text_frame(event))
+        return True
 
     def note(self, state: ProjectState, key: str) -> bool:
         """Record `key` as delivered here; False when it was already."""

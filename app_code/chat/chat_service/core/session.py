@@ -35,6 +35,8 @@ FRAME_BURST: Final = 200.0
 MAX_EARLY_FRAMES: Final = 32
 # History queries one connection may have running at once.
 MAX_HISTORY_IN_FLIGHT: Final = 2
+# Server closes not logged one by one: a shutdown closes every connection with 1012 at once.
+QUIET_CLOSES: Final = frozenset({proto.CLOSE_GOING_AWAY, proto.CLOSE_SERVICE_RESTART})
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,18 +92,32 @@ class Sessions:
             "history_limit": proto.MAX_HISTORY_LIMIT,
         }
 
-    def open(self, peer: Peer) -> Session:
-        return Session(self, peer)
+    def open(self, peer: Peer, connection_id: str = "") -> Session:
+        """A session for `peer`; `connection_id` names it on every log line about it (the upgrade
+        request's ALB trace id, so one connection can be followed from the load balancer's log)."""
+        return Session(self, peer, connection_id)
 
 
 class Session:
     """One client's session; its adapter calls `start`, `receive`, `disconnected` and the rest."""
 
-    __slots__ = ("ctx", "deadline", "early", "frames", "identity", "peer", "reading", "sends", "state")
+    __slots__ = (
+        "connection_id",
+        "ctx",
+        "deadline",
+        "early",
+        "frames",
+        "identity",
+        "peer",
+        "reading",
+        "sends",
+        "state",
+    )
 
-    def __init__(self, ctx: Sessions, peer: Peer) -> None:
+    def __init__(self, ctx: Sessions, peer: Peer, connection_id: str = "") -> None:
         self.ctx = ctx
         self.peer = peer
+        self.connection_id = connection_id
         self.identity: Identity | None = None
         self.state = AUTHENTICATING
         limits = ctx.limits
@@ -168,7 +184,7 @@ class Session:
             self.close(proto.CLOSE_UNAUTHORIZED, f"unauthorized: {err}")
             return
         except Exception:
-            log.exception("token verification failed")
+            log.exception("token verification failed", extra=self.log_fields())
             self.close(proto.CLOSE_INTERNAL_ERROR, "internal error")
             return
         if self.state == AUTHENTICATING:
@@ -306,7 +322,7 @@ class Session:
                     request.project, request.before, request.after, request.limit
                 )
             except Exception as err:
-                log.warning("history query for %s failed: %s", request.project, err)
+                log.warning("history query for %s failed: %s", request.project, err, extra=self.log_fields())
                 self.send(proto.error("unavailable", "history is unavailable; try again", request.ref))
                 return
             self.send(
@@ -355,4 +371,16 @@ class Session:
         self.state = CLOSING
         self.disarm()
         self.ctx.hub.leave_all(self)
+        if code not in QUIET_CLOSES:
+            # The server ended it for a reason the client caused or must act on: say which connection.
+            log.info(
+                "closing the connection: %d %s", code, reason, extra={**self.log_fields(), "close_code": code}
+            )
         self.peer.close(code, reason)
+
+    def log_fields(self) -> dict[str, str]:
+        """What names this connection on a log line (its id, and its user once authenticated)."""
+        fields = {"connection_id": self.connection_id}
+        if self.identity is not None:
+            fields["user_id"] = self.identity.user_id
+        return fields
