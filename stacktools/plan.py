@@ -1,8 +1,9 @@
 """The offline plan: each stack's resource graph from the program under mocks, rendered as a stable,
-readable tree (component tree, type, name, inputs, secrets redacted).
+readable tree (component tree, type, name, inputs, secrets redacted), and from the same run its
+picture (stacktools/diagram.py).
 
     python -m stacktools.plan                 print both stacks
-    python -m stacktools.plan --write         refresh the committed snapshots in snapshots/
+    python -m stacktools.plan --write         refresh the committed snapshots in snapshots/ (plan and diagram)
     python -m stacktools.plan --check         exit 1 if a snapshot is stale
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 
 import pulumi
 
+from stacktools import diagram
 from stacktools.mocked_program import ROOT, RecordedResource, StackRun, run_stack
 
 STACKS = ("dev", "production")
@@ -31,6 +33,19 @@ SKIPPED_INPUTS = frozenset({"__defaults", "version"})
 
 def snapshot_path(stack: str) -> Path:
     return SNAPSHOT_DIR / f"{stack}.plan.txt"
+
+
+def diagram_path(stack: str) -> Path:
+    return SNAPSHOT_DIR / f"{stack}.diagram.md"
+
+
+def render_diagram(run: StackRun) -> str:
+    return diagram.render(run, REFRESH_COMMAND)
+
+
+def snapshots(run: StackRun) -> dict[Path, str]:
+    """Every committed file made from a stack's run, by path: one mocked run serves them all."""
+    return {snapshot_path(run.stack): render(run), diagram_path(run.stack): render_diagram(run)}
 
 
 def _flatten(value: Any, path: str, secrets: frozenset[str], out: list[tuple[str, str]]) -> None:
@@ -122,21 +137,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stale = []
     for stack in args.stacks:
-        text = render(run_stack(stack))
-        path = snapshot_path(stack)
-        if args.write:
-            path.parent.mkdir(exist_ok=True)
-            path.write_text(text)
-            print(f"wrote {path.relative_to(ROOT)}")
-        elif args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(stack)
-        else:
-            sys.stdout.write(text)
+        run = run_stack(stack)
+        if not (args.write or args.check):
+            sys.stdout.write(render(run))
+            continue
+        for path, text in snapshots(run).items():
+            if args.write:
+                path.parent.mkdir(exist_ok=True)
+                path.write_text(text)
+                print(f"wrote {path.relative_to(ROOT)}")
+            elif not path.exists() or path.read_text() != text:
+                stale.append(str(path.relative_to(ROOT)))
     if stale:
-        print(
-            f"stale plan snapshot(s): {', '.join(stale)}; refresh with `{REFRESH_COMMAND}`", file=sys.stderr
-        )
+        print(f"stale snapshot(s): {', '.join(stale)}; refresh with `{REFRESH_COMMAND}`", file=sys.stderr)
         return 1
     return 0
 

@@ -1,5 +1,6 @@
 """Plan snapshots: each stack's resource graph is committed, so every infrastructure change shows up as
-a readable diff in the pull request. A stale snapshot fails here with the command that refreshes it."""
+a readable diff in the pull request, and with it the stack's picture (snapshots/<stack>.diagram.md).
+A stale or missing snapshot fails here with the command that refreshes it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ import difflib
 
 import pytest
 
-from stacktools.plan import REDACTED, REFRESH_COMMAND, STACKS, render, snapshot_path
+from stacktools.plan import (
+    REDACTED,
+    REFRESH_COMMAND,
+    STACKS,
+    diagram_path,
+    render,
+    render_diagram,
+    snapshot_path,
+)
 from tests.infra.harness import run_stack
 
 
@@ -26,6 +35,21 @@ def test_snapshot_is_current(stack: str) -> None:
         pytest.fail(
             f"plan snapshot for {stack} is stale; run `{REFRESH_COMMAND}` and commit it.\n{diff[:6000]}"
         )
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_diagram_is_current(stack: str) -> None:
+    path = diagram_path(stack)
+    expected = render_diagram(run_stack(stack))
+    assert path.exists(), f"no diagram for {stack}: run `{REFRESH_COMMAND}` and commit snapshots/{path.name}"
+    current = path.read_text()
+    if current != expected:
+        diff = "".join(
+            difflib.unified_diff(
+                current.splitlines(True), expected.splitlines(True), "committed", "program", n=1
+            )
+        )
+        pytest.fail(f"snapshots/{path.name} is stale; run `{REFRESH_COMMAND}` and commit it.\n{diff[:6000]}")
 
 
 def test_render_is_deterministic_and_redacts_secrets() -> None:
