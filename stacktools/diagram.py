@@ -69,6 +69,7 @@ EDGELESS_TYPES = frozenset(
 
 BROWSER, CLERK, SES = "actor_browser", "actor_clerk", "actor_ses"
 ACTORS = {BROWSER: "Browser", CLERK: "Clerk", SES: "Amazon SES"}
+# Dotted: a path taken only when the solid one is refused (dead letters, a redirect).
 REQUEST, DEAD_LETTER = "-->", "-.->"
 
 
@@ -260,6 +261,7 @@ class _Builder:
             label = f"{listener.inputs.get('protocol', '')} {_number(listener.inputs.get('port'))}".strip()
             for lb in self.nodes(self.refs(listener, "loadBalancerArn")):
                 self.edge(lb, self.node(listener), label)
+        self.redirects()
         services = self.by_type["aws:ecs/service:Service"]
         for rule in self.by_type["aws:lb/listenerRule:ListenerRule"]:
             groups = {group.urn for group in self.refs(rule, "actions")}
@@ -276,6 +278,25 @@ class _Builder:
             for acl in self.nodes(self.refs(association, "webAclArn")):
                 for target in self.nodes(self.refs(association, "resourceArn")):
                     self.edge(acl, target, "filters")
+
+    def redirects(self) -> None:
+        """A listener that redirects (HTTP to HTTPS) to the listener of the same load balancer on the
+        protocol and port it names: the browser's request comes back there."""
+        listeners = self.by_type["aws:lb/listener:Listener"]
+        for listener in listeners:
+            balancers = {r.urn for r in self.refs(listener, "loadBalancerArn")}
+            for action in listener.inputs.get("defaultActions") or []:
+                redirect = action.get("redirect") or {}
+                if action.get("type") != "redirect" or not redirect:
+                    continue
+                for other in listeners:
+                    same_balancer = balancers & {r.urn for r in self.refs(other, "loadBalancerArn")}
+                    if same_balancer and (
+                        str(other.inputs.get("protocol")),
+                        _number(other.inputs.get("port")),
+                    ) == (str(redirect.get("protocol")), str(redirect.get("port"))):
+                        label = f"{redirect.get('statusCode', 'redirect').removeprefix('HTTP_')} to {redirect.get('protocol')}"
+                        self.edge(self.node(listener), self.node(other), label, DEAD_LETTER)
 
     def compute(self, consumed: set[tuple[str, str]]) -> None:
         """ECS services and functions to what they use: what their environment (a task definition's

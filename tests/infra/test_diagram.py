@@ -131,6 +131,12 @@ def test_requests_reach_each_service_through_its_listener_rule(run: StackRun) ->
     listener = node(run, "aws:lb/listener:Listener", public)
     assert (diagram.BROWSER, alb) in found
     assert (alb, listener) in found
+    if run.config.tls:
+        # Plain HTTP only redirects, back onto the HTTPS listener.
+        redirect = node(run, "aws:lb/listener:Listener", "platform-http-redirect")
+        assert found[(alb, redirect)] == "HTTP 80"
+        assert found[(redirect, listener)] == "301 to HTTPS"
+        assert not [target for source, target in found if source == redirect and target != listener]
     expected = {
         "chat-service": CHAT.alb_path_patterns,
         "files-upload": FILES.alb_path_patterns["upload"],
