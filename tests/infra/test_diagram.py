@@ -1,6 +1,6 @@
 """The picture of each stack (stacktools/diagram.py): every component drawn, the paths requests and
 data take drawn from the program's own references, Mermaid a renderer accepts, the same text on every
-run."""
+run, and the README's copy the generated one."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from components.facts import CHAT, FILES, MAILER
 from stacktools import diagram
+from stacktools.mocked_program import ROOT
 from stacktools.plan import REFRESH_COMMAND, STACKS, render_diagram
 from tests.infra.harness import StackRun, run_stack
 
@@ -221,6 +222,15 @@ def test_the_diagram_is_deterministic(run: StackRun) -> None:
 def test_ids_and_labels_are_escaped() -> None:
     assert diagram.mermaid_id("files-db.instance/0") == "files_db_instance_0"
     assert diagram.quoted('a "b"') == '"a #quot;b#quot;"'
+
+
+def test_the_readme_shows_the_dev_diagram() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"^```mermaid\n.*?^```\n", readme, flags=re.S | re.M)
+    assert blocks == [render_diagram(run_stack("dev"))], (
+        f"the README's Mermaid block is not the dev diagram: run `{REFRESH_COMMAND}` and commit README.md"
+    )
+    assert "snapshots/production.diagram.md" in readme
 
 
 def test_counts_do_not_repeat_ids() -> None:
