@@ -70,7 +70,7 @@ EDGELESS_TYPES = frozenset(
 BROWSER, CLERK, SES = "actor_browser", "actor_clerk", "actor_ses"
 ACTORS = {BROWSER: "Browser", CLERK: "Clerk", SES: "Amazon SES"}
 # Dotted: a path taken only when the solid one is refused (dead letters, a redirect).
-REQUEST, DEAD_LETTER = "-->", "-.->"
+REQUEST, DOTTED = "-->", "-.->"
 
 
 @dataclass(frozen=True, order=True)
@@ -91,7 +91,7 @@ class Edge:
 @dataclass
 class Subgraph:
     id: str
-    # The top-level component's name and type.
+    # The top-level component's name.
     component: str
     title: str
     nodes: list[Node] = field(default_factory=list)
@@ -296,7 +296,7 @@ class _Builder:
                         _number(other.inputs.get("port")),
                     ) == (str(redirect.get("protocol")), str(redirect.get("port"))):
                         label = f"{redirect.get('statusCode', 'redirect').removeprefix('HTTP_')} to {redirect.get('protocol')}"
-                        self.edge(self.node(listener), self.node(other), label, DEAD_LETTER)
+                        self.edge(self.node(listener), self.node(other), label, DOTTED)
 
     def compute(self, consumed: set[tuple[str, str]]) -> None:
         """ECS services and functions to what they use: what their environment (a task definition's
@@ -362,7 +362,7 @@ class _Builder:
     def messaging(self) -> None:
         for queue in self.by_type["aws:sqs/queue:Queue"]:
             for dead_letters in self.nodes(self.refs(queue, "redrivePolicy")):
-                self.edge(self.node(queue), dead_letters, "dead letters", DEAD_LETTER)
+                self.edge(self.node(queue), dead_letters, "dead letters", DOTTED)
         for subscription in self.by_type["aws:sns/topicSubscription:TopicSubscription"]:
             for topic in self.nodes(self.refs(subscription, "topic")):
                 for endpoint in self.nodes(self.refs(subscription, "endpoint")):
