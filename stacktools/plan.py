@@ -1,8 +1,10 @@
 """The offline plan: each stack's resource graph from the program under mocks, rendered as a stable,
-readable tree (component tree, type, name, inputs, secrets redacted).
+readable tree (component tree, type, name, inputs, secrets redacted), and from the same run its
+picture (stacktools/diagram.py).
 
     python -m stacktools.plan                 print both stacks
-    python -m stacktools.plan --write         refresh the committed snapshots in snapshots/
+    python -m stacktools.plan --write         refresh the committed snapshots in snapshots/ (plan and
+                                              diagram) and the README's copy of the dev diagram
     python -m stacktools.plan --check         exit 1 if a snapshot is stale
 """
 
@@ -12,6 +14,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import Any
 
 import pulumi
 
+from stacktools import diagram
 from stacktools.mocked_program import ROOT, RecordedResource, StackRun, run_stack
 
 STACKS = ("dev", "production")
@@ -31,6 +35,38 @@ SKIPPED_INPUTS = frozenset({"__defaults", "version"})
 
 def snapshot_path(stack: str) -> Path:
     return SNAPSHOT_DIR / f"{stack}.plan.txt"
+
+
+def diagram_path(stack: str) -> Path:
+    return SNAPSHOT_DIR / f"{stack}.diagram.md"
+
+
+def render_diagram(run: StackRun) -> str:
+    return diagram.render(run, REFRESH_COMMAND)
+
+
+README = ROOT / "README.md"
+# The stack whose picture the README shows.
+README_STACK = "dev"
+MERMAID_BLOCK = re.compile(r"^```mermaid\n.*?^```\n", flags=re.S | re.M)
+
+
+def readme_with_diagram(readme: str, diagram_text: str) -> str:
+    """The README with its one Mermaid block replaced by the diagram (itself one Mermaid block)."""
+    blocks = MERMAID_BLOCK.findall(readme)
+    if len(blocks) != 1:
+        raise ValueError(
+            f"README.md should hold one ```mermaid block (the {README_STACK} diagram), not {len(blocks)}"
+        )
+    return MERMAID_BLOCK.sub(lambda _: diagram_text, readme)
+
+
+def snapshots(run: StackRun) -> dict[Path, str]:
+    """Every committed file made from a stack's run, by path: one mocked run serves them all."""
+    files = {snapshot_path(run.stack): render(run), diagram_path(run.stack): render_diagram(run)}
+    if run.stack == README_STACK:
+        files[README] = readme_with_diagram(README.read_text(), files[diagram_path(run.stack)])
+    return files
 
 
 def _flatten(value: Any, path: str, secrets: frozenset[str], out: list[tuple[str, str]]) -> None:
@@ -111,6 +147,10 @@ def render(run: StackRun) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -122,21 +162,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stale = []
     for stack in args.stacks:
-        text = render(run_stack(stack))
-        path = snapshot_path(stack)
-        if args.write:
-            path.parent.mkdir(exist_ok=True)
-            path.write_text(text)
-            print(f"wrote {path.relative_to(ROOT)}")
-        elif args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(stack)
-        else:
-            sys.stdout.write(text)
+        run = run_stack(stack)
+        if not (args.write or args.check):
+            sys.stdout.write(render(run))
+            continue
+        for path, text in snapshots(run).items():
+            if args.write:
+                path.parent.mkdir(exist_ok=True)
+                path.write_text(text)
+                print(f"wrote {_shown(path)}")
+            elif not path.exists() or path.read_text() != text:
+                stale.append(_shown(path))
     if stale:
-        print(
-            f"stale plan snapshot(s): {', '.join(stale)}; refresh with `{REFRESH_COMMAND}`", file=sys.stderr
-        )
+        print(f"stale snapshot(s): {', '.join(stale)}; refresh with `{REFRESH_COMMAND}`", file=sys.stderr)
         return 1
     return 0
 
