@@ -85,10 +85,10 @@ plan-snapshots: $(STAMP)
 	$(BIN)/python -m stacktools.plan --write
 
 ## Before (and after) a stack's first `pulumi up`: placeholders, missing secrets, unpublished DNS records.
-## make preflight STACK=production [OUTPUTS=<file of `pulumi stack output --json`>] [NAMESERVER=host:port]
+## make preflight STACK=production [OUTPUTS=<file of `pulumi stack output --json`>] [NAMESERVER=host:port] [SKIP_SES=1]
 preflight: $(STAMP)
-	@test -n "$(STACK)" || { echo "usage: make preflight STACK=<stack> [OUTPUTS=file] [NAMESERVER=host:port]"; exit 2; }
-	$(BIN)/python -m stacktools.preflight --stack $(STACK) $(if $(OUTPUTS),--outputs $(OUTPUTS)) $(if $(NAMESERVER),--nameserver $(NAMESERVER))
+	@test -n "$(STACK)" || { echo "usage: make preflight STACK=<stack> [OUTPUTS=file] [NAMESERVER=host:port] [SKIP_SES=1]"; exit 2; }
+	$(BIN)/python -m stacktools.preflight --stack $(STACK) $(if $(OUTPUTS),--outputs $(OUTPUTS)) $(if $(NAMESERVER),--nameserver $(NAMESERVER)) $(if $(SKIP_SES),--skip-ses)
 
 clean:
 	rm -rf $(VENV) $(IMAGE_VENV) build .pytest_cache .mypy_cache .ruff_cache

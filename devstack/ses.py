@@ -18,13 +18,22 @@ the SES v2 endpoint (`AWS_ENDPOINT_URL_SESV2`), forwards every other call unchan
   `ListSuppressedDestinations`, `DeleteSuppressedDestination`): an address is added when it bounces
   hard or complains and the configuration set's `SuppressedReasons` say so, and an e-mail to a
   suppressed address is not sent: SES answers with a message id and reports a Bounce of subtype
-  `OnAccountSuppressionList`.
+  `OnAccountSuppressionList`;
+* the account's sending status (`GetAccount`, `GET /v2/email/account`), as `account` holds it:
+  reported only (the stand-in mails every address whatever it says), so that `make preflight` can be
+  run against a sandboxed, paused or healthy account.
+
+Errors are answered as SES v2 (REST-JSON) answers them: the status the service model gives the
+error shape, its name in the `x-amzn-ErrorType` header (what botocore reads as the error's Code)
+and `{"message": ...}` as the body. A request the stand-in cannot make sense of is a 4xx, never a
+5xx or a dropped connection.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import http.client
 import json
 import sys
 import threading
@@ -37,11 +46,70 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from devstack import ses_model
+
 SIMULATOR_DOMAIN = "simulator.amazonses.com"
 ACCOUNT = "123456789012"
 SEND_PATH = "/v2/email/outbound-emails"
 SUPPRESSION_PATH = "/v2/email/suppression/addresses"
 CONFIGURATION_SETS_PATH = "/v2/email/configuration-sets"
+ACCOUNT_PATH = "/v2/email/account"
+MAX_BODY = 10 * 1024 * 1024  # SES v2's largest request: a 10 MB raw message (SendEmail's quota)
+
+# Each error shape's HTTP status, from botocore's model of SES v2
+# (botocore/data/sesv2/2019-09-27/service-2.json.gz, shapes[<name>].error.httpStatusCode): SES
+# answers an existing event destination with AlreadyExistsException, a 400 like BadRequestException.
+ERROR_STATUS = {
+    "BadRequestException": 400,
+    "AlreadyExistsException": 400,
+    "NotFoundException": 404,
+    "TooManyRequestsException": 429,
+}
+
+# The account of `GetAccount` (GetAccountResponse in the same model: ProductionAccessEnabled,
+# SendingEnabled, EnforcementStatus HEALTHY | PROBATION | SHUTDOWN, SendQuota of doubles, where
+# Max24HourSend -1 is unlimited). The default is what the stand-in does: it mails every address.
+PRODUCTION_ACCOUNT: dict[str, Any] = {
+    "DedicatedIpAutoWarmupEnabled": False,
+    "EnforcementStatus": "HEALTHY",
+    "ProductionAccessEnabled": True,
+    "SendingEnabled": True,
+    "SendQuota": {"Max24HourSend": 50000.0, "MaxSendRate": 14.0, "SentLast24Hours": 0.0},
+}
+# A new account's: the sandbox's quota is 200 messages per 24 hours at 1 per second ("Request
+# production access (Moving out of the Amazon SES sandbox)", SES Developer Guide).
+SANDBOX_ACCOUNT: dict[str, Any] = {
+    **PRODUCTION_ACCOUNT,
+    "ProductionAccessEnabled": False,
+    "SendQuota": {"Max24HourSend": 200.0, "MaxSendRate": 1.0, "SentLast24Hours": 0.0},
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the stand-in answers: a status and JSON document, and the error's type when it is one."""
+
+    status: int
+    document: Any
+    error_type: str | None = None
+
+
+def error(error_type: str, message: str) -> Answer:
+    return Answer(ERROR_STATUS[error_type], {"message": message}, error_type)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A member that should be a JSON object, or {} when it is missing (or, fuzzed, something else)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _strings(value: Any) -> tuple[str, ...] | None:
+    """A member that should be a list of strings, or None when it is not one."""
+    if value is None:
+        return ()
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    return None
 
 
 def _now() -> str:
@@ -154,48 +222,79 @@ class SesStandIn:
         self.suppressed: dict[str, tuple[str, str]] = {}  # lower-case address -> (reason, when)
         self._sets: dict[str, _ConfigurationSet] = {}
         self.published: list[dict[str, Any]] = []
+        # What `GetAccount` answers; tests and `make run` may replace it (see PRODUCTION_ACCOUNT).
+        self.account: dict[str, Any] = json.loads(json.dumps(PRODUCTION_ACCOUNT))
+        # An outage of GetAccount only: (status, error type), e.g. (500, "InternalFailure").
+        self.account_failure: tuple[int, str] | None = None
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
-            def _answer(self, status: int, document: Any) -> None:
-                body = json.dumps(document).encode() if document is not None else b""
-                # REST-JSON errors name their type in this header (botocore reads it).
-                kind = {400: "BadRequestException", 404: "NotFoundException"}.get(status)
-                headers = {"x-amzn-ErrorType": kind} if kind else {}
-                self.send_response(status)
+            def _answer(self, answer: Answer) -> None:
+                body = json.dumps(answer.document).encode() if answer.document is not None else b""
+                self.send_response(answer.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
+                if answer.error_type:
+                    # REST-JSON errors name their type in this header; botocore's RestJSONParser
+                    # (_inject_error_code) makes it the ClientError's Error.Code.
+                    self.send_header("x-amzn-ErrorType", answer.error_type)
                 self.end_headers()
                 self.wfile.write(body)
 
             def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
+                declared = self.headers.get("Content-Length") or "0"
+                # A length that is no non-negative number cannot be read (a negative one would read
+                # to the end of a connection the client keeps open): refuse it and close.
+                if not (declared.isascii() and declared.isdigit()) or int(declared) > MAX_BODY:
+                    self.close_connection = True
+                    self._answer(error("BadRequestException", "Content-Length is not a length we accept"))
+                    return
+                length = int(declared)
                 body = self.rfile.read(length) if length else b""
                 answer = stand_in.route(self.command, self.path, body)
                 if answer is None:
                     self._forward(body)
                 else:
-                    self._answer(*answer)
+                    self._answer(answer)
 
             def _forward(self, body: bytes) -> None:
-                request = urllib.request.Request(
-                    stand_in.moto_endpoint + self.path,
-                    data=body if body or self.command in ("POST", "PUT") else None,
-                    method=self.command,
-                    headers={
-                        k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")
-                    },
-                )
+                if not (self.headers.get("Authorization") or "").startswith("AWS4-HMAC-SHA256 "):
+                    # SES refuses an unsigned call (403, "Signing AWS API requests", IAM User Guide);
+                    # moto cannot tell which service an unsigned call is for and answers 500.
+                    self._answer(
+                        Answer(
+                            403,
+                            {"message": "Missing Authentication Token"},
+                            "MissingAuthenticationTokenException",
+                        )
+                    )
+                    return
+                try:
+                    request = urllib.request.Request(
+                        stand_in.moto_endpoint + self.path,
+                        data=body if body or self.command in ("POST", "PUT") else None,
+                        method=self.command,
+                        headers={
+                            k: v
+                            for k, v in self.headers.items()
+                            if k.lower() not in ("host", "content-length")
+                        },
+                    )
+                except ValueError as err:  # a path urllib cannot make a URL of
+                    self._answer(error("BadRequestException", f"malformed request: {err}"))
+                    return
                 try:
                     with urllib.request.urlopen(request, timeout=30) as response:
                         status, data, headers = response.status, response.read(), response.headers
                 except urllib.error.HTTPError as err:
                     status, data, headers = err.code, err.read(), err.headers
+                except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+                    # The local AWS API is down or refused the request line: SES's own outage answer.
+                    self._answer(Answer(503, {"message": f"the local AWS API: {err}"}, "ServiceUnavailable"))
+                    return
                 self.send_response(status)
                 for name, value in headers.items():
                     if name.lower() not in (
@@ -210,9 +309,18 @@ class SesStandIn:
                 self.end_headers()
                 self.wfile.write(data)
                 if status == 200 and self.command == "POST" and self.path == SEND_PATH:
-                    stand_in.sent(json.loads(body or b"{}"), json.loads(data or b"{}").get("MessageId", ""))
+                    stand_in.sent(
+                        json.loads(body or b"{}"), _object(json.loads(data or b"{}")).get("MessageId", "")
+                    )
 
             do_GET = do_PUT = do_DELETE = do_PATCH = do_POST = _handle
+
+            def __getattr__(self, name: str) -> Any:
+                # http.server answers a method it has no `do_` for with 501; SES has no such call,
+                # which route() answers as any other call SES does not have (a 4xx).
+                if name.startswith("do_"):
+                    return self._handle
+                raise AttributeError(name)
 
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
@@ -239,81 +347,123 @@ class SesStandIn:
 
     # --- the calls the stand-in answers itself --------------------------------------------------
 
-    def route(self, method: str, path: str, body: bytes) -> tuple[int, Any] | None:
+    def route(self, method: str, path: str, body: bytes) -> Answer | None:
         """The answer to a call moto lacks, or None to forward it."""
         parsed = urllib.parse.urlsplit(path)
         parts = [urllib.parse.unquote(p) for p in parsed.path.split("/") if p]
         try:
             document = json.loads(body) if body else {}
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON (or nested past the parser's depth)
             document = None
         if not isinstance(document, dict):
             # SES v2 bodies are JSON objects; answer as SES would, never drop the connection.
-            return 400, {"message": "the request body is not a JSON object"}
+            return error("BadRequestException", "the request body is not a JSON object")
+        # Every call is checked as SES checks it before moto (which answers 500 to what it cannot
+        # parse) or the stand-in's own handlers see it (devstack/ses_model.py).
+        called = ses_model.operation(method, parsed.path)
+        if called is None:
+            return error("NotFoundException", f"SES v2 has no {method} {parsed.path}")
+        problem = ses_model.body_problem(called, document)
+        if problem:
+            return error("BadRequestException", f"{called.name}: {problem}")
+        if parsed.path == ACCOUNT_PATH and method == "GET":
+            return self._get_account()
         if parsed.path == SEND_PATH and method == "POST":
             return self._send_suppressed(document)
         if parsed.path.startswith(SUPPRESSION_PATH):
             return self._suppression(method, parts[4:], document)
         if parsed.path == CONFIGURATION_SETS_PATH and method == "POST":
             # Remember the suppression options, and let moto create the set.
-            reasons = (document.get("SuppressionOptions") or {}).get("SuppressedReasons") or []
+            name = document.get("ConfigurationSetName")
+            reasons = _strings(_object(document.get("SuppressionOptions")).get("SuppressedReasons"))
+            if not isinstance(name, str) or reasons is None:
+                return error(
+                    "BadRequestException", "ConfigurationSetName and SuppressedReasons are malformed"
+                )
             with self._lock:
-                self._sets[document.get("ConfigurationSetName", "")] = _ConfigurationSet(tuple(reasons))
+                self._sets[name] = _ConfigurationSet(reasons)
             return None
         if parsed.path.startswith(CONFIGURATION_SETS_PATH) and len(parts) >= 5:
-            name = parts[3]
-            with self._lock:
-                config = self._sets.setdefault(name, _ConfigurationSet())
-                if parts[4] == "event-destinations" and method == "POST":
-                    destination = document.get("EventDestination") or {}
-                    topic = (destination.get("SnsDestination") or {}).get("TopicArn")
-                    if not topic:
-                        return 400, {"message": "the stand-in supports SNS destinations only"}
-                    name = document.get("EventDestinationName", "")
-                    if any(existing == name for existing, _, _ in config.topics):
-                        return 400, {"message": f"event destination {name} already exists"}
-                    config.topics.append((name, topic, tuple(destination.get("MatchingEventTypes") or ())))
-                    return 200, {}
-                if parts[4] == "suppression-options" and method == "PUT":
-                    config.suppressed_reasons = tuple(document.get("SuppressedReasons") or ())
-                    return 200, {}
+            return self._configuration_set(method, parts[3], parts[4], document)
         return None
 
-    def _suppression(self, method: str, rest: list[str], document: dict[str, Any]) -> tuple[int, Any]:
+    def _get_account(self) -> Answer:
+        with self._lock:
+            if self.account_failure is not None:
+                status, kind = self.account_failure
+                return Answer(status, {"message": "the stand-in was told to fail GetAccount"}, kind)
+            return Answer(200, json.loads(json.dumps(self.account)))
+
+    def _configuration_set(
+        self, method: str, name: str, what: str, document: dict[str, Any]
+    ) -> Answer | None:
+        with self._lock:
+            config = self._sets.setdefault(name, _ConfigurationSet())
+            if what == "event-destinations" and method == "POST":
+                destination = _object(document.get("EventDestination"))
+                topic = _object(destination.get("SnsDestination")).get("TopicArn")
+                types = _strings(destination.get("MatchingEventTypes"))
+                destination_name = document.get("EventDestinationName")
+                if not isinstance(topic, str) or not topic:
+                    return error("BadRequestException", "the stand-in supports SNS destinations only")
+                if not isinstance(destination_name, str) or types is None:
+                    return error(
+                        "BadRequestException", "EventDestinationName and MatchingEventTypes are malformed"
+                    )
+                if any(existing == destination_name for existing, _, _ in config.topics):
+                    return error(
+                        "AlreadyExistsException", f"event destination {destination_name} already exists"
+                    )
+                config.topics.append((destination_name, topic, types))
+                return Answer(200, {})
+            if what == "suppression-options" and method == "PUT":
+                reasons = _strings(document.get("SuppressedReasons"))
+                if reasons is None:
+                    return error("BadRequestException", "SuppressedReasons is not a list of reasons")
+                config.suppressed_reasons = reasons
+                return Answer(200, {})
+        return None
+
+    def _suppression(self, method: str, rest: list[str], document: dict[str, Any]) -> Answer:
         with self._lock:
             if method == "PUT" and not rest:
-                address = str(document.get("EmailAddress", "")).lower()
+                address = document.get("EmailAddress")
                 reason = document.get("Reason")
-                if not address or reason not in ("BOUNCE", "COMPLAINT"):
-                    return 400, {"message": "EmailAddress and Reason (BOUNCE or COMPLAINT) are required"}
-                self.suppressed[address] = (reason, _now())
-                return 200, {}
+                if not isinstance(address, str) or not address or reason not in ("BOUNCE", "COMPLAINT"):
+                    return error(
+                        "BadRequestException", "EmailAddress and Reason (BOUNCE or COMPLAINT) are required"
+                    )
+                self.suppressed[address.lower()] = (reason, _now())
+                return Answer(200, {})
             if method == "GET" and not rest:
                 summaries = [
                     {"EmailAddress": a, "Reason": r, "LastUpdateTime": t}
                     for a, (r, t) in self.suppressed.items()
                 ]
-                return 200, {"SuppressedDestinationSummaries": summaries}
+                return Answer(200, {"SuppressedDestinationSummaries": summaries})
             address = rest[0].lower() if rest else ""
             if address not in self.suppressed:
-                return 404, {"message": f"{address} is not on the suppression list"}
+                return error("NotFoundException", f"{address} is not on the suppression list")
             if method == "DELETE":
                 del self.suppressed[address]
-                return 200, {}
+                return Answer(200, {})
             reason, when = self.suppressed[address]
-            return 200, {
-                "SuppressedDestination": {
-                    "EmailAddress": address,
-                    "Reason": reason,
-                    "LastUpdateTime": when,
-                    "Attributes": {},
-                }
-            }
+            return Answer(
+                200,
+                {
+                    "SuppressedDestination": {
+                        "EmailAddress": address,
+                        "Reason": reason,
+                        "LastUpdateTime": when,
+                        "Attributes": {},
+                    }
+                },
+            )
 
-    def _send_suppressed(self, request: dict[str, Any]) -> tuple[int, Any] | None:
+    def _send_suppressed(self, request: dict[str, Any]) -> Answer | None:
         """An e-mail to a suppressed address is answered, not sent (forwarded to moto otherwise)."""
-        addresses = (request.get("Destination") or {}).get("ToAddresses") or []
-        if len(addresses) != 1:
+        addresses = _object(request.get("Destination")).get("ToAddresses") or []
+        if not isinstance(addresses, list) or len(addresses) != 1:
             return None
         address = str(addresses[0])
         with self._lock:
@@ -324,12 +474,12 @@ class SesStandIn:
         self._publish(
             request, message_id, address, [("Send", "General"), ("Bounce", "OnAccountSuppressionList")]
         )
-        return 200, {"MessageId": message_id}
+        return Answer(200, {"MessageId": message_id})
 
     def sent(self, request: dict[str, Any], message_id: str) -> None:
         """moto took the e-mail: publish what SES would report for it."""
-        addresses = (request.get("Destination") or {}).get("ToAddresses") or []
-        if len(addresses) != 1 or not message_id:
+        addresses = _object(request.get("Destination")).get("ToAddresses") or []
+        if not isinstance(addresses, list) or len(addresses) != 1 or not message_id:
             return  # the mailer sends one recipient per e-mail; nothing else is simulated
         address = str(addresses[0])
         behaviour = simulated(address)
@@ -344,12 +494,18 @@ class SesStandIn:
     def _publish(
         self, request: dict[str, Any], message_id: str, address: str, events: list[tuple[str, str]]
     ) -> None:
-        name = request.get("ConfigurationSetName")
+        listed_name = request.get("ConfigurationSetName")
+        name = listed_name if isinstance(listed_name, str) else ""
         with self._lock:
-            config = self._sets.get(name or "")
+            config = self._sets.get(name)
             topics = [(topic, types) for _, topic, types in config.topics] if config else []
             reasons = config.suppressed_reasons if config else ()
-        tags = {t["Name"]: t["Value"] for t in request.get("EmailTags") or [] if isinstance(t, dict)}
+        listed = request.get("EmailTags")
+        tags = {
+            str(t.get("Name")): str(t.get("Value"))
+            for t in (listed if isinstance(listed, list) else [])
+            if isinstance(t, dict)
+        }
         sent_at = _now()
         for event_type, subtype in events:
             if event_type == "Bounce" and subtype == "General" and "BOUNCE" in reasons:
@@ -362,7 +518,7 @@ class SesStandIn:
                 source=str(request.get("FromEmailAddress", "")),
                 destination=address,
                 tags=tags,
-                configuration_set=name or "",
+                configuration_set=name,
                 sent_at=sent_at,
                 subtype=subtype,
             )

@@ -11,7 +11,14 @@ remain:
   the program cannot drift apart; with `motion:hostedZoneId` the program writes them in Route 53
   and the list is empty). Without outputs, those records are not known yet (the load
   balancer's name and SES's DKIM tokens exist only after `pulumi up`): they are named as the next
-  step, and do not fail the run.
+  step, and do not fail the run;
+- an SES account in the stack's region (`aws:region`) that cannot send (`GetAccount` says sending is
+  disabled or the account is shut down), asked with the credentials boto3 finds, as `pulumi up`
+  would use them. Notes that do not fail the run: an account still in the SES sandbox (it mails
+  verified addresses only, within the sandbox's quota) and how to ask for production access, an
+  account on probation, or that the account could not be asked at all (no credentials, access
+  denied, endpoint down). `AWS_ENDPOINT_URL_SESV2` points the check elsewhere (boto3 reads it),
+  `--skip-ses` leaves it out (offline).
 
 Exit status: 0 nothing left, 1 something left, 2 usage error (no such stack file, unreadable outputs).
 """
@@ -48,14 +55,18 @@ _ARN_ACCOUNT = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12}):")
 Resolver = Callable[[str, str], list[str]]
 
 
+# Sections that list what to know or do without failing the run.
+NOT_BLOCKING = ("next", "notes")
+
+
 @dataclass(frozen=True)
 class Finding:
-    section: str  # "placeholders" | "config" | "secrets" | "dns" | "next"
+    section: str  # "placeholders" | "config" | "secrets" | "dns" | "ses" | "next" | "notes"
     text: str
 
     @property
     def blocking(self) -> bool:
-        return self.section != "next"
+        return self.section not in NOT_BLOCKING
 
 
 def placeholder_reason(value: str) -> str | None:
@@ -228,6 +239,88 @@ def dns_resolver(nameserver: str | None = None) -> Resolver:
     return resolve
 
 
+# `aws sesv2 get-account`: GetAccountResponse in botocore's model of SES v2
+# (botocore/data/sesv2/2019-09-27/service-2.json.gz): ProductionAccessEnabled and SendingEnabled
+# (booleans), EnforcementStatus (a string: HEALTHY, PROBATION or SHUTDOWN, per its documentation),
+# SendQuota {Max24HourSend, MaxSendRate, SentLast24Hours} (doubles; Max24HourSend -1 is unlimited).
+AccountReader = Callable[[str], Mapping[str, Any]]
+
+
+def ses_account(region: str) -> Mapping[str, Any]:
+    """`GetAccount` in `region`, with boto3's credentials and endpoint (`AWS_ENDPOINT_URL_SESV2` is
+    botocore's service-specific endpoint variable: configprovider.py, _get_service_env_var_name)."""
+    import boto3
+    from botocore.config import Config
+
+    # One retry and short timeouts: an endpoint that is down is reported, not waited for.
+    config = Config(connect_timeout=5, read_timeout=10, retries={"total_max_attempts": 2, "mode": "standard"})
+    client = boto3.client("sesv2", region_name=region, config=config)
+    response: Mapping[str, Any] = client.get_account()
+    return response
+
+
+def _figure(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else "?"
+
+
+def check_ses_account(region: str, read: AccountReader) -> list[Finding]:
+    """What SES's account state means for the stack's mail (see AccountReader for the fields).
+
+    Sending disabled or a SHUTDOWN account blocks: the mailer's every SendEmail would be refused
+    (AccountSuspendedException / SendingPausedException), so nobody could be mailed. PROBATION still
+    sends, and the sandbox sends to verified addresses: worth knowing before `pulumi up`, not a reason
+    to hold it back. An account that could not be read is reported and the run goes on, since the
+    other checks do not need AWS."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if not region:
+        return [Finding("notes", "could not check the SES account: the stack sets no aws:region")]
+    try:
+        account = read(region)
+    except ClientError as err:
+        detail = err.response.get("Error", {})
+        reason = f"{detail.get('Code', '?')}: {detail.get('Message', '')}".rstrip(": ")
+        return [Finding("notes", f"could not check the SES account in {region}: {reason}")]
+    except BotoCoreError as err:  # no credentials, endpoint unreachable, unreadable answer
+        return [Finding("notes", f"could not check the SES account in {region}: {err}")]
+    findings = []
+    status = account.get("EnforcementStatus")
+    if account.get("SendingEnabled") is False or status == "SHUTDOWN":
+        why = "SES has shut the account down" if status == "SHUTDOWN" else "sending is disabled"
+        findings.append(
+            Finding(
+                "ses",
+                f"the SES account in {region} cannot send ({why}; EnforcementStatus {status}): no e-mail "
+                "goes out until it is resolved in the SES console's Reputation metrics, or, with "
+                f"sending paused by you, `aws sesv2 put-account-sending-attributes --sending-enabled --region {region}`",
+            )
+        )
+    elif status == "PROBATION":
+        findings.append(
+            Finding(
+                "notes",
+                f"the SES account in {region} is on probation (EnforcementStatus PROBATION): it still sends, "
+                "but SES shuts it down unless its bounce and complaint rates fall (SES console, Reputation "
+                "metrics)",
+            )
+        )
+    if account.get("ProductionAccessEnabled") is False:
+        quota = account.get("SendQuota") or {}
+        findings.append(
+            Finding(
+                "notes",
+                f"the SES account in {region} is in the SES sandbox: only verified addresses and domains "
+                f"receive mail, at most {_figure(quota.get('Max24HourSend'))} messages per 24 hours and "
+                f"{_figure(quota.get('MaxSendRate'))} per second ({_figure(quota.get('SentLast24Hours'))} "
+                "sent in the last 24 hours); request production access with `aws sesv2 put-account-details "
+                f"--region {region} --production-access-enabled --mail-type TRANSACTIONAL --website-url "
+                "<the product's URL> --use-case-description <how Motion mails its users>` or in the SES "
+                "console (Get set up, Request production access)",
+            )
+        )
+    return findings
+
+
 def report(stack: str, findings: Sequence[Finding]) -> str:
     blocking = [f for f in findings if f.blocking]
     titles = {
@@ -235,7 +328,9 @@ def report(stack: str, findings: Sequence[Finding]) -> str:
         "config": "config the program rejects",
         "secrets": "secrets missing",
         "dns": "DNS records not published yet",
+        "ses": "SES cannot send from this account",
         "next": "after the first `pulumi up`",
+        "notes": "notes (not blocking)",
     }
     lines = [
         f"Preflight of stack '{stack}': "
@@ -254,9 +349,16 @@ def run(
     stack_file: Path,
     outputs: Mapping[str, Any] | None,
     resolve: Resolver,
+    read_account: AccountReader | None = None,
 ) -> tuple[int, str]:
+    """The report and exit status; the SES account is asked only with `read_account` (the CLI passes
+    `ses_account` unless --skip-ses), so that a library caller stays offline."""
     document = load_yaml(stack_file.read_text()) or {}
     findings = check_config(stack, document) + check_dns(outputs, resolve) + check_manual_steps(outputs)
+    if read_account is not None:
+        # The region as the engine hands it to the program (aws:region, defaulted, unvalidated).
+        region = engine_config(stack, document.get("config") or {}, validate=False).get("aws:region", "")
+        findings += check_ses_account(region, read_account)
     return (1 if any(f.blocking for f in findings) else 0), report(stack, findings)
 
 
@@ -266,6 +368,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stack-file", type=Path, help="default: Pulumi.<stack>.yaml in the project")
     parser.add_argument("--outputs", type=Path, help="JSON of `pulumi stack output --json -s <stack>`")
     parser.add_argument("--nameserver", help="host[:port] to ask instead of the system's resolver")
+    parser.add_argument(
+        "--skip-ses", action="store_true", help="do not ask SES for the account's state (offline)"
+    )
     args = parser.parse_args(argv)
     stack_file = args.stack_file or ROOT / f"Pulumi.{args.stack}.yaml"
     if not stack_file.is_file():
@@ -278,7 +383,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError) as err:
             print(f"preflight: cannot read outputs {args.outputs}: {err}", file=sys.stderr)
             return 2
-    status, text = run(args.stack, stack_file, outputs, dns_resolver(args.nameserver))
+    status, text = run(
+        args.stack, stack_file, outputs, dns_resolver(args.nameserver), None if args.skip_ses else ses_account
+    )
     print(text)
     return status
 

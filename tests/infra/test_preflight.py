@@ -1,5 +1,7 @@
 """`make preflight`: the committed stacks are honest examples and fail it; a complete stack whose DNS
-records are published (answered by a real resolver, dnsmasq on 127.0.0.1) passes it."""
+records are published (answered by a real resolver, dnsmasq on 127.0.0.1) passes it. The SES
+account is asked of the local SES stand-in (devstack/ses.py, `GET /v2/email/account`) through
+`AWS_ENDPOINT_URL_SESV2`, as boto3 reads it."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from devstack.servers import DnsServer
+from devstack.servers import DnsServer, MotoServer, free_port
+from devstack.ses import PRODUCTION_ACCOUNT, SANDBOX_ACCOUNT, SesStandIn
 from stacktools import preflight
 from stacktools.stack_files import engine_config
 from tests.infra.harness import ROOT, run_program
@@ -91,6 +94,16 @@ def published(outputs: dict[str, Any]) -> Iterator[DnsServer]:
         yield server
 
 
+# No AWS credentials nor configuration of this machine's, and no instance metadata to ask: the SES
+# check finds no credentials unless a test gives it the stand-in's.
+NO_AWS = {
+    "PATH": "/usr/bin:/bin",
+    "AWS_CONFIG_FILE": "/nonexistent",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "stacktools.preflight", *args],
@@ -98,8 +111,24 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         capture_output=True,
         text=True,
         timeout=60,
-        env=env if env is not None else {"PATH": "/usr/bin:/bin"},
+        env=env if env is not None else NO_AWS,
     )
+
+
+@pytest.fixture
+def ses(moto_server: MotoServer) -> Iterator[SesStandIn]:
+    with SesStandIn(moto_server.endpoint, port=free_port()) as server:
+        yield server
+
+
+def ses_env(endpoint: str) -> dict[str, str]:
+    """The CLI's environment with SES at `endpoint` (the stand-in checks no signature)."""
+    return {
+        **NO_AWS,
+        "AWS_ENDPOINT_URL_SESV2": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
 
 
 @pytest.mark.parametrize("stack", ["dev", "production"])
@@ -112,6 +141,8 @@ def test_committed_stacks_are_examples_and_fail_preflight(stack: str) -> None:
     assert "example is reserved for documentation and examples (RFC 2606)" in out
     assert f"vercel:apiToken: not set (pulumi config set --secret vercel:apiToken -s {stack}" in out
     assert "known after the first `pulumi up`" in out
+    # No credentials: said, and nothing else changes.
+    assert "could not check the SES account in us-east-1: Unable to locate credentials" in out
 
 
 def test_production_names_the_documentation_account_certificate() -> None:
@@ -122,7 +153,7 @@ def test_production_names_the_documentation_account_certificate() -> None:
 
 
 def test_a_complete_stack_with_its_records_published_passes(
-    stack_file: Path, outputs: dict[str, Any], published: DnsServer, tmp_path: Path
+    stack_file: Path, outputs: dict[str, Any], published: DnsServer, tmp_path: Path, ses: SesStandIn
 ) -> None:
     outputs_file = tmp_path / "outputs.json"
     outputs_file.write_text(json.dumps(outputs))
@@ -138,6 +169,7 @@ def test_a_complete_stack_with_its_records_published_passes(
         str(outputs_file),
         "--nameserver",
         published.nameserver,
+        env=ses_env(ses.endpoint),  # an account with production access: nothing to say
     )
     assert result.returncode == 0, result.stdout + result.stderr
     first, *rest = result.stdout.strip().splitlines()
@@ -308,3 +340,141 @@ def test_with_a_hosted_zone_nothing_is_left_to_publish(tmp_path: Path) -> None:
     assert status == 0, text
     status, text = preflight.run("production", path, None, no_dns)
     assert status == 0 and "none with motion:hostedZoneId, where the program writes them" in text
+
+
+# --- the SES account ------------------------------------------------------------------------------
+
+
+def account(**changes: Any) -> dict[str, Any]:
+    return {**json.loads(json.dumps(PRODUCTION_ACCOUNT)), **changes}
+
+
+def test_an_account_in_the_sandbox_is_a_note_with_its_quota(stack_file: Path, ses: SesStandIn) -> None:
+    ses.account = {
+        **SANDBOX_ACCOUNT,
+        "SendQuota": {"Max24HourSend": 200.0, "MaxSendRate": 1.0, "SentLast24Hours": 7.0},
+    }
+    result = run_cli("--stack", "production", "--stack-file", str(stack_file), env=ses_env(ses.endpoint))
+    assert result.returncode == 0, result.stdout + result.stderr  # a note, not a blocker
+    assert result.stdout.startswith("Preflight of stack 'production': nothing left, ready")
+    assert (
+        "notes (not blocking):\n  - the SES account in us-east-1 is in the SES sandbox: only verified"
+        in result.stdout
+    )
+    # The figures are the account's, not the sandbox's documented defaults.
+    assert "at most 200 messages per 24 hours and 1 per second (7 sent in the last 24 hours)" in result.stdout
+    assert "aws sesv2 put-account-details --region us-east-1 --production-access-enabled" in result.stdout
+    ses.account = {
+        **SANDBOX_ACCOUNT,
+        "SendQuota": {"Max24HourSend": 500.0, "MaxSendRate": 2.5, "SentLast24Hours": 0.0},
+    }
+    again = run_cli("--stack", "production", "--stack-file", str(stack_file), env=ses_env(ses.endpoint))
+    assert "at most 500 messages per 24 hours and 2.5 per second" in again.stdout
+
+
+def test_production_access_gets_no_note(stack_file: Path, ses: SesStandIn) -> None:
+    ses.account = account(SendQuota={"Max24HourSend": -1.0, "MaxSendRate": 50.0, "SentLast24Hours": 0.0})
+    result = run_cli("--stack", "production", "--stack-file", str(stack_file), env=ses_env(ses.endpoint))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SES account" not in result.stdout and "notes" not in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("state", "blocking", "expected"),
+    [
+        (
+            {"SendingEnabled": False},
+            True,
+            "SES cannot send from this account:\n  - the SES account in us-east-1 cannot send (sending is "
+            "disabled; EnforcementStatus HEALTHY)",
+        ),
+        (
+            {"SendingEnabled": False, "EnforcementStatus": "SHUTDOWN"},
+            True,
+            "cannot send (SES has shut the account down; EnforcementStatus SHUTDOWN)",
+        ),
+        (
+            {"EnforcementStatus": "PROBATION"},
+            False,
+            "notes (not blocking):\n  - the SES account in us-east-1 is on probation (EnforcementStatus PROBATION)",
+        ),
+    ],
+    ids=["sending-disabled", "shutdown", "probation"],
+)
+def test_an_account_that_cannot_send_or_is_on_probation_is_a_warning(
+    stack_file: Path, ses: SesStandIn, state: dict[str, Any], blocking: bool, expected: str
+) -> None:
+    ses.account = account(**state)
+    result = run_cli("--stack", "production", "--stack-file", str(stack_file), env=ses_env(ses.endpoint))
+    assert result.returncode == (1 if blocking else 0), result.stdout + result.stderr
+    assert expected in result.stdout, result.stdout
+    assert "sandbox" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        ((500, "InternalFailure"), "InternalFailure: the stand-in was told to fail GetAccount"),
+        ((403, "AccessDeniedException"), "AccessDeniedException: the stand-in was told to fail GetAccount"),
+    ],
+    ids=["500", "access-denied"],
+)
+def test_an_ses_that_fails_is_a_note_and_the_run_goes_on(
+    stack_file: Path, ses: SesStandIn, failure: tuple[int, str], reason: str
+) -> None:
+    ses.account_failure = failure
+    result = run_cli("--stack", "production", "--stack-file", str(stack_file), env=ses_env(ses.endpoint))
+    assert result.returncode == 0, result.stdout + result.stderr  # as without the check
+    assert f"could not check the SES account in us-east-1: {reason}" in result.stdout
+    assert "known after the first `pulumi up`" in result.stdout  # the other checks ran
+    # The committed stack still fails on its placeholders, no more and no less for SES's failure.
+    committed = run_cli("--stack", "production", env=ses_env(ses.endpoint))
+    assert (
+        committed.returncode == 1
+        and "account 123456789012 is AWS's documentation account" in committed.stdout
+    )
+    assert f"could not check the SES account in us-east-1: {reason}" in committed.stdout
+
+
+def test_an_ses_that_is_down_is_a_note_and_the_run_goes_on(stack_file: Path) -> None:
+    nothing_there = f"http://127.0.0.1:{free_port()}"
+    result = run_cli("--stack", "production", "--stack-file", str(stack_file), env=ses_env(nothing_there))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        f'could not check the SES account in us-east-1: Could not connect to the endpoint URL: "{nothing_there}/v2/email/account"'
+        in result.stdout
+    )
+    assert result.stdout.startswith("Preflight of stack 'production': nothing left, ready")
+
+
+def test_skip_ses_asks_nothing(stack_file: Path) -> None:
+    nothing_there = f"http://127.0.0.1:{free_port()}"
+    result = run_cli(
+        "--stack", "production", "--stack-file", str(stack_file), "--skip-ses", env=ses_env(nothing_there)
+    )
+    assert result.returncode == 0 and "SES account" not in result.stdout, result.stdout
+
+
+def test_the_check_asks_the_stacks_region(tmp_path: Path, ses: SesStandIn) -> None:
+    """The region asked is the stack's `aws:region` (what the client is built for), and the note and
+    the command to run name it."""
+    document = complete_production()
+    document["config"]["aws:region"] = "eu-west-1"
+    path = tmp_path / "Pulumi.production.yaml"
+    path.write_text(yaml.safe_dump(document))
+    ses.account = json.loads(json.dumps(SANDBOX_ACCOUNT))
+    regions: list[str] = []
+
+    def read(region: str) -> dict[str, Any]:
+        regions.append(region)
+        return dict(preflight.ses_account(region))
+
+    env = ses_env(ses.endpoint)
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        status, text = preflight.run("production", path, None, lambda name, kind: [], read)
+    assert status == 0, text
+    assert regions == ["eu-west-1"]
+    assert "the SES account in eu-west-1 is in the SES sandbox" in text, text
+    assert "--region eu-west-1" in text
