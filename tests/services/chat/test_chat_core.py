@@ -405,6 +405,21 @@ def test_the_floor_is_the_oldest_id_still_being_stored_else_now() -> None:
     run(scenario)
 
 
+def test_no_key_assigned_after_a_beat_is_below_its_floor_even_if_the_clock_steps_back() -> None:
+    async def scenario() -> None:
+        world = World()
+        hub = world.hub
+        sender, _ = await world.member("s")
+        floor = hub.floor_ms()
+        world.wall.now -= 5.0  # NTP steps the clock back after the beat went out
+        sender.receive(frame(type="send", project="p", text="after the beat", ref=1))
+        await world.settle()
+        (stored,) = world.store.messages["p"]
+        assert stored.key >= key_floor(floor)
+
+    run(scenario)
+
+
 def test_dedup_keeps_every_key_a_catch_up_from_a_peer_floor_could_deliver_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

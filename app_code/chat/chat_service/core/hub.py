@@ -348,6 +348,8 @@ class Hub:
 
     def floor_ms(self) -> int:
         now = self.now_ms()
+        # Keys assigned from now on are at least `now` even if the wall clock steps back.
+        self.keys.not_before(now)
         first = self.persister.first()
         return now if first is None else min(now, int(first.message.key[:MS_DIGITS]))
 

@@ -99,6 +99,11 @@ class KeyClock:
         self._last_ms = ms
         return key, now
 
+    def not_before(self, ms: int) -> None:
+        """Assign no key older than millisecond `ms` from now on, whatever the wall clock does (a
+        floor announced to the other instances must hold even if the clock then steps back)."""
+        self._last_ms = max(self._last_ms, ms)
+
     def observe(self, project: str, key: str) -> None:
         """Note a key another instance assigned, so later keys here sort after it."""
         seen = self._seen.get(project)
